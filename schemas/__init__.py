@@ -1,0 +1,58 @@
+"""Wire models of touchstream. Depends only on pydantic and the standard library."""
+
+from schemas.dead_letter import DeadLetter, FieldError
+from schemas.signal import MetricsSnapshot, Reason, Severity, Signal, SignalKind
+from schemas.touchpoint import (
+    SCHEMA_VERSION,
+    Channel,
+    Direction,
+    Expectation,
+    Kind,
+    Money,
+    Outcome,
+    Rating,
+    RatingScale,
+    Tolerance,
+    TouchpointEvent,
+)
+from schemas.validation import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    TouchpointRejected,
+    dead_letter_for,
+    parse_touchpoint,
+    validate_touchpoint,
+)
+
+WIRE_MODELS = {
+    "touchpoint": TouchpointEvent,
+    "signal": Signal,
+    "metrics_snapshot": MetricsSnapshot,
+    "dead_letter": DeadLetter,
+}
+
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "SCHEMA_VERSION",
+    "WIRE_MODELS",
+    "Channel",
+    "DeadLetter",
+    "Direction",
+    "Expectation",
+    "FieldError",
+    "Kind",
+    "MetricsSnapshot",
+    "Money",
+    "Outcome",
+    "Rating",
+    "RatingScale",
+    "Reason",
+    "Severity",
+    "Signal",
+    "SignalKind",
+    "Tolerance",
+    "TouchpointEvent",
+    "TouchpointRejected",
+    "dead_letter_for",
+    "parse_touchpoint",
+    "validate_touchpoint",
+]

@@ -1,0 +1,103 @@
+"""Signals and metrics snapshots: what the stream processors publish for people and services."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from schemas.touchpoint import Identifier
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class SignalKind(StrEnum):
+    about_to_defect = "about_to_defect"
+    wow_opportunity = "wow_opportunity"
+
+
+class Severity(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class MetricsSnapshot(_Wire):
+    """A customer's rolling metrics at one moment of event time.
+
+    Counts named `failed`/`met`/`exceeded` and `rating` are decayed with the configured
+    half-life, so they weigh recent touchpoints more; `event_count` is the plain count.
+    """
+
+    customer_id: Identifier
+    as_of: AwareDatetime
+    event_count: int = Field(ge=0)
+    first_seen: AwareDatetime
+    last_seen: AwareDatetime
+    # expectation gap, in tolerance units (positive = better than promised)
+    expectation_gap: float
+    worst_recent_gap: float
+    failed: float = Field(ge=0)
+    met: float = Field(ge=0)
+    exceeded: float = Field(ge=0)
+    # consistency
+    consistency: Unit
+    quality_mean: float = Field(ge=-1, le=1)
+    quality_stddev: float = Field(ge=0)
+    met_or_better_share: Unit
+    channel_spread: float = Field(ge=0)
+    streak: int = Field(ge=0)
+    # rhythm and life
+    mean_interarrival_days: float | None = Field(default=None, ge=0)
+    overdue_ratio: float = Field(ge=0)
+    p_alive: Unit
+    # voice
+    rating: Unit | None = None
+    rating_trend: float = 0.0
+    open_complaints: int = Field(ge=0)
+    oldest_open_complaint_days: float = Field(default=0.0, ge=0)
+    silent_failures: int = Field(ge=0)
+    # involvement
+    channels: int = Field(ge=0)
+    feedback_given: int = Field(ge=0)
+    referrals: int = Field(ge=0)
+    # scores
+    risk_score: Unit
+    wow_score: Unit
+
+
+class Reason(_Wire):
+    """One factor of a score: its observed value and how much it added to the score."""
+
+    factor: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    value: float
+    contribution: float
+    detail: Annotated[str, StringConstraints(max_length=512)] = ""
+
+
+class Signal(_Wire):
+    """A `wow_opportunity` or `about_to_defect` alert, with the reasons that produced it.
+
+    `signal_id` is derived from the customer, kind and the event time of the transition,
+    so the same input raises the same id on a replay and sinks can deduplicate on it.
+    """
+
+    signal_id: Annotated[str, StringConstraints(min_length=8, max_length=64)]
+    kind: SignalKind
+    customer_id: Identifier
+    score: Unit
+    severity: Severity
+    raised_at: AwareDatetime
+    trigger: Literal["event", "timer"]
+    trigger_event_id: Identifier | None = None
+    channel: str | None = None
+    reasons: list[Reason]
+    suggested_action: str | None = None
+    metrics: MetricsSnapshot
+    rules_version: Annotated[str, StringConstraints(max_length=64)] = "default"

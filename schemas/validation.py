@@ -1,0 +1,135 @@
+"""Turning raw bytes into a `TouchpointEvent`, or into errors a publisher can act on."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas.dead_letter import DeadLetter, FieldError
+from schemas.touchpoint import DEFAULT_MAX_FUTURE_SKEW, TouchpointEvent
+
+DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
+_SHOWN_INPUT_CHARS = 120
+_KEPT_PAYLOAD_BYTES = 16 * 1024
+
+
+class TouchpointRejected(ValueError):
+    """A payload that is not a valid touchpoint. `kind` groups reasons for dashboards."""
+
+    def __init__(self, kind: str, errors: list[FieldError]) -> None:
+        self.kind = kind
+        self.errors = errors
+        super().__init__(self.reason)
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(error.describe() for error in self.errors)
+
+
+def _shorten(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > _SHOWN_INPUT_CHARS:
+        return text[:_SHOWN_INPUT_CHARS] + f"... ({len(text)} chars)"
+    return text
+
+
+def _field_errors(error: ValidationError) -> list[FieldError]:
+    out = []
+    for item in error.errors(include_url=False):
+        loc = ".".join(str(part) for part in item["loc"])
+        shown = None if item["type"] == "missing" else _shorten(item.get("input"))
+        out.append(FieldError(loc=loc, type=item["type"], msg=item["msg"], input=shown))
+    return out
+
+
+def _kind_of(errors: list[FieldError]) -> str:
+    types = {error.type for error in errors}
+    if "json_invalid" in types:
+        return "invalid_json"
+    if "json_type" in types or "model_type" in types:
+        return "not_an_object"
+    if any(error.loc == "occurred_at" and "ahead" in error.msg for error in errors):
+        return "future_timestamp"
+    return "invalid_event"
+
+
+def _context(now: datetime | None, max_future_skew: timedelta) -> dict[str, Any]:
+    return {"now": now or datetime.now(UTC), "max_future_skew": max_future_skew}
+
+
+def parse_touchpoint(
+    raw: bytes | str,
+    *,
+    now: datetime | None = None,
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
+    max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+) -> TouchpointEvent:
+    """Validate one JSON payload. Raises `TouchpointRejected` naming every broken rule."""
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > max_bytes:
+        raise TouchpointRejected(
+            "payload_too_large",
+            [
+                FieldError(
+                    loc="",
+                    type="payload_too_large",
+                    msg=f"payload is {size} bytes, the limit is {max_bytes}",
+                )
+            ],
+        )
+    try:
+        return TouchpointEvent.model_validate_json(raw, context=_context(now, max_future_skew))
+    except ValidationError as error:
+        errors = _field_errors(error)
+        raise TouchpointRejected(_kind_of(errors), errors) from None
+
+
+def validate_touchpoint(
+    data: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
+) -> TouchpointEvent:
+    """Validate an already-decoded mapping (CSV rows, SDK calls)."""
+    try:
+        return TouchpointEvent.model_validate(data, context=_context(now, max_future_skew))
+    except ValidationError as error:
+        errors = _field_errors(error)
+        raise TouchpointRejected(_kind_of(errors), errors) from None
+
+
+def dead_letter_for(
+    raw: bytes | str,
+    rejection: TouchpointRejected,
+    *,
+    source: str,
+    received_at: datetime,
+    partition: int | None = None,
+    offset: int | None = None,
+    line: int | None = None,
+) -> DeadLetter:
+    """Package a rejected payload; the id is stable for the same source position and bytes."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    digest = hashlib.sha256(f"{source}|{partition}|{offset}|{line}|".encode() + data).hexdigest()[
+        :32
+    ]
+    kept = data[:_KEPT_PAYLOAD_BYTES]
+    return DeadLetter(
+        dead_letter_id=digest,
+        received_at=received_at,
+        source=source,
+        partition=partition,
+        offset=offset,
+        line=line,
+        error_kind=rejection.kind,
+        errors=rejection.errors,
+        payload=kept.decode("utf-8", errors="replace"),
+        payload_bytes=len(data),
+        truncated=len(data) > len(kept),
+    )

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from touchstream.broker import EmbeddedBroker
+
+_names = itertools.count()
+
+# Shared 2-core machines: time-based health checks and deadlines only add flakiness.
+settings.register_profile(
+    "touchstream", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("touchstream")
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """One real Tansu broker for the whole session; tests use their own topics."""
+    for name in ("kafka", "aiokafka", "faust", "mode"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    log_file = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with EmbeddedBroker(log_file=log_file) as running:
+        yield running
+
+
+@pytest.fixture
+def unique() -> str:
+    """A fresh name for topics and app ids, so tests never share broker state."""
+    return f"t{next(_names)}"

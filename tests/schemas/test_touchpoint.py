@@ -1,0 +1,281 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas import (
+    DeadLetter,
+    MetricsSnapshot,
+    Rating,
+    RatingScale,
+    Reason,
+    Signal,
+    TouchpointEvent,
+    TouchpointRejected,
+    dead_letter_for,
+    parse_touchpoint,
+    validate_touchpoint,
+)
+from tests.factories import event_dict
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def rejected(data: dict | bytes | str, **kwargs) -> TouchpointRejected:
+    raw = data if isinstance(data, bytes | str) else json.dumps(data)
+    with pytest.raises(TouchpointRejected) as info:
+        parse_touchpoint(raw, now=NOW, **kwargs)
+    return info.value
+
+
+def locs(error: TouchpointRejected) -> set[str]:
+    return {e.loc for e in error.errors}
+
+
+def test_valid_event_is_normalised_to_utc() -> None:
+    event = parse_touchpoint(json.dumps(event_dict()), now=NOW)
+    assert event.occurred_at == datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    assert event.expectations[0].tolerance.kind == "relative"
+    assert event.expectations[0].tolerance.value == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("field", ["event_id", "customer_id", "occurred_at", "channel", "kind"])
+def test_required_fields(field: str) -> None:
+    data = event_dict()
+    del data[field]
+    error = rejected(data)
+    assert error.errors[0].loc == field
+    assert error.errors[0].type == "missing"
+
+
+def test_invalid_json_is_named() -> None:
+    error = rejected(b'{"event_id": "x", ')
+    assert error.kind == "invalid_json"
+    assert "Invalid JSON" in error.reason
+
+
+def test_non_object_payload() -> None:
+    assert rejected(b"[1, 2]").kind == "not_an_object"
+
+
+def test_wrong_type_names_field_and_value() -> None:
+    error = rejected(event_dict(customer_id=12345))
+    assert locs(error) == {"customer_id"}
+    assert "12345" in error.reason
+
+
+def test_unknown_channel_lists_allowed_values() -> None:
+    error = rejected(event_dict(channel="carrier-pigeon"))
+    assert locs(error) == {"channel"}
+    assert "'web'" in error.reason and "carrier-pigeon" in error.reason
+
+
+def test_unknown_field_is_rejected() -> None:
+    assert locs(rejected(event_dict(surprise=1))) == {"surprise"}
+
+
+def test_naive_timestamp_is_rejected() -> None:
+    error = rejected(event_dict(occurred_at="2026-03-01T10:00:00"))
+    assert locs(error) == {"occurred_at"}
+    assert "timezone" in error.reason
+
+
+def test_future_timestamp_respects_configured_skew() -> None:
+    ahead = (NOW + timedelta(minutes=10)).isoformat()
+    error = rejected(event_dict(occurred_at=ahead))
+    assert error.kind == "future_timestamp"
+    assert "occurred_at" in locs(error)
+    event = parse_touchpoint(
+        json.dumps(event_dict(occurred_at=ahead)), now=NOW, max_future_skew=timedelta(hours=1)
+    )
+    assert event.occurred_at == NOW + timedelta(minutes=10)
+
+
+def test_oversized_payload_rejected_before_parsing() -> None:
+    data = json.dumps(event_dict(attributes={"blob": "x" * 200}))
+    error = rejected(data, max_bytes=100)
+    assert error.kind == "payload_too_large"
+    assert str(len(data)) in error.reason
+
+
+@pytest.mark.parametrize("bad_id", ["", " leading-space", "a" * 129, "semi;colon", "new\nline"])
+def test_identifier_rules(bad_id: str) -> None:
+    assert "event_id" in locs(rejected(event_dict(event_id=bad_id)))
+
+
+def test_attribute_limits() -> None:
+    too_many = {f"k{i}": i for i in range(33)}
+    assert "attributes" in locs(rejected(event_dict(attributes=too_many)))
+    long_text = rejected(event_dict(attributes={"note": "x" * 257}))
+    assert locs(long_text) == {"attributes"} and "'note'" in long_text.reason
+    nested = rejected(event_dict(attributes={"deep": {"a": 1}}))
+    assert locs(nested) == {"attributes"} and "'deep'" in nested.reason
+    huge = rejected(event_dict(attributes={"n": 2**70}))
+    assert "'n'" in huge.reason
+    bad_key = rejected(event_dict(attributes={"white space": 1}))
+    assert any(e.loc.startswith("attributes") for e in bad_key.errors)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_numbers_rejected(value: float) -> None:
+    data = event_dict()
+    data["expectations"][0]["promised"] = value
+    raw = json.dumps(data)  # emits NaN / Infinity, which is not JSON
+    assert rejected(raw).errors
+
+
+def test_zero_promise_needs_absolute_tolerance() -> None:
+    data = event_dict()
+    data["expectations"][0].update(promised=0, actual=10)
+    error = rejected(data)
+    assert "absolute tolerance" in error.reason
+    data["expectations"][0]["tolerance"] = {"kind": "absolute", "value": 15}
+    assert parse_touchpoint(json.dumps(data), now=NOW).expectations[0].promised == 0
+
+
+def test_tolerance_must_be_positive() -> None:
+    data = event_dict()
+    data["expectations"][0]["tolerance"] = {"kind": "absolute", "value": 0}
+    assert any("tolerance" in e.loc for e in rejected(data).errors)
+
+
+def test_direction_is_required() -> None:
+    data = event_dict()
+    del data["expectations"][0]["direction"]
+    assert "expectations.0.direction" in locs(rejected(data))
+
+
+@pytest.mark.parametrize(
+    ("scale", "good", "bad"),
+    [("csat_5", 5, 6), ("nps_10", 0, 11), ("ces_7", 7, 0), ("stars_5", 1, 0)],
+)
+def test_rating_bounds_per_scale(scale: str, good: float, bad: float) -> None:
+    assert parse_touchpoint(
+        json.dumps(event_dict(rating={"scale": scale, "value": good})), now=NOW
+    ).rating
+    error = rejected(event_dict(rating={"scale": scale, "value": bad}))
+    assert "rating" in locs(error) and scale in error.reason
+
+
+def test_rating_normalisation_inverts_effort() -> None:
+    assert Rating(scale=RatingScale.csat_5, value=5).normalised == 1.0
+    assert Rating(scale=RatingScale.nps_10, value=0).normalised == 0.0
+    assert Rating(scale=RatingScale.ces_7, value=1).normalised == 1.0
+
+
+def test_sentiment_bounds_and_currency() -> None:
+    assert "sentiment" in locs(rejected(event_dict(sentiment=1.5)))
+    assert "value.currency" in locs(rejected(event_dict(value={"amount": 1, "currency": "eur"})))
+
+
+def test_schema_version_is_pinned() -> None:
+    assert "schema_version" in locs(rejected(event_dict(schema_version=2)))
+
+
+def test_validate_mapping_coerces_csv_strings() -> None:
+    data = event_dict()
+    data["expectations"][0].update(promised="2", actual="3.5")
+    event = validate_touchpoint(data, now=NOW)
+    assert event.expectations[0].actual == 3.5
+
+
+def test_every_error_names_a_field_or_the_payload() -> None:
+    error = rejected(event_dict(channel="x", kind="y", sentiment=9))
+    assert locs(error) == {"channel", "kind", "sentiment"}
+    assert all(e.msg and e.type for e in error.errors)
+
+
+def _snapshot() -> MetricsSnapshot:
+    return MetricsSnapshot(
+        customer_id="cust-1",
+        as_of=NOW,
+        event_count=3,
+        first_seen=NOW - timedelta(days=30),
+        last_seen=NOW,
+        expectation_gap=-1.5,
+        worst_recent_gap=-4.0,
+        failed=1.2,
+        met=0.8,
+        exceeded=0.0,
+        consistency=0.4,
+        quality_mean=-0.2,
+        quality_stddev=0.5,
+        met_or_better_share=0.4,
+        channel_spread=0.3,
+        streak=0,
+        mean_interarrival_days=7.5,
+        overdue_ratio=1.1,
+        p_alive=0.8,
+        rating=0.25,
+        rating_trend=-0.1,
+        open_complaints=1,
+        oldest_open_complaint_days=2.0,
+        silent_failures=1,
+        channels=2,
+        feedback_given=1,
+        referrals=0,
+        risk_score=0.7,
+        wow_score=0.0,
+    )
+
+
+def test_every_wire_model_round_trips_through_json() -> None:
+    event = parse_touchpoint(json.dumps(event_dict()), now=NOW)
+    snapshot = _snapshot()
+    signal = Signal(
+        signal_id="0123456789abcdef",
+        kind="about_to_defect",
+        customer_id="cust-1",
+        score=0.7,
+        severity="high",
+        raised_at=NOW,
+        trigger="timer",
+        reasons=[Reason(factor="silence", value=3.2, contribution=0.4, detail="overdue")],
+        metrics=snapshot,
+    )
+    dead = dead_letter_for(
+        b"{oops", rejected(b"{oops"), source="touchpoints", received_at=NOW, partition=1, offset=9
+    )
+    for model in (event, snapshot, signal, dead):
+        again = type(model).model_validate_json(model.model_dump_json())
+        assert again == model
+
+
+def test_dead_letter_keeps_position_reason_and_stable_id() -> None:
+    error = rejected(event_dict(channel="fax"))
+    raw = json.dumps(event_dict(channel="fax"))
+    first = dead_letter_for(raw, error, source="tp", received_at=NOW, partition=2, offset=7)
+    second = dead_letter_for(raw, error, source="tp", received_at=NOW, partition=2, offset=7)
+    other = dead_letter_for(raw, error, source="tp", received_at=NOW, partition=2, offset=8)
+    assert first.dead_letter_id == second.dead_letter_id != other.dead_letter_id
+    assert "channel" in first.reason
+    assert isinstance(DeadLetter.model_validate_json(first.model_dump_json()), DeadLetter)
+
+
+def test_dead_letter_truncates_huge_payloads() -> None:
+    raw = b"x" * 100_000
+    error = rejected(raw)
+    dead = dead_letter_for(raw, error, source="tp", received_at=NOW)
+    assert dead.truncated and dead.payload_bytes == 100_000 and len(dead.payload) < 100_000
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_only_ever_raise_rejections(raw: bytes) -> None:
+    try:
+        event = parse_touchpoint(raw, now=NOW)
+    except TouchpointRejected as error:
+        assert error.errors and error.kind
+    else:
+        assert isinstance(event, TouchpointEvent)
+
+
+@given(st.dictionaries(st.sampled_from(list(event_dict())), st.none() | st.integers() | st.text()))
+def test_arbitrary_field_values_only_ever_raise_rejections(overrides: dict) -> None:
+    try:
+        parse_touchpoint(json.dumps(event_dict(**overrides)), now=NOW)
+    except TouchpointRejected as error:
+        assert all(e.loc or e.type for e in error.errors)

@@ -1,0 +1,215 @@
+"""The `touchstream` command: thin wrappers that parse, build settings and call library code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from touchstream.settings import Settings
+
+app = typer.Typer(
+    help="touchstream: customer touchpoints in, consistency and expectation-gap metrics and "
+    "wow / about-to-defect signals out. Configure with TOUCHSTREAM_* environment variables.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+schema_app = typer.Typer(help="JSON Schema files of the wire models.", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("kafka", "aiokafka", "faust", "mode"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return settings
+
+
+@schema_app.command("export")
+def schema_export(
+    directory: Annotated[Path, typer.Argument(help="Where to write *.schema.json.")] = Path(
+        "schemas/json"
+    ),
+) -> None:
+    """Write the JSON Schema of every wire model (touchpoint, signal, metrics, dead letter)."""
+    from schemas.export import export_schemas
+
+    for path in export_schemas(directory):
+        console.print(f"wrote {path}")
+
+
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 = a free one).")] = 9092,
+) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, in memory) in the foreground.
+
+    Other touchstream commands with TOUCHSTREAM_BROKER_URL=embedded find it through the
+    address file it writes in the data directory. Stop with Ctrl-C.
+    """
+    from touchstream.broker import EmbeddedBroker, free_port
+    from touchstream.kafka import write_broker_address
+
+    settings = _settings()
+    embedded = EmbeddedBroker(port=port or free_port())
+    with embedded:
+        address_file = write_broker_address(settings.data_dir, embedded.bootstrap)
+        console.print(
+            f"[green]broker ready[/] at {embedded.url} (address in {address_file}); "
+            "Ctrl-C stops it. Data lives in memory only."
+        )
+        stopped = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        try:
+            while not stopped.wait(0.5) and embedded.running():
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            address_file.unlink(missing_ok=True)
+    console.print("broker stopped")
+
+
+@app.command()
+def publish(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL or CSV.")],
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="jsonl or csv (default: by suffix).")
+    ] = None,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map", help="CSV column=field.path, e.g. --map ts=occurred_at (repeatable)."
+        ),
+    ] = None,
+    rejects: Annotated[
+        Path | None, typer.Option(help="Where rejected lines go (default FILE.rejects.jsonl).")
+    ] = None,
+    topic: Annotated[str | None, typer.Option(help="Topic (default: settings).")] = None,
+) -> None:
+    """Validate and publish touchpoints from a file; rejected lines go to a rejects file."""
+    from touchstream.inputs import parse_mapping, read_records
+    from touchstream.kafka import bootstrap_for, ensure_topics
+    from touchstream.publisher import TouchpointPublisher
+
+    settings = _settings()
+    bootstrap = bootstrap_for(settings)
+    topic = topic or settings.topic_touchpoints
+    ensure_topics(bootstrap, [topic], settings.partitions, **settings.kafka_security())
+    rejects = rejects or file.with_suffix(file.suffix + ".rejects.jsonl")
+    columns = parse_mapping(mapping or [])
+    publisher = TouchpointPublisher(
+        bootstrap,
+        topic,
+        max_future_skew=settings.max_future_skew,
+        max_payload_bytes=settings.max_payload_bytes,
+        idempotence=settings.producer_idempotence,
+        linger_ms=settings.producer_linger_ms,
+        batch_bytes=settings.producer_batch_bytes,
+        **settings.kafka_security(),
+    )
+    total_lines = _count_lines(file)
+    with publisher, _progress() as progress:
+        task = progress.add_task(f"publishing {file.name}", total=total_lines)
+        for record in read_records(file, fmt, columns):
+            publisher.publish(record.payload, position=record.line)
+            if record.line % 1000 == 0:
+                progress.update(task, completed=record.line)
+        progress.update(task, completed=total_lines)
+        report = publisher.flush()
+    with rejects.open("wb") as out:
+        for rejection in sorted(report.rejected, key=lambda r: r.position or 0):
+            out.write(
+                orjson.dumps(
+                    {
+                        "line": rejection.position,
+                        "kind": rejection.kind,
+                        "reason": rejection.reason,
+                        "errors": [e.model_dump() for e in rejection.errors],
+                        "payload": rejection.payload[:2048],
+                    }
+                )
+                + b"\n"
+            )
+    table = Table(title=f"published to {topic}")
+    table.add_column("accepted", justify="right")
+    table.add_column("rejected", justify="right")
+    table.add_column("rejects file")
+    table.add_row(str(report.accepted), str(len(report.rejected)), str(rejects))
+    Console().print(table)
+    if report.rejected:
+        first = report.rejected[0]
+        console.print(f"first rejection, line {first.position}: {first.reason}")
+
+
+def _count_lines(file: Path) -> int:
+    with file.open("rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b"")) or 1
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@app.command()
+def generate(
+    file: Annotated[Path, typer.Argument(help="Output JSONL file.")],
+    customers: Annotated[int, typer.Option(min=1)] = 1000,
+    months: Annotated[float, typer.Option(min=0.5)] = 6.0,
+    seed: Annotated[int, typer.Option()] = 7,
+    cohorts: Annotated[
+        Path | None, typer.Option(help="Also write customer_id,cohort CSV here.")
+    ] = None,
+) -> None:
+    """Generate realistic multi-channel traffic with planted cohorts (reproducible by seed)."""
+    from touchstream.generator import generate as make
+
+    planted, events = make(customers=customers, months=months, seed=seed)
+    with file.open("wb") as out:
+        for event in events:
+            out.write(orjson.dumps(event) + b"\n")
+    if cohorts:
+        cohorts.write_text(
+            "customer_id,cohort\n" + "".join(f"{c.customer_id},{c.cohort}\n" for c in planted)
+        )
+    console.print(f"wrote {len(events)} events for {customers} customers to {file}")
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(min=1, help="Planted customers.")] = 2000,
+    months: Annotated[float, typer.Option(min=0.5, help="Simulated months.")] = 6.0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Run the whole pipeline on the embedded defaults (broker + chDB) and summarise it."""
+    from touchstream.demo import run_demo
+
+    summary = run_demo(
+        _settings(), customers=customers, months=months, seed=seed, console=Console()
+    )
+    console.print_json(json.dumps(summary, default=str))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,83 @@
+"""Small kafka-python helpers shared by the SDK, the CLI and the tests."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from touchstream.settings import Settings
+
+BROKER_ADDRESS_FILE = "broker.address"
+
+
+def bootstrap_for(settings: Settings) -> str:
+    """Where to connect. For `embedded`, the address a running `touchstream broker` wrote."""
+    if not settings.embedded_broker:
+        return ",".join(settings.bootstrap_servers())
+    address_file = settings.data_dir / BROKER_ADDRESS_FILE
+    if address_file.exists():
+        return address_file.read_text().strip()
+    raise RuntimeError(
+        "broker_url is 'embedded' but no embedded broker is running: start one with "
+        "`touchstream broker` (in another terminal), or set TOUCHSTREAM_BROKER_URL="
+        "kafka://host:9092"
+    )
+
+
+def write_broker_address(data_dir: Path, bootstrap: str) -> Path:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / BROKER_ADDRESS_FILE
+    path.write_text(bootstrap + "\n")
+    return path
+
+
+def ensure_topics(
+    bootstrap: str, names: Iterable[str], partitions: int, **security: object
+) -> list[str]:
+    """Create missing topics; returns the names that were created."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **security)
+    try:
+        existing = set(admin.list_topics())
+        wanted = [name for name in dict.fromkeys(names) if name not in existing]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):  # a racing creator won
+                admin.create_topics([NewTopic(name, partitions, 1) for name in wanted])
+        return wanted
+    finally:
+        admin.close()
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    expected: int | None = None,
+    idle_timeout_ms: int = 3000,
+    **security: object,
+) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
+    """Records of a topic from the beginning, as (partition, offset, key, value); no group.
+
+    Stops after `expected` records, or when nothing arrived for `idle_timeout_ms`. End
+    offsets are not used: Tansu's ListOffsets can under-report the log end (seen here).
+    """
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=idle_timeout_ms,
+        **security,
+    )
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        for seen, record in enumerate(consumer, start=1):
+            yield record.partition, record.offset, record.key, record.value
+            if expected is not None and seen >= expected:
+                break
+    finally:
+        consumer.close()

@@ -1,0 +1,177 @@
+"""Publisher SDK: validate touchpoints, key them by customer, batch them to Kafka.
+
+Each event is validated before it is sent, so a publisher learns at once which field broke
+which rule; broker-side failures are reported per event after `flush()`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+from kafka import KafkaProducer
+
+from schemas import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    FieldError,
+    TouchpointEvent,
+    TouchpointRejected,
+    parse_touchpoint,
+    validate_touchpoint,
+)
+from schemas.touchpoint import DEFAULT_MAX_FUTURE_SKEW
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One event that was not published, and why."""
+
+    position: int | None  # line number or caller-supplied index
+    kind: str
+    errors: list[FieldError]
+    payload: str
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(error.describe() for error in self.errors)
+
+
+@dataclass
+class PublishReport:
+    accepted: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+def encode(event: TouchpointEvent) -> tuple[bytes, bytes]:
+    """(key, value) as published: key = customer_id so one customer stays on one partition."""
+    return event.customer_id.encode(), event.model_dump_json().encode()
+
+
+class TouchpointPublisher:
+    """Validating, batching producer of touchpoints (kafka-python).
+
+    `publish()` returns the validated event, or a `Rejection` for invalid input; call
+    `flush()` to wait for the broker and collect the final report.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str = "touchpoints",
+        *,
+        max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        idempotence: bool = True,
+        linger_ms: int = 20,
+        batch_bytes: int = 256 * 1024,
+        **kafka_options: Any,
+    ) -> None:
+        self.topic = topic
+        self.max_future_skew = max_future_skew
+        self.max_payload_bytes = max_payload_bytes
+        self._producer = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=idempotence,
+            linger_ms=linger_ms,
+            batch_size=batch_bytes,
+            max_request_size=max(max_payload_bytes * 2, 1024 * 1024),
+            **kafka_options,
+        )
+        self._lock = threading.Lock()
+        self._report = PublishReport()
+        self._sent = 0
+
+    def validate(
+        self, item: TouchpointEvent | Mapping[str, Any] | bytes | str, now: datetime | None = None
+    ) -> TouchpointEvent:
+        if isinstance(item, TouchpointEvent):
+            return item
+        if isinstance(item, bytes | str):
+            return parse_touchpoint(
+                item,
+                now=now,
+                max_future_skew=self.max_future_skew,
+                max_bytes=self.max_payload_bytes,
+            )
+        return validate_touchpoint(item, now=now, max_future_skew=self.max_future_skew)
+
+    def publish(
+        self,
+        item: TouchpointEvent | Mapping[str, Any] | bytes | str,
+        position: int | None = None,
+    ) -> TouchpointEvent | Rejection:
+        try:
+            event = self.validate(item)
+            key, value = encode(event)
+            if len(value) > self.max_payload_bytes:
+                raise TouchpointRejected(
+                    "payload_too_large",
+                    [
+                        FieldError(
+                            loc="",
+                            type="payload_too_large",
+                            msg=f"encoded event is {len(value)} bytes, "
+                            f"the limit is {self.max_payload_bytes}",
+                        )
+                    ],
+                )
+        except TouchpointRejected as rejected:
+            rejection = Rejection(position, rejected.kind, rejected.errors, _as_text(item))
+            with self._lock:
+                self._report.rejected.append(rejection)
+            return rejection
+        future = self._producer.send(self.topic, key=key, value=value)
+        self._sent += 1
+        future.add_errback(self._delivery_failed, position, value)
+        return event
+
+    def _delivery_failed(self, error: BaseException, position: int | None, value: bytes) -> None:
+        rejection = Rejection(
+            position,
+            "delivery_failed",
+            [FieldError(loc="", type="delivery_failed", msg=f"broker did not accept: {error}")],
+            value.decode(),
+        )
+        with self._lock:
+            self._report.rejected.append(rejection)
+
+    def flush(self, timeout: float | None = None) -> PublishReport:
+        """Wait for every send; returns (and resets) the report since the last flush."""
+        self._producer.flush(timeout)
+        with self._lock:
+            report, self._report = self._report, PublishReport()
+            failed = sum(1 for r in report.rejected if r.kind == "delivery_failed")
+            report.accepted = self._sent - failed
+            self._sent = 0
+        return report
+
+    def close(self) -> None:
+        self._producer.close()
+
+    def __enter__(self) -> TouchpointPublisher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _as_text(item: object) -> str:
+    if isinstance(item, bytes):
+        return item.decode("utf-8", errors="replace")
+    if isinstance(item, TouchpointEvent):
+        return item.model_dump_json()
+    if isinstance(item, str):
+        return item
+    import json
+
+    return json.dumps(item, default=str)

@@ -1,0 +1,82 @@
+"""The one settings object. Built once at start (CLI, worker, tests) and passed down."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED = "embedded"
+
+
+class Settings(BaseSettings):
+    """Every knob of touchstream; environment variables use the prefix `TOUCHSTREAM_`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TOUCHSTREAM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    broker_url: str = Field(
+        default=EMBEDDED,
+        description="'embedded' starts a Tansu broker; else kafka://host:9092[;host2:9092].",
+    )
+    clickhouse_url: str = Field(
+        default="chdb:///.touchstream/chdb",
+        description="chdb:///path for the in-process engine, or http(s)://user:pw@host:8123/db.",
+    )
+    data_dir: Path = Field(default=Path(".touchstream"), description="Local state and reports.")
+    app_id: str = Field(default="touchstream", description="Faust app id = consumer group.")
+    topic_touchpoints: str = "touchpoints"
+    topic_dead_letters: str = "touchpoints-dead-letters"
+    topic_metrics: str = "customer-metrics"
+    topic_signals: str = "signals"
+    partitions: int = Field(default=4, ge=1, le=1024, description="Partitions of new topics.")
+    max_payload_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_future_skew_seconds: float = Field(default=300.0, ge=0)
+    producer_idempotence: bool = Field(
+        default=True, description="Idempotent kafka-python producer (Tansu supports it)."
+    )
+    producer_linger_ms: int = Field(default=20, ge=0)
+    producer_batch_bytes: int = Field(default=256 * 1024, ge=1024)
+    kafka_security_protocol: str = Field(
+        default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    log_level: str = "INFO"
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if value != EMBEDDED and not value.startswith("kafka://"):
+            raise ValueError("broker_url must be 'embedded' or start with kafka://")
+        return value
+
+    @property
+    def max_future_skew(self) -> timedelta:
+        return timedelta(seconds=self.max_future_skew_seconds)
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url == EMBEDDED
+
+    def bootstrap_servers(self) -> list[str]:
+        """host:port list for kafka-python; the embedded broker must be resolved first."""
+        if self.embedded_broker:
+            raise RuntimeError("the embedded broker has no address until it is started")
+        return self.broker_url.removeprefix("kafka://").split(";")
+
+    def kafka_security(self) -> dict[str, object]:
+        """Security settings in kafka-python's keyword names (empty for PLAINTEXT)."""
+        options: dict[str, object] = {}
+        if self.kafka_security_protocol != "PLAINTEXT":
+            options["security_protocol"] = self.kafka_security_protocol
+        if self.kafka_sasl_mechanism:
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            if self.kafka_sasl_password is not None:
+                options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        return options
