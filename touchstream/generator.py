@@ -97,8 +97,6 @@ class _CustomerStory:
         cohort = self.c.cohort
         if cohort == "slipping_then_silent" and progress > 0.3:
             return self.rng.uniform(2.0, 5.0)
-        if cohort == "erratic":
-            return self.rng.choice([-1.0, 0.0, 3.0, 5.0])
         return self.rng.choice([0.0, 0.0, 0.0, -0.5, 0.25])
 
     def silent_from(self) -> datetime:
@@ -127,8 +125,6 @@ class _CustomerStory:
             )
             promised = rng.choice([1.0, 2.0, 3.0])
             late = self.late_days(at)
-            if cohort == "erratic" and channel == "web":
-                late = min(late, 0.0)
             delivered = at + timedelta(days=promised + late)
             if delivered < stop:
                 self.add(
@@ -138,8 +134,9 @@ class _CustomerStory:
                     expectations=[_delivery(promised, max(0.0, promised + late))],
                     outcome="success" if late <= 0.5 else "partial",
                 )
-            if cohort in ("erratic",) and rng.random() < 0.5:
-                wait = rng.choice([5.0, 120.0]) if channel == "phone" else 5.0
+            if cohort == "erratic" and rng.random() < 0.7:
+                # same company, two experiences: fast on the web, slow on the phone
+                wait = rng.uniform(55.0, 80.0) if channel == "phone" else rng.uniform(2.0, 8.0)
                 self.add(
                     at + timedelta(hours=2),
                     channel,

@@ -1,0 +1,151 @@
+"""The processing step shared by the live worker and `touchstream replay`.
+
+One `Engine` per process; state lives in any mapping (a Faust table live, a dict in a
+replay), so both paths run exactly this code and raise exactly the same signals.
+
+Event-time timer: each partition keeps a watermark (the latest `occurred_at` seen on it).
+When an event moves the watermark past a multiple of `silence_check_days`, every customer of
+that partition is checked for silence *at that boundary*, before the event is applied. The
+checks therefore depend only on the order of the log, never on the wall clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from kafka.partitioner.default import murmur2
+
+from schemas import FieldError, MetricsSnapshot, Signal, TouchpointEvent, TouchpointRejected
+from streams.bgnbd import BGNBDParams
+from streams.evaluate import evaluate, usual_gap_days
+from streams.rules import Rules
+from streams.state import DAY, CustomerState, StateParams, apply_event, dedup_horizon
+
+
+def partition_for(customer_id: str, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives a customer_id key."""
+    return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+@dataclass
+class Outcome:
+    status: str  # applied | duplicate | late | tick
+    signals: list[Signal] = field(default_factory=list)
+    snapshots: list[MetricsSnapshot] = field(default_factory=list)
+    rejection: TouchpointRejected | None = None
+
+
+class Engine:
+    def __init__(
+        self,
+        rules: Rules,
+        population: BGNBDParams,
+        states: MutableMapping[str, CustomerState],
+        watermarks: MutableMapping[str, float],
+        partitions: int,
+    ) -> None:
+        self.rules = rules
+        self.population = population
+        self.states = states
+        self.watermarks = watermarks
+        self.partitions = partitions
+        self._members: dict[int, set[str]] = {}
+        self.params = StateParams(
+            rules.half_life_days, rules.wow_margin, rules.grace_seconds, rules.recovery_sla_days
+        )
+        self.period = rules.silence_check_days * DAY
+
+    def members(self, partition: int) -> set[str]:
+        """Customers of a partition; built from the state store the first time it is asked."""
+        known = self._members.get(partition)
+        if known is None:
+            known = {key for key in self.states if partition_for(key, self.partitions) == partition}
+            self._members[partition] = known
+        return known
+
+    def forget_members(self) -> None:
+        """After a rebalance the store holds other partitions: rebuild lazily."""
+        self._members.clear()
+
+    def handle(self, event: TouchpointEvent, partition: int) -> Outcome:
+        t = event.occurred_at.timestamp()
+        self.members(partition).add(event.customer_id)
+        outcome = Outcome("applied")
+        outcome.signals.extend(self.advance(partition, t))
+        state = self.states.get(event.customer_id) or CustomerState(event.customer_id)
+        horizon = dedup_horizon(state, self.params) if state.event_count else None
+        applied = apply_event(state, event, self.params)
+        outcome.status = applied.status
+        if applied.status == "late":
+            outcome.rejection = late_rejection(event, horizon or t)
+            self.states[event.customer_id] = state  # keeps the late counter
+            return outcome
+        if applied.status == "duplicate":
+            return outcome
+        result = evaluate(state, t, self.rules, self.population, event, applied)
+        outcome.signals.extend(result.signals)
+        every = self.rules.snapshot_every_days * DAY
+        if result.signals or state.event_count == 1 or t - state.last_snapshot_at >= every:
+            state.last_snapshot_at = t
+            outcome.snapshots.append(result.snapshot(state))
+        self.states[event.customer_id] = state
+        return outcome
+
+    def advance(self, partition: int, t: float) -> list[Signal]:
+        """Move the partition's watermark to `t`, running the silence checks it passes."""
+        key = str(partition)
+        mark = self.watermarks.get(key)
+        if mark is None:
+            self.watermarks[key] = t
+            return []
+        if t <= mark:
+            return []
+        signals: list[Signal] = []
+        boundary = (math.floor(mark / self.period) + 1) * self.period
+        while boundary <= t:
+            signals.extend(self.silence_check(partition, boundary))
+            boundary += self.period
+        self.watermarks[key] = t
+        return signals
+
+    def silence_check(self, partition: int, now: float) -> list[Signal]:
+        signals: list[Signal] = []
+        for customer_id in sorted(self.members(partition)):
+            state = self.states.get(customer_id)
+            if state is None or state.last_seen >= now:
+                continue
+            if state.signal_state.get("about_to_defect", [False])[0]:
+                continue  # already raised and nothing new happened since
+            if not self._overdue(state, now):
+                continue
+            before = [list(v) for v in state.signal_state.values()]
+            result = evaluate(state, now, self.rules, self.population)
+            if result.signals or before != [list(v) for v in state.signal_state.values()]:
+                self.states[customer_id] = state
+            signals.extend(result.signals)
+        return signals
+
+    def _overdue(self, state: CustomerState, now: float) -> bool:
+        """Cheap pre-check: the silence factor is zero until a contact is overdue."""
+        last = state.last_active or state.last_seen
+        return (now - last) / DAY > usual_gap_days(state, self.rules)
+
+
+def late_rejection(event: TouchpointEvent, horizon: float) -> TouchpointRejected:
+    when = datetime.fromtimestamp(horizon, UTC).isoformat()
+    return TouchpointRejected(
+        "late_event",
+        [
+            FieldError(
+                loc="occurred_at",
+                type="late_event",
+                msg=f"arrived after the grace period: this customer's state has moved past "
+                f"{when}; the event is kept here and not counted (or it was a duplicate whose "
+                "id has been forgotten)",
+                input=event.occurred_at.isoformat(),
+            )
+        ],
+    )

@@ -1,0 +1,349 @@
+"""Per-customer rolling state, updated in event time. Pure: no Faust, no I/O.
+
+Decay without order: every decayed quantity is kept as an *anchored sum*
+S = sum x_i * 2^((t_i - anchor) / h). Its value at time T is S * 2^(-(T - anchor) / h), and
+ratios of two such sums need no factor at all. Adding an event is one multiply-add whatever
+its position in time, so events that arrive out of order within the grace give exactly the
+numbers they would have given in order, and a replay gives the live numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas import Kind, TouchpointEvent
+from streams.touchpoint import (
+    COMPANY_INITIATED,
+    FEEDBACK_KINDS,
+    PURCHASE_KINDS,
+    Assessment,
+    Level,
+    assess,
+)
+
+DAY = 86_400.0
+RECENT_KEEP = 16  # recent judged touchpoints kept for streak and silent failures
+SEEN_KEEP = 64  # event ids kept for dedup within the grace
+OPEN_COMPLAINTS_KEEP = 8
+_REANCHOR_HALF_LIVES = 100.0  # keep 2^(x / h) well inside float range (fast sums use h / 4)
+CHANNELS = (
+    "web", "app", "email", "sms", "phone", "chat", "social", "store", "delivery", "mail",
+)  # fmt: skip
+CHANNEL_INDEX = {name: i for i, name in enumerate(CHANNELS)}
+
+
+@dataclass(frozen=True, slots=True)
+class StateParams:
+    half_life_days: float = 30.0
+    wow_margin: float = 1.0
+    grace_seconds: float = 24 * 3600.0
+    recovery_sla_days: float = 2.0
+
+    @property
+    def half_life(self) -> float:
+        return self.half_life_days * DAY
+
+
+def event_key(event_id: str) -> str:
+    """Short stable digest of an event id, for the dedup set (saves state bytes)."""
+    return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
+
+
+@dataclass(slots=True)
+class CustomerState:
+    """Everything we remember about one customer; compact enough for a table entry."""
+
+    customer_id: str
+    anchor: float = 0.0  # epoch seconds the anchored sums refer to
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    event_count: int = 0
+    late_events: int = 0
+    # anchored sums with half-life h: weights, quality, quality^2, gap, rating, levels
+    w_judged: float = 0.0
+    s_quality: float = 0.0
+    s_quality_sq: float = 0.0
+    w_gap: float = 0.0
+    s_gap: float = 0.0
+    worst_gap: float = 0.0  # anchored: gap * 2^((t - anchor)/h), the most negative kept
+    w_rating: float = 0.0
+    s_rating: float = 0.0
+    w_rating_fast: float = 0.0  # half-life h / 4, for the trend
+    s_rating_fast: float = 0.0
+    failed: float = 0.0
+    met: float = 0.0
+    exceeded: float = 0.0
+    # per channel index: [anchored weight, anchored quality sum]
+    channel_quality: dict[int, list[float]] = field(default_factory=dict)
+    channels_mask: int = 0
+    # rhythm: distinct active days (customer-initiated), for BG/NBD (x, t_x, T)
+    active_days: int = 0
+    first_active_day: int = 0
+    last_active_day: int = 0
+    last_active: float = 0.0
+    # recent judged touchpoints: (t, level, customer_initiated), sorted by t
+    recent: list[tuple[float, int, bool]] = field(default_factory=list)
+    recent_days: list[int] = field(default_factory=list)
+    # voice and involvement
+    # case -> [opened at, quality, channel index] until resolved
+    open_complaints: dict[str, list[float]] = field(default_factory=dict)
+    feedback_given: int = 0
+    referrals: int = 0
+    purchases: int = 0
+    # dedup: digest -> event time, for events within the grace
+    seen: dict[str, float] = field(default_factory=dict)
+    # signal bookkeeping per kind: [active, last_raised_at]
+    signal_state: dict[str, list[Any]] = field(default_factory=dict)
+    last_snapshot_at: float = 0.0
+
+    # -- encoding ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        out["channel_quality"] = {str(k): v for k, v in self.channel_quality.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CustomerState:
+        state = cls(**data)
+        state.channel_quality = {int(k): list(v) for k, v in data["channel_quality"].items()}
+        state.recent = [tuple(r) for r in data["recent"]]  # type: ignore[misc]
+        return state
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What applying one event did: `status` is applied, duplicate or late."""
+
+    status: str
+    assessment: Assessment | None = None
+    resolved_complaint_after: float | None = None  # seconds from complaint to resolution
+    new_purchase_count: int | None = None
+
+
+def _grow(h: float, t: float, anchor: float) -> float:
+    return 2.0 ** ((t - anchor) / h)
+
+
+def _reanchor(state: CustomerState, t: float, h: float) -> None:
+    if state.anchor == 0.0:
+        state.anchor = t
+        return
+    if (t - state.anchor) / h < _REANCHOR_HALF_LIVES:
+        return
+    slow = 2.0 ** (-(t - state.anchor) / h)
+    fast = 2.0 ** (-4.0 * (t - state.anchor) / h)
+    for name in ("w_judged", "s_quality", "s_quality_sq", "w_gap", "s_gap", "worst_gap",
+                 "w_rating", "s_rating", "failed", "met", "exceeded"):  # fmt: skip
+        setattr(state, name, getattr(state, name) * slow)
+    state.w_rating_fast *= fast
+    state.s_rating_fast *= fast
+    for pair in state.channel_quality.values():
+        pair[0] *= slow
+        pair[1] *= slow
+    state.anchor = t
+
+
+def _forget_old_ids(state: CustomerState, params: StateParams) -> None:
+    horizon = state.last_seen - params.grace_seconds
+    if len(state.seen) > SEEN_KEEP or any(t < horizon for t in state.seen.values()):
+        kept = sorted(
+            ((k, t) for k, t in state.seen.items() if t >= horizon), key=lambda kv: kv[1]
+        )[-SEEN_KEEP:]
+        state.seen = dict(kept)
+
+
+def dedup_horizon(state: CustomerState, params: StateParams) -> float:
+    """Events before this time are late: their ids may have been forgotten."""
+    horizon = state.last_seen - params.grace_seconds
+    if len(state.seen) >= SEEN_KEEP:
+        horizon = max(horizon, min(state.seen.values()))
+    return horizon
+
+
+def apply_event(state: CustomerState, event: TouchpointEvent, params: StateParams) -> Applied:
+    """Fold one touchpoint into the state. Idempotent per event_id; late events are refused."""
+    t = event.occurred_at.timestamp()
+    key = event_key(event.event_id)
+    if key in state.seen:
+        return Applied("duplicate")
+    if state.event_count and t < dedup_horizon(state, params):
+        state.late_events += 1
+        return Applied("late")
+
+    h = params.half_life
+    _reanchor(state, t, h)
+    grow = _grow(h, t, state.anchor)
+    grow_fast = _grow(h / 4.0, t, state.anchor)
+    state.seen[key] = t
+    state.event_count += 1
+    state.first_seen = t if state.event_count == 1 else min(state.first_seen, t)
+    state.last_seen = max(state.last_seen, t)
+    channel = CHANNEL_INDEX[event.channel.value]
+    state.channels_mask |= 1 << channel
+    initiated = event.kind not in COMPANY_INITIATED
+
+    result = assess(event, params.wow_margin)
+    if result.quality is not None:
+        q = result.quality
+        state.w_judged += grow
+        state.s_quality += grow * q
+        state.s_quality_sq += grow * q * q
+        pair = state.channel_quality.setdefault(channel, [0.0, 0.0])
+        pair[0] += grow
+        pair[1] += grow * q
+        if result.level is Level.failed:
+            state.failed += grow
+        elif result.level is Level.exceeded:
+            state.exceeded += grow
+        else:
+            state.met += grow
+        state.recent.append((t, int(result.level), initiated))
+        state.recent.sort(key=lambda r: r[0])
+        del state.recent[:-RECENT_KEEP]
+    if result.gap is not None:
+        state.w_gap += grow
+        state.s_gap += grow * result.gap
+        state.worst_gap = min(state.worst_gap, result.gap * grow)
+    if result.rating is not None:
+        state.w_rating += grow
+        state.s_rating += grow * result.rating
+        state.w_rating_fast += grow_fast
+        state.s_rating_fast += grow_fast * result.rating
+    if initiated:
+        _count_active_day(state, t)
+        if result.level is Level.none:
+            state.recent.append((t, 0, True))
+            state.recent.sort(key=lambda r: r[0])
+            del state.recent[:-RECENT_KEEP]
+    if event.kind in FEEDBACK_KINDS or event.rating is not None:
+        state.feedback_given += 1
+    if event.kind is Kind.referral:
+        state.referrals += 1
+
+    resolved_after = _track_complaints(state, event, t, result, channel, params)
+    purchases = None
+    if event.kind in PURCHASE_KINDS:
+        state.purchases += 1
+        purchases = state.purchases
+    _forget_old_ids(state, params)
+    return Applied("applied", result, resolved_after, purchases)
+
+
+def _count_active_day(state: CustomerState, t: float) -> None:
+    day = int(t // DAY)
+    if state.active_days and (day == state.last_active_day or day in state.recent_days):
+        state.last_active = max(state.last_active, t)
+        return
+    if state.active_days == 0:
+        state.first_active_day = state.last_active_day = day
+    else:
+        state.first_active_day = min(state.first_active_day, day)
+        state.last_active_day = max(state.last_active_day, day)
+    state.active_days += 1
+    state.last_active = max(state.last_active, t)
+    state.recent_days.append(day)
+    state.recent_days.sort()
+    del state.recent_days[:-RECENT_KEEP]
+
+
+def _track_complaints(
+    state: CustomerState,
+    event: TouchpointEvent,
+    t: float,
+    result: Assessment,
+    channel: int,
+    params: StateParams,
+) -> float | None:
+    """Open and close complaint cases; returns the resolution time when one closes."""
+    if event.kind is Kind.complaint:
+        case = event.case_id or event.event_id
+        state.open_complaints[case] = [t, result.quality or -1.0, float(channel)]
+        if len(state.open_complaints) > OPEN_COMPLAINTS_KEEP:
+            oldest = min(state.open_complaints, key=lambda c: state.open_complaints[c][0])
+            del state.open_complaints[oldest]
+        return None
+    if event.kind is Kind.complaint_resolved and state.open_complaints:
+        case = event.case_id
+        if case not in state.open_complaints:
+            case = min(state.open_complaints, key=lambda c: state.open_complaints[c][0])
+        opened, quality, channel_of_complaint = state.open_complaints.pop(case)
+        took = max(0.0, t - opened)
+        if took <= params.recovery_sla_days * DAY and result.level is not Level.failed:
+            _recover(state, opened, quality, int(channel_of_complaint), params)
+        return took
+    return None
+
+
+def _recover(
+    state: CustomerState, opened: float, quality: float, channel: int, params: StateParams
+) -> None:
+    """Service recovery: a complaint fixed in time counts as met with quality 0, not failed.
+
+    Exact on the anchored sums: the complaint's contribution is taken out and put back.
+    """
+    grow = _grow(params.half_life, opened, state.anchor)
+    state.failed = max(0.0, state.failed - grow)
+    state.met += grow
+    state.s_quality -= grow * quality
+    state.s_quality_sq -= grow * quality * quality
+    pair = state.channel_quality.get(channel)
+    if pair is not None:
+        pair[1] -= grow * quality
+    state.recent = [
+        (rt, int(Level.met), initiated) if rt == opened and level == Level.failed else
+        (rt, level, initiated)
+        for rt, level, initiated in state.recent
+    ]  # fmt: skip
+
+
+# -- derived metrics --------------------------------------------------------------------------
+def decay_to(state: CustomerState, now: float, h: float) -> float:
+    """Factor turning an anchored sum into its decayed value at `now`."""
+    return 2.0 ** (-(now - state.anchor) / h)
+
+
+def streak(state: CustomerState) -> int:
+    """Met-or-better judged touchpoints since the last failure (capped by RECENT_KEEP)."""
+    count = 0
+    for _, level, _ in reversed(state.recent):
+        if level == Level.failed:
+            break
+        if level != Level.none:
+            count += 1
+    return count
+
+
+def silent_failures(state: CustomerState) -> int:
+    """Failures since the customer last reached out: ~80 % of unhappy customers never do."""
+    count = 0
+    for _, level, initiated in reversed(state.recent):
+        if initiated:
+            break
+        if level == Level.failed:
+            count += 1
+    return count
+
+
+CHANNEL_PRIOR = 2.0  # pseudo-touchpoints at the overall mean added to every channel
+
+
+def channel_spread(state: CustomerState, now: float, h: float) -> float:
+    """Weighted standard deviation of per-channel mean quality (0 = same on every channel).
+
+    Each channel's mean is shrunk towards the customer's overall mean by CHANNEL_PRIOR
+    touchpoints, so one bad call on a channel seen once is not yet "erratic across channels".
+    """
+    pairs = [(w, s) for w, s in state.channel_quality.values() if w > 0]
+    total = sum(w for w, _ in pairs)
+    if len(pairs) < 2 or total <= 0:
+        return 0.0
+    overall = sum(s for _, s in pairs) / total
+    means = []
+    prior = CHANNEL_PRIOR / decay_to(state, now, h)  # CHANNEL_PRIOR touchpoints at `now`
+    for w, s in pairs:
+        means.append((w, (s + prior * overall) / (w + prior)))
+    mean = sum(w * m for w, m in means) / total
+    return math.sqrt(max(0.0, sum(w * (m - mean) ** 2 for w, m in means) / total))

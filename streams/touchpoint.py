@@ -1,0 +1,124 @@
+"""Per-touchpoint math: expectation gaps, service level and quality. Pure functions.
+
+See docs/metrics.md for the formulas and the reasons behind each default.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import IntEnum
+
+from schemas import Direction, Expectation, Kind, Outcome, RatingScale, TouchpointEvent
+
+GAP_CAP = 10.0  # tolerance units; one absurd promise must not dominate a customer's mean
+
+# Kinds the company initiates: they say nothing about whether the customer is still talking.
+COMPANY_INITIATED = frozenset({Kind.delivery, Kind.notification})
+FEEDBACK_KINDS = frozenset({Kind.survey, Kind.feedback, Kind.review})
+ADVOCACY_KINDS = frozenset({Kind.referral, Kind.review})
+PURCHASE_KINDS = frozenset({Kind.purchase, Kind.order})
+
+_OUTCOME_QUALITY = {
+    Outcome.success: 0.5,
+    Outcome.partial: -0.3,
+    Outcome.cancelled: -0.5,
+    Outcome.failure: -1.0,
+}
+
+
+class Level(IntEnum):
+    """Service level of one touchpoint. `none` = nothing to judge (a plain visit)."""
+
+    none = 0
+    failed = 1
+    met = 2
+    exceeded = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    metric: str
+    units: float  # signed, in tolerance units, positive = better than promised, capped
+    relative: float | None  # (actual - promised) / |promised|, sign-adjusted; None for 0
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """What one touchpoint says about the service, before any customer history."""
+
+    gaps: tuple[Gap, ...]
+    gap: float | None  # the worst gap of the touchpoint (a broken promise dominates)
+    level: Level
+    quality: float | None  # in [-1, 1], None when nothing could be judged
+    rating: float | None  # normalised to [0, 1], 1 = best
+    promoter: bool
+    detractor: bool
+
+
+def expectation_gap(expectation: Expectation) -> Gap:
+    sign = 1.0 if expectation.direction is Direction.higher_is_better else -1.0
+    delta = sign * (expectation.actual - expectation.promised)
+    tolerance = expectation.tolerance
+    if tolerance.kind == "absolute":
+        width = tolerance.value
+    else:
+        width = tolerance.value * abs(expectation.promised)
+    units = max(-GAP_CAP, min(GAP_CAP, delta / width))
+    relative = delta / abs(expectation.promised) if expectation.promised else None
+    return Gap(expectation.metric, units, relative)
+
+
+def _rating_extremes(event: TouchpointEvent) -> tuple[bool, bool]:
+    """(promoter, detractor) by each scale's usual convention."""
+    rating = event.rating
+    if rating is None:
+        return False, False
+    value, scale = rating.value, rating.scale
+    if scale is RatingScale.nps_10:
+        return value >= 9, value <= 6
+    if scale is RatingScale.ces_7:
+        return value <= 2, value >= 5
+    return value >= 5, value <= 2  # csat_5, stars_5
+
+
+def assess(event: TouchpointEvent, wow_margin: float = 1.0) -> Assessment:
+    """Gap, level and quality of one touchpoint.
+
+    failed: a gap below -1 (promise broken beyond tolerance), a failure outcome, a complaint,
+    or a detractor rating. exceeded: no failure and a gap above `wow_margin` or a promoter
+    rating. met: anything else that can be judged.
+    """
+    gaps = tuple(expectation_gap(e) for e in event.expectations)
+    worst = min((g.units for g in gaps), default=None)
+    promoter, detractor = _rating_extremes(event)
+    rating = event.rating.normalised if event.rating else None
+
+    parts: list[float] = []
+    if worst is not None:
+        parts.append(math.tanh(worst / 2.0))
+    if rating is not None:
+        parts.append(2.0 * rating - 1.0)
+    if event.outcome is not None:
+        parts.append(_OUTCOME_QUALITY[event.outcome])
+    if event.sentiment is not None:
+        parts.append(event.sentiment)
+    complaint = event.kind is Kind.complaint
+    if complaint:
+        parts.append(-1.0)
+    quality = max(-1.0, min(1.0, sum(parts) / len(parts))) if parts else None
+
+    if quality is None:
+        level = Level.none
+    elif (
+        (worst is not None and worst < -1.0)
+        or event.outcome is Outcome.failure
+        or complaint
+        or detractor
+    ):
+        level = Level.failed
+    elif (worst is not None and worst > wow_margin) or promoter:
+        level = Level.exceeded
+    else:
+        level = Level.met
+    return Assessment(gaps, worst, level, quality, rating, promoter, detractor)

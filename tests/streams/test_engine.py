@@ -1,0 +1,86 @@
+"""The engine over planted stories, without any broker (the same code the worker runs)."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas import TouchpointEvent
+from streams.bgnbd import BGNBDParams
+from streams.engine import Engine, partition_for
+from streams.rules import Rules
+from tests import scenarios
+from tests.streams.builders import FAR_FUTURE
+
+PARTITIONS = 4
+
+
+def run(events: list[dict]) -> tuple[Engine, list]:
+    engine = Engine(Rules(), BGNBDParams(), {}, {}, PARTITIONS)
+    signals = []
+    for data in events:
+        event = TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
+        signals.extend(engine.handle(event, partition_for(event.customer_id, PARTITIONS)).signals)
+    return engine, signals
+
+
+@pytest.fixture(scope="module")
+def story_run():
+    return run(scenarios.story())
+
+
+def test_slipping_then_silent_customer_is_flagged_by_the_timer(story_run) -> None:
+    _, signals = story_run
+    defect = [s for s in signals if s.customer_id == scenarios.SLIPPER
+              and s.kind.value == "about_to_defect"]  # fmt: skip
+    assert len(defect) == 1
+    signal = defect[0]
+    assert signal.trigger == "timer" and signal.trigger_event_id is None
+    factors = {r.factor for r in signal.reasons}
+    assert {"silence", "expectation_gap"} <= factors
+    assert signal.metrics.expectation_gap < -1
+
+
+def test_consistent_customer_with_fast_resolution_gets_recovery_wow(story_run) -> None:
+    _, signals = story_run
+    wows = [s for s in signals if s.customer_id == scenarios.RECOVERED
+            and s.kind.value == "wow_opportunity"]  # fmt: skip
+    recovery = [s for s in wows if s.suggested_action and "recovery" in s.suggested_action]
+    assert len(recovery) == 1
+    assert recovery[0].trigger_event_id == f"{scenarios.RECOVERED}-0017"
+    assert any(r.factor == "moment:service_recovery" for r in recovery[0].reasons)
+
+
+def test_erratic_across_channels_is_less_consistent_than_steady(story_run) -> None:
+    engine, _ = story_run
+    from streams.evaluate import measure
+
+    now = max(s.last_seen for s in engine.states.values())
+    erratic = measure(engine.states[scenarios.ERRATIC], now, engine.rules, engine.population)
+    steady = measure(engine.states[scenarios.STEADY], now, engine.rules, engine.population)
+    assert erratic.quality_mean == pytest.approx(steady.quality_mean, abs=0.02)
+    assert erratic.consistency < steady.consistency - 0.2
+    assert erratic.channel_spread > steady.channel_spread
+
+
+def test_duplicates_and_a_fresh_replay_give_identical_state_and_ids(story_run) -> None:
+    engine, signals = story_run
+    doubled = [e for event in scenarios.story() for e in (event, dict(event))]
+    again, again_signals = run(doubled)
+    assert [s.signal_id for s in again_signals] == [s.signal_id for s in signals]
+    assert again.states == engine.states
+    fresh, fresh_signals = run(scenarios.story())
+    assert fresh.states == engine.states
+    assert [s.model_dump() for s in fresh_signals] == [s.model_dump() for s in signals]
+
+
+def test_late_event_is_rejected_with_reason_and_not_counted() -> None:
+    engine, _ = run(scenarios.story())
+    before = engine.states[scenarios.STEADY].event_count
+    late = TouchpointEvent.model_validate(
+        {**scenarios.story()[0], "event_id": "late-1", "customer_id": scenarios.STEADY},
+        context={"now": FAR_FUTURE},
+    )
+    outcome = engine.handle(late, partition_for(scenarios.STEADY, PARTITIONS))
+    assert outcome.status == "late" and outcome.rejection is not None
+    assert outcome.rejection.errors[0].loc == "occurred_at"
+    assert engine.states[scenarios.STEADY].event_count == before

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from schemas import SignalKind
+from streams.evaluate import Metrics, risk, wow
+from streams.rules import Rules, Trigger, decide, severity, signal_id
+
+RULES = Rules()
+unit = st.floats(0, 1)
+
+
+@st.composite
+def metrics(draw) -> Metrics:
+    return Metrics(
+        now=1.8e9,
+        expectation_gap=draw(st.floats(-10, 10)),
+        worst_recent_gap=draw(st.floats(-10, 0)),
+        failed=draw(st.floats(0, 50)),
+        met=draw(st.floats(0, 50)),
+        exceeded=draw(st.floats(0, 50)),
+        consistency=draw(unit),
+        quality_mean=draw(st.floats(-1, 1)),
+        quality_stddev=draw(unit),
+        met_or_better_share=draw(unit),
+        channel_spread=draw(unit),
+        streak=draw(st.integers(0, 16)),
+        mean_interarrival_days=draw(st.none() | st.floats(0, 400)),
+        overdue_ratio=draw(st.floats(0, 100)),
+        p_alive=draw(unit),
+        rating=draw(st.none() | unit),
+        rating_trend=draw(st.floats(-1, 1)),
+        open_complaints=draw(st.integers(0, 8)),
+        oldest_open_complaint_days=draw(st.floats(0, 100)),
+        silent_failures=draw(st.integers(0, 16)),
+        channels=draw(st.integers(0, 10)),
+    )
+
+
+@given(metrics())
+def test_risk_in_unit_interval_and_reasons_sum_to_score(m: Metrics) -> None:
+    score = risk(m, RULES)
+    assert 0.0 <= score.value <= 1.0
+    assert sum(r.contribution for r in score.reasons) == pytest.approx(score.value, abs=1e-9)
+    assert all(r.contribution > 0 for r in score.reasons)
+    contributions = [r.contribution for r in score.reasons]
+    assert contributions == sorted(contributions, reverse=True)
+
+
+@given(metrics(), unit)
+def test_wow_in_unit_interval_and_reasons_sum_to_score(m: Metrics, risk_value: float) -> None:
+    score = wow(m, risk_value, None, None, RULES)
+    assert 0.0 <= score.value <= 1.0
+    assert sum(r.contribution for r in score.reasons) == pytest.approx(score.value, abs=1e-9)
+    if m.consistency < RULES.wow.min_consistency or risk_value > RULES.wow.max_risk:
+        assert score.value == 0.0  # consistency comes before wow
+
+
+@given(metrics())
+def test_more_silence_never_lowers_risk(m: Metrics) -> None:
+    from dataclasses import replace
+
+    quieter = replace(m, overdue_ratio=m.overdue_ratio + 1.0)
+    assert risk(quieter, RULES).value >= risk(m, RULES).value - 1e-12
+
+
+TRIGGER = Trigger(raise_at=0.5, clear_below=0.3, cooldown_days=10)
+DAY = 86_400.0
+
+
+@pytest.mark.parametrize(
+    ("active", "last", "score", "now", "expected"),
+    [
+        (False, None, 0.49, 0, "hold"),  # below the threshold
+        (False, None, 0.50, 0, "raise"),  # crossing up
+        (True, 0.0, 0.90, 1, "hold"),  # already raised: no repeat while high
+        (True, 0.0, 0.40, 1, "hold"),  # inside the hysteresis band: stays active
+        (True, 0.0, 0.29, 1, "clear"),  # below the band: re-armed
+        (False, 0.0, 0.90, 5 * DAY, "hold"),  # re-armed but still cooling down
+        (False, 0.0, 0.90, 11 * DAY, "raise"),  # after the cooldown
+    ],
+)
+def test_hysteresis_and_cooldown(active, last, score, now, expected) -> None:
+    assert decide(active, last, score, now, TRIGGER) == expected
+
+
+def test_trigger_band_must_be_ordered() -> None:
+    with pytest.raises(ValidationError, match="hysteresis"):
+        Trigger(raise_at=0.3, clear_below=0.5, cooldown_days=1)
+
+
+def test_signal_id_is_deterministic() -> None:
+    a = signal_id("c1", SignalKind.about_to_defect, 1.8e9, "v1")
+    assert a == signal_id("c1", SignalKind.about_to_defect, 1.8e9, "v1")
+    assert a != signal_id("c1", SignalKind.about_to_defect, 1.8e9 + 1, "v1")
+    assert a != signal_id("c1", SignalKind.wow_opportunity, 1.8e9, "v1")
+    assert a != signal_id("c1", SignalKind.about_to_defect, 1.8e9, "v2")
+
+
+def test_severity_bands() -> None:
+    assert [severity(s).value for s in (0.5, 0.6, 0.75, 0.9)] == [
+        "low", "medium", "high", "critical"]  # fmt: skip
+
+
+def test_rules_files_yaml_and_toml(tmp_path: Path) -> None:
+    yaml_file = tmp_path / "rules.yaml"
+    yaml_file.write_text("version: tuned-2\nrisk:\n  trigger: {raise_at: 0.6, clear_below: 0.4,"
+                         " cooldown_days: 7}\n")  # fmt: skip
+    assert Rules.load(yaml_file).risk.trigger.raise_at == 0.6
+    toml_file = tmp_path / "rules.toml"
+    toml_file.write_text('version = "t"\nhalf_life_days = 60\n[wow]\nmin_consistency = 0.7\n')
+    loaded = Rules.load(toml_file)
+    assert loaded.half_life_days == 60 and loaded.wow.min_consistency == 0.7
+    assert Rules.load(None) == Rules()
+
+
+def test_rules_file_errors_are_explained(tmp_path: Path) -> None:
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("risk:\n  weights: {silence: 0.9}\n")
+    with pytest.raises(ValidationError, match="sum to 1"):
+        Rules.load(bad)
+    bad.write_text("risk:\n  surprise: 1\n")
+    with pytest.raises(ValidationError, match="surprise"):
+        Rules.load(bad)

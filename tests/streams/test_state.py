@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.state import (
+    DAY,
+    CustomerState,
+    StateParams,
+    apply_event,
+    channel_spread,
+    decay_to,
+    silent_failures,
+    streak,
+)
+from tests.streams.builders import at, delivery, touch
+
+PARAMS = StateParams(half_life_days=30.0, grace_seconds=2 * DAY)
+
+
+def fold(events, params=PARAMS) -> CustomerState:
+    state = CustomerState("c1")
+    for event in events:
+        apply_event(state, event, params)
+    return state
+
+
+def decayed_failed(state: CustomerState, day: float) -> float:
+    return state.failed * decay_to(state, at(day).timestamp(), PARAMS.half_life)
+
+
+def test_counts_halve_after_one_half_life() -> None:
+    state = fold([delivery("c1", 0, 2, 4)])
+    assert decayed_failed(state, 0) == pytest.approx(1.0)
+    assert decayed_failed(state, 30) == pytest.approx(0.5)
+    assert decayed_failed(state, 90) == pytest.approx(0.125)
+
+
+def test_decay_survives_reanchoring_over_years() -> None:
+    events = [delivery("c1", d, 2, 4) for d in range(0, 3650 * 3, 30)]
+    state = fold(events)
+    # geometric series of one failure per half-life: sum 1 + 1/2 + 1/4 ... = 2
+    assert decayed_failed(state, events[-1].occurred_at.timestamp() / DAY - at(0).timestamp()
+                          / DAY) == pytest.approx(2.0, rel=1e-6)  # fmt: skip
+
+
+def test_duplicate_event_ids_count_once() -> None:
+    event = delivery("c1", 0, 2, 4, event_id="same")
+    state = CustomerState("c1")
+    assert apply_event(state, event, PARAMS).status == "applied"
+    assert apply_event(state, event, PARAMS).status == "duplicate"
+    assert state.event_count == 1 and state.failed == pytest.approx(1.0)
+
+
+def test_events_older_than_grace_are_late_and_not_counted() -> None:
+    state = fold([touch(day=10)])
+    result = apply_event(state, touch(day=7), PARAMS)
+    assert result.status == "late"
+    assert state.event_count == 1 and state.late_events == 1
+
+
+def test_out_of_order_within_grace_equals_in_order() -> None:
+    events = [delivery("c1", 0.1 * i, 2, 2 + (i % 3), channel=["web", "app"][i % 2])
+              for i in range(10)]  # fmt: skip
+    shuffled = events[:]
+    random.Random(4).shuffle(shuffled)
+    ordered, mixed = fold(events), fold(shuffled)
+    now, h = at(2).timestamp(), PARAMS.half_life
+    for name in (
+        "failed",
+        "met",
+        "exceeded",
+        "s_quality",
+        "s_quality_sq",
+        "s_gap",
+        "w_gap",
+        "worst_gap",
+    ):  # anchored sums: compare their decayed values
+        assert getattr(mixed, name) * decay_to(mixed, now, h) == pytest.approx(
+            getattr(ordered, name) * decay_to(ordered, now, h)
+        ), name
+    for name in ("first_seen", "last_seen", "active_days", "event_count"):
+        assert getattr(mixed, name) == getattr(ordered, name), name
+    assert streak(mixed) == streak(ordered)
+
+
+@given(st.permutations(list(range(8))))
+def test_decayed_sums_do_not_depend_on_arrival_order(order: list[int]) -> None:
+    events = [delivery("c1", i * 0.2, 2, 2 + (i % 4) * 0.5) for i in range(8)]
+    base = fold(events)
+    other = fold([events[i] for i in order])
+    now, h = at(3).timestamp(), PARAMS.half_life
+    for name in ("s_quality", "failed", "w_judged"):
+        assert getattr(other, name) * decay_to(other, now, h) == pytest.approx(
+            getattr(base, name) * decay_to(base, now, h)
+        ), name
+
+
+def test_streak_and_silent_failures() -> None:
+    state = fold([
+        delivery("c1", 0, 2, 2), delivery("c1", 1, 2, 2), delivery("c1", 2, 2, 5),
+        delivery("c1", 3, 2, 5), delivery("c1", 4, 2, 2),
+    ])  # fmt: skip
+    assert streak(state) == 1
+    assert silent_failures(state) == 2  # deliveries are company-initiated: nobody complained
+    apply_event(state, touch(day=5, kind="inquiry", channel="phone"), PARAMS)
+    assert silent_failures(state) == 0
+
+
+def test_fast_complaint_resolution_is_a_recovery() -> None:
+    state = fold([touch(day=0, kind="complaint", case_id="k1", channel="phone")])
+    assert state.failed > 0
+    apply_event(state, touch(day=0.5, kind="complaint_resolved", case_id="k1",
+                             outcome="success"), PARAMS)  # fmt: skip
+    assert state.failed == pytest.approx(0.0, abs=1e-12)
+    assert state.open_complaints == {}
+
+
+def test_slow_complaint_resolution_stays_a_failure() -> None:
+    state = fold([touch(day=0, kind="complaint", case_id="k1")])
+    apply_event(state, touch(day=5, kind="complaint_resolved", case_id="k1",
+                             outcome="success"), PARAMS)  # fmt: skip
+    assert state.failed > 0.5
+
+
+def test_channel_spread_zero_for_uniform_and_shrinks_single_outliers() -> None:
+    now = at(1).timestamp()
+    h = PARAMS.half_life
+    uniform = fold([touch(day=0.01 * i, channel=c, outcome="success")
+                    for i, c in enumerate(["web", "app", "phone"] * 4)])  # fmt: skip
+    assert channel_spread(uniform, now, h) == pytest.approx(0.0)
+    split = fold([touch(day=0.01 * i, channel=c, outcome="success" if c == "web" else "failure")
+                  for i, c in enumerate(["web", "phone"] * 6)])  # fmt: skip
+    one_bad = fold([touch(day=0.01 * i, channel="web", outcome="success") for i in range(11)]
+                   + [touch(day=0.2, channel="phone", outcome="failure")])  # fmt: skip
+    assert channel_spread(split, now, h) > channel_spread(one_bad, now, h) > 0
+
+
+def test_state_round_trips_through_dict() -> None:
+    state = fold([delivery("c1", 0, 2, 3), touch(day=1, kind="complaint", case_id="x")])
+    again = CustomerState.from_dict(state.to_dict())
+    assert again == state
