@@ -81,8 +81,12 @@ def fit(x: Sequence[int], t_x: Sequence[float], T: Sequence[float]) -> BGNBDPara
         return value if math.isfinite(value) else 1e300
 
     start = np.log([0.5, scale / 10, 1.0, 2.0])
-    result = minimize(negative, start, method="Nelder-Mead",
-                      options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-6})  # fmt: skip
+    result = minimize(
+        negative,
+        start,
+        method="Nelder-Mead",
+        options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-6},
+    )
     result = minimize(negative, result.x, method="L-BFGS-B")
     r, alpha, a, b = (float(v) for v in np.exp(result.x))
     return BGNBDParams(r, alpha, a, b, log_likelihood=-float(result.fun), customers=len(xs))

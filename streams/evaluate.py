@@ -19,8 +19,12 @@ from streams.state import (
     streak,
 )
 
-CONSISTENCY_WEIGHTS = {"steadiness": 0.35, "met_share": 0.35, "channel_uniformity": 0.2,
-                       "streak": 0.1}  # fmt: skip
+CONSISTENCY_WEIGHTS = {
+    "steadiness": 0.35,
+    "met_share": 0.35,
+    "channel_uniformity": 0.2,
+    "streak": 0.1,
+}
 STDDEV_FULL = 0.6  # quality stddev at which steadiness is 0
 SPREAD_FULL = 0.5  # channel spread at which uniformity is 0
 STREAK_FULL = 5
@@ -133,9 +137,14 @@ def risk(m: Metrics, rules: Rules) -> Score:
     overdue = clamp01((m.overdue_ratio - 1.0) / (r.overdue_full - 1.0))
     silence = max(overdue, 1.0 - m.p_alive)
     complaints = (
-        1.0 if m.oldest_open_complaint_days > r.complaint_sla_days
-        else 0.5 * m.oldest_open_complaint_days / r.complaint_sla_days
-    ) if m.open_complaints else 0.0  # fmt: skip
+        (
+            1.0
+            if m.oldest_open_complaint_days > r.complaint_sla_days
+            else 0.5 * m.oldest_open_complaint_days / r.complaint_sla_days
+        )
+        if m.open_complaints
+        else 0.0
+    )
     detractor = clamp01((0.5 - m.rating) / 0.5) if m.rating is not None else 0.0
     return weighted(
         SignalKind.about_to_defect,
@@ -189,7 +198,7 @@ def risk(m: Metrics, rules: Rules) -> Score:
                 w.falling_trend,
                 "recent ratings below the long-run mean",
             ),
-        ],  # fmt: skip
+        ],
         None,
     )
 
@@ -206,8 +215,9 @@ def _moment(event: TouchpointEvent, applied: Applied, rules: Rules) -> tuple[flo
     candidates: list[tuple[float, str, str]] = [(0.0, "none", "")]
     if applied.resolved_complaint_after is not None:
         days = applied.resolved_complaint_after / DAY
-        candidates.append((clamp01(1.0 - days / rules.recovery_sla_days), "service_recovery",
-                           RECOVERY))  # fmt: skip
+        candidates.append(
+            (clamp01(1.0 - days / rules.recovery_sla_days), "service_recovery", RECOVERY)
+        )
     if applied.new_purchase_count in w.milestones:
         candidates.append((1.0, "milestone", MILESTONE))
     assessed = applied.assessment
@@ -218,8 +228,13 @@ def _moment(event: TouchpointEvent, applied: Applied, rules: Rules) -> tuple[flo
     return max(candidates, key=lambda c: c[0])
 
 
-def wow(m: Metrics, risk_score: float, event: TouchpointEvent | None, applied: Applied | None,
-        rules: Rules) -> Score:  # fmt: skip
+def wow(
+    m: Metrics,
+    risk_score: float,
+    event: TouchpointEvent | None,
+    applied: Applied | None,
+    rules: Rules,
+) -> Score:
     """Consistency first: below `min_consistency` or above `max_risk` there is no wow."""
     w, weights = rules.wow, rules.wow.weights
     if m.consistency < w.min_consistency or risk_score > w.max_risk:
@@ -247,7 +262,7 @@ def wow(m: Metrics, risk_score: float, event: TouchpointEvent | None, applied: A
                 weights.stealable,
                 "satisfied (met) rather than already delighted: a competitor could win them",
             ),
-        ],  # fmt: skip
+        ],
         action or None,
     )
 

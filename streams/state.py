@@ -30,8 +30,17 @@ SEEN_KEEP = 64  # event ids kept for dedup within the grace
 OPEN_COMPLAINTS_KEEP = 8
 _REANCHOR_HALF_LIVES = 100.0  # keep 2^(x / h) well inside float range (fast sums use h / 4)
 CHANNELS = (
-    "web", "app", "email", "sms", "phone", "chat", "social", "store", "delivery", "mail",
-)  # fmt: skip
+    "web",
+    "app",
+    "email",
+    "sms",
+    "phone",
+    "chat",
+    "social",
+    "store",
+    "delivery",
+    "mail",
+)
 CHANNEL_INDEX = {name: i for i, name in enumerate(CHANNELS)}
 
 
@@ -135,8 +144,19 @@ def _reanchor(state: CustomerState, t: float, h: float) -> None:
         return
     slow = 2.0 ** (-(t - state.anchor) / h)
     fast = 2.0 ** (-4.0 * (t - state.anchor) / h)
-    for name in ("w_judged", "s_quality", "s_quality_sq", "w_gap", "s_gap", "worst_gap",
-                 "w_rating", "s_rating", "failed", "met", "exceeded"):  # fmt: skip
+    for name in (
+        "w_judged",
+        "s_quality",
+        "s_quality_sq",
+        "w_gap",
+        "s_gap",
+        "worst_gap",
+        "w_rating",
+        "s_rating",
+        "failed",
+        "met",
+        "exceeded",
+    ):
         setattr(state, name, getattr(state, name) * slow)
     state.w_rating_fast *= fast
     state.s_rating_fast *= fast
@@ -293,10 +313,11 @@ def _recover(
     if pair is not None:
         pair[1] -= grow * quality
     state.recent = [
-        (rt, int(Level.met), initiated) if rt == opened and level == Level.failed else
-        (rt, level, initiated)
+        (rt, int(Level.met), initiated)
+        if rt == opened and level == Level.failed
+        else (rt, level, initiated)
         for rt, level, initiated in state.recent
-    ]  # fmt: skip
+    ]
 
 
 # -- derived metrics --------------------------------------------------------------------------

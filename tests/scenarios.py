@@ -44,8 +44,9 @@ def story() -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
 
     def add(customer: str, day: float, **fields: Any) -> None:
-        events.append(_event(customer, day, sum(e["customer_id"] == customer for e in events),
-                             **fields))  # fmt: skip
+        events.append(
+            _event(customer, day, sum(e["customer_id"] == customer for e in events), **fields)
+        )
 
     for day in range(0, 40, 5):  # good start
         add(SLIPPER, day, outcome="success")
@@ -57,11 +58,16 @@ def story() -> list[dict[str, Any]]:
 
     for day in range(0, 56, 7):  # consistent record
         add(RECOVERED, day, channel="app", outcome="success")
-        add(RECOVERED, day + 1, channel="delivery", kind="delivery",
-            expectations=_delivery(2, 2))  # fmt: skip
+        add(RECOVERED, day + 1, channel="delivery", kind="delivery", expectations=_delivery(2, 2))
     add(RECOVERED, 57, channel="phone", kind="complaint", case_id="case-1", sentiment=-0.7)
-    add(RECOVERED, 57.25, channel="chat", kind="complaint_resolved", case_id="case-1",
-        outcome="success")  # fmt: skip
+    add(
+        RECOVERED,
+        57.25,
+        channel="chat",
+        kind="complaint_resolved",
+        case_id="case-1",
+        outcome="success",
+    )
 
     for i, day in enumerate(range(0, 80, 2)):  # same mean quality 0.4, different spread
         channel = ["web", "phone"][i % 2]

@@ -75,7 +75,7 @@ def replay(
             result.dead_letters.append(
                 dead_letter_for(
                     raw, rejected, source=source, received_at=received, line=record.line
-                )  # fmt: skip
+                )
             )
         if progress and count % 5000 == 0:
             progress(count)
@@ -98,7 +98,7 @@ def replay(
                     source=source,
                     received_at=received,
                     line=record.line,
-                )  # fmt: skip
+                )
             )
     end = as_of.timestamp() if as_of else max(watermarks.values(), default=0.0)
     if as_of is not None:

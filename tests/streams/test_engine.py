@@ -30,8 +30,11 @@ def story_run():
 
 def test_slipping_then_silent_customer_is_flagged_by_the_timer(story_run) -> None:
     _, signals = story_run
-    defect = [s for s in signals if s.customer_id == scenarios.SLIPPER
-              and s.kind.value == "about_to_defect"]  # fmt: skip
+    defect = [
+        s
+        for s in signals
+        if s.customer_id == scenarios.SLIPPER and s.kind.value == "about_to_defect"
+    ]
     assert len(defect) == 1
     signal = defect[0]
     assert signal.trigger == "timer" and signal.trigger_event_id is None
@@ -42,8 +45,11 @@ def test_slipping_then_silent_customer_is_flagged_by_the_timer(story_run) -> Non
 
 def test_consistent_customer_with_fast_resolution_gets_recovery_wow(story_run) -> None:
     _, signals = story_run
-    wows = [s for s in signals if s.customer_id == scenarios.RECOVERED
-            and s.kind.value == "wow_opportunity"]  # fmt: skip
+    wows = [
+        s
+        for s in signals
+        if s.customer_id == scenarios.RECOVERED and s.kind.value == "wow_opportunity"
+    ]
     recovery = [s for s in wows if s.suggested_action and "recovery" in s.suggested_action]
     assert len(recovery) == 1
     assert recovery[0].trigger_event_id == f"{scenarios.RECOVERED}-0017"

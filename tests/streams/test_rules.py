@@ -104,13 +104,18 @@ def test_signal_id_is_deterministic() -> None:
 
 def test_severity_bands() -> None:
     assert [severity(s).value for s in (0.5, 0.6, 0.75, 0.9)] == [
-        "low", "medium", "high", "critical"]  # fmt: skip
+        "low",
+        "medium",
+        "high",
+        "critical",
+    ]
 
 
 def test_rules_files_yaml_and_toml(tmp_path: Path) -> None:
     yaml_file = tmp_path / "rules.yaml"
-    yaml_file.write_text("version: tuned-2\nrisk:\n  trigger: {raise_at: 0.6, clear_below: 0.4,"
-                         " cooldown_days: 7}\n")  # fmt: skip
+    yaml_file.write_text(
+        "version: tuned-2\nrisk:\n  trigger: {raise_at: 0.6, clear_below: 0.4, cooldown_days: 7}\n"
+    )
     assert Rules.load(yaml_file).risk.trigger.raise_at == 0.6
     toml_file = tmp_path / "rules.toml"
     toml_file.write_text('version = "t"\nhalf_life_days = 60\n[wow]\nmin_consistency = 0.7\n')

@@ -43,8 +43,9 @@ def test_decay_survives_reanchoring_over_years() -> None:
     events = [delivery("c1", d, 2, 4) for d in range(0, 3650 * 3, 30)]
     state = fold(events)
     # geometric series of one failure per half-life: sum 1 + 1/2 + 1/4 ... = 2
-    assert decayed_failed(state, events[-1].occurred_at.timestamp() / DAY - at(0).timestamp()
-                          / DAY) == pytest.approx(2.0, rel=1e-6)  # fmt: skip
+    assert decayed_failed(
+        state, events[-1].occurred_at.timestamp() / DAY - at(0).timestamp() / DAY
+    ) == pytest.approx(2.0, rel=1e-6)
 
 
 def test_duplicate_event_ids_count_once() -> None:
@@ -63,8 +64,9 @@ def test_events_older_than_grace_are_late_and_not_counted() -> None:
 
 
 def test_out_of_order_within_grace_equals_in_order() -> None:
-    events = [delivery("c1", 0.1 * i, 2, 2 + (i % 3), channel=["web", "app"][i % 2])
-              for i in range(10)]  # fmt: skip
+    events = [
+        delivery("c1", 0.1 * i, 2, 2 + (i % 3), channel=["web", "app"][i % 2]) for i in range(10)
+    ]
     shuffled = events[:]
     random.Random(4).shuffle(shuffled)
     ordered, mixed = fold(events), fold(shuffled)
@@ -100,10 +102,15 @@ def test_decayed_sums_do_not_depend_on_arrival_order(order: list[int]) -> None:
 
 
 def test_streak_and_silent_failures() -> None:
-    state = fold([
-        delivery("c1", 0, 2, 2), delivery("c1", 1, 2, 2), delivery("c1", 2, 2, 5),
-        delivery("c1", 3, 2, 5), delivery("c1", 4, 2, 2),
-    ])  # fmt: skip
+    state = fold(
+        [
+            delivery("c1", 0, 2, 2),
+            delivery("c1", 1, 2, 2),
+            delivery("c1", 2, 2, 5),
+            delivery("c1", 3, 2, 5),
+            delivery("c1", 4, 2, 2),
+        ]
+    )
     assert streak(state) == 1
     assert silent_failures(state) == 2  # deliveries are company-initiated: nobody complained
     apply_event(state, touch(day=5, kind="inquiry", channel="phone"), PARAMS)
@@ -113,29 +120,41 @@ def test_streak_and_silent_failures() -> None:
 def test_fast_complaint_resolution_is_a_recovery() -> None:
     state = fold([touch(day=0, kind="complaint", case_id="k1", channel="phone")])
     assert state.failed > 0
-    apply_event(state, touch(day=0.5, kind="complaint_resolved", case_id="k1",
-                             outcome="success"), PARAMS)  # fmt: skip
+    apply_event(
+        state, touch(day=0.5, kind="complaint_resolved", case_id="k1", outcome="success"), PARAMS
+    )
     assert state.failed == pytest.approx(0.0, abs=1e-12)
     assert state.open_complaints == {}
 
 
 def test_slow_complaint_resolution_stays_a_failure() -> None:
     state = fold([touch(day=0, kind="complaint", case_id="k1")])
-    apply_event(state, touch(day=5, kind="complaint_resolved", case_id="k1",
-                             outcome="success"), PARAMS)  # fmt: skip
+    apply_event(
+        state, touch(day=5, kind="complaint_resolved", case_id="k1", outcome="success"), PARAMS
+    )
     assert state.failed > 0.5
 
 
 def test_channel_spread_zero_for_uniform_and_shrinks_single_outliers() -> None:
     now = at(1).timestamp()
     h = PARAMS.half_life
-    uniform = fold([touch(day=0.01 * i, channel=c, outcome="success")
-                    for i, c in enumerate(["web", "app", "phone"] * 4)])  # fmt: skip
+    uniform = fold(
+        [
+            touch(day=0.01 * i, channel=c, outcome="success")
+            for i, c in enumerate(["web", "app", "phone"] * 4)
+        ]
+    )
     assert channel_spread(uniform, now, h) == pytest.approx(0.0)
-    split = fold([touch(day=0.01 * i, channel=c, outcome="success" if c == "web" else "failure")
-                  for i, c in enumerate(["web", "phone"] * 6)])  # fmt: skip
-    one_bad = fold([touch(day=0.01 * i, channel="web", outcome="success") for i in range(11)]
-                   + [touch(day=0.2, channel="phone", outcome="failure")])  # fmt: skip
+    split = fold(
+        [
+            touch(day=0.01 * i, channel=c, outcome="success" if c == "web" else "failure")
+            for i, c in enumerate(["web", "phone"] * 6)
+        ]
+    )
+    one_bad = fold(
+        [touch(day=0.01 * i, channel="web", outcome="success") for i in range(11)]
+        + [touch(day=0.2, channel="phone", outcome="failure")]
+    )
     assert channel_spread(split, now, h) > channel_spread(one_bad, now, h) > 0
 
 

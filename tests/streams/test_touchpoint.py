@@ -10,8 +10,13 @@ from tests.streams.builders import delivery, touch
 
 
 def exp(promised: float, actual: float, direction: str, tolerance: dict | None = None):
-    data = {"metric": "m", "unit": "u", "promised": promised, "actual": actual,
-            "direction": direction}  # fmt: skip
+    data = {
+        "metric": "m",
+        "unit": "u",
+        "promised": promised,
+        "actual": actual,
+        "direction": direction,
+    }
     if tolerance:
         data["tolerance"] = tolerance
     return Expectation.model_validate(data)
@@ -63,11 +68,24 @@ def test_wow_margin_is_configurable() -> None:
 
 
 def test_worst_gap_dominates() -> None:
-    event = touch(expectations=[
-        {"metric": "a", "unit": "d", "promised": 2, "actual": 2, "direction": "lower_is_better"},
-        {"metric": "b", "unit": "d", "promised": 10, "actual": 20,
-         "direction": "lower_is_better"},
-    ])  # fmt: skip
+    event = touch(
+        expectations=[
+            {
+                "metric": "a",
+                "unit": "d",
+                "promised": 2,
+                "actual": 2,
+                "direction": "lower_is_better",
+            },
+            {
+                "metric": "b",
+                "unit": "d",
+                "promised": 10,
+                "actual": 20,
+                "direction": "lower_is_better",
+            },
+        ]
+    )
     result = assess(event)
     assert result.gap == pytest.approx(-10.0)
     assert result.level is Level.failed
@@ -81,14 +99,24 @@ def test_worst_gap_dominates() -> None:
     sentiment=st.none() | st.floats(-1, 1),
     outcome=st.none() | st.sampled_from(["success", "partial", "failure", "cancelled"]),
 )
-def test_quality_is_bounded_and_level_consistent(promised, actual, higher, tol, sentiment,
-                                                 outcome) -> None:  # fmt: skip
+def test_quality_is_bounded_and_level_consistent(
+    promised, actual, higher, tol, sentiment, outcome
+) -> None:
     direction = "higher_is_better" if higher else "lower_is_better"
     event = touch(
-        expectations=[{"metric": "m", "unit": "u", "promised": promised, "actual": actual,
-                       "direction": direction, "tolerance": {"kind": "absolute", "value": tol}}],
-        sentiment=sentiment, outcome=outcome,
-    )  # fmt: skip
+        expectations=[
+            {
+                "metric": "m",
+                "unit": "u",
+                "promised": promised,
+                "actual": actual,
+                "direction": direction,
+                "tolerance": {"kind": "absolute", "value": tol},
+            }
+        ],
+        sentiment=sentiment,
+        outcome=outcome,
+    )
     result = assess(event)
     assert result.quality is not None and -1.0 <= result.quality <= 1.0
     assert -GAP_CAP <= result.gap <= GAP_CAP
