@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
@@ -90,6 +91,19 @@ def fit(x: Sequence[int], t_x: Sequence[float], T: Sequence[float]) -> BGNBDPara
     result = minimize(negative, result.x, method="L-BFGS-B")
     r, alpha, a, b = (float(v) for v in np.exp(result.x))
     return BGNBDParams(r, alpha, a, b, log_likelihood=-float(result.fun), customers=len(xs))
+
+
+def rfm(states: Iterable[Any], end: float) -> tuple[list[int], list[float], list[float]]:
+    """(x, t_x, T) in days from customer states, observed until `end` (epoch seconds)."""
+    xs, txs, Ts = [], [], []
+    last_day = end / 86_400.0
+    for state in states:
+        if not state.active_days:
+            continue
+        xs.append(state.active_days - 1)
+        txs.append(float(state.last_active_day - state.first_active_day))
+        Ts.append(max(txs[-1], last_day - state.first_active_day))
+    return xs, txs, Ts
 
 
 def simulate(

@@ -6,6 +6,8 @@ import json
 import logging
 import signal
 import threading
+from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -170,6 +172,174 @@ def _progress() -> Progress:
         console=console,
         transient=False,
     )
+
+
+@app.command()
+def worker() -> None:
+    """Run the stream processors against the configured broker until Ctrl-C / SIGTERM.
+
+    With TOUCHSTREAM_BROKER_URL=embedded it uses the broker started by `touchstream broker`.
+    """
+    from touchstream.worker import run_worker
+
+    run_worker(_settings())
+
+
+def _parse_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise typer.BadParameter(f"{value!r} needs a timezone, e.g. 2026-07-01T00:00:00Z")
+    return parsed
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL or CSV.")],
+    out: Annotated[Path, typer.Option(help="Directory for the results.")] = Path("replay-out"),
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            help="Move event time to this instant at the end (ISO-8601 with zone), "
+            "so customers silent since then are judged as the live timer would."
+        ),
+    ] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="jsonl or csv.")] = None,
+    mapping: Annotated[
+        list[str] | None, typer.Option("--map", help="CSV column=field.path.")
+    ] = None,
+    sort_by_time: Annotated[
+        bool, typer.Option(help="Sort by occurred_at first (for files not in event-time order).")
+    ] = False,
+    rules_file: Annotated[Path | None, typer.Option("--rules", help="Rules file to try.")] = None,
+) -> None:
+    """Run the live stream logic over a file, without a broker: backfills and rule tuning.
+
+    Writes signals.jsonl, customers.jsonl (final metrics and both scores for every customer)
+    and dead_letters.jsonl to --out. Gives exactly the signals the worker gives for the same
+    events in the same order.
+    """
+    from streams.rules import Rules
+    from touchstream.inputs import parse_mapping, read_records
+    from touchstream.replay import replay as run_replay
+    from touchstream.worker import load_population
+
+    settings = _settings()
+    rules = Rules.load(rules_file or settings.rules_file)
+    total = _count_lines(file)
+    with _progress() as progress:
+        task = progress.add_task(f"replaying {file.name}", total=total)
+        result = run_replay(
+            read_records(file, fmt, parse_mapping(mapping or [])),
+            rules=rules,
+            population=load_population(settings),
+            partitions=settings.partitions_assumed or settings.partitions,
+            source=str(file),
+            as_of=_parse_time(as_of) if as_of else None,
+            sort_by_time=sort_by_time,
+            max_bytes=settings.max_payload_bytes,
+            progress=lambda n: progress.update(task, completed=n),
+        )
+        progress.update(task, completed=total)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, models in (
+        ("signals", result.signals),
+        ("customers", result.final),
+        ("dead_letters", result.dead_letters),
+    ):
+        with (out / f"{name}.jsonl").open("wb") as handle:
+            for model in models:
+                handle.write(model.model_dump_json().encode() + b"\n")
+    table = Table(title=f"replay of {file.name} (rules {rules.version})")
+    for column in (
+        "events applied",
+        "duplicates",
+        "late",
+        "dead letters",
+        "customers",
+        "about_to_defect",
+        "wow_opportunity",
+    ):
+        table.add_column(column, justify="right")
+    kinds = Counter(signal.kind.value for signal in result.signals)
+    table.add_row(
+        str(result.applied),
+        str(result.duplicates),
+        str(result.late),
+        str(len(result.dead_letters)),
+        str(len(result.final)),
+        str(kinds["about_to_defect"]),
+        str(kinds["wow_opportunity"]),
+    )
+    Console().print(table)
+    console.print(f"results in {out}/ (signals.jsonl, customers.jsonl, dead_letters.jsonl)")
+
+
+@app.command()
+def fit(
+    events: Annotated[
+        Path | None, typer.Option(help="Fit from a JSONL/CSV file of touchpoints.")
+    ] = None,
+    csv_file: Annotated[
+        Path | None, typer.Option("--csv", help="Fit from a CSV with columns x,t_x,T (days).")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="End of observation (default: last event).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Where to write the parameters.")] = None,
+) -> None:
+    """Fit the BG/NBD population parameters (r, alpha, a, b) by maximum likelihood.
+
+    The worker and `replay` load them from DATA_DIR/bgnbd.json (or --output).
+    """
+    import csv as csv_module
+
+    from streams.bgnbd import fit as fit_bgnbd
+    from streams.rules import Rules
+    from touchstream.inputs import read_records
+    from touchstream.replay import replay as run_replay
+    from touchstream.worker import load_population
+
+    settings = _settings()
+    if (events is None) == (csv_file is None):
+        raise typer.BadParameter("give exactly one of --events or --csv")
+    if csv_file is not None:
+        with csv_file.open(newline="") as handle:
+            rows = list(csv_module.DictReader(handle))
+        x = [float(r["x"]) for r in rows]
+        t_x = [float(r["t_x"]) for r in rows]
+        T = [float(r["T"]) for r in rows]
+    else:
+        assert events is not None
+        result = run_replay(
+            read_records(events),
+            rules=Rules(),
+            population=load_population(settings),
+            partitions=settings.partitions,
+            source=str(events),
+        )
+        end = (
+            _parse_time(as_of).timestamp()
+            if as_of
+            else max(s.last_seen for s in result.states.values())
+        )
+        from streams.bgnbd import rfm
+
+        x, t_x, T = rfm(result.states.values(), end)
+    params = fit_bgnbd(x, t_x, T)
+    path = output or settings.population_path
+    params.save(path)
+    table = Table(title=f"BG/NBD fit over {params.customers:,} customers")
+    for column in ("r", "alpha (days)", "a", "b", "log-likelihood"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        f"{params.r:.4f}",
+        f"{params.alpha:.4f}",
+        f"{params.a:.4f}",
+        f"{params.b:.4f}",
+        f"{params.log_likelihood:,.2f}",
+    )
+    Console().print(table)
+    console.print(f"wrote {path}")
 
 
 @app.command()

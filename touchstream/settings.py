@@ -46,6 +46,20 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    rules_file: Path | None = Field(default=None, description="YAML or TOML rules file.")
+    population_file: Path | None = Field(
+        default=None, description="Fitted BG/NBD parameters (default DATA_DIR/bgnbd.json)."
+    )
+    partitions_assumed: int | None = Field(
+        default=None, description="Replay: partitions to emulate (default: partitions)."
+    )
+    web_port: int = Field(default=6066, ge=0, le=65535, description="Worker web server; 0 = off.")
+    web_bind: str = "127.0.0.1"
+    consumer_session_timeout_seconds: float = Field(default=10.0, gt=0)
+    commit_every: int = Field(default=10_000, ge=1, description="Commit after N messages.")
+    commit_interval_seconds: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=2000, ge=1, description="Worker: events per batch.")
+    batch_seconds: float = Field(default=0.05, gt=0, description="Worker: max batch wait.")
     log_level: str = "INFO"
 
     @field_validator("broker_url")
@@ -58,6 +72,10 @@ class Settings(BaseSettings):
     @property
     def max_future_skew(self) -> timedelta:
         return timedelta(seconds=self.max_future_skew_seconds)
+
+    @property
+    def population_path(self) -> Path:
+        return self.population_file or self.data_dir / "bgnbd.json"
 
     @property
     def embedded_broker(self) -> bool:
