@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import orjson
+
+from touchstream.kafka import read_topic
+
+
+def wait_for_records(
+    bootstrap: str, topic: str, done: Callable[[list[dict]], bool], timeout: float = 120.0
+) -> list[dict]:
+    """Poll a topic until `done(records)` or the timeout; returns the decoded values."""
+    deadline = time.monotonic() + timeout
+    records: list[dict] = []
+    while time.monotonic() < deadline:
+        records = [
+            orjson.loads(v)
+            for _, _, _, v in read_topic(bootstrap, topic, idle_timeout_ms=1500)
+            if v
+        ]
+        if done(records):
+            return records
+        time.sleep(1.0)
+    return records
