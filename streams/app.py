@@ -151,6 +151,7 @@ def build_app(
                         handle_message(
                             engine,
                             settings,
+                            message.key,
                             message.value,
                             message.topic,
                             message.partition,
@@ -168,6 +169,16 @@ def build_app(
             states.flush()  # ...before the state moves on
             watermarks.flush()
 
+    if settings.clock_tick_seconds > 0:
+
+        @app.timer(interval=settings.clock_tick_seconds, on_leader=True)
+        async def clock_ticks() -> None:
+            """Wall-clock ticks go *through the log*, so silent partitions still get their
+            silence checks and a re-read of the topic sees the very same ticks."""
+            value = orjson.dumps({"clock": datetime.now(UTC).isoformat()})
+            for partition in range(settings.partitions):
+                await touchpoints.send(key=CLOCK_KEY, value=value, partition=partition)
+
     @app.on_partitions_assigned.connect  # type: ignore[misc]
     async def _rebalanced(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         engine.forget_members()
@@ -177,9 +188,13 @@ def build_app(
     return app
 
 
+CLOCK_KEY = b"__clock__"
+
+
 def handle_message(
     engine: Engine,
     settings: Settings,
+    key: bytes | None,
     raw: bytes | None,
     topic: str,
     partition: int,
@@ -188,6 +203,27 @@ def handle_message(
     """One input record -> the records to publish: (output name, key, value)."""
     received = datetime.now(UTC)
     payload = raw or b""
+    if key == CLOCK_KEY:
+        try:
+            tick = datetime.fromisoformat(orjson.loads(payload)["clock"])
+            if tick.tzinfo is None:
+                raise ValueError("clock tick without timezone")
+        except (ValueError, KeyError, TypeError) as error:
+            rejected = TouchpointRejected(
+                "invalid_clock_tick",
+                [FieldError(loc="clock", type="invalid_clock_tick", msg=str(error))],
+            )
+            dead = dead_letter_for(
+                payload,
+                rejected,
+                source=topic,
+                received_at=received,
+                partition=partition,
+                offset=offset,
+            )
+            return [("dead_letters", None, dead.model_dump_json().encode())]
+        signals = engine.advance(partition, tick.timestamp())
+        return [("signals", s.customer_id.encode(), s.model_dump_json().encode()) for s in signals]
     try:
         event = parse_touchpoint(
             payload, max_future_skew=settings.max_future_skew, max_bytes=settings.max_payload_bytes

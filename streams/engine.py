@@ -20,7 +20,7 @@ from kafka.partitioner.default import murmur2
 
 from schemas import FieldError, MetricsSnapshot, Signal, TouchpointEvent, TouchpointRejected
 from streams.bgnbd import BGNBDParams
-from streams.evaluate import evaluate, usual_gap_days
+from streams.evaluate import evaluate, silence_ceiling, usual_gap_days
 from streams.rules import Rules
 from streams.state import DAY, CustomerState, StateParams, apply_event, dedup_horizon
 
@@ -53,6 +53,8 @@ class Engine:
         self.watermarks = watermarks
         self.partitions = partitions
         self._members: dict[int, set[str]] = {}
+        # customers the timer cannot raise before their next event (exact bound, see below)
+        self._timer_skip: set[str] = set()
         self.params = StateParams(
             rules.half_life_days, rules.wow_margin, rules.grace_seconds, rules.recovery_sla_days
         )
@@ -69,10 +71,12 @@ class Engine:
     def forget_members(self) -> None:
         """After a rebalance the store holds other partitions: rebuild lazily."""
         self._members.clear()
+        self._timer_skip.clear()
 
     def handle(self, event: TouchpointEvent, partition: int) -> Outcome:
         t = event.occurred_at.timestamp()
         self.members(partition).add(event.customer_id)
+        self._timer_skip.discard(event.customer_id)
         outcome = Outcome("applied")
         outcome.signals.extend(self.advance(partition, t))
         state = self.states.get(event.customer_id) or CustomerState(event.customer_id)
@@ -113,13 +117,19 @@ class Engine:
 
     def silence_check(self, partition: int, now: float) -> list[Signal]:
         signals: list[Signal] = []
-        for customer_id in sorted(self.members(partition)):
+        for customer_id in sorted(self.members(partition) - self._timer_skip):
             state = self.states.get(customer_id)
             if state is None or state.last_seen >= now:
                 continue
             if state.signal_state.get("about_to_defect", [False])[0]:
-                continue  # already raised and nothing new happened since
+                self._timer_skip.add(customer_id)  # raised; only an event can clear it
+                continue
             if not self._overdue(state, now):
+                continue
+            if silence_ceiling(state, now, self.rules, self.population) < (
+                self.rules.risk.trigger.raise_at
+            ):
+                self._timer_skip.add(customer_id)
                 continue
             before = [list(v) for v in state.signal_state.values()]
             result = evaluate(state, now, self.rules, self.population)

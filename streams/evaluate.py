@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from schemas import Kind, MetricsSnapshot, Signal, SignalKind, TouchpointEvent
@@ -203,6 +203,23 @@ def risk(m: Metrics, rules: Rules) -> Score:
     )
 
 
+def silence_ceiling(
+    state: CustomerState, now: float, rules: Rules, population: BGNBDParams
+) -> float:
+    """The highest risk this customer can reach by silence alone, from `now` on.
+
+    With no new event only silence and complaint age grow; every other factor is a ratio of
+    anchored sums (constant) or shrinks (channel spread). So if even full silence and an
+    overdue complaint stay below the threshold, the timer can skip the customer until their
+    next event, and the outcome is exactly the same as checking them every day.
+    """
+    m = measure(state, now, rules, population)
+    worst = replace(
+        m, overdue_ratio=max(m.overdue_ratio, 1e9), p_alive=0.0, oldest_open_complaint_days=1e9
+    )
+    return risk(worst, rules).value
+
+
 RECOVERY = "service-recovery gesture: personal thank-you call and a goodwill credit"
 MILESTONE = "milestone surprise: hand-written note and an unexpected upgrade"
 ADVOCACY = "advocacy invite: referral programme or a public review request"
@@ -355,7 +372,7 @@ def evaluate(
                     trigger="event" if event is not None else "timer",
                     trigger_event_id=event.event_id if event is not None else None,
                     channel=event.channel.value if event is not None else None,
-                    reasons=list(score.reasons),
+                    reasons=score.reasons,
                     suggested_action=score.suggested_action,
                     metrics=snap,
                     rules_version=rules.version,

@@ -118,12 +118,23 @@ class Rules(_Config):
         return cls.model_validate(data or {})
 
 
+Factor = tuple[str, float, float, str]  # name, observed value, contribution, detail
+
+
 @dataclass(frozen=True, slots=True)
 class Score:
     kind: SignalKind
     value: float
-    reasons: tuple[Reason, ...]
+    factors: tuple[Factor, ...]  # contributing factors, largest first
     suggested_action: str | None = None
+
+    @property
+    def reasons(self) -> list[Reason]:
+        """Built only when a signal is raised: scoring runs per event, signals are rare."""
+        return [
+            Reason(factor=name, value=round(value, 6), contribution=contribution, detail=detail)
+            for name, value, contribution, detail in self.factors
+        ]
 
 
 def clamp01(value: float) -> float:
@@ -134,14 +145,13 @@ def weighted(
     kind: SignalKind, factors: list[tuple[str, float, float, float, str]], action: str | None
 ) -> Score:
     """factors: (name, observed value, strength in [0,1], weight, detail) -> score + reasons."""
-    reasons = tuple(
-        Reason(factor=name, value=round(value, 6), contribution=weight * strength, detail=detail)
+    kept = [
+        (name, value, weight * strength, detail)
         for name, value, strength, weight, detail in factors
         if weight * strength > 0
-    )
-    total = clamp01(sum(r.contribution for r in reasons))
-    ordered = tuple(sorted(reasons, key=lambda r: -r.contribution))
-    return Score(kind, total, ordered, action)
+    ]
+    kept.sort(key=lambda f: -f[2])
+    return Score(kind, clamp01(sum(f[2] for f in kept)), tuple(kept), action)
 
 
 def severity(score: float) -> Severity:

@@ -36,8 +36,10 @@ def _settings() -> Settings:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("kafka", "aiokafka", "faust", "mode"):
+    for noisy in ("aiokafka", "faust", "mode"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # kafka-python warns about its own IO thread being slow whenever the CPU is busy
+    logging.getLogger("kafka").setLevel(logging.ERROR)
     return settings
 
 

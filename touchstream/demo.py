@@ -1,19 +1,78 @@
-"""The one-command demo: embedded broker, generated traffic, the pipeline, a summary."""
+"""The one-command demo: embedded broker, generated traffic, a real worker, a summary."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
+import orjson
+from kafka import KafkaAdminClient
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from touchstream.broker import EmbeddedBroker
-from touchstream.generator import generate
+from touchstream.generator import Customer, generate
 from touchstream.kafka import ensure_topics, read_topic
 from touchstream.publisher import TouchpointPublisher
 from touchstream.settings import Settings
+from touchstream.worker import output_topics
+
+
+def committed(bootstrap: str, group: str, topic: str) -> int:
+    """Messages of `topic` the group has committed (the worker's progress)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    finally:
+        admin.close()
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
+
+
+def _worker_env(settings: Settings, broker: EmbeddedBroker) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "TOUCHSTREAM_BROKER_URL": broker.url,
+        "TOUCHSTREAM_DATA_DIR": str(settings.data_dir),
+        "TOUCHSTREAM_APP_ID": settings.app_id,
+        "TOUCHSTREAM_PARTITIONS": str(settings.partitions),
+        "TOUCHSTREAM_CLOCK_TICK_SECONDS": "0",
+    }  # history: event time comes from the data
+    return env
+
+
+def cohort_scores(
+    planted: list[Customer], signals: list[dict[str, Any]]
+) -> dict[str, dict[str, float]]:
+    """Recall and precision of the two planted cohorts that have a right answer."""
+    cohort = {c.customer_id: c.cohort for c in planted}
+    flagged = {
+        "slipping_then_silent": {
+            s["customer_id"] for s in signals if s["kind"] == "about_to_defect"
+        },
+        "recovery": {
+            s["customer_id"]
+            for s in signals
+            if s["kind"] == "wow_opportunity" and "recovery" in (s.get("suggested_action") or "")
+        },
+    }
+    scores = {}
+    for name, customers in flagged.items():
+        members = {c for c, k in cohort.items() if k == name}
+        hits = len(customers & members)
+        scores[name] = {
+            "planted": len(members),
+            "flagged": len(customers),
+            "recall": hits / len(members) if members else 0.0,
+            "precision": hits / len(customers) if customers else 0.0,
+        }
+    return scores
 
 
 def run_demo(
@@ -26,8 +85,7 @@ def run_demo(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with EmbeddedBroker(log_file=settings.data_dir / "broker.log") as broker:
         console.print(f"embedded broker at {broker.url}")
-        ensure_topics(broker.bootstrap, [settings.topic_touchpoints], settings.partitions)
-        started = time.perf_counter()
+        ensure_topics(broker.bootstrap, output_topics(settings), settings.partitions)
         with (
             TouchpointPublisher(broker.bootstrap, settings.topic_touchpoints) as publisher,
             Progress(console=console) as progress,
@@ -39,24 +97,120 @@ def run_demo(
                     progress.update(task, completed=index)
             progress.update(task, completed=len(events))
             report = publisher.flush()
-        elapsed = time.perf_counter() - started
-        on_topic = sum(
-            1
-            for _ in read_topic(broker.bootstrap, settings.topic_touchpoints, idle_timeout_ms=2000)
+        log_path = settings.data_dir / "worker.log"
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "touchstream.cli", "worker"],
+            env=_worker_env(settings, broker),
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+        try:
+            elapsed = _follow(broker, settings, report.accepted, worker, log_path, console)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        signals = [
+            orjson.loads(v)
+            for _, _, _, v in read_topic(
+                broker.bootstrap, settings.topic_signals, idle_timeout_ms=2000
+            )
+        ]
+        dead = sum(
+            1
+            for _ in read_topic(broker.bootstrap, settings.topic_dead_letters, idle_timeout_ms=1000)
+        )
+    return _summarise(planted, signals, report.accepted, dead, elapsed, console)
+
+
+def _follow(
+    broker: EmbeddedBroker,
+    settings: Settings,
+    total: int,
+    worker: subprocess.Popen,
+    log_path: Path,
+    console: Console,
+) -> float:
+    """Wait until the worker has committed every published event; returns seconds taken."""
+    with Progress(console=console) as progress:
+        task = progress.add_task("worker processing (starting...)", total=total)
+        started: float | None = None
+        while True:
+            if worker.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{log_path.read_text()[-2000:]}")
+            done = committed(broker.bootstrap, settings.app_id, settings.topic_touchpoints)
+            if done and started is None:
+                started = time.perf_counter()
+                progress.update(task, description="worker processing")
+            progress.update(task, completed=done)
+            if done >= total:
+                return time.perf_counter() - (started or time.perf_counter())
+            time.sleep(0.5)
+
+
+def _summarise(
+    planted: list[Customer],
+    signals: list[dict[str, Any]],
+    events: int,
+    dead: int,
+    elapsed: float,
+    console: Console,
+) -> dict[str, Any]:
+    kinds = Counter(s["kind"] for s in signals)
     table = Table(title="touchstream demo")
     table.add_column("what")
     table.add_column("value", justify="right")
-    table.add_row("events published", f"{report.accepted:,}")
-    table.add_row("events rejected", f"{len(report.rejected):,}")
-    table.add_row("events on the topic", f"{on_topic:,}")
-    table.add_row("publish rate", f"{report.accepted / elapsed:,.0f} events/s")
+    table.add_row("events processed", f"{events:,}")
+    table.add_row("throughput (after first commit)", f"{events / max(elapsed, 1e-9):,.0f} events/s")
+    table.add_row("dead letters", f"{dead:,}")
+    for kind in ("about_to_defect", "wow_opportunity"):
+        table.add_row(f"signals: {kind}", f"{kinds[kind]:,}")
     console.print(table)
+
+    latest_risk: dict[str, dict[str, Any]] = {}
+    for s in signals:
+        if s["kind"] == "about_to_defect":
+            latest_risk[s["customer_id"]] = s
+    risky = sorted(latest_risk.values(), key=lambda s: -s["score"])[:10]
+    top = Table(title="top 10 at-risk customers")
+    for column in ("customer", "score", "severity", "trigger", "why"):
+        top.add_column(column)
+    for s in risky:
+        why = "; ".join(f"{r['factor']} +{r['contribution']:.2f}" for r in s["reasons"][:3])
+        top.add_row(s["customer_id"], f"{s['score']:.2f}", s["severity"], s["trigger"], why)
+    console.print(top)
+
+    wows = sorted(
+        (s for s in signals if s["kind"] == "wow_opportunity"), key=lambda s: -s["score"]
+    )[:10]
+    wow_table = Table(title="top 10 wow opportunities")
+    for column in ("customer", "score", "suggested action"):
+        wow_table.add_column(column)
+    for s in wows:
+        wow_table.add_row(s["customer_id"], f"{s['score']:.2f}", s.get("suggested_action") or "")
+    console.print(wow_table)
+
+    scores = cohort_scores(planted, signals)
+    cohorts = Table(title="planted cohorts found")
+    for column in ("cohort", "planted", "flagged", "recall", "precision"):
+        cohorts.add_column(column, justify="right")
+    for name, score in scores.items():
+        cohorts.add_row(
+            name,
+            str(score["planted"]),
+            str(score["flagged"]),
+            f"{score['recall']:.2f}",
+            f"{score['precision']:.2f}",
+        )
+    console.print(cohorts)
     return {
-        "published": report.accepted,
-        "rejected": len(report.rejected),
-        "on_topic": on_topic,
-        "cohorts": {
-            c: sum(1 for p in planted if p.cohort == c) for c in {p.cohort for p in planted}
-        },
+        "events": events,
+        "seconds": round(elapsed, 2),
+        "events_per_second": round(events / max(elapsed, 1e-9)),
+        "dead_letters": dead,
+        "signals": dict(kinds),
+        "cohorts": scores,
     }

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     commit_interval_seconds: float = Field(default=1.0, gt=0)
     batch_size: int = Field(default=2000, ge=1, description="Worker: events per batch.")
     batch_seconds: float = Field(default=0.05, gt=0, description="Worker: max batch wait.")
+    clock_tick_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="Live mode: publish a wall-clock tick to every partition this often, so "
+        "silence is detected on quiet partitions too. 0 = off (backfills through the broker).",
+    )
     log_level: str = "INFO"
 
     @field_validator("broker_url")
