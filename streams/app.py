@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterator, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +21,17 @@ from typing import Any
 import faust
 import orjson
 
-from schemas import FieldError, TouchpointRejected, dead_letter_for, parse_touchpoint
+from schemas import (
+    FieldError,
+    TouchpointEvent,
+    TouchpointRejected,
+    dead_letter_for,
+    parse_touchpoint,
+)
+from sinks.clickhouse import ClickHouse
+from sinks.query_api import attach_query_endpoint
+from sinks.rows import touchpoint_columns
+from sinks.writer import attach_sinks, write_batch
 from streams.bgnbd import BGNBDParams
 from streams.engine import Engine, Outcome
 from streams.rules import Rules
@@ -96,7 +107,11 @@ def decode_state(raw: bytes) -> CustomerState:
 
 
 def build_app(
-    settings: Settings, bootstrap: str, rules: Rules, population: BGNBDParams
+    settings: Settings,
+    bootstrap: str,
+    rules: Rules,
+    population: BGNBDParams,
+    clickhouse: ClickHouse,
 ) -> faust.App:
     datadir = settings.data_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
@@ -121,8 +136,13 @@ def build_app(
     )
     # changelog writes of a whole batch are buffered; the default of 100 only logs warnings
     app.producer.buffer.max_messages = max(100, settings.batch_size * 4)
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
-           "value_serializer": "raw", "partitions": settings.partitions}  # fmt: skip
+    raw = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "partitions": settings.partitions,
+    }
     touchpoints = app.topic(settings.topic_touchpoints, **raw)
     dead_letters = app.topic(settings.topic_dead_letters, **raw)
     metrics = app.topic(settings.topic_metrics, **raw)
@@ -139,35 +159,52 @@ def build_app(
     engine = Engine(rules, population, states, watermarks, settings.partitions)
     outputs = {"dead_letters": dead_letters, "metrics": metrics, "signals": signals}
 
+    spill_dir = settings.data_dir / "sink-rejected"
+    attach_sinks(
+        app,
+        clickhouse,
+        metrics=metrics,
+        signals=signals,
+        dead_letters=dead_letters,
+        batch_size=settings.batch_size,
+        batch_seconds=settings.batch_seconds,
+        spill_dir=spill_dir,
+    )
+    attach_query_endpoint(app, clickhouse, settings)
+    progress = Progress()
+
     @app.agent(touchpoints, concurrency=1)
     async def process(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
-            records: list[tuple[str, bytes | None, bytes]] = []
-            try:
-                for event in events:
-                    message = event.message
-                    states.partition = watermarks.partition = message.partition
-                    records.extend(
-                        handle_message(
-                            engine,
-                            settings,
-                            message.key,
-                            message.value,
-                            message.topic,
-                            message.partition,
-                            message.offset,
-                        )
-                    )
-                pending = [
-                    await outputs[name].send(key=key, value=value) for name, key, value in records
-                ]
-                await asyncio.gather(*pending)  # acknowledged by the broker...
-            except BaseException:
-                states.discard()  # ...or nothing of this batch is kept
-                watermarks.discard()
-                raise
+            records: list[Record] = []
+            rows: list[tuple[TouchpointEvent, int, int]] = []
+            for event in events:
+                message = event.message
+                states.partition = watermarks.partition = message.partition
+                handled, parsed = handle_message(
+                    engine,
+                    settings,
+                    message.key,
+                    message.value,
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                )
+                records.extend(handled)
+                if parsed is not None:
+                    rows.append((parsed, message.partition, message.offset))
+            await deliver(records, outputs)  # acknowledged by the broker...
             states.flush()  # ...before the state moves on
             watermarks.flush()
+            if rows:  # ...and the batch is in ClickHouse before Faust may commit it
+                await write_batch(
+                    clickhouse,
+                    "touchpoints",
+                    touchpoint_columns(rows, datetime.now(UTC), rules.wow_margin),
+                    [f"{p}:{o}" for _, p, o in rows],
+                    spill_dir,
+                )
+            progress.add(len(events), records)
 
     if settings.clock_tick_seconds > 0:
 
@@ -189,6 +226,57 @@ def build_app(
 
 
 CLOCK_KEY = b"__clock__"
+Record = tuple[str, bytes | None, bytes]  # output name, key, value
+
+
+class Progress:
+    """Counts for the operator's log line, printed at most every 10 seconds."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.kinds: dict[str, int] = {}
+        self.window_start = time.monotonic()
+        self.window_events = 0
+
+    def add(self, events: int, records: list[Record]) -> None:
+        self.events += events
+        self.window_events += events
+        for name, _, _ in records:
+            self.kinds[name] = self.kinds.get(name, 0) + 1
+        elapsed = time.monotonic() - self.window_start
+        if elapsed >= 10.0:
+            log.info(
+                "processed %d events (%.0f/s over %.0fs); out: %s",
+                self.events,
+                self.window_events / elapsed,
+                elapsed,
+                self.kinds,
+            )
+            self.window_start, self.window_events = time.monotonic(), 0
+
+
+async def deliver(records: list[Record], outputs: dict[str, faust.TopicT]) -> None:
+    """Publish and wait for the broker's acks, retrying the whole batch until it is taken.
+
+    Never raises for a broker problem: an exception here would let Faust ack the batch.
+    Re-sent records are harmless downstream (deterministic ids, idempotent sinks).
+    """
+    delay = 0.2
+    while True:
+        try:
+            pending = [
+                await outputs[name].send(key=key, value=value) for name, key, value in records
+            ]
+            await asyncio.gather(*pending)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning(
+                "publishing %d records failed (%s); retrying in %.1fs", len(records), error, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(10.0, delay * 2)
 
 
 def handle_message(
@@ -199,8 +287,8 @@ def handle_message(
     topic: str,
     partition: int,
     offset: int,
-) -> list[tuple[str, bytes | None, bytes]]:
-    """One input record -> the records to publish: (output name, key, value)."""
+) -> tuple[list[Record], TouchpointEvent | None]:
+    """One input record -> the records to publish, and the event if it was valid."""
     received = datetime.now(UTC)
     payload = raw or b""
     if key == CLOCK_KEY:
@@ -221,17 +309,25 @@ def handle_message(
                 partition=partition,
                 offset=offset,
             )
-            return [("dead_letters", None, dead.model_dump_json().encode())]
+            return [("dead_letters", None, dead.model_dump_json().encode())], None
         signals = engine.advance(partition, tick.timestamp())
-        return [("signals", s.customer_id.encode(), s.model_dump_json().encode()) for s in signals]
+        return [
+            ("signals", s.customer_id.encode(), s.model_dump_json().encode()) for s in signals
+        ], None
     try:
         event = parse_touchpoint(
             payload, max_future_skew=settings.max_future_skew, max_bytes=settings.max_payload_bytes
         )
     except TouchpointRejected as rejected:
-        dead = dead_letter_for(payload, rejected, source=topic, received_at=received,
-                               partition=partition, offset=offset)  # fmt: skip
-        return [("dead_letters", None, dead.model_dump_json().encode())]
+        dead = dead_letter_for(
+            payload,
+            rejected,
+            source=topic,
+            received_at=received,
+            partition=partition,
+            offset=offset,
+        )
+        return [("dead_letters", None, dead.model_dump_json().encode())], None
     try:
         outcome: Outcome = engine.handle(event, partition)
     except Exception as error:  # a bug must cost one event, not the stream
@@ -243,14 +339,22 @@ def handle_message(
         dead = dead_letter_for(
             payload, failed, source=topic, received_at=received, partition=partition, offset=offset
         )
-        return [("dead_letters", event.customer_id.encode(), dead.model_dump_json().encode())]
+        return [
+            ("dead_letters", event.customer_id.encode(), dead.model_dump_json().encode())
+        ], event
     out: list[tuple[str, bytes | None, bytes]] = []
     if outcome.rejection is not None:
-        dead = dead_letter_for(payload, outcome.rejection, source=topic, received_at=received,
-                               partition=partition, offset=offset)  # fmt: skip
+        dead = dead_letter_for(
+            payload,
+            outcome.rejection,
+            source=topic,
+            received_at=received,
+            partition=partition,
+            offset=offset,
+        )
         out.append(("dead_letters", event.customer_id.encode(), dead.model_dump_json().encode()))
     for snapshot in outcome.snapshots:
         out.append(("metrics", snapshot.customer_id.encode(), snapshot.model_dump_json().encode()))
     for signal in outcome.signals:
         out.append(("signals", signal.customer_id.encode(), signal.model_dump_json().encode()))
-    return out
+    return out, event

@@ -22,9 +22,10 @@ class Settings(BaseSettings):
         default=EMBEDDED,
         description="'embedded' starts a Tansu broker; else kafka://host:9092[;host2:9092].",
     )
-    clickhouse_url: str = Field(
-        default="chdb:///.touchstream/chdb",
-        description="chdb:///path for the in-process engine, or http(s)://user:pw@host:8123/db.",
+    clickhouse_url: str | None = Field(
+        default=None,
+        description="Unset: chDB in DATA_DIR/chdb. Or chdb://PATH (relative), chdb:///ABS/PATH, "
+        "or http(s)://user:pw@host:8123/db for a ClickHouse server.",
     )
     data_dir: Path = Field(default=Path(".touchstream"), description="Local state and reports.")
     app_id: str = Field(default="touchstream", description="Faust app id = consumer group.")
@@ -66,6 +67,14 @@ class Settings(BaseSettings):
         description="Live mode: publish a wall-clock tick to every partition this often, so "
         "silence is detected on quiet partitions too. 0 = off (backfills through the broker).",
     )
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Keys accepted by the worker's HTTP endpoints (JSON list); empty = open "
+        "(the web server binds 127.0.0.1 by default).",
+    )
+    query_max_rows: int = Field(default=10_000, ge=1)
+    query_timeout_seconds: float = Field(default=30.0, gt=0)
+    touchpoints_ttl_days: int = Field(default=730, ge=1, description="TTL of raw touchpoints.")
     log_level: str = "INFO"
 
     @field_validator("broker_url")
@@ -82,6 +91,15 @@ class Settings(BaseSettings):
     @property
     def population_path(self) -> Path:
         return self.population_file or self.data_dir / "bgnbd.json"
+
+    @property
+    def clickhouse(self) -> str:
+        """The ClickHouse target actually used (the default lives in the data directory)."""
+        return self.clickhouse_url or f"chdb://{self.data_dir / 'chdb'}"
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return self.clickhouse.startswith("chdb:")
 
     @property
     def embedded_broker(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from sinks.clickhouse import ClickHouse, redact
 from streams.bgnbd import BGNBDParams
 from streams.rules import Rules
 from touchstream.kafka import bootstrap_for, ensure_topics
@@ -16,11 +17,25 @@ def load_population(settings: Settings) -> BGNBDParams:
     path = settings.population_path
     if path.exists():
         params = BGNBDParams.load(path)
-        log.info("BG/NBD parameters from %s: r=%.3f alpha=%.3f a=%.3f b=%.3f", path,
-                 params.r, params.alpha, params.a, params.b)  # fmt: skip
+        log.info(
+            "BG/NBD parameters from %s: r=%.3f alpha=%.3f a=%.3f b=%.3f",
+            path,
+            params.r,
+            params.alpha,
+            params.a,
+            params.b,
+        )
         return params
     log.info("no fitted BG/NBD parameters at %s: using defaults (run `touchstream fit`)", path)
     return BGNBDParams()
+
+
+def open_clickhouse(settings: Settings) -> ClickHouse:
+    """Connect and migrate now, so a wrong URL fails at start with a clear message."""
+    clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
+    clickhouse.call(lambda client: None, attempts=3)
+    log.info("ClickHouse at %s ready (migrations applied)", redact(settings.clickhouse))
+    return clickhouse
 
 
 def output_topics(settings: Settings) -> list[str]:
@@ -45,9 +60,14 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
     if created:
         log.info("created topics %s with %d partitions", created, settings.partitions)
     rules = Rules.load(settings.rules_file)
-    app = build_app(settings, bootstrap, rules, load_population(settings))
-    log.info("worker %s consuming %s (rules %s)", settings.app_id, settings.topic_touchpoints,
-             rules.version)  # fmt: skip
+    clickhouse = open_clickhouse(settings)
+    app = build_app(settings, bootstrap, rules, load_population(settings), clickhouse)
+    log.info(
+        "worker %s consuming %s (rules %s)",
+        settings.app_id,
+        settings.topic_touchpoints,
+        rules.version,
+    )
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     for noisy in ("aiokafka", "faust", "mode", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

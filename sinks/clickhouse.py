@@ -1,0 +1,244 @@
+"""ClickHouse: connecting (chDB in-process or a server over HTTP), migrations, batched writes.
+
+The same code serves both: clickhouse-connect speaks to chDB through `chdb://PATH` and to a
+server through `http(s)://user:password@host:8123/db`. chDB calls block and a chDB
+directory belongs to one process, so every call goes through one `ClickHouse` object and its
+single worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+log = logging.getLogger("touchstream.clickhouse")
+
+MIGRATIONS_PACKAGE = "sinks.migrations"
+
+
+class ClickHouseUnavailable(RuntimeError):
+    """ClickHouse could not be reached (retried)."""
+
+
+class ClickHouseRejected(RuntimeError):
+    """ClickHouse answered and refused the statement: retrying cannot help."""
+
+
+# Server error codes that mean "the statement is wrong", not "the server is away".
+_REJECTION_CODES = re.compile(
+    r"Code: (6|16|27|32|36|41|43|44|47|53|60|62|69|70|72|117|130|"
+    r"164|236|349|386|395)\b"
+)
+
+
+def is_rejection(error: BaseException) -> bool:
+    return bool(_REJECTION_CODES.search(str(error)))
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced, for logs and error messages."""
+    return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def connect(url: str) -> Any:
+    """A clickhouse-connect client for `chdb://path` or `http(s)://user:pw@host:port/db`."""
+    import clickhouse_connect
+
+    if url.startswith("chdb:"):
+        location = url.removeprefix("chdb:").removeprefix("//")
+        path = Path(location).expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return clickhouse_connect.get_client(interface="chdb", path=str(path))
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https"):
+        raise ValueError(f"unsupported ClickHouse URL {redact(url)}: use chdb:// or http(s)://")
+    return clickhouse_connect.get_client(
+        host=parsed.hostname or "localhost",
+        port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
+        username=unquote(parsed.username or "default"),
+        password=unquote(parsed.password or ""),
+        database=parsed.path.lstrip("/") or "default",
+        secure=parsed.scheme == "https",
+    )
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration shipped with the package, in order."""
+    found = []
+    for entry in resources.files(MIGRATIONS_PACKAGE).iterdir():
+        match = re.fullmatch(r"(\d+)_(.+)\.sql", entry.name)
+        if match:
+            found.append((int(match[1]), match[2], entry.read_text()))
+    return sorted(found)
+
+
+def split_statements(sql: str) -> list[str]:
+    without_comments = "\n".join(
+        line for line in sql.splitlines() if not line.lstrip().startswith("--")
+    )
+    return [s.strip() for s in without_comments.split(";") if s.strip()]
+
+
+def migrate(client: Any, touchpoints_ttl_days: int = 730) -> list[str]:
+    """Apply the migrations not applied yet (recorded in `schema_migrations`)."""
+    client.command(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, "
+        "applied_at DateTime64(3, 'UTC')) ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    done = {row[0] for row in client.query("SELECT version FROM schema_migrations").result_rows}
+    applied = []
+    for version, name, sql in migration_files():
+        if version in done:
+            continue
+        for statement in split_statements(sql):
+            client.command(statement.replace("{touchpoints_ttl_days}", str(touchpoints_ttl_days)))
+        client.insert(
+            "schema_migrations",
+            [[version, name, datetime.now(UTC)]],
+            column_names=["version", "name", "applied_at"],
+        )
+        applied.append(f"{version:03d}_{name}")
+        log.info("applied migration %03d_%s", version, name)
+    return applied
+
+
+def dedup_token(table: str, keys: Sequence[str]) -> str:
+    """Identical batches (a retry) get identical tokens, so ClickHouse drops the repeat."""
+    digest = hashlib.sha256(table.encode())
+    for key in keys:
+        digest.update(key.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+class ClickHouse:
+    """One connection, one thread, retries with backoff. Safe to share across coroutines.
+
+    `client_factory` is the connection boundary: tests inject one that fails for a while.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        client_factory: Callable[[str], Any] = connect,
+        *,
+        ttl_days: int = 730,
+        retry_initial: float = 0.2,
+        retry_max: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.client_factory = client_factory
+        self.ttl_days = ttl_days
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        self.migrated = False
+
+    # -- synchronous core (runs on the ClickHouse thread) -----------------------------------
+    def _ensure(self) -> Any:
+        if self._client is None:
+            self._client = self.client_factory(self.url)
+            if not self.migrated:
+                migrate(self._client, self.ttl_days)
+                self.migrated = True
+        return self._client
+
+    def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+    def call(
+        self, fn: Callable[[Any], Any], *, retry_forever: bool = False, attempts: int = 1
+    ) -> Any:
+        """Run fn(client); on failure reconnect and retry with exponential backoff + jitter."""
+        delay = self.retry_initial
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self._lock:
+                    return fn(self._ensure())
+            except Exception as error:
+                if is_rejection(error):
+                    raise ClickHouseRejected(redact(str(error))[:500]) from None
+                with self._lock:
+                    self._drop_client()
+                if not retry_forever and attempt >= attempts:
+                    raise ClickHouseUnavailable(
+                        f"ClickHouse at {redact(self.url)}: {type(error).__name__}: "
+                        f"{redact(str(error))[:300]}"
+                    ) from None
+                log.warning(
+                    "ClickHouse at %s unavailable (%s: %s); retry %d in %.1fs",
+                    redact(self.url),
+                    type(error).__name__,
+                    redact(str(error))[:200],
+                    attempt,
+                    delay,
+                )
+                time.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(self.retry_max, delay * 2)
+
+    def insert_columns(self, table: str, columns: dict[str, list[Any]], token: str) -> None:
+        """One column-oriented insert, retried until ClickHouse takes it (nothing is lost)."""
+        names = list(columns)
+        data = [columns[name] for name in names]
+
+        def insert(client: Any) -> None:
+            client.insert(
+                table,
+                data,
+                column_names=names,
+                column_oriented=True,
+                settings={
+                    "insert_deduplication_token": token,
+                    "async_insert": 0,
+                    "deduplicate_blocks_in_dependent_materialized_views": 1,
+                },
+            )
+
+        self.call(insert, retry_forever=True)
+
+    def query(
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> tuple[list[str], list[tuple]]:
+        def run(client: Any) -> tuple[list[str], list[tuple]]:
+            result = client.query(sql, parameters=parameters or {}, settings=settings or {})
+            return list(result.column_names), list(result.result_rows)
+
+        return self.call(run, attempts=2)
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        return self.call(
+            lambda client: client.command(sql, parameters=parameters or {}), attempts=2
+        )
+
+    # -- asyncio front ----------------------------------------------------------------------
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_client()
+        self._executor.shutdown(wait=False)

@@ -1,0 +1,109 @@
+"""Batched, idempotent writes of the pipeline's topics into ClickHouse (Faust agents).
+
+Offsets advance only after ClickHouse acknowledged a batch: Faust acks a `take_events`
+batch when the loop body returns, and the body returns only after the insert succeeded
+(retried with backoff while ClickHouse is away). The body never raises: an exception there
+would make Faust ack the batch anyway. A batch ClickHouse *refuses* (a schema bug, not an
+outage) is spilled to DATA_DIR/sink-rejected/ and logged, so nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+from pydantic import BaseModel
+
+from schemas import DeadLetter, MetricsSnapshot, Signal
+from sinks.clickhouse import ClickHouse, ClickHouseRejected, dedup_token
+from sinks.rows import Columns, dead_letter_columns, metrics_columns, signal_columns
+
+log = logging.getLogger("touchstream.sink")
+
+
+async def write_batch(
+    clickhouse: ClickHouse, table: str, columns: Columns, keys: Sequence[str], spill_dir: Path
+) -> float:
+    """Insert one batch (retrying while ClickHouse is away); returns seconds taken."""
+    started = time.perf_counter()
+    token = dedup_token(table, keys)
+    try:
+        await clickhouse.run(clickhouse.insert_columns, table, columns, token)
+    except ClickHouseRejected as error:
+        spill_dir.mkdir(parents=True, exist_ok=True)
+        path = spill_dir / f"{table}-{token[:16]}.json"
+        path.write_bytes(
+            orjson.dumps({"table": table, "error": str(error), "columns": columns}, default=str)
+        )
+        log.error(
+            "ClickHouse refused a batch of %d rows for %s (%s); kept in %s",
+            len(keys),
+            table,
+            error,
+            path,
+        )
+    return time.perf_counter() - started
+
+
+def _sink_agent(
+    app: faust.App,
+    topic: faust.TopicT,
+    model: type[BaseModel],
+    to_columns: Callable[[list[Any]], Columns],
+    table: str,
+    clickhouse: ClickHouse,
+    batch_size: int,
+    batch_seconds: float,
+    spill_dir: Path,
+) -> None:
+    async def sink(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(batch_size, batch_seconds):
+            models = []
+            for event in events:
+                try:
+                    models.append(model.model_validate_json(event.message.value))
+                except ValueError:  # our own topics: only a foreign writer gets here
+                    log.error(
+                        "skipping a record on %s that is not a %s (offset %s)",
+                        event.message.topic,
+                        model.__name__,
+                        event.message.offset,
+                    )
+            keys = [f"{e.message.partition}:{e.message.offset}" for e in events]
+            if models:
+                await write_batch(clickhouse, table, to_columns(models), keys, spill_dir)
+
+    sink.__name__ = sink.__qualname__ = f"sink_{table}"
+    app.agent(topic, name=f"sink-{table}", concurrency=1)(sink)
+
+
+def attach_sinks(
+    app: faust.App,
+    clickhouse: ClickHouse,
+    *,
+    metrics: faust.TopicT,
+    signals: faust.TopicT,
+    dead_letters: faust.TopicT,
+    batch_size: int,
+    batch_seconds: float,
+    spill_dir: Path,
+) -> None:
+    """One agent per output topic, each writing its own table."""
+    for topic, model, to_columns, table in (
+        (metrics, MetricsSnapshot, metrics_columns, "customer_metrics"),
+        (signals, Signal, signal_columns, "signals"),
+        (dead_letters, DeadLetter, dead_letter_columns, "dead_letters"),
+    ):
+        _sink_agent(
+            app, topic, model, to_columns, table, clickhouse, batch_size, batch_seconds, spill_dir
+        )
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,125 @@
+"""Topics into ClickHouse (chDB) through the real worker: exact counts, even across SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from streams.bgnbd import BGNBDParams
+from streams.rules import Rules
+from tests.e2e.conftest import running_worker, worker_env
+from tests.e2e.helpers import wait_for_records
+from touchstream.broker import EmbeddedBroker, free_port
+from touchstream.generator import generate
+from touchstream.inputs import InputRecord
+from touchstream.kafka import ensure_topics
+from touchstream.query_client import query_worker
+from touchstream.replay import replay
+
+pytestmark = pytest.mark.e2e
+
+
+def publish(bootstrap: str, topic: str, events: list[dict]) -> None:
+    ensure_topics(bootstrap, [topic], 4)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=10)
+    for event in events:
+        producer.send(topic, key=event["customer_id"].encode(), value=orjson.dumps(event))
+    producer.flush()
+    producer.close()
+
+
+def scalar(port: int, sql: str) -> int:
+    return query_worker(f"http://127.0.0.1:{port}", sql)["rows"][0][0]
+
+
+def wait_for(port: int, sql: str, want: int, timeout: float = 150.0) -> int:
+    deadline = time.monotonic() + timeout
+    value = -1
+    while time.monotonic() < deadline:
+        try:
+            value = scalar(port, sql)
+        except OSError:
+            value = -1
+        if value >= want:
+            return value
+        time.sleep(1.0)
+    return value
+
+
+def expected_signals(events: list[dict]) -> set[str]:
+    result = replay(
+        [InputRecord(i, orjson.dumps(e)) for i, e in enumerate(events, 1)],
+        rules=Rules(),
+        population=BGNBDParams(),
+        partitions=4,
+        source="t",
+    )
+    return {s.signal_id for s in result.signals}
+
+
+def test_every_event_lands_once_and_signals_match_the_topic(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    _, events = generate(customers=150, months=4, seed=3)
+    port = free_port()
+    env = worker_env(broker, "chsink", tmp_path, TOUCHSTREAM_WEB_PORT=str(port))
+    publish(broker.bootstrap, env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"], events)
+    want_signals = expected_signals(events)
+    with running_worker(env, tmp_path / "worker.log"):
+        assert wait_for(port, "SELECT count() FROM touchpoints", len(events)) == len(events)
+        on_topic = wait_for_records(
+            broker.bootstrap,
+            env["TOUCHSTREAM_TOPIC_SIGNALS"],
+            lambda r: len(r) >= len(want_signals),
+        )
+        wait_for(port, "SELECT uniqExact(signal_id) FROM signals", len(want_signals))
+        rows = query_worker(f"http://127.0.0.1:{port}", "SELECT signal_id FROM signals FINAL")[
+            "rows"
+        ]
+        customers = scalar(port, "SELECT count() FROM customer_metrics FINAL")
+        distinct = scalar(port, "SELECT uniqExact(event_id) FROM touchpoints")
+        levels = query_worker(
+            f"http://127.0.0.1:{port}",
+            "SELECT level, count() FROM touchpoints FINAL GROUP BY level",
+        )
+    assert distinct == len(events)
+    assert customers == len({e["customer_id"] for e in events})
+    assert {r[0] for r in rows} == {s["signal_id"] for s in on_topic} == want_signals
+    assert len(rows) == len(want_signals)
+    assert {r[0] for r in levels["rows"]} >= {"met", "none"}
+
+
+def test_sigkill_mid_run_loses_nothing_and_doubles_nothing(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    _, events = generate(customers=600, months=6, seed=5)
+    port = free_port()
+    env = worker_env(
+        broker, "chkill", tmp_path, TOUCHSTREAM_WEB_PORT=str(port), TOUCHSTREAM_BATCH_SIZE="500"
+    )
+    publish(broker.bootstrap, env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"], events)
+    want_signals = expected_signals(events)
+    with running_worker(env, tmp_path / "worker-1.log") as first:
+        progressed = wait_for(port, "SELECT count() FROM touchpoints", len(events) // 3)
+        assert 0 < progressed < len(events), "kill must land mid-run"
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+    with running_worker(env, tmp_path / "worker-2.log"):
+        assert wait_for(port, "SELECT uniqExact(event_id) FROM touchpoints", len(events)) == len(
+            events
+        )
+        wait_for(port, "SELECT uniqExact(signal_id) FROM signals", len(want_signals))
+        total = scalar(port, "SELECT count() FROM touchpoints FINAL")
+        signal_rows = query_worker(
+            f"http://127.0.0.1:{port}", "SELECT signal_id FROM signals FINAL"
+        )["rows"]
+        metrics_rows = scalar(port, "SELECT count() FROM customer_metrics FINAL")
+    assert total == len(events)
+    assert sorted(r[0] for r in signal_rows) == sorted(want_signals)
+    assert metrics_rows == len({e["customer_id"] for e in events})

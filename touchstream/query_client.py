@@ -1,0 +1,46 @@
+"""Talking to the worker's read-only query endpoint (embedded mode)."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from typing import Any
+
+import orjson
+
+
+class QueryFailed(RuntimeError):
+    pass
+
+
+def query_worker(
+    base_url: str,
+    sql: str,
+    params: dict[str, Any] | None = None,
+    *,
+    api_key: str | None = None,
+    max_rows: int | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """POST /v1/query; returns {"columns", "rows", "truncated"} or raises QueryFailed."""
+    body: dict[str, Any] = {"sql": sql, "params": params or {}}
+    if max_rows is not None:
+        body["max_rows"] = max_rows
+    request = urllib.request.Request(
+        f"{base_url.rstrip('/')}/v1/query",
+        data=orjson.dumps(body),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return orjson.loads(response.read())
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace")
+        try:
+            detail = orjson.loads(detail).get("error", detail)
+        except orjson.JSONDecodeError:
+            pass
+        raise QueryFailed(f"HTTP {error.code}: {detail}") from None
