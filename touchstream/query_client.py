@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import urllib.error
 import urllib.request
 from typing import Any
@@ -39,8 +40,6 @@ def query_worker(
             return orjson.loads(response.read())
     except urllib.error.HTTPError as error:
         detail = error.read().decode(errors="replace")
-        try:
+        with contextlib.suppress(orjson.JSONDecodeError):
             detail = orjson.loads(detail).get("error", detail)
-        except orjson.JSONDecodeError:
-            pass
         raise QueryFailed(f"HTTP {error.code}: {detail}") from None
