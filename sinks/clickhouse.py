@@ -226,7 +226,14 @@ class ClickHouse:
             result = client.query(sql, parameters=parameters or {}, settings=settings or {})
             return list(result.column_names), list(result.result_rows)
 
-        return self.call(run, attempts=2)
+        try:
+            return self.call(run, attempts=2)
+        finally:
+            if settings and settings.get("readonly"):
+                # chDB keeps a query's `readonly` on its session (seen after a refused or a
+                # parameterised query), which would refuse the writer's next statement
+                with self._lock:
+                    self._drop_client()
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         return self.call(

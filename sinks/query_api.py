@@ -39,6 +39,34 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def has_second_statement(sql: str) -> bool:
+    """A ';' outside string literals, quoted identifiers and comments."""
+    quote: str | None = None
+    i = 0
+    while i < len(sql):
+        char = sql[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = None
+        elif char in "'\"`":
+            quote = char
+        elif sql.startswith("--", i):
+            i = sql.find("\n", i)
+            if i < 0:
+                return False
+        elif sql.startswith("/*", i):
+            i = sql.find("*/", i + 2)
+            if i < 0:
+                return False
+            i += 1
+        elif char == ";":
+            return True
+        i += 1
+    return False
+
+
 def readonly_query(
     clickhouse: ClickHouse,
     sql: str,
@@ -51,8 +79,8 @@ def readonly_query(
     statement = sql.strip().rstrip(";").strip()
     if not statement:
         raise QueryRefused("empty query")
-    if ";" in statement:
-        raise QueryRefused("one statement per request (found ';')")
+    if has_second_statement(statement):
+        raise QueryRefused("one statement per request (found ';' outside quotes)")
     settings = {
         "readonly": 2,
         "max_execution_time": timeout_seconds,

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from schemas import DeadLetter, MetricsSnapshot, Signal
 from sinks.clickhouse import ClickHouse, ClickHouseRejected, dedup_token
+from sinks.forget import FORGET_PREFIX, forget_rows, parse_marker
 from sinks.rows import Columns, dead_letter_columns, metrics_columns, signal_columns
 
 log = logging.getLogger("touchstream.sink")
@@ -51,6 +52,48 @@ async def write_batch(
     return time.perf_counter() - started
 
 
+async def _write_events(
+    events: Sequence[Any],
+    model: type[BaseModel],
+    to_columns: Callable[[list[Any]], Columns],
+    table: str,
+    clickhouse: ClickHouse,
+    spill_dir: Path,
+) -> None:
+    """Write a batch in order; a forget request splits it (rows before it go, later stay)."""
+    models: list[Any] = []
+    keys: list[str] = []
+    for event in events:
+        message = event.message
+        value = message.value or b""
+        if value.startswith(FORGET_PREFIX):
+            if models:
+                await write_batch(clickhouse, table, to_columns(models), keys, spill_dir)
+                models, keys = [], []
+            await forget_in(clickhouse, table, value)
+            continue
+        try:
+            models.append(model.model_validate_json(value))
+            keys.append(f"{message.partition}:{message.offset}")
+        except ValueError:  # our own topics: only a foreign writer gets here
+            log.error(
+                "skipping a record on %s that is not a %s (offset %s)",
+                message.topic,
+                model.__name__,
+                message.offset,
+            )
+    if models:
+        await write_batch(clickhouse, table, to_columns(models), keys, spill_dir)
+
+
+async def forget_in(clickhouse: ClickHouse, table: str, marker: bytes) -> None:
+    """Run a forget request against one table; a refusal is logged, never raised."""
+    try:
+        await clickhouse.run(forget_rows, clickhouse, table, *parse_marker(marker))
+    except (ClickHouseRejected, ValueError, KeyError) as error:
+        log.error("forget request on %s failed: %s (request: %s)", table, error, marker[:200])
+
+
 def _sink_agent(
     app: faust.App,
     topic: faust.TopicT,
@@ -64,20 +107,7 @@ def _sink_agent(
 ) -> None:
     async def sink(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch_size, batch_seconds):
-            models = []
-            for event in events:
-                try:
-                    models.append(model.model_validate_json(event.message.value))
-                except ValueError:  # our own topics: only a foreign writer gets here
-                    log.error(
-                        "skipping a record on %s that is not a %s (offset %s)",
-                        event.message.topic,
-                        model.__name__,
-                        event.message.offset,
-                    )
-            keys = [f"{e.message.partition}:{e.message.offset}" for e in events]
-            if models:
-                await write_batch(clickhouse, table, to_columns(models), keys, spill_dir)
+            await _write_events(events, model, to_columns, table, clickhouse, spill_dir)
 
     sink.__name__ = sink.__qualname__ = f"sink_{table}"
     app.agent(topic, name=f"sink-{table}", concurrency=1)(sink)

@@ -15,7 +15,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -29,9 +31,10 @@ from schemas import (
     parse_touchpoint,
 )
 from sinks.clickhouse import ClickHouse
+from sinks.forget import forget_marker, parse_marker
 from sinks.query_api import attach_query_endpoint
 from sinks.rows import touchpoint_columns
-from sinks.writer import attach_sinks, write_batch
+from sinks.writer import attach_sinks, forget_in, write_batch
 from streams.bgnbd import BGNBDParams
 from streams.engine import Engine, Outcome
 from streams.rules import Rules
@@ -67,9 +70,9 @@ class StagedTable(MutableMapping[str, Any]):
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
-        staged = self._staged.get(key)
-        if staged is not None:
-            return staged[0]
+        if key in self._staged:
+            value = self._staged[key][0]
+            return default if value is None else value
         raw = self.table.data.get(key)
         return default if raw is None else self.decode(raw)
 
@@ -77,16 +80,30 @@ class StagedTable(MutableMapping[str, Any]):
         self._staged[key] = (value, self.partition)
 
     def __delitem__(self, key: str) -> None:
-        raise NotImplementedError("state is removed by `touchstream forget` tombstones")
+        """Staged like a write; flushed as a changelog tombstone."""
+        self._staged[key] = (None, self.partition)
+
+    def _keys(self) -> set[str]:
+        keys = set(self.table.data.keys())
+        for key, (value, _) in self._staged.items():
+            if value is None:
+                keys.discard(key)
+            else:
+                keys.add(key)
+        return keys
 
     def __iter__(self) -> Iterator[str]:
-        return iter(set(self.table.data.keys()) | set(self._staged))
+        return iter(self._keys())
 
     def __len__(self) -> int:
-        return len(set(self.table.data.keys()) | set(self._staged))
+        return len(self._keys())
 
     def flush(self) -> int:
         for key, (value, partition) in self._staged.items():
+            if value is None:
+                self.table.data.pop(key, None)
+                self.table.send_changelog(partition, key, None)
+                continue
             raw = self.encode(value)
             self.table.data[key] = raw
             self.table.send_changelog(partition, key, raw)
@@ -176,12 +193,11 @@ def build_app(
     @app.agent(touchpoints, concurrency=1)
     async def process(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
-            records: list[Record] = []
-            rows: list[tuple[TouchpointEvent, int, int]] = []
+            batch: list[tuple[Handled, int, int]] = []
             for event in events:
                 message = event.message
                 states.partition = watermarks.partition = message.partition
-                handled, parsed = handle_message(
+                handled = handle_message(
                     engine,
                     settings,
                     message.key,
@@ -190,20 +206,13 @@ def build_app(
                     message.partition,
                     message.offset,
                 )
-                records.extend(handled)
-                if parsed is not None:
-                    rows.append((parsed, message.partition, message.offset))
+                batch.append((handled, message.partition, message.offset))
+            records = [record for handled, _, _ in batch for record in handled.records]
             await deliver(records, outputs)  # acknowledged by the broker...
             states.flush()  # ...before the state moves on
             watermarks.flush()
-            if rows:  # ...and the batch is in ClickHouse before Faust may commit it
-                await write_batch(
-                    clickhouse,
-                    "touchpoints",
-                    touchpoint_columns(rows, datetime.now(UTC), rules.wow_margin),
-                    [f"{p}:{o}" for _, p, o in rows],
-                    spill_dir,
-                )
+            # ...and the rows are in ClickHouse before Faust may commit the batch
+            await store_touchpoints(clickhouse, batch, rules.wow_margin, spill_dir)
             progress.add(len(events), records)
 
     if settings.clock_tick_seconds > 0:
@@ -226,6 +235,7 @@ def build_app(
 
 
 CLOCK_KEY = b"__clock__"
+FORGET_KEY = b"__forget__"
 Record = tuple[str, bytes | None, bytes]  # output name, key, value
 
 
@@ -279,6 +289,15 @@ async def deliver(records: list[Record], outputs: dict[str, faust.TopicT]) -> No
             delay = min(10.0, delay * 2)
 
 
+@dataclass
+class Handled:
+    """What one input record asks for: records to publish, rows, a forget request."""
+
+    records: list[Record] = field(default_factory=list)
+    event: TouchpointEvent | None = None
+    forget: tuple[str, datetime] | None = None
+
+
 def handle_message(
     engine: Engine,
     settings: Settings,
@@ -287,47 +306,42 @@ def handle_message(
     topic: str,
     partition: int,
     offset: int,
-) -> tuple[list[Record], TouchpointEvent | None]:
-    """One input record -> the records to publish, and the event if it was valid."""
-    received = datetime.now(UTC)
+) -> Handled:
+    """One input record -> what to publish and store. Never raises."""
     payload = raw or b""
-    if key == CLOCK_KEY:
+
+    def dead(rejection: TouchpointRejected, dead_key: bytes | None = None) -> Record:
+        letter = dead_letter_for(
+            payload,
+            rejection,
+            source=topic,
+            received_at=datetime.now(UTC),
+            partition=partition,
+            offset=offset,
+        )
+        return ("dead_letters", dead_key, letter.model_dump_json().encode())
+
+    if key in (CLOCK_KEY, FORGET_KEY):
         try:
-            tick = datetime.fromisoformat(orjson.loads(payload)["clock"])
-            if tick.tzinfo is None:
-                raise ValueError("clock tick without timezone")
+            return _control(engine, key, payload, partition)
         except (ValueError, KeyError, TypeError) as error:
-            rejected = TouchpointRejected(
-                "invalid_clock_tick",
-                [FieldError(loc="clock", type="invalid_clock_tick", msg=str(error))],
+            kind = "invalid_control_record"
+            return Handled(
+                [
+                    dead(
+                        TouchpointRejected(
+                            kind, [FieldError(loc="", type=kind, msg=f"{key!r}: {error}")]
+                        )
+                    )
+                ]
             )
-            dead = dead_letter_for(
-                payload,
-                rejected,
-                source=topic,
-                received_at=received,
-                partition=partition,
-                offset=offset,
-            )
-            return [("dead_letters", None, dead.model_dump_json().encode())], None
-        signals = engine.advance(partition, tick.timestamp())
-        return [
-            ("signals", s.customer_id.encode(), s.model_dump_json().encode()) for s in signals
-        ], None
     try:
         event = parse_touchpoint(
             payload, max_future_skew=settings.max_future_skew, max_bytes=settings.max_payload_bytes
         )
     except TouchpointRejected as rejected:
-        dead = dead_letter_for(
-            payload,
-            rejected,
-            source=topic,
-            received_at=received,
-            partition=partition,
-            offset=offset,
-        )
-        return [("dead_letters", None, dead.model_dump_json().encode())], None
+        return Handled([dead(rejected)])
+    customer_key = event.customer_id.encode()
     try:
         outcome: Outcome = engine.handle(event, partition)
     except Exception as error:  # a bug must cost one event, not the stream
@@ -336,25 +350,66 @@ def handle_message(
             "processing_error",
             [FieldError(loc="", type="processing_error", msg=f"{type(error).__name__}: {error}")],
         )
-        dead = dead_letter_for(
-            payload, failed, source=topic, received_at=received, partition=partition, offset=offset
-        )
-        return [
-            ("dead_letters", event.customer_id.encode(), dead.model_dump_json().encode())
-        ], event
-    out: list[tuple[str, bytes | None, bytes]] = []
+        return Handled([dead(failed, customer_key)], event)
+    handled = Handled(event=event)
     if outcome.rejection is not None:
-        dead = dead_letter_for(
-            payload,
-            outcome.rejection,
-            source=topic,
-            received_at=received,
-            partition=partition,
-            offset=offset,
-        )
-        out.append(("dead_letters", event.customer_id.encode(), dead.model_dump_json().encode()))
+        handled.records.append(dead(outcome.rejection, customer_key))
     for snapshot in outcome.snapshots:
-        out.append(("metrics", snapshot.customer_id.encode(), snapshot.model_dump_json().encode()))
+        handled.records.append(("metrics", customer_key, snapshot.model_dump_json().encode()))
     for signal in outcome.signals:
-        out.append(("signals", signal.customer_id.encode(), signal.model_dump_json().encode()))
-    return out, event
+        handled.records.append(("signals", customer_key, signal.model_dump_json().encode()))
+    return handled
+
+
+def _control(engine: Engine, key: bytes, payload: bytes, partition: int) -> Handled:
+    """Clock ticks and forget requests: records the worker itself put on the topic."""
+    if key == CLOCK_KEY:
+        tick = datetime.fromisoformat(orjson.loads(payload)["clock"])
+        if tick.tzinfo is None:
+            raise ValueError("clock tick without timezone")
+        return Handled(
+            [
+                ("signals", s.customer_id.encode(), s.model_dump_json().encode())
+                for s in engine.advance(partition, tick.timestamp())
+            ]
+        )
+    customer_id, requested_at = parse_marker(payload)
+    engine.forget(customer_id, partition)
+    log.info("forgetting customer %s (requested %s)", customer_id, requested_at.isoformat())
+    marker = forget_marker(customer_id, requested_at)
+    # the markers reach each table's writer in order with that customer's earlier records
+    return Handled(
+        [("metrics", customer_id.encode(), marker), ("signals", customer_id.encode(), marker)],
+        forget=(customer_id, requested_at),
+    )
+
+
+async def store_touchpoints(
+    clickhouse: ClickHouse,
+    batch: list[tuple[Handled, int, int]],
+    wow_margin: float,
+    spill_dir: Path,
+) -> None:
+    """Insert the batch's touchpoints; a forget request splits it, so rows before it go."""
+    rows: list[tuple[TouchpointEvent, int, int]] = []
+
+    async def write() -> None:
+        if rows:
+            await write_batch(
+                clickhouse,
+                "touchpoints",
+                touchpoint_columns(rows, datetime.now(UTC), wow_margin),
+                [f"{p}:{o}" for _, p, o in rows],
+                spill_dir,
+            )
+            rows.clear()
+
+    for handled, partition, offset in batch:
+        if handled.event is not None:
+            rows.append((handled.event, partition, offset))
+        if handled.forget is not None:
+            await write()
+            marker = forget_marker(*handled.forget)
+            for table in ("touchpoints", "dead_letters"):
+                await forget_in(clickhouse, table, marker)
+    await write()

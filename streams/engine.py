@@ -73,6 +73,13 @@ class Engine:
         self._members.clear()
         self._timer_skip.clear()
 
+    def forget(self, customer_id: str, partition: int) -> None:
+        """Right to be forgotten: the customer's state goes (a tombstone in the changelog)."""
+        if self.states.get(customer_id) is not None:
+            del self.states[customer_id]
+        self.members(partition).discard(customer_id)
+        self._timer_skip.discard(customer_id)
+
     def handle(self, event: TouchpointEvent, partition: int) -> Outcome:
         t = event.occurred_at.timestamp()
         self.members(partition).add(event.customer_id)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import signal
+import sys
 import threading
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -213,6 +216,9 @@ def replay(
         bool, typer.Option(help="Sort by occurred_at first (for files not in event-time order).")
     ] = False,
     rules_file: Annotated[Path | None, typer.Option("--rules", help="Rules file to try.")] = None,
+    clickhouse: Annotated[
+        bool, typer.Option("--clickhouse", help="Also write everything into ClickHouse.")
+    ] = False,
 ) -> None:
     """Run the live stream logic over a file, without a broker: backfills and rule tuning.
 
@@ -274,6 +280,19 @@ def replay(
     )
     Console().print(table)
     console.print(f"results in {out}/ (signals.jsonl, customers.jsonl, dead_letters.jsonl)")
+    if clickhouse:
+        from sinks.clickhouse import ClickHouse, redact
+        from touchstream.replay import write_to_clickhouse
+
+        target = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
+        try:
+            written = write_to_clickhouse(result, target, str(file.resolve()), rules.wow_margin)
+        finally:
+            target.close()
+        console.print(
+            f"written to {redact(settings.clickhouse)}: "
+            + ", ".join(f"{n:,} {t}" for t, n in written.items())
+        )
 
 
 @app.command()
@@ -342,6 +361,174 @@ def fit(
     )
     Console().print(table)
     console.print(f"wrote {path}")
+
+
+class Output(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _show(result: dict[str, Any], output: Output, title: str | None = None) -> None:
+    columns, rows = result["columns"], result["rows"]
+    if output is Output.json:
+        for row in rows:
+            sys.stdout.write(orjson.dumps(dict(zip(columns, row, strict=True))).decode() + "\n")
+    elif output is Output.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        Console().print(table)
+    if result.get("truncated"):
+        console.print(f"[yellow]showing the first {len(rows)} rows (row limit reached)[/]")
+
+
+def _query_or_exit(
+    settings: Settings, sql: str, params: dict[str, Any], max_rows: int | None = None
+) -> dict[str, Any]:
+    from sinks.clickhouse import ClickHouseRejected, ClickHouseUnavailable
+    from sinks.query_api import QueryRefused
+    from touchstream.ops import run_query
+    from touchstream.query_client import QueryFailed
+
+    try:
+        return run_query(settings, sql, params, max_rows)
+    except (QueryRefused, QueryFailed, ClickHouseRejected, ClickHouseUnavailable) as error:
+        console.print(f"[red]query failed:[/] {error}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="One read-only statement; {name:Type} parameters.")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="name=value (repeatable).")
+    ] = None,
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+    max_rows: Annotated[int | None, typer.Option(help="Row limit (capped by settings).")] = None,
+) -> None:
+    """Run read-only SQL against ClickHouse (through the worker when it owns the chDB).
+
+    Example: touchstream query "SELECT kind, count() FROM signals FINAL GROUP BY kind"
+    """
+    params = dict(pair.split("=", 1) for pair in (param or []) if "=" in pair)
+    _show(_query_or_exit(_settings(), sql, params, max_rows), output)
+
+
+@app.command()
+def signals(
+    kind: Annotated[
+        str, typer.Option(help="about_to_defect or wow_opportunity (default all).")
+    ] = "",
+    since: Annotated[str, typer.Option(help="Raised at or after (ISO-8601 with zone).")] = (
+        "1970-01-01T00:00:00Z"
+    ),
+    min_score: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+) -> None:
+    """Recent signals with the reasons behind them, newest first."""
+    from sinks.queries import SIGNALS
+
+    if kind and kind not in ("about_to_defect", "wow_opportunity"):
+        raise typer.BadParameter("kind must be about_to_defect or wow_opportunity")
+    params = {
+        "kind": kind,
+        "since": _parse_time(since).replace(tzinfo=None),
+        "min_score": min_score,
+        "limit": limit,
+    }
+    _show(_query_or_exit(_settings(), SIGNALS, params), output, "signals")
+
+
+@app.command()
+def customer(
+    customer_id: Annotated[str, typer.Argument(help="The customer to show.")],
+    limit: Annotated[int, typer.Option(min=1, help="Recent touchpoints and signals.")] = 20,
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+) -> None:
+    """One customer: latest metrics, recent touchpoints, and signals with their reasons."""
+    from sinks.queries import CUSTOMER_METRICS, CUSTOMER_SIGNALS, CUSTOMER_TOUCHPOINTS
+
+    settings = _settings()
+    params = {"customer_id": customer_id, "limit": limit}
+    metrics = _query_or_exit(settings, CUSTOMER_METRICS, params)
+    if not metrics["rows"]:
+        console.print(f"no metrics for customer {customer_id!r}")
+        raise typer.Exit(1)
+    if output is Output.table:
+        table = Table(title=f"customer {customer_id}")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for name, value in zip(metrics["columns"], metrics["rows"][0], strict=True):
+            table.add_row(name, f"{value:.3f}" if isinstance(value, float) else str(value))
+        Console().print(table)
+    else:
+        _show(metrics, output)
+    _show(_query_or_exit(settings, CUSTOMER_TOUCHPOINTS, params), output, "recent touchpoints")
+    _show(_query_or_exit(settings, CUSTOMER_SIGNALS, params), output, "signals")
+
+
+@app.command()
+def forget(
+    customer_id: Annotated[str, typer.Argument(help="The customer to erase.")],
+) -> None:
+    """Right to be forgotten: remove a customer's state and every ClickHouse row of theirs.
+
+    The request goes through the touchpoints topic, so it is applied in order with the
+    customer's events by whichever worker owns them; each table's writer removes the rows
+    and records it in `forgotten_customers`.
+    """
+    from kafka import KafkaProducer
+
+    from sinks.forget import forget_marker
+    from streams.app import FORGET_KEY
+    from streams.engine import partition_for
+    from touchstream.kafka import bootstrap_for
+
+    settings = _settings()
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap_for(settings), acks="all", **settings.kafka_security()
+    )
+    requested_at = datetime.now(UTC)
+    producer.send(
+        settings.topic_touchpoints,
+        key=FORGET_KEY,
+        value=forget_marker(customer_id, requested_at),
+        partition=partition_for(customer_id, settings.partitions),
+    ).get(timeout=30)
+    producer.close()
+    console.print(
+        f"forget request for {customer_id!r} queued at {requested_at.isoformat()}; check with: "
+        f'touchstream query "SELECT * FROM forgotten_customers FINAL WHERE customer_id = '
+        f'{{id:String}}" -p id={customer_id}'
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply ClickHouse migrations (the worker also does this at start)."""
+    from sinks.clickhouse import ClickHouse, redact
+    from sinks.clickhouse import migrate as apply
+
+    settings = _settings()
+    clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
+    try:
+        done = clickhouse.call(
+            lambda client: apply(client, settings.touchpoints_ttl_days), attempts=3
+        )
+    finally:
+        clickhouse.close()
+    console.print(
+        f"{redact(settings.clickhouse)}: "
+        + (f"applied {', '.join(done)}" if done else "schema up to date")
+    )
 
 
 @app.command()

@@ -117,11 +117,14 @@ PARTITION BY toYYYYMM(received_at)
 ORDER BY (error_kind, dead_letter_id)
 SETTINGS non_replicated_deduplication_window = 1000;
 
+-- Right to be forgotten: one row per customer and table, written when the rows were removed.
 CREATE TABLE IF NOT EXISTS forgotten_customers
 (
     customer_id   String,
     requested_at  DateTime64(3, 'UTC'),
-    rows_removed  String
+    table_name    LowCardinality(String),
+    rows_removed  UInt64,
+    done_at       DateTime64(3, 'UTC')
 )
-ENGINE = ReplacingMergeTree
-ORDER BY customer_id;
+ENGINE = ReplacingMergeTree(done_at)
+ORDER BY (customer_id, requested_at, table_name);

@@ -1,0 +1,57 @@
+"""Right to be forgotten in ClickHouse: remove a customer's rows, record that it was done.
+
+Forget requests travel through the topics like everything else (see streams/app.py), so
+each table's writer removes the rows at the right point of its own stream: rows written
+before the request are removed, rows of later events stay.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+
+from sinks.clickhouse import ClickHouse
+
+FORGET_PREFIX = b'{"forget"'
+
+# how each table finds a customer's rows (dead letters only have the raw payload)
+WHERE = {
+    "touchpoints": "customer_id = {customer_id:String}",
+    "customer_metrics": "customer_id = {customer_id:String}",
+    "signals": "customer_id = {customer_id:String}",
+    "dead_letters": "position(payload, {quoted:String}) > 0",
+}
+
+
+def forget_marker(customer_id: str, requested_at: datetime) -> bytes:
+    return orjson.dumps({"forget": customer_id, "requested_at": requested_at.isoformat()})
+
+
+def parse_marker(raw: bytes) -> tuple[str, datetime]:
+    data = orjson.loads(raw)
+    return str(data["forget"]), datetime.fromisoformat(data["requested_at"])
+
+
+def forget_rows(
+    clickhouse: ClickHouse, table: str, customer_id: str, requested_at: datetime
+) -> int:
+    """Delete the customer's rows from one table and record the count (idempotent)."""
+    params = {"customer_id": customer_id, "quoted": orjson.dumps(customer_id).decode()}
+    where = WHERE[table]
+    _, rows = clickhouse.query(f"SELECT count() FROM {table} WHERE {where}", params)
+    removed = int(rows[0][0])
+    if removed:
+        clickhouse.command(f"DELETE FROM {table} WHERE {where}", params)
+    clickhouse.insert_columns(
+        "forgotten_customers",
+        {
+            "customer_id": [customer_id],
+            "requested_at": [requested_at],
+            "table_name": [table],
+            "rows_removed": [removed],
+            "done_at": [datetime.now(UTC)],
+        },
+        token=f"forget|{customer_id}|{requested_at.isoformat()}|{table}",
+    )
+    return removed
