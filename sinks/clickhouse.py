@@ -45,6 +45,11 @@ _REJECTION_CODES = re.compile(
 
 
 def is_rejection(error: BaseException) -> bool:
+    """A refusal (wrong statement or data), as opposed to ClickHouse being unreachable."""
+    from clickhouse_connect.driver.exceptions import DataError, ProgrammingError
+
+    if isinstance(error, ProgrammingError | DataError | TypeError | ValueError | KeyError):
+        return True
     return bool(_REJECTION_CODES.search(str(error)))
 
 

@@ -39,3 +39,21 @@ WHERE customer_id = {{customer_id:String}}
 ORDER BY raised_at DESC
 LIMIT {{limit:UInt32}}
 """
+
+# BG/NBD inputs, in days: distinct active days of customer-initiated touchpoints (the same
+# definition as the stream's state), observed until {as_of}. Customers with the same
+# (x, t_x, T) are one row with a weight, so the result stays small for any population.
+RFM = """
+SELECT x, t_x, greatest(T, t_x) AS T, count() AS customers
+FROM (
+    SELECT customer_id,
+           uniqExact(toDate(occurred_at)) - 1 AS x,
+           dateDiff('day', toDate(min(occurred_at)), toDate(max(occurred_at))) AS t_x,
+           dateDiff('day', toDate(min(occurred_at)), toDate({as_of:DateTime64(3, 'UTC')})) AS T
+    FROM touchpoints FINAL
+    WHERE kind NOT IN ('delivery', 'notification')
+      AND occurred_at <= {as_of:DateTime64(3, 'UTC')}
+    GROUP BY customer_id
+)
+GROUP BY x, t_x, T
+"""

@@ -66,19 +66,28 @@ def log_likelihood(
     return common + np.logaddexp(first, second)
 
 
-def fit(x: Sequence[int], t_x: Sequence[float], T: Sequence[float]) -> BGNBDParams:
-    """Maximum-likelihood (r, alpha, a, b); optimised in log space so all stay positive."""
+def fit(
+    x: Sequence[float],
+    t_x: Sequence[float],
+    T: Sequence[float],
+    weights: Sequence[float] | None = None,
+) -> BGNBDParams:
+    """Maximum-likelihood (r, alpha, a, b); optimised in log space so all stay positive.
+
+    `weights` counts customers sharing one (x, t_x, T), so grouped data fits the same.
+    """
     xs = np.asarray(x, dtype=float)
     txs = np.asarray(t_x, dtype=float)
     Ts = np.asarray(T, dtype=float)
+    ws = np.ones_like(xs) if weights is None else np.asarray(weights, dtype=float)
     if len(xs) == 0:
         raise ValueError("no customers to fit")
     if np.any(txs > Ts) or np.any(xs < 0):
         raise ValueError("need 0 <= t_x <= T and x >= 0 for every customer")
-    scale = max(float(np.mean(Ts)), 1e-9)
+    scale = max(float(np.average(Ts, weights=ws)), 1e-9)
 
     def negative(log_params: np.ndarray) -> float:
-        value = -float(np.sum(log_likelihood(np.exp(log_params), xs, txs, Ts)))
+        value = -float(np.sum(ws * log_likelihood(np.exp(log_params), xs, txs, Ts)))
         return value if math.isfinite(value) else 1e300
 
     start = np.log([0.5, scale / 10, 1.0, 2.0])
@@ -90,7 +99,9 @@ def fit(x: Sequence[int], t_x: Sequence[float], T: Sequence[float]) -> BGNBDPara
     )
     result = minimize(negative, result.x, method="L-BFGS-B")
     r, alpha, a, b = (float(v) for v in np.exp(result.x))
-    return BGNBDParams(r, alpha, a, b, log_likelihood=-float(result.fun), customers=len(xs))
+    return BGNBDParams(
+        r, alpha, a, b, log_likelihood=-float(result.fun), customers=round(float(ws.sum()))
+    )
 
 
 def rfm(states: Iterable[Any], end: float) -> tuple[list[int], list[float], list[float]]:

@@ -303,6 +303,9 @@ def fit(
     csv_file: Annotated[
         Path | None, typer.Option("--csv", help="Fit from a CSV with columns x,t_x,T (days).")
     ] = None,
+    from_clickhouse: Annotated[
+        bool, typer.Option("--clickhouse", help="Fit from the touchpoints table.")
+    ] = False,
     as_of: Annotated[
         str | None, typer.Option(help="End of observation (default: last event).")
     ] = None,
@@ -321,9 +324,21 @@ def fit(
     from touchstream.worker import load_population
 
     settings = _settings()
-    if (events is None) == (csv_file is None):
-        raise typer.BadParameter("give exactly one of --events or --csv")
-    if csv_file is not None:
+    weights: list[float] | None = None
+    if sum((events is not None, csv_file is not None, from_clickhouse)) != 1:
+        raise typer.BadParameter("give exactly one of --events, --csv or --clickhouse")
+    if from_clickhouse:
+        from sinks.queries import RFM
+
+        end = _parse_time(as_of) if as_of else datetime.now(UTC)
+        grouped = _query_or_exit(settings, RFM, {"as_of": end.replace(tzinfo=None)})
+        if grouped["truncated"]:
+            console.print("[yellow]more (x, t_x, T) groups than query_max_rows: raise it[/]")
+        x = [float(r[0]) for r in grouped["rows"]]
+        t_x = [float(r[1]) for r in grouped["rows"]]
+        T = [float(r[2]) for r in grouped["rows"]]
+        weights = [float(r[3]) for r in grouped["rows"]]
+    elif csv_file is not None:
         with csv_file.open(newline="") as handle:
             rows = list(csv_module.DictReader(handle))
         x = [float(r["x"]) for r in rows]
@@ -346,7 +361,7 @@ def fit(
         from streams.bgnbd import rfm
 
         x, t_x, T = rfm(result.states.values(), end)
-    params = fit_bgnbd(x, t_x, T)
+    params = fit_bgnbd(x, t_x, T, weights)
     path = output or settings.population_path
     params.save(path)
     table = Table(title=f"BG/NBD fit over {params.customers:,} customers")

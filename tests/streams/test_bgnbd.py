@@ -54,3 +54,14 @@ def test_params_save_and_load(tmp_path) -> None:
     path = tmp_path / "p.json"
     CDNOW.save(path)
     assert BGNBDParams.load(path) == CDNOW
+
+
+def test_grouped_customers_fit_like_individuals() -> None:
+    x, tx, T = simulate(BGNBDParams(r=0.5, alpha=5.0, a=0.8, b=3.0), 800, 60.0, seed=2)
+    days = np.floor(tx), np.floor(T)
+    triples, counts = np.unique(np.stack([x, *days]), axis=1, return_counts=True)
+    grouped = fit(*triples, weights=counts)
+    single = fit(x, *days)
+    assert grouped.customers == single.customers == 800
+    assert grouped.log_likelihood == pytest.approx(single.log_likelihood, rel=1e-6)
+    assert grouped.r == pytest.approx(single.r, rel=1e-3)

@@ -1,0 +1,164 @@
+"""The ClickHouse writer against real chDB, with outages injected at the connection."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sinks.clickhouse import ClickHouse, connect, migrate, migration_files, redact
+from sinks.query_api import QueryRefused, has_second_statement, readonly_query
+from sinks.rows import touchpoint_columns
+from sinks.writer import write_batch
+from tests.streams.builders import delivery
+
+
+class Flaky:
+    """A client that fails `failures` times (before or after doing the work), then works."""
+
+    def __init__(self, real: Any, state: dict[str, int]) -> None:
+        self.real, self.state = real, state
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def insert(self, *args: Any, **kwargs: Any) -> Any:
+        if self.state["before"] > 0:
+            self.state["before"] -= 1
+            raise ConnectionRefusedError("ClickHouse is down")
+        result = self.real.insert(*args, **kwargs)
+        if self.state["after"] > 0:  # the insert landed but the answer was lost
+            self.state["after"] -= 1
+            raise TimeoutError("read timed out")
+        return result
+
+
+def flaky_clickhouse(path: Path, before: int, after: int) -> tuple[ClickHouse, dict[str, int]]:
+    state = {"before": before, "after": after, "connects": 0}
+
+    def factory(url: str) -> Any:
+        state["connects"] += 1
+        return Flaky(connect(url), state)
+
+    return ClickHouse(f"chdb://{path}", factory, retry_initial=0.01, retry_max=0.05), state
+
+
+def rows(n: int, offset: int = 0) -> list:
+    events = [
+        delivery(f"c{i % 7}", i * 0.1, 2, 2 + (i % 3), event_id=f"e{offset + i}") for i in range(n)
+    ]
+    return [(e, 0, offset + i) for i, e in enumerate(events)]
+
+
+def count(clickhouse: ClickHouse, sql: str) -> int:
+    return clickhouse.query(sql)[1][0][0]
+
+
+def test_outage_then_recovery_lands_every_row_once(tmp_path: Path) -> None:
+    clickhouse, state = flaky_clickhouse(tmp_path / "ch", before=0, after=0)
+    count(clickhouse, "SELECT 1")  # migrated while healthy
+    state["before"], state["after"] = 5, 2  # down for a while, then answers get lost
+
+    async def run() -> None:
+        for batch in range(4):
+            data = rows(50, offset=batch * 50)
+            await write_batch(
+                clickhouse,
+                "touchpoints",
+                touchpoint_columns(data, datetime.now(UTC), 1.0),
+                [f"0:{o}" for *_, o in data],
+                tmp_path / "spill",
+            )
+
+    asyncio.run(run())
+    assert state["before"] == 0 and state["after"] == 0  # every failure was hit
+    assert state["connects"] > 1  # and each one reconnected
+    assert count(clickhouse, "SELECT count() FROM touchpoints") == 200
+    assert count(clickhouse, "SELECT uniqExact(event_id) FROM touchpoints") == 200
+    assert not (tmp_path / "spill").exists()
+    clickhouse.close()
+
+
+def test_redelivered_batch_is_absorbed(tmp_path: Path) -> None:
+    clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
+    data = rows(30)
+    columns = touchpoint_columns(data, datetime.now(UTC), 1.0)
+    for _ in range(3):
+        clickhouse.insert_columns("touchpoints", columns, token="same-batch")
+    assert count(clickhouse, "SELECT count() FROM touchpoints") == 30
+    # a batch cut differently (a redelivery after a crash) is absorbed by the table key
+    clickhouse.insert_columns(
+        "touchpoints", touchpoint_columns(data[:10], datetime.now(UTC), 1.0), token="other-cut"
+    )
+    assert count(clickhouse, "SELECT count() FROM touchpoints FINAL") == 30
+    clickhouse.close()
+
+
+def test_refused_batch_is_spilled_not_dropped(tmp_path: Path) -> None:
+    clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
+    bad = {"event_id": ["x"], "no_such_column": [1]}
+    asyncio.run(write_batch(clickhouse, "touchpoints", bad, ["0:1"], tmp_path / "spill"))
+    spilled = list((tmp_path / "spill").glob("touchpoints-*.json"))
+    assert len(spilled) == 1 and "no_such_column" in spilled[0].read_text()
+    clickhouse.close()
+
+
+def test_migrations_are_idempotent_and_recorded(tmp_path: Path) -> None:
+    client = connect(f"chdb://{tmp_path / 'ch'}")
+    first = migrate(client)
+    assert first == [f"{v:03d}_{name}" for v, name, _ in migration_files()]
+    assert migrate(client) == []
+    tables = {r[0] for r in client.query("SHOW TABLES").result_rows}
+    assert {
+        "touchpoints",
+        "customer_metrics",
+        "signals",
+        "dead_letters",
+        "signals_daily",
+        "channel_quality_weekly",
+        "forgotten_customers",
+    } <= tables
+    client.close()
+
+
+def test_readonly_query_refuses_writes_and_limits_rows(tmp_path: Path) -> None:
+    clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
+    data = rows(25)
+    clickhouse.insert_columns("touchpoints", touchpoint_columns(data, datetime.now(UTC), 1.0), "t")
+    result = readonly_query(clickhouse, "SELECT event_id FROM touchpoints", max_rows=10)
+    assert len(result["rows"]) == 10 and result["truncated"]
+    with pytest.raises(QueryRefused):
+        readonly_query(clickhouse, "SELECT 1; DROP TABLE touchpoints")
+    from sinks.clickhouse import ClickHouseRejected
+
+    with pytest.raises(ClickHouseRejected, match="readonly"):
+        readonly_query(clickhouse, "DROP TABLE touchpoints")
+    # the refused query left the writer's session writable
+    clickhouse.insert_columns(
+        "touchpoints", touchpoint_columns(rows(5, 100), datetime.now(UTC), 1.0), "t2"
+    )
+    assert count(clickhouse, "SELECT count() FROM touchpoints") == 30
+    clickhouse.close()
+
+
+@pytest.mark.parametrize(
+    ("sql", "second"),
+    [
+        ("SELECT 1", False),
+        ("SELECT '; '", False),
+        ("SELECT 1 -- ;", False),
+        ("SELECT `a;b`", False),
+        ("SELECT 1 /* ; */", False),
+        ("SELECT 1; SELECT 2", True),
+    ],
+)
+def test_statement_splitting(sql: str, second: bool) -> None:
+    assert has_second_statement(sql) is second
+
+
+def test_passwords_never_shown() -> None:
+    assert redact("http://ops:s3cret@ch.example:8123/db") == "http://ops:***@ch.example:8123/db"
+    assert "s3cret" not in redact("https://u:s3cret@h/db")
