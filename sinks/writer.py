@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +58,7 @@ async def _write_events(
     table: str,
     clickhouse: ClickHouse,
     spill_dir: Path,
+    after_write: Callable[[list[Any]], Awaitable[None]] | None = None,
 ) -> None:
     """Write a batch in order; a forget request splits it (rows before it go, later stay)."""
     models: list[Any] = []
@@ -69,6 +69,8 @@ async def _write_events(
         if value.startswith(FORGET_PREFIX):
             if models:
                 await write_batch(clickhouse, table, to_columns(models), keys, spill_dir)
+                if after_write is not None:
+                    await after_write(models)
                 models, keys = [], []
             await forget_in(clickhouse, table, value)
             continue
@@ -84,6 +86,8 @@ async def _write_events(
             )
     if models:
         await write_batch(clickhouse, table, to_columns(models), keys, spill_dir)
+        if after_write is not None:
+            await after_write(models)
 
 
 async def forget_in(clickhouse: ClickHouse, table: str, marker: bytes) -> None:
@@ -104,10 +108,13 @@ def _sink_agent(
     batch_size: int,
     batch_seconds: float,
     spill_dir: Path,
+    after_write: Callable[[list[Any]], Awaitable[None]] | None = None,
 ) -> None:
     async def sink(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch_size, batch_seconds):
-            await _write_events(events, model, to_columns, table, clickhouse, spill_dir)
+            await _write_events(
+                events, model, to_columns, table, clickhouse, spill_dir, after_write
+            )
 
     sink.__name__ = sink.__qualname__ = f"sink_{table}"
     app.agent(topic, name=f"sink-{table}", concurrency=1)(sink)
@@ -123,17 +130,25 @@ def attach_sinks(
     batch_size: int,
     batch_seconds: float,
     spill_dir: Path,
+    on_signals: Callable[[list[Any]], Awaitable[None]] | None = None,
 ) -> None:
-    """One agent per output topic, each writing its own table."""
+    """One agent per output topic, each writing its own table; signals, once stored, go
+    on to `on_signals` (the webhook dispatcher)."""
     for topic, model, to_columns, table in (
         (metrics, MetricsSnapshot, metrics_columns, "customer_metrics"),
         (signals, Signal, signal_columns, "signals"),
         (dead_letters, DeadLetter, dead_letter_columns, "dead_letters"),
     ):
+        after = on_signals if table == "signals" else None
         _sink_agent(
-            app, topic, model, to_columns, table, clickhouse, batch_size, batch_seconds, spill_dir
+            app,
+            topic,
+            model,
+            to_columns,
+            table,
+            clickhouse,
+            batch_size,
+            batch_seconds,
+            spill_dir,
+            after,
         )
-
-
-def now() -> datetime:
-    return datetime.now(UTC)

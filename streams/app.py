@@ -30,6 +30,7 @@ from schemas import (
     dead_letter_for,
     parse_touchpoint,
 )
+from sinks.alerts import attach_webhooks
 from sinks.clickhouse import ClickHouse
 from sinks.forget import forget_marker, parse_marker
 from sinks.query_api import attach_query_endpoint
@@ -177,6 +178,7 @@ def build_app(
     outputs = {"dead_letters": dead_letters, "metrics": metrics, "signals": signals}
 
     spill_dir = settings.data_dir / "sink-rejected"
+    alerts = attach_webhooks(app, clickhouse, settings, raw)
     attach_sinks(
         app,
         clickhouse,
@@ -186,6 +188,7 @@ def build_app(
         batch_size=settings.batch_size,
         batch_seconds=settings.batch_seconds,
         spill_dir=spill_dir,
+        on_signals=alerts,
     )
     attach_query_endpoint(app, clickhouse, settings)
     progress = Progress()

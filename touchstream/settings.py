@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sinks.webhooks import WebhookConfig
+
 EMBEDDED = "embedded"
 
 
@@ -67,6 +69,12 @@ class Settings(BaseSettings):
         description="Live mode: publish a wall-clock tick to every partition this often, so "
         "silence is detected on quiet partitions too. 0 = off (backfills through the broker).",
     )
+    webhooks: list[WebhookConfig] = Field(
+        default_factory=list,
+        description="Alert subscribers (JSON list): name, url, secret, kinds, min_severity, "
+        "format (json|slack), timeout_seconds, max_attempts, breaker_failures...",
+    )
+    topic_alert_dead_letters: str = "signals-alerts-dead-letters"
     api_keys: list[SecretStr] = Field(
         default_factory=list,
         description="Keys accepted by the worker's HTTP endpoints (JSON list); empty = open "

@@ -1,0 +1,251 @@
+"""Webhook deliveries against a real local HTTP receiver (aiohttp on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+from schemas import MetricsSnapshot, Reason, Signal
+from sinks.webhooks import Attempt, CircuitBreaker, Dispatcher, WebhookConfig, slack_body, verify
+from touchstream.broker import free_port
+
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def make_signal(n: int = 0, severity: str = "high", kind: str = "about_to_defect") -> Signal:
+    snapshot = MetricsSnapshot(
+        customer_id=f"c{n}",
+        as_of=NOW,
+        event_count=3,
+        first_seen=NOW,
+        last_seen=NOW,
+        expectation_gap=-2.0,
+        worst_recent_gap=-3.0,
+        failed=2,
+        met=1,
+        exceeded=0,
+        consistency=0.3,
+        quality_mean=-0.2,
+        quality_stddev=0.5,
+        met_or_better_share=0.33,
+        channel_spread=0.1,
+        streak=0,
+        overdue_ratio=3.0,
+        p_alive=0.4,
+        open_complaints=0,
+        silent_failures=2,
+        channels=2,
+        feedback_given=0,
+        referrals=0,
+        risk_score=0.7,
+        wow_score=0.0,
+    )
+    return Signal(
+        signal_id=f"sig{n:05d}xxxx",
+        kind=kind,
+        customer_id=f"c{n}",
+        score=0.7,
+        severity=severity,
+        raised_at=NOW,
+        trigger="timer",
+        reasons=[
+            Reason(factor="silence", value=3.0, contribution=0.4, detail="quiet"),
+            Reason(factor="expectation_gap", value=-2, contribution=0.3),
+        ],
+        metrics=snapshot,
+    )
+
+
+class Receiver:
+    """Records requests; `behaviour(n)` decides the answer of the n-th request."""
+
+    def __init__(self, behaviour: Callable[[int], Any]) -> None:
+        self.behaviour = behaviour
+        self.requests: list[tuple[float, dict[str, str], bytes]] = []
+        self.port = free_port()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append((time.monotonic(), dict(request.headers), body))
+        answer = self.behaviour(len(self.requests))
+        if isinstance(answer, float):
+            await asyncio.sleep(answer)
+            return web.Response(status=200)
+        return web.Response(status=answer)
+
+    async def __aenter__(self) -> Receiver:
+        app = web.Application()
+        app.router.add_post("/hook", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+
+def config(url: str, **overrides: Any) -> WebhookConfig:
+    values = {
+        "name": "ops",
+        "url": url,
+        "secret": "s3cret",
+        "max_attempts": 4,
+        "backoff_initial_seconds": 0.05,
+        "backoff_max_seconds": 0.2,
+        "timeout_seconds": 1.0,
+        **overrides,
+    }
+    return WebhookConfig.model_validate(values)
+
+
+async def run_dispatch(
+    configs: list[WebhookConfig], signals: list[Signal], timeout: float = 20.0
+) -> tuple[list[Attempt], list[tuple]]:
+    attempts: list[Attempt] = []
+    dead: list[tuple] = []
+
+    async def on_dead(signal: Signal, cfg: WebhookConfig, error: str) -> None:
+        dead.append((signal.signal_id, cfg.name, error))
+
+    dispatcher = Dispatcher(configs, attempts.append, on_dead)
+    await dispatcher.start()
+    for signal in signals:
+        await dispatcher.submit(signal)
+    assert await dispatcher.drain(timeout)
+    await dispatcher.stop()
+    return attempts, dead
+
+
+def test_signature_verifies_with_the_secret_and_body_is_the_signal() -> None:
+    async def scenario() -> None:
+        async with Receiver(lambda n: 200) as receiver:
+            attempts, dead = await run_dispatch([config(receiver.url)], [make_signal()])
+        ((_, headers, body),) = receiver.requests
+        assert verify(
+            "s3cret", headers["X-Touchstream-Timestamp"], body, headers["X-Touchstream-Signature"]
+        )
+        assert not verify(
+            "wrong", headers["X-Touchstream-Timestamp"], body, headers["X-Touchstream-Signature"]
+        )
+        assert not verify(
+            "s3cret",
+            headers["X-Touchstream-Timestamp"],
+            body + b" ",
+            headers["X-Touchstream-Signature"],
+        )
+        assert Signal.model_validate_json(body).signal_id == make_signal().signal_id
+        assert headers["X-Touchstream-Idempotency-Key"] == "sig00000xxxx:ops"
+        assert [a.outcome for a in attempts] == ["delivered"] and dead == []
+
+    asyncio.run(scenario())
+
+
+def test_500s_and_timeouts_are_retried_with_growing_backoff() -> None:
+    answers = {1: 500, 2: 2.0, 3: 503}  # error, timeout (1 s limit), error, then OK
+
+    async def scenario() -> None:
+        async with Receiver(lambda n: answers.get(n, 200)) as receiver:
+            attempts, dead = await run_dispatch([config(receiver.url)], [make_signal()])
+        assert [a.outcome for a in attempts] == ["retry", "retry", "retry", "delivered"]
+        assert attempts[1].status_code == 0 and "Timeout" in attempts[1].error
+        assert dead == []
+        keys = {r[1]["X-Touchstream-Idempotency-Key"] for r in receiver.requests}
+        assert len(keys) == 1  # every attempt carries the same idempotency key
+        gaps = [b[0] - a[0] for a, b in zip(receiver.requests, receiver.requests[1:], strict=False)]
+        assert gaps[2] > gaps[0]  # backoff grows (timeout attempt excluded by construction)
+
+    asyncio.run(scenario())
+
+
+def test_after_the_last_attempt_the_delivery_is_dead_lettered() -> None:
+    async def scenario() -> None:
+        async with Receiver(lambda n: 500) as receiver:
+            attempts, dead = await run_dispatch(
+                [config(receiver.url, max_attempts=3)], [make_signal()]
+            )
+        assert len(receiver.requests) == 3
+        assert [a.outcome for a in attempts] == ["retry", "retry", "failed", "dead_lettered"]
+        assert dead == [("sig00000xxxx", "ops", "HTTP 500")]
+
+    asyncio.run(scenario())
+
+
+def test_client_errors_are_not_retried() -> None:
+    async def scenario() -> None:
+        async with Receiver(lambda n: 410) as receiver:
+            attempts, dead = await run_dispatch([config(receiver.url)], [make_signal()])
+        assert len(receiver.requests) == 1 and dead and attempts[-1].outcome == "dead_lettered"
+
+    asyncio.run(scenario())
+
+
+def test_dead_endpoint_does_not_delay_a_healthy_one() -> None:
+    async def scenario() -> None:
+        async with Receiver(lambda n: 5.0) as slow, Receiver(lambda n: 200) as healthy:
+            started = time.monotonic()
+            stuck = config(
+                slow.url,
+                name="slow",
+                timeout_seconds=1.0,
+                max_attempts=2,
+                breaker_reset_seconds=0.5,
+            )
+            task = asyncio.create_task(
+                run_dispatch(
+                    [stuck, config(healthy.url, name="healthy")],
+                    [make_signal(i) for i in range(3)],
+                    timeout=60,
+                )
+            )
+            while len(healthy.requests) < 3 and time.monotonic() - started < 10:
+                await asyncio.sleep(0.05)
+            assert len(healthy.requests) == 3
+            assert time.monotonic() - started < 0.9  # not behind the slow one's timeouts
+            _, dead = await task
+        assert {d[1] for d in dead} == {"slow"}
+
+    asyncio.run(scenario())
+
+
+def test_filters_by_kind_and_severity() -> None:
+    cfg = config("http://127.0.0.1:1/x", kinds=["wow_opportunity"], min_severity="high")
+    assert not cfg.wants(make_signal(severity="critical"))
+    assert cfg.wants(make_signal(severity="critical", kind="wow_opportunity"))
+    assert not cfg.wants(make_signal(severity="medium", kind="wow_opportunity"))
+
+
+def test_circuit_breaker_opens_and_half_opens() -> None:
+    breaker = CircuitBreaker(failures=3, reset_seconds=10)
+    for t in range(3):
+        assert breaker.allow(t)
+        breaker.record(False, t)
+    assert not breaker.allow(5) and breaker.wait_seconds(5) == pytest.approx(7)
+    assert breaker.allow(13)
+    breaker.record(True, 13)
+    assert breaker.allow(13) and breaker.consecutive == 0
+
+
+def test_slack_format() -> None:
+    body = orjson.loads(slack_body(make_signal()))
+    assert "about to defect" in body["text"] and "silence: +0.40" in body["text"]
+    assert body["blocks"][0]["type"] == "section"
+
+
+def test_stale_timestamps_are_refused() -> None:
+    from sinks.webhooks import sign
+
+    body = b"{}"
+    old = int(time.time()) - 3600
+    assert not verify("k", str(old), body, sign("k", old, body))
