@@ -8,7 +8,6 @@ lets us set the row and time limits per query) and take parameters ClickHouse-st
 
 from __future__ import annotations
 
-import hmac
 import logging
 from datetime import date, datetime
 from decimal import Decimal
@@ -17,6 +16,7 @@ from typing import Any
 import orjson
 
 from sinks.clickhouse import ClickHouse, ClickHouseRejected, ClickHouseUnavailable
+from touchstream.auth import key_allowed, presented_key
 
 log = logging.getLogger("touchstream.query")
 
@@ -93,25 +93,6 @@ def readonly_query(
         "rows": [_plain(list(row)) for row in rows[:max_rows]],
         "truncated": len(rows) > max_rows,
     }
-
-
-def key_allowed(presented: str | None, keys: list[str]) -> bool:
-    """Constant-time comparison against every configured key (no keys = open, loopback)."""
-    if not keys:
-        return True
-    if not presented:
-        return False
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(presented.encode(), key.encode())
-    return matched
-
-
-def presented_key(headers: Any) -> str | None:
-    auth = headers.get("Authorization", "")
-    if auth.startswith("Bearer "):
-        return auth.removeprefix("Bearer ").strip()
-    return headers.get("X-API-Key")
 
 
 def attach_query_endpoint(app: Any, clickhouse: ClickHouse, settings: Any) -> None:

@@ -40,6 +40,7 @@ from streams.bgnbd import BGNBDParams
 from streams.engine import Engine, Outcome
 from streams.rules import Rules
 from streams.state import CustomerState
+from touchstream.ingest import attach_ingest
 from touchstream.settings import Settings
 
 log = logging.getLogger("touchstream.worker")
@@ -191,6 +192,7 @@ def build_app(
         on_signals=alerts,
     )
     attach_query_endpoint(app, clickhouse, settings)
+    attach_ingest(app, settings, touchpoints, dead_letters)
     progress = Progress()
 
     @app.agent(touchpoints, concurrency=1)

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
         description="Keys accepted by the worker's HTTP endpoints (JSON list); empty = open "
         "(the web server binds 127.0.0.1 by default).",
     )
+    ingest_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    ingest_max_in_flight: int = Field(
+        default=50_000, ge=1, description="HTTP ingest answers 429 above this many events."
+    )
     query_max_rows: int = Field(default=10_000, ge=1)
     query_timeout_seconds: float = Field(default=30.0, gt=0)
     touchpoints_ttl_days: int = Field(default=730, ge=1, description="TTL of raw touchpoints.")

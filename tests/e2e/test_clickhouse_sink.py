@@ -34,16 +34,18 @@ def publish(bootstrap: str, topic: str, events: list[dict]) -> None:
     producer.close()
 
 
-def scalar(port: int, sql: str) -> int:
-    return query_worker(f"http://127.0.0.1:{port}", sql)["rows"][0][0]
+def scalar(port: int, sql: str, api_key: str | None = None) -> int:
+    return query_worker(f"http://127.0.0.1:{port}", sql, api_key=api_key)["rows"][0][0]
 
 
-def wait_for(port: int, sql: str, want: int, timeout: float = 150.0) -> int:
+def wait_for(
+    port: int, sql: str, want: int, timeout: float = 150.0, api_key: str | None = None
+) -> int:
     deadline = time.monotonic() + timeout
     value = -1
     while time.monotonic() < deadline:
         try:
-            value = scalar(port, sql)
+            value = scalar(port, sql, api_key)
         except OSError:
             value = -1
         if value >= want:

@@ -1,0 +1,161 @@
+"""HTTP ingest and webhook subscribers through a real worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import orjson
+import pytest
+from aiohttp import web
+
+from sinks.webhooks import verify
+from tests import scenarios
+from tests.e2e.conftest import running_worker, worker_env
+from tests.e2e.helpers import wait_for_records
+from tests.e2e.test_clickhouse_sink import wait_for
+from touchstream.broker import EmbeddedBroker, free_port
+from touchstream.kafka import read_topic
+from touchstream.query_client import query_worker
+
+pytestmark = pytest.mark.e2e
+
+
+class ReceiverThread:
+    """Two webhook endpoints on 127.0.0.1: /good answers 200, /bad answers 500."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.good: list[tuple[dict, bytes]] = []
+        self.bad = 0
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+
+    async def _good(self, request: web.Request) -> web.Response:
+        self.good.append((dict(request.headers), await request.read()))
+        return web.Response(status=200)
+
+    async def _bad(self, request: web.Request) -> web.Response:
+        self.bad += 1
+        return web.Response(status=500)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        app.router.add_post("/good", self._good)
+        app.router.add_post("/bad", self._bad)
+        self.runner = web.AppRunner(app)
+        self.loop.run_until_complete(self.runner.setup())
+        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
+        self.ready.set()
+        self.loop.run_forever()
+
+    def __enter__(self) -> ReceiverThread:
+        threading.Thread(target=self._serve, daemon=True).start()
+        self.ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def post(url: str, body: bytes, key: str | None) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/x-ndjson"}
+    )
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, orjson.loads(error.read() or b"{}")
+
+
+def test_http_ingest_and_webhooks(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    port = free_port()
+    with ReceiverThread() as receiver:
+        hooks = [
+            {"name": "good", "url": f"http://127.0.0.1:{receiver.port}/good", "secret": "g0od"},
+            {
+                "name": "bad",
+                "url": f"http://127.0.0.1:{receiver.port}/bad",
+                "secret": "b4d",
+                "max_attempts": 2,
+                "backoff_initial_seconds": 0.05,
+                "kinds": ["about_to_defect"],
+            },
+        ]
+        env = worker_env(
+            broker,
+            "ingest",
+            tmp_path,
+            TOUCHSTREAM_WEB_PORT=str(port),
+            TOUCHSTREAM_API_KEYS='["k-ingest"]',
+            TOUCHSTREAM_WEBHOOKS=orjson.dumps(hooks).decode(),
+            TOUCHSTREAM_INGEST_MAX_BODY_BYTES="1048576",
+        )
+        url = f"http://127.0.0.1:{port}/v1/touchpoints"
+        story = scenarios.story()
+        body = b"\n".join(orjson.dumps(e) for e in story)
+        bad = [b'{"event_id": "x1", "customer_id": "c", "channel": "fax"}', b"{not json"]
+        with running_worker(env, tmp_path / "worker.log"):
+            assert post(url, body, None)[0] == 401
+            assert post(url, body, "wrong-key")[0] == 401
+            assert post(url, b"x" * 1_100_000, "k-ingest")[0] == 413
+            status, answer = post(url, body + b"\n" + b"\n".join(bad), "k-ingest")
+            assert status == 202
+            assert answer["accepted"] == len(story)
+            assert [r["index"] for r in answer["rejected"]] == [len(story), len(story) + 1]
+            fields = {e["loc"] for e in answer["rejected"][0]["errors"]}
+            assert {"channel", "occurred_at", "kind"} <= fields
+            assert answer["rejected"][1]["kind"] == "invalid_json"
+
+            on_topic = list(
+                read_topic(
+                    broker.bootstrap,
+                    env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"],
+                    expected=len(story),
+                    idle_timeout_ms=5000,
+                )
+            )
+            assert len(on_topic) == len(story)
+
+            defects = 1  # the slipping customer of the story
+            dlq = wait_for_records(
+                broker.bootstrap,
+                "signals-alerts-dead-letters",
+                lambda r: len(r) >= defects,
+                timeout=90,
+            )
+            query = f"http://127.0.0.1:{port}"
+            wait_for(
+                port,
+                "SELECT count() FROM alert_deliveries WHERE outcome = 'dead_lettered'",
+                defects,
+                api_key="k-ingest",
+            )
+            outcomes = query_worker(
+                query,
+                "SELECT endpoint, outcome, count() FROM "
+                "alert_deliveries GROUP BY endpoint, outcome "
+                "ORDER BY endpoint, outcome",
+                api_key="k-ingest",
+            )["rows"]
+            signals = query_worker(query, "SELECT count() FROM signals FINAL", api_key="k-ingest")[
+                "rows"
+            ][0][0]
+        assert dlq[0]["endpoint"] == "bad" and dlq[0]["signal"]["kind"] == "about_to_defect"
+        table = {(endpoint, outcome): n for endpoint, outcome, n in outcomes}
+        assert table[("bad", "failed")] == table[("bad", "dead_lettered")] == defects
+        assert table[("bad", "retry")] == defects  # max_attempts = 2
+        assert receiver.bad == 2 * defects
+        assert table[("good", "delivered")] == len(receiver.good) == signals
+        headers, payload = receiver.good[0]
+        assert verify(
+            "g0od", headers["X-Touchstream-Timestamp"], payload, headers["X-Touchstream-Signature"]
+        )

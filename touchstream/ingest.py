@@ -1,0 +1,104 @@
+"""HTTP ingest for services that cannot speak Kafka: POST /v1/touchpoints on the worker.
+
+One JSON event, a JSON array, or NDJSON (one event per line). Every item is validated like
+any published event; valid ones are produced to the touchpoints topic (keyed by customer)
+and acknowledged by the broker before the answer, invalid ones are answered with their
+errors and kept as dead letters. 202 {"accepted", "rejected": [...]}; 401 without a valid
+key; 413 over the body limit; 429 while too many events are in flight (Retry-After).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from schemas import TouchpointRejected, dead_letter_for, parse_touchpoint
+from touchstream.auth import key_allowed, presented_key
+
+log = logging.getLogger("touchstream.ingest")
+
+
+def split_items(body: bytes) -> list[bytes]:
+    """The items of a request body: an array's elements, NDJSON lines, or the one object."""
+    stripped = body.strip()
+    if stripped.startswith(b"["):
+        try:
+            return [orjson.dumps(item) for item in orjson.loads(stripped)]
+        except orjson.JSONDecodeError:
+            return [stripped]
+    lines = [line.strip() for line in stripped.split(b"\n")]
+    return [line for line in lines if line]
+
+
+def attach_ingest(app: Any, settings: Any, touchpoints: Any, dead_letters: Any) -> None:
+    import faust
+
+    keys = [k.get_secret_value() for k in settings.api_keys]
+    in_flight = 0
+
+    @app.page("/v1/touchpoints")
+    class Ingest(faust.web.View):
+        async def post(self, request: Any) -> Any:
+            nonlocal in_flight
+            if not key_allowed(presented_key(request.headers), keys):
+                return self.error(401, "missing or wrong API key (Authorization: Bearer KEY)")
+            limit = settings.ingest_max_body_bytes
+            if (request.content_length or 0) > limit:
+                return self.error(413, f"body over {limit} bytes: split the batch")
+            body = await request.content.read(limit + 1)
+            if len(body) > limit:
+                return self.error(413, f"body over {limit} bytes: split the batch")
+            items = split_items(body)
+            if not items:
+                return self.error(400, "empty body: send one JSON event or NDJSON lines")
+            if in_flight + len(items) > settings.ingest_max_in_flight:
+                return self.error(
+                    429, "too many events in flight, retry shortly", headers={"Retry-After": "1"}
+                )
+            in_flight += len(items)
+            try:
+                return self.json(await self._accept(items), status=202)
+            finally:
+                in_flight -= len(items)
+
+        async def _accept(self, items: list[bytes]) -> dict[str, Any]:
+            received = datetime.now(UTC)
+            pending, rejected = [], []
+            for index, item in enumerate(items):
+                try:
+                    event = parse_touchpoint(
+                        item,
+                        max_future_skew=settings.max_future_skew,
+                        max_bytes=settings.max_payload_bytes,
+                    )
+                except TouchpointRejected as error:
+                    rejected.append(
+                        {
+                            "index": index,
+                            "kind": error.kind,
+                            "reason": error.reason,
+                            "errors": [e.model_dump() for e in error.errors],
+                        }
+                    )
+                    letter = dead_letter_for(
+                        item,
+                        error,
+                        source="http:/v1/touchpoints",
+                        received_at=received,
+                        line=index + 1,
+                    )
+                    pending.append(
+                        await dead_letters.send(key=None, value=letter.model_dump_json().encode())
+                    )
+                    continue
+                pending.append(
+                    await touchpoints.send(
+                        key=event.customer_id.encode(), value=event.model_dump_json().encode()
+                    )
+                )
+            await asyncio.gather(*pending)  # on the broker before we say "accepted"
+            return {"accepted": len(items) - len(rejected), "rejected": rejected}
