@@ -17,10 +17,12 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from sinks.clickhouse import ClickHouse
 from touchstream.broker import EmbeddedBroker
 from touchstream.generator import Customer, generate
 from touchstream.kafka import ensure_topics, read_topic
 from touchstream.publisher import TouchpointPublisher
+from touchstream.report import bar_chart, line_chart, table, write_report
 from touchstream.settings import Settings
 from touchstream.worker import output_topics
 
@@ -123,7 +125,61 @@ def run_demo(
             1
             for _ in read_topic(broker.bootstrap, settings.topic_dead_letters, idle_timeout_ms=1000)
         )
-    return _summarise(planted, signals, report.accepted, dead, elapsed, console)
+    summary = _summarise(planted, signals, report.accepted, dead, elapsed, console)
+    path = build_report(settings, summary)
+    summary["report"] = str(path)
+    console.print(f"HTML report: [bold]{path}[/]")
+    return summary
+
+
+def build_report(settings: Settings, summary: dict[str, Any]) -> Path:
+    """Charts from ClickHouse (the worker has stopped, so chDB can be opened here)."""
+    clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
+    try:
+        _, daily = clickhouse.query(
+            "SELECT toString(day), kind, uniqExactMerge(signals) FROM signals_daily "
+            "GROUP BY day, kind ORDER BY day"
+        )
+        _, channels = clickhouse.query(
+            "SELECT channel, avgIf(toFloat64(quality), quality IS NOT NULL), "
+            "avgIf(toFloat64(gap), gap IS NOT NULL), "
+            "countIf(level IN ('met', 'exceeded')) / greatest(countIf(level != 'none'), 1) "
+            "FROM touchpoints FINAL GROUP BY channel HAVING countIf(level != 'none') > 0 "
+            "ORDER BY channel"
+        )
+    finally:
+        clickhouse.close()
+    series: dict[str, list[tuple[str, float]]] = {}
+    for day, kind, count in daily:
+        series.setdefault(kind, []).append((day, float(count)))
+    cohorts = summary["cohorts"]
+    sections = [
+        line_chart(series, "signals per day (event time)"),
+        bar_chart(
+            [(c, float(q or 0)) for c, q, _, _ in channels], "mean touchpoint quality by channel"
+        ),
+        bar_chart(
+            [(c, float(g)) for c, _, g, _ in channels if g == g and g is not None],
+            "mean expectation gap by channel (tolerance units)",
+            low=-3,
+            high=3,
+        ),
+        bar_chart(
+            [(c, float(m)) for c, _, _, m in channels],
+            "share of touchpoints met or better, by channel",
+            low=0,
+            high=1,
+        ),
+        "<h3>planted cohorts</h3>"
+        + table(
+            ["cohort", "planted", "flagged", "recall", "precision"],
+            [
+                [n, c["planted"], c["flagged"], f"{c['recall']:.2f}", f"{c['precision']:.2f}"]
+                for n, c in cohorts.items()
+            ],
+        ),
+    ]
+    return write_report(settings.data_dir / "report.html", summary, sections)
 
 
 def _follow(
