@@ -100,21 +100,32 @@ class StagedTable(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return len(self._keys())
 
-    def flush(self) -> int:
+    async def flush(self, end_marker: bool = True) -> int:
+        """Apply the staged writes and wait until their changelog records are on the broker.
+
+        `end_marker`: then put one tombstone of END_KEY on every partition written, as a
+        batch of its own. Tansu answers ListOffsets(latest) with the *base* offset of a
+        partition's last record batch + 1 (measured), so Faust's recovery would stop before
+        the rest of that batch and restore stale state; a one-record last batch hides
+        nothing. Harmless on Apache Kafka (one small record per partition per batch).
+        """
+        sent, partitions = [], set()
         for key, (value, partition) in self._staged.items():
-            if value is None:
+            raw = None if value is None else self.encode(value)
+            if raw is None:
                 self.table.data.pop(key, None)
-                self.table.send_changelog(partition, key, None)
-                continue
-            raw = self.encode(value)
-            self.table.data[key] = raw
-            self.table.send_changelog(partition, key, raw)
+            else:
+                self.table.data[key] = raw
+            sent.append(self.table.send_changelog(partition, key, raw))
+            partitions.add(partition)
         count = len(self._staged)
         self._staged.clear()
+        await asyncio.gather(*sent)
+        if end_marker and partitions:
+            await asyncio.gather(
+                *(self.table.send_changelog(p, END_KEY, None) for p in sorted(partitions))
+            )
         return count
-
-    def discard(self) -> None:
-        self._staged.clear()
 
 
 def encode_state(state: CustomerState) -> bytes:
@@ -214,8 +225,11 @@ def build_app(
                 batch.append((handled, message.partition, message.offset))
             records = [record for handled, _, _ in batch for record in handled.records]
             await deliver(records, outputs)  # acknowledged by the broker...
-            states.flush()  # ...before the state moves on
-            watermarks.flush()
+            # ...before the state moves on; every customer's state is on the broker before
+            # the partition clock says its silence checks are done (a crash between the two
+            # then repeats checks, which is harmless, instead of skipping them)
+            await states.flush(settings.changelog_end_marker)
+            await watermarks.flush(settings.changelog_end_marker)
             # ...and the rows are in ClickHouse before Faust may commit the batch
             await store_touchpoints(clickhouse, batch, rules.wow_margin, spill_dir)
             progress.add(len(events), records)
@@ -240,6 +254,7 @@ def build_app(
 
 
 CLOCK_KEY = b"__clock__"
+END_KEY = "__end__"
 FORGET_KEY = b"__forget__"
 Record = tuple[str, bytes | None, bytes]  # output name, key, value
 
@@ -348,7 +363,7 @@ def handle_message(
         return Handled([dead(rejected)])
     customer_key = event.customer_id.encode()
     try:
-        outcome: Outcome = engine.handle(event, partition)
+        outcome: Outcome = engine.handle(event, partition, offset)
     except Exception as error:  # a bug must cost one event, not the stream
         log.exception("processing %s failed; kept as a dead letter", event.event_id)
         failed = TouchpointRejected(

@@ -80,16 +80,23 @@ class Engine:
         self.members(partition).discard(customer_id)
         self._timer_skip.discard(customer_id)
 
-    def handle(self, event: TouchpointEvent, partition: int) -> Outcome:
+    def handle(self, event: TouchpointEvent, partition: int, offset: int | None = None) -> Outcome:
+        """Apply one event. `offset` (live) lets a redelivery after a crash be recognised
+        as such even when it is older than the grace."""
         t = event.occurred_at.timestamp()
         self.members(partition).add(event.customer_id)
         self._timer_skip.discard(event.customer_id)
         outcome = Outcome("applied")
         outcome.signals.extend(self.advance(partition, t))
         state = self.states.get(event.customer_id) or CustomerState(event.customer_id)
+        if offset is not None and offset <= state.last_offset:
+            outcome.status = "duplicate"
+            return outcome
         horizon = dedup_horizon(state, self.params) if state.event_count else None
         applied = apply_event(state, event, self.params)
         outcome.status = applied.status
+        if offset is not None and applied.status != "duplicate":
+            state.last_offset = offset
         if applied.status == "late":
             outcome.rejection = late_rejection(event, horizon or t)
             self.states[event.customer_id] = state  # keeps the late counter

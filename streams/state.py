@@ -107,6 +107,7 @@ class CustomerState:
     # signal bookkeeping per kind: [active, last_raised_at]
     signal_state: dict[str, list[Any]] = field(default_factory=dict)
     last_snapshot_at: float = 0.0
+    last_offset: int = -1  # highest input offset applied (live only): redeliveries are known
 
     # -- encoding ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

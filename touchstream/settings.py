@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     query_max_rows: int = Field(default=10_000, ge=1)
     query_timeout_seconds: float = Field(default=30.0, gt=0)
     touchpoints_ttl_days: int = Field(default=730, ge=1, description="TTL of raw touchpoints.")
+    changelog_end_marker: bool = Field(
+        default=True,
+        description="End each batch's changelog writes with a one-record batch (needed on "
+        "Tansu, whose ListOffsets reports the last batch's base offset; optional on Kafka).",
+    )
     log_level: str = "INFO"
 
     @field_validator("broker_url")
