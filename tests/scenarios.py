@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from touchstream.generator import delivery_expectation
+
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 SLIPPER = "slipper"
 RECOVERED = "recovered"
@@ -27,16 +29,7 @@ def _event(customer: str, day: float, n: int, **fields: Any) -> dict[str, Any]:
 
 
 def _delivery(promised: float, actual: float) -> list[dict[str, Any]]:
-    return [
-        {
-            "metric": "delivery_days",
-            "unit": "days",
-            "promised": promised,
-            "actual": actual,
-            "direction": "lower_is_better",
-            "tolerance": {"kind": "absolute", "value": 0.5},
-        }
-    ]
+    return [delivery_expectation(promised, actual)]
 
 
 def story() -> list[dict[str, Any]]:

@@ -45,7 +45,8 @@ def plant_customers(count: int, seed: int, mix: dict[str, float] | None = None) 
     return customers
 
 
-def _delivery(promised: float, actual: float) -> dict[str, Any]:
+def delivery_expectation(promised: float, actual: float) -> dict[str, Any]:
+    """A delivery promise in days, on time within half a day."""
     return {
         "metric": "delivery_days",
         "unit": "days",
@@ -131,7 +132,7 @@ class _CustomerStory:
                     delivered,
                     "delivery",
                     "delivery",
-                    expectations=[_delivery(promised, max(0.0, promised + late))],
+                    expectations=[delivery_expectation(promised, max(0.0, promised + late))],
                     outcome="success" if late <= 0.5 else "partial",
                 )
             if cohort == "erratic" and rng.random() < 0.7:

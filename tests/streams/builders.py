@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas import TouchpointEvent
+from touchstream.generator import delivery_expectation
 
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
@@ -36,15 +37,6 @@ def delivery(customer: str, day: float, promised: float, actual: float, **fields
         customer,
         day,
         kind="delivery",
-        expectations=[
-            {
-                "metric": "delivery_days",
-                "unit": "days",
-                "promised": promised,
-                "actual": actual,
-                "direction": "lower_is_better",
-                "tolerance": {"kind": "absolute", "value": 0.5},
-            }
-        ],
+        expectations=[delivery_expectation(promised, actual)],
         **fields,
     )
