@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from schemas import Signal
-from sinks.clickhouse import ClickHouse, dedup_token
+from sinks.clickhouse import ClickHouse
 from sinks.webhooks import Attempt, Dispatcher, WebhookConfig
 
 log = logging.getLogger("touchstream.alerts")
@@ -64,14 +64,10 @@ def attach_webhooks(
             return
         batch = pending[:]
         del pending[: len(batch)]
-        keys = [
-            f"{a.delivery_id}|{a.attempt}|{a.outcome}|{a.attempted_at.isoformat()}" for a in batch
-        ]
         await clickhouse.run(
             clickhouse.insert_columns,
             "alert_deliveries",
             attempt_columns(batch),
-            dedup_token("alert_deliveries", keys),
         )
 
     async def submit(signals: list[Signal]) -> None:

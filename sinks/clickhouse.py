@@ -120,8 +120,8 @@ def migrate(client: Any, touchpoints_ttl_days: int = 730) -> list[str]:
     return applied
 
 
-def dedup_token(table: str, keys: Sequence[str]) -> str:
-    """Identical batches (a retry) get identical tokens, so ClickHouse drops the repeat."""
+def batch_id(table: str, keys: Sequence[str]) -> str:
+    """A stable name for a batch (spill files, logs)."""
     digest = hashlib.sha256(table.encode())
     for key in keys:
         digest.update(key.encode())
@@ -201,22 +201,19 @@ class ClickHouse:
                 time.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(self.retry_max, delay * 2)
 
-    def insert_columns(self, table: str, columns: dict[str, list[Any]], token: str) -> None:
-        """One column-oriented insert, retried until ClickHouse takes it (nothing is lost)."""
+    def insert_columns(self, table: str, columns: dict[str, list[Any]]) -> None:
+        """One column-oriented insert, retried until ClickHouse takes it (nothing is lost).
+
+        A retry after a lost answer may insert the batch twice; the tables' ReplacingMergeTree
+        keys collapse the copies (FINAL), which stays true across crashes, unlike insert
+        deduplication (see migrations/001).
+        """
         names = list(columns)
         data = [columns[name] for name in names]
 
         def insert(client: Any) -> None:
             client.insert(
-                table,
-                data,
-                column_names=names,
-                column_oriented=True,
-                settings={
-                    "insert_deduplication_token": token,
-                    "async_insert": 0,
-                    "deduplicate_blocks_in_dependent_materialized_views": 1,
-                },
+                table, data, column_names=names, column_oriented=True, settings={"async_insert": 0}
             )
 
         self.call(insert, retry_forever=True)

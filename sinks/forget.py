@@ -43,15 +43,20 @@ def forget_rows(
     removed = int(rows[0][0])
     if removed:
         clickhouse.command(f"DELETE FROM {table} WHERE {where}", params)
-    clickhouse.insert_columns(
-        "forgotten_customers",
-        {
-            "customer_id": [customer_id],
-            "requested_at": [requested_at],
-            "table_name": [table],
-            "rows_removed": [removed],
-            "done_at": [datetime.now(UTC)],
-        },
-        token=f"forget|{customer_id}|{requested_at.isoformat()}|{table}",
+    _, done = clickhouse.query(
+        "SELECT count() FROM forgotten_customers WHERE customer_id = {customer_id:String} AND "
+        "requested_at = {at:DateTime64(3, 'UTC')} AND table_name = {table:String}",
+        {"customer_id": customer_id, "at": requested_at.replace(tzinfo=None), "table": table},
     )
+    if not done[0][0]:  # a repeated request (redelivery, replay) keeps the first record
+        clickhouse.insert_columns(
+            "forgotten_customers",
+            {
+                "customer_id": [customer_id],
+                "requested_at": [requested_at],
+                "table_name": [table],
+                "rows_removed": [removed],
+                "done_at": [datetime.now(UTC)],
+            },
+        )
     return removed

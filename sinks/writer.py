@@ -20,7 +20,7 @@ import orjson
 from pydantic import BaseModel
 
 from schemas import DeadLetter, MetricsSnapshot, Signal
-from sinks.clickhouse import ClickHouse, ClickHouseRejected, dedup_token
+from sinks.clickhouse import ClickHouse, ClickHouseRejected, batch_id
 from sinks.forget import FORGET_PREFIX, forget_rows, parse_marker
 from sinks.rows import Columns, dead_letter_columns, metrics_columns, signal_columns
 
@@ -32,12 +32,11 @@ async def write_batch(
 ) -> float:
     """Insert one batch (retrying while ClickHouse is away); returns seconds taken."""
     started = time.perf_counter()
-    token = dedup_token(table, keys)
     try:
-        await clickhouse.run(clickhouse.insert_columns, table, columns, token)
+        await clickhouse.run(clickhouse.insert_columns, table, columns)
     except ClickHouseRejected as error:
         spill_dir.mkdir(parents=True, exist_ok=True)
-        path = spill_dir / f"{table}-{token[:16]}.json"
+        path = spill_dir / f"{table}-{batch_id(table, keys)[:16]}.json"
         path.write_bytes(
             orjson.dumps({"table": table, "error": str(error), "columns": columns}, default=str)
         )

@@ -286,7 +286,7 @@ def replay(
 
         target = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
         try:
-            written = write_to_clickhouse(result, target, str(file.resolve()), rules.wow_margin)
+            written = write_to_clickhouse(result, target, rules.wow_margin)
         finally:
             target.close()
         console.print(

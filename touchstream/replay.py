@@ -22,7 +22,7 @@ from schemas import (
     parse_touchpoint,
     validate_touchpoint,
 )
-from sinks.clickhouse import ClickHouse, dedup_token
+from sinks.clickhouse import ClickHouse
 from sinks.rows import dead_letter_columns, metrics_columns, signal_columns, touchpoint_columns
 from streams.bgnbd import BGNBDParams
 from streams.engine import Engine, partition_for
@@ -119,45 +119,27 @@ def replay(
 
 
 def write_to_clickhouse(
-    result: ReplayResult,
-    clickhouse: ClickHouse,
-    source: str,
-    wow_margin: float,
-    batch: int = 50_000,
+    result: ReplayResult, clickhouse: ClickHouse, wow_margin: float, batch: int = 50_000
 ) -> dict[str, int]:
-    """Backfill through the live tables and row builders; re-running it changes nothing.
+    """Backfill through the live tables and row builders.
 
-    Offsets are line numbers here, and every batch has a deduplication token derived from
-    the source and its lines, so a repeated backfill collapses like a redelivered batch.
+    Offsets are line numbers here; a repeated backfill collapses like a redelivered batch
+    (the tables' ReplacingMergeTree keys, read with FINAL).
     """
     ingested = datetime.now(UTC)
     written: dict[str, int] = {}
 
-    def put(table: str, items: list[Any], to_columns: Any, keys: list[str]) -> None:
+    def put(table: str, items: list[Any], to_columns: Any) -> None:
         for start in range(0, len(items), batch):
-            chunk, chunk_keys = items[start : start + batch], keys[start : start + batch]
-            clickhouse.insert_columns(
-                table, to_columns(chunk), dedup_token(f"{source}|{table}", chunk_keys)
-            )
+            clickhouse.insert_columns(table, to_columns(items[start : start + batch]))
         written[table] = len(items)
 
     put(
         "touchpoints",
         result.touchpoints,
         lambda rows: touchpoint_columns(rows, ingested, wow_margin),
-        [f"{p}:{line}" for _, p, line in result.touchpoints],
     )
-    put("signals", result.signals, signal_columns, [s.signal_id for s in result.signals])
-    put(
-        "customer_metrics",
-        result.final,
-        metrics_columns,
-        [f"{m.customer_id}@{m.as_of.isoformat()}" for m in result.final],
-    )
-    put(
-        "dead_letters",
-        result.dead_letters,
-        dead_letter_columns,
-        [d.dead_letter_id for d in result.dead_letters],
-    )
+    put("signals", result.signals, signal_columns)
+    put("customer_metrics", result.final, metrics_columns)
+    put("dead_letters", result.dead_letters, dead_letter_columns)
     return written

@@ -1,5 +1,7 @@
 -- Core tables. ReplacingMergeTree everywhere: the writer is at-least-once, so a redelivered
 -- row must collapse with its first copy. Queries that must be exact use FINAL (or argMax).
+-- No insert deduplication (tokens or block hashes): a retried batch must never be dropped
+-- because of a dedup record whose data did not survive a crash; repeats collapse by key.
 
 CREATE TABLE IF NOT EXISTS touchpoints
 (
@@ -30,8 +32,7 @@ CREATE TABLE IF NOT EXISTS touchpoints
 ENGINE = ReplacingMergeTree(ingested_at)
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (customer_id, occurred_at, event_id)
-TTL toDateTime(occurred_at) + INTERVAL {touchpoints_ttl_days} DAY
-SETTINGS non_replicated_deduplication_window = 1000;
+TTL toDateTime(occurred_at) + INTERVAL {touchpoints_ttl_days} DAY;
 
 CREATE TABLE IF NOT EXISTS customer_metrics
 (
@@ -66,8 +67,7 @@ CREATE TABLE IF NOT EXISTS customer_metrics
     wow_score     Float32
 )
 ENGINE = ReplacingMergeTree(as_of)
-ORDER BY customer_id
-SETTINGS non_replicated_deduplication_window = 1000;
+ORDER BY customer_id;
 
 CREATE TABLE IF NOT EXISTS signals
 (
@@ -94,8 +94,7 @@ CREATE TABLE IF NOT EXISTS signals
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(raised_at)
-ORDER BY (kind, raised_at, signal_id)
-SETTINGS non_replicated_deduplication_window = 1000;
+ORDER BY (kind, raised_at, signal_id);
 
 CREATE TABLE IF NOT EXISTS dead_letters
 (
@@ -114,8 +113,7 @@ CREATE TABLE IF NOT EXISTS dead_letters
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(received_at)
-ORDER BY (error_kind, dead_letter_id)
-SETTINGS non_replicated_deduplication_window = 1000;
+ORDER BY (error_kind, dead_letter_id);
 
 -- Right to be forgotten: one row per customer and table, written when the rows were removed.
 CREATE TABLE IF NOT EXISTS forgotten_customers

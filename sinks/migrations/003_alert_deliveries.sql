@@ -13,5 +13,4 @@ CREATE TABLE IF NOT EXISTS alert_deliveries
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(attempted_at)
-ORDER BY (endpoint, signal_id, attempt, outcome, attempted_at)
-SETTINGS non_replicated_deduplication_window = 1000;
+ORDER BY (endpoint, signal_id, attempt, outcome, attempted_at);

@@ -27,8 +27,8 @@ def test_server_roundtrip_is_idempotent_and_readonly() -> None:
     run = uuid.uuid4().hex[:8]
     events = [(delivery(f"srv-{run}", i, 2, 3, event_id=f"{run}-{i}"), 0, i) for i in range(20)]
     columns = touchpoint_columns(events, datetime.now(UTC), 1.0)
-    clickhouse.insert_columns("touchpoints", columns, token=f"server-test-{run}")
-    clickhouse.insert_columns("touchpoints", columns, token=f"server-test-{run}")
+    clickhouse.insert_columns("touchpoints", columns)
+    clickhouse.insert_columns("touchpoints", columns)  # a redelivery
     result = readonly_query(
         clickhouse,
         "SELECT count() FROM touchpoints FINAL WHERE customer_id = {c:String}",

@@ -31,7 +31,7 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> ClickHouse:
     records.append(InputRecord(len(records) + 1, b'{"broken": '))
     result = replay(records, rules=Rules(), population=BGNBDParams(), partitions=4, source="doc")
     clickhouse = ClickHouse(f"chdb://{tmp_path_factory.mktemp('docs') / 'ch'}")
-    write_to_clickhouse(result, clickhouse, "doc", 1.0)
+    write_to_clickhouse(result, clickhouse, 1.0)
     requested = datetime.now(UTC)
     removed = {t: forget_rows(clickhouse, t, scenarios.STEADY, requested) for t in WHERE}
     assert removed["touchpoints"] > 0 and removed["customer_metrics"] == 1
