@@ -15,6 +15,11 @@ def _columns(names: Iterable[str]) -> Columns:
     return {name: [] for name in names}
 
 
+def _append(out: Columns, names: tuple[str, ...], values: tuple) -> None:
+    for name, value in zip(names, values, strict=True):
+        out[name].append(value)
+
+
 TOUCHPOINT_COLUMNS = (
     "event_id",
     "customer_id",
@@ -74,8 +79,7 @@ def touchpoint_columns(
             offset,
             ingested_at,
         )
-        for name, value in zip(TOUCHPOINT_COLUMNS, values, strict=True):
-            out[name].append(value)
+        _append(out, TOUCHPOINT_COLUMNS, values)
     return out
 
 
@@ -139,8 +143,7 @@ def signal_columns(signals: Iterable[Signal]) -> Columns:
             s.metrics.model_dump_json(),
             s.rules_version,
         )
-        for name, value in zip(SIGNAL_COLUMNS, values, strict=True):
-            out[name].append(value)
+        _append(out, SIGNAL_COLUMNS, values)
     return out
 
 
@@ -177,6 +180,5 @@ def dead_letter_columns(letters: Iterable[DeadLetter]) -> Columns:
             d.payload_bytes,
             d.truncated,
         )
-        for name, value in zip(DEAD_LETTER_COLUMNS, values, strict=True):
-            out[name].append(value)
+        _append(out, DEAD_LETTER_COLUMNS, values)
     return out

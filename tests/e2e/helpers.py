@@ -5,7 +5,11 @@ from collections.abc import Callable
 
 import orjson
 
+from streams.bgnbd import BGNBDParams
+from streams.rules import Rules
+from touchstream.inputs import InputRecord
 from touchstream.kafka import read_topic
+from touchstream.replay import ReplayResult, replay
 
 
 def wait_for_records(
@@ -24,3 +28,9 @@ def wait_for_records(
             return records
         time.sleep(1.0)
     return records
+
+
+def replay_events(events: list[dict], source: str = "test") -> ReplayResult:
+    """What the live worker must produce for these events: the replay over 4 partitions."""
+    records = [InputRecord(i, orjson.dumps(e)) for i, e in enumerate(events, 1)]
+    return replay(records, rules=Rules(), population=BGNBDParams(), partitions=4, source=source)

@@ -12,16 +12,12 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
 from sinks.clickhouse import ClickHouse
-from streams.bgnbd import BGNBDParams
-from streams.rules import Rules
 from tests.e2e.conftest import running_worker, worker_env
-from tests.e2e.helpers import wait_for_records
+from tests.e2e.helpers import replay_events, wait_for_records
 from touchstream.broker import EmbeddedBroker, free_port
 from touchstream.generator import generate
-from touchstream.inputs import InputRecord
 from touchstream.kafka import ensure_topics
 from touchstream.query_client import query_worker
-from touchstream.replay import replay
 
 pytestmark = pytest.mark.e2e
 
@@ -56,13 +52,7 @@ def wait_for(
 
 
 def expected_signals(events: list[dict]) -> set[str]:
-    result = replay(
-        [InputRecord(i, orjson.dumps(e)) for i, e in enumerate(events, 1)],
-        rules=Rules(),
-        population=BGNBDParams(),
-        partitions=4,
-        source="t",
-    )
+    result = replay_events(events)
     return {s.signal_id for s in result.signals}
 
 

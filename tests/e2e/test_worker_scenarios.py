@@ -9,15 +9,11 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from streams.bgnbd import BGNBDParams
-from streams.rules import Rules
 from tests import scenarios
 from tests.e2e.conftest import running_worker, worker_env
-from tests.e2e.helpers import wait_for_records
+from tests.e2e.helpers import replay_events, wait_for_records
 from touchstream.broker import EmbeddedBroker
-from touchstream.inputs import InputRecord
 from touchstream.kafka import ensure_topics, read_topic
-from touchstream.replay import replay
 
 pytestmark = pytest.mark.e2e
 
@@ -35,13 +31,7 @@ def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> di
     run one worker over it, then a second, fresh app over the same topic."""
     data_dir = tmp_path_factory.mktemp("live")
     story = scenarios.story()
-    expected = replay(
-        [InputRecord(i, orjson.dumps(e)) for i, e in enumerate(story, 1)],
-        rules=Rules(),
-        population=BGNBDParams(),
-        partitions=4,
-        source="story",
-    )
+    expected = replay_events(story, source="story")
     env_a = worker_env(broker, "scn-a", data_dir / "a")
     topic = env_a["TOUCHSTREAM_TOPIC_TOUCHPOINTS"]
     ensure_topics(broker.bootstrap, [topic], 4)

@@ -20,7 +20,7 @@ from schemas import (
     parse_touchpoint,
     validate_touchpoint,
 )
-from tests.factories import event_dict
+from tests.factories import event_dict, snapshot
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -190,37 +190,7 @@ def test_every_error_names_a_field_or_the_payload() -> None:
 
 
 def _snapshot() -> MetricsSnapshot:
-    return MetricsSnapshot(
-        customer_id="cust-1",
-        as_of=NOW,
-        event_count=3,
-        first_seen=NOW - timedelta(days=30),
-        last_seen=NOW,
-        expectation_gap=-1.5,
-        worst_recent_gap=-4.0,
-        failed=1.2,
-        met=0.8,
-        exceeded=0.0,
-        consistency=0.4,
-        quality_mean=-0.2,
-        quality_stddev=0.5,
-        met_or_better_share=0.4,
-        channel_spread=0.3,
-        streak=0,
-        mean_interarrival_days=7.5,
-        overdue_ratio=1.1,
-        p_alive=0.8,
-        rating=0.25,
-        rating_trend=-0.1,
-        open_complaints=1,
-        oldest_open_complaint_days=2.0,
-        silent_failures=1,
-        channels=2,
-        feedback_given=1,
-        referrals=0,
-        risk_score=0.7,
-        wow_score=0.0,
-    )
+    return snapshot("cust-1", NOW)
 
 
 def test_every_wire_model_round_trips_through_json() -> None:

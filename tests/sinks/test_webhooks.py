@@ -12,41 +12,16 @@ import orjson
 import pytest
 from aiohttp import web
 
-from schemas import MetricsSnapshot, Reason, Signal
+from schemas import Reason, Signal
 from sinks.webhooks import Attempt, CircuitBreaker, Dispatcher, WebhookConfig, slack_body, verify
+from tests.factories import snapshot
 from touchstream.broker import free_port
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def make_signal(n: int = 0, severity: str = "high", kind: str = "about_to_defect") -> Signal:
-    snapshot = MetricsSnapshot(
-        customer_id=f"c{n}",
-        as_of=NOW,
-        event_count=3,
-        first_seen=NOW,
-        last_seen=NOW,
-        expectation_gap=-2.0,
-        worst_recent_gap=-3.0,
-        failed=2,
-        met=1,
-        exceeded=0,
-        consistency=0.3,
-        quality_mean=-0.2,
-        quality_stddev=0.5,
-        met_or_better_share=0.33,
-        channel_spread=0.1,
-        streak=0,
-        overdue_ratio=3.0,
-        p_alive=0.4,
-        open_complaints=0,
-        silent_failures=2,
-        channels=2,
-        feedback_given=0,
-        referrals=0,
-        risk_score=0.7,
-        wow_score=0.0,
-    )
+    metrics = snapshot(f"c{n}", NOW)
     return Signal(
         signal_id=f"sig{n:05d}xxxx",
         kind=kind,
@@ -59,7 +34,7 @@ def make_signal(n: int = 0, severity: str = "high", kind: str = "about_to_defect
             Reason(factor="silence", value=3.0, contribution=0.4, detail="quiet"),
             Reason(factor="expectation_gap", value=-2, contribution=0.3),
         ],
-        metrics=snapshot,
+        metrics=metrics,
     )
 
 
