@@ -23,6 +23,9 @@ test: $(STAMP) ## every test, the end-to-end ones through the real broker includ
 test-fast: $(STAMP) ## unit tests only, no broker
 	$(BIN)/python -m pytest -q -m "not e2e"
 
+bench: $(STAMP) ## the benchmark: pipeline vs a bare aiokafka loop (BENCH_ARGS="--events 200000")
+	$(BIN)/python -m bench.harness $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

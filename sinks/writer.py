@@ -1,10 +1,10 @@
 """Batched, idempotent writes of the pipeline's topics into ClickHouse (Faust agents).
 
-Offsets advance only after ClickHouse acknowledged a batch: Faust acks a `take_events`
-batch when the loop body returns, and the body returns only after the insert succeeded
-(retried with backoff while ClickHouse is away). The body never raises: an exception there
-would make Faust ack the batch anyway. A batch ClickHouse *refuses* (a schema bug, not an
-outage) is spilled to DATA_DIR/sink-rejected/ and logged, so nothing is silently dropped.
+Offsets advance only after ClickHouse acknowledged a batch: `CommittedBatches` commits when
+the loop body returns, and the body returns only after the insert succeeded (retried with
+backoff while ClickHouse is away). The body never raises. A batch ClickHouse *refuses* (a
+schema bug, not an outage) is spilled to DATA_DIR/sink-rejected/ and logged, so nothing is
+silently dropped.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from schemas import DeadLetter, MetricsSnapshot, Signal
 from sinks.clickhouse import ClickHouse, ClickHouseRejected, batch_id
 from sinks.forget import FORGET_PREFIX, forget_rows, parse_marker
 from sinks.rows import Columns, dead_letter_columns, metrics_columns, signal_columns
+from streams.batches import CommittedBatches
 
 log = logging.getLogger("touchstream.sink")
 
@@ -109,8 +110,10 @@ def _sink_agent(
     spill_dir: Path,
     after_write: Callable[[list[Any]], Awaitable[None]] | None = None,
 ) -> None:
+    committed = CommittedBatches(app, topic.get_topic_name())
+
     async def sink(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(batch_size, batch_seconds):
+        async for events in committed.batches(stream, batch_size, batch_seconds):
             await _write_events(
                 events, model, to_columns, table, clickhouse, spill_dir, after_write
             )

@@ -3,10 +3,11 @@
 Read top to bottom: topics, tables, the one agent. The agent only moves bytes; every
 decision is made by `Engine` (pure, shared with `touchstream replay`).
 
-Guarantees: agent concurrency is 1 (faust-streaming #606); Faust flushes the producer
-before it commits offsets, so every output of a message is on the broker before the
-message counts as done (at-least-once). Duplicates are absorbed downstream: state dedups
-by event_id, signal ids are deterministic, sinks write idempotently.
+Guarantees: agent concurrency is 1 (faust-streaming #606); offsets are committed by
+`CommittedBatches`, not by Faust's acks, and only after a batch's outputs are on the broker,
+its state is flushed and its rows are in ClickHouse (at-least-once, no holes; see
+streams/batches.py for why). Duplicates are absorbed downstream: state dedups by event_id
+and offset, signal ids are deterministic, sinks write idempotently.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from sinks.forget import forget_marker, parse_marker
 from sinks.query_api import attach_query_endpoint
 from sinks.rows import touchpoint_columns
 from sinks.writer import attach_sinks, forget_in, write_batch
+from streams.batches import CommittedBatches
 from streams.bgnbd import BGNBDParams
 from streams.engine import Engine, Outcome
 from streams.rules import Rules
@@ -157,8 +159,6 @@ def build_app(
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.consumer_session_timeout_seconds,
         broker_heartbeat_interval=max(1.0, settings.consumer_session_timeout_seconds / 5),
-        broker_commit_every=settings.commit_every,
-        broker_commit_interval=settings.commit_interval_seconds,
         web_enabled=settings.web_port > 0,
         web_port=settings.web_port or 6066,
         web_bind=settings.web_bind,
@@ -172,6 +172,7 @@ def build_app(
         "key_serializer": "raw",
         "value_serializer": "raw",
         "partitions": settings.partitions,
+        "acks": False,  # offsets are ours to commit: streams/batches.py
     }
     touchpoints = app.topic(settings.topic_touchpoints, **raw)
     dead_letters = app.topic(settings.topic_dead_letters, **raw)
@@ -206,9 +207,11 @@ def build_app(
     attach_ingest(app, settings, touchpoints, dead_letters)
     progress = Progress()
 
+    committed = CommittedBatches(app, settings.topic_touchpoints)
+
     @app.agent(touchpoints, concurrency=1)
     async def process(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, settings.batch_seconds):
+        async for events in committed.batches(stream, settings.batch_size, settings.batch_seconds):
             batch: list[tuple[Handled, int, int]] = []
             for event in events:
                 message = event.message
@@ -230,7 +233,7 @@ def build_app(
             # then repeats checks, which is harmless, instead of skipping them)
             await states.flush(settings.changelog_end_marker)
             await watermarks.flush(settings.changelog_end_marker)
-            # ...and the rows are in ClickHouse before Faust may commit the batch
+            # ...and the rows are in ClickHouse before the batch's offsets are committed
             await store_touchpoints(clickhouse, batch, rules.wow_margin, spill_dir)
             progress.add(len(events), records)
 

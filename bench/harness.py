@@ -1,0 +1,495 @@
+"""The benchmark: the full pipeline and a bare-aiokafka baseline, measured in one run.
+
+    python -m bench.harness [--events N] [--customers C] [--latency-rate R] [--no-scaling]
+
+Everything runs on the embedded broker and chDB of this machine. Absolute numbers drift on
+shared machines, so the pipeline is reported as a ratio of a baseline measured minutes
+earlier on the same topic: a bare aiokafka loop that parses every record with orjson and
+updates a per-customer dict (the ceiling for a Python consumer).
+
+- throughput: a worker process (`touchstream worker`) on a topic preloaded with N events;
+  done when the group's committed offsets cover all N, i.e. every event's state is flushed,
+  its outputs are on the broker and its row is in ClickHouse. The sinks of the output
+  topics (metrics, signals) are timed until they are drained too.
+- latency: a fresh worker, events offered at a fixed rate below saturation; for every
+  signal raised by an event, signal record timestamp minus the event's send time.
+- memory: the worker's peak RSS, and the bytes of customer state in the changelog.
+- scaling: two workers in one group on a copy of the topic.
+
+Prints a markdown table and writes JSON to bench/results/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import typer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from kafka import KafkaAdminClient
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+from touchstream.broker import EmbeddedBroker
+from touchstream.generator import generate
+from touchstream.kafka import ensure_topics, read_topic
+
+RESULTS = Path(__file__).parent / "results"
+EVENTS_PER_CUSTOMER_MONTH = 7.0  # what the generator's default mix produces
+console = Console(stderr=True)
+
+
+@dataclass
+class Run:
+    """One timed pipeline run."""
+
+    workers: int
+    events: int
+    seconds: float
+    events_per_second: float
+    steady_events_per_second: float  # from 10 % to 100 % committed (no start-up)
+    sinks_drained_seconds: float
+    peak_rss_mib: list[float] = field(default_factory=list)
+
+
+# -- input ------------------------------------------------------------------------------------
+def make_events(events: int, customers: int, seed: int) -> list[tuple[bytes, bytes]]:
+    months = max(0.5, events / customers / EVENTS_PER_CUSTOMER_MONTH * 1.1)
+    with console.status(f"generating {events:,} events for {customers:,} customers..."):
+        _, generated = generate(customers=customers, months=months, seed=seed)
+    return [(e["customer_id"].encode(), orjson.dumps(e)) for e in generated[:events]]
+
+
+async def _publish(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks=1
+    )
+    await producer.start()
+    try:
+        with _progress() as progress:
+            task = progress.add_task(f"publishing to {topic}", total=len(records))
+            pending = []
+            for i, (key, value) in enumerate(records, 1):
+                pending.append(await producer.send(topic, value=value, key=key))
+                if i % 20_000 == 0:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+                    progress.update(task, completed=i)
+            await asyncio.gather(*pending)
+            progress.update(task, completed=len(records))
+    finally:
+        await producer.stop()
+
+
+def publish(
+    bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], partitions: int
+) -> None:
+    ensure_topics(bootstrap, [topic], partitions)
+    asyncio.run(_publish(bootstrap, topic, records))
+
+
+# -- baseline ---------------------------------------------------------------------------------
+async def _baseline(bootstrap: str, topic: str, total: int) -> float:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        per_customer: dict[str, int] = {}
+        seen = 0
+        started = time.perf_counter()
+        while seen < total:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batches.values():
+                for record in records:
+                    event = orjson.loads(record.value)
+                    customer = event["customer_id"]
+                    per_customer[customer] = per_customer.get(customer, 0) + 1
+                seen += sum(len(r) for r in batches.values())
+        return total / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def baseline(bootstrap: str, topic: str, total: int) -> float:
+    with console.status("baseline: bare aiokafka consume + orjson + dict update..."):
+        return asyncio.run(_baseline(bootstrap, topic, total))
+
+
+# -- the pipeline -----------------------------------------------------------------------------
+def worker_env(bootstrap: str, name: str, data_dir: Path, partitions: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TOUCHSTREAM_BROKER_URL": f"kafka://{bootstrap}",
+        "TOUCHSTREAM_APP_ID": f"bench-{name}",
+        "TOUCHSTREAM_TOPIC_TOUCHPOINTS": f"{name}-in",
+        "TOUCHSTREAM_TOPIC_DEAD_LETTERS": f"{name}-dead",
+        "TOUCHSTREAM_TOPIC_METRICS": f"{name}-metrics",
+        "TOUCHSTREAM_TOPIC_SIGNALS": f"{name}-signals",
+        "TOUCHSTREAM_TOPIC_ALERT_DEAD_LETTERS": f"{name}-alerts-dead",
+        "TOUCHSTREAM_PARTITIONS": str(partitions),
+        "TOUCHSTREAM_WEB_PORT": "0",
+        "TOUCHSTREAM_DATA_DIR": str(data_dir),
+        "TOUCHSTREAM_CONSUMER_SESSION_TIMEOUT_SECONDS": "10",
+        "TOUCHSTREAM_LOG_LEVEL": "INFO",
+    }
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    Path(env["TOUCHSTREAM_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "touchstream.cli", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> list[float]:
+    """SIGTERM the workers; returns their peak RSS in MiB (read before they exit)."""
+    peaks = [peak_rss_mib(p.pid) for p in processes]
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+    return peaks
+
+
+def peak_rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def committed(admin: KafkaAdminClient, group: str) -> dict[str, int]:
+    """Committed messages of the group, summed per topic."""
+    offsets = admin.list_group_offsets(group).get(group, {})
+    totals: dict[str, int] = {}
+    for tp, meta in offsets.items():
+        if meta.offset > 0:
+            totals[tp.topic] = totals.get(tp.topic, 0) + meta.offset
+    return totals
+
+
+def wait_until(
+    admin: KafkaAdminClient,
+    group: str,
+    done: Callable[[dict[str, int]], bool],
+    timeout: float,
+    on_sample: Callable[[dict[str, int]], None] | None = None,
+    processes: list[subprocess.Popen[bytes]] | None = None,
+) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sample = committed(admin, group)
+        if on_sample is not None:
+            on_sample(sample)
+        if done(sample):
+            return time.monotonic()
+        for process in processes or []:
+            if process.poll() is not None:
+                raise RuntimeError(f"a worker exited with {process.returncode}")
+        time.sleep(0.25)
+    raise TimeoutError(f"{group}: not done after {timeout:.0f}s")
+
+
+def run_pipeline(
+    bootstrap: str, name: str, total: int, workers: int, partitions: int, workdir: Path
+) -> Run:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    processes = []
+    try:
+        for i in range(workers):
+            env = worker_env(bootstrap, name, workdir / f"{name}-{i}", partitions)
+            processes.append(start_worker(env, workdir / f"{name}-{i}.log"))
+        group, topic = f"bench-{name}", f"{name}-in"
+        started = time.monotonic()
+        samples: list[tuple[float, int]] = []
+        with _progress() as progress:
+            task = progress.add_task(f"{name}: {workers} worker(s)", total=total)
+
+            def sample(counts: dict[str, int]) -> None:
+                samples.append((time.monotonic(), counts.get(topic, 0)))
+                progress.update(task, completed=counts.get(topic, 0))
+
+            ended = wait_until(
+                admin, group, lambda c: c.get(topic, 0) >= total, 3600, sample, processes
+            )
+        drained = _wait_sinks_drained(admin, group, name)
+        tenth = next((t, n) for t, n in samples if n >= total / 10)
+        return Run(
+            workers=workers,
+            events=total,
+            seconds=ended - started,
+            events_per_second=total / (ended - started),
+            steady_events_per_second=(total - tenth[1]) / max(1e-9, ended - tenth[0]),
+            sinks_drained_seconds=drained - started,
+            peak_rss_mib=stop(processes),
+        )
+    finally:
+        stop(processes)
+        admin.close()
+
+
+def _wait_sinks_drained(admin: KafkaAdminClient, group: str, name: str) -> float:
+    """The output topics' sinks are drained when their committed offsets stop moving."""
+    last: dict[str, int] = {}
+    still_since = time.monotonic()
+    while time.monotonic() - still_since < 3.0:
+        counts = committed(admin, group)
+        now = {k: v for k, v in counts.items() if k in (f"{name}-metrics", f"{name}-signals")}
+        if now != last:
+            last, still_since = now, time.monotonic()
+        time.sleep(0.25)
+    return still_since
+
+
+def state_bytes_per_customer(bootstrap: str, name: str) -> tuple[float, int]:
+    latest: dict[bytes, int] = {}
+    topic = f"bench-{name}-customer-state-changelog"
+    for _, _, key, value in read_topic(bootstrap, topic, idle_timeout_ms=3000):
+        if key is not None and value is not None:
+            latest[key] = len(value)
+    return (sum(latest.values()) / len(latest) if latest else float("nan")), len(latest)
+
+
+# -- latency ----------------------------------------------------------------------------------
+async def _offer(
+    bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], rate: float
+) -> dict[str, float]:
+    """Send at `rate` events/s in 10 ms ticks; returns event_id -> send time (epoch ms)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks=1)
+    await producer.start()
+    sent_at: dict[str, float] = {}
+    try:
+        per_tick = max(1, round(rate / 100))
+        started = time.perf_counter()
+        for tick, first in enumerate(range(0, len(records), per_tick)):
+            await asyncio.sleep(max(0.0, started + tick / 100 - time.perf_counter()))
+            for key, value in records[first : first + per_tick]:
+                sent_at[orjson.loads(value)["event_id"]] = time.time() * 1000
+                await producer.send(topic, value=value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent_at
+
+
+def measure_latency(
+    bootstrap: str,
+    records: list[tuple[bytes, bytes]],
+    rate: float,
+    partitions: int,
+    workdir: Path,
+) -> dict[str, float]:
+    name = "latency"
+    ensure_topics(bootstrap, [f"{name}-in"], partitions)
+    env = worker_env(bootstrap, name, workdir / name, partitions)
+    process = start_worker(env, workdir / f"{name}.log")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        _wait_for_assignment(workdir / f"{name}.log", process)
+        with console.status(f"latency: offering {len(records):,} events at {rate:,.0f}/s..."):
+            sent_at = asyncio.run(_offer(bootstrap, f"{name}-in", records, rate))
+            wait_until(
+                admin, f"bench-{name}", lambda c: c.get(f"{name}-in", 0) >= len(records), 600
+            )
+    finally:
+        stop([process])
+        admin.close()
+    latencies = []
+    for timestamp, value in _signals_with_timestamps(bootstrap, f"{name}-signals"):
+        event_id = orjson.loads(value).get("trigger_event_id")
+        if event_id in sent_at:
+            latencies.append(timestamp - sent_at[event_id])
+    return _percentiles(latencies) | {"offered_per_second": rate, "signals": len(latencies)}
+
+
+def _wait_for_assignment(log_path: Path, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while "assigned: [" not in log_path.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"worker did not start; see {log_path}")
+        time.sleep(0.2)
+
+
+def _signals_with_timestamps(bootstrap: str, topic: str) -> list[tuple[float, bytes]]:
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KafkaTP
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000
+    )
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([KafkaTP(topic, p) for p in sorted(partitions)])
+        consumer.seek_to_beginning()
+        return [(float(r.timestamp), r.value) for r in consumer if r.value]
+    finally:
+        consumer.close()
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {"p50_ms": at(0.50), "p99_ms": at(0.99), "max_ms": ordered[-1]}
+
+
+# -- the run ----------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from importlib.metadata import version
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "faust-streaming": version("faust-streaming"),
+        "aiokafka": version("aiokafka"),
+        "chdb": version("chdb"),
+    }
+
+
+def _progress() -> Progress:
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def main(
+    events: int = typer.Option(1_000_000, help="Events preloaded into the input topic."),
+    customers: int = typer.Option(100_000, help="Distinct customers among them."),
+    partitions: int = typer.Option(4, help="Partitions of the input topic."),
+    latency_rate: float = typer.Option(
+        5000.0, help="Offered load for the latency run (capped at half the throughput)."
+    ),
+    latency_seconds: float = typer.Option(20.0, help="Length of the latency run."),
+    scaling: bool = typer.Option(True, help="Also run two workers in one group."),
+    label: str = typer.Option("run", help="Name of this run in the results file."),
+    seed: int = typer.Option(11),
+) -> None:
+    """Benchmark the pipeline against a bare aiokafka loop, in one run on this machine."""
+    records = make_events(events, customers, seed)
+    results: dict[str, Any] = {
+        "label": label,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "events": len(records),
+        "customers": customers,
+        "partitions": partitions,
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="touchstream-bench-") as tmp,
+        EmbeddedBroker() as broker,
+    ):
+        workdir = Path(tmp)
+        bootstrap = broker.bootstrap
+        publish(bootstrap, "one-in", records, partitions)
+        results["baseline_events_per_second"] = baseline(bootstrap, "one-in", len(records))
+        one = run_pipeline(bootstrap, "one", len(records), 1, partitions, workdir)
+        results["one_worker"] = asdict(one)
+        size, stored = state_bytes_per_customer(bootstrap, "one")
+        results["state_bytes_per_customer"] = size
+        results["customers_in_state"] = stored
+        rate = min(latency_rate, one.steady_events_per_second / 2)
+        offered = records[: int(rate * latency_seconds)]
+        results["latency"] = measure_latency(bootstrap, offered, rate, partitions, workdir)
+        if scaling:
+            publish(bootstrap, "two-in", records, partitions)
+            two = run_pipeline(bootstrap, "two", len(records), 2, partitions, workdir)
+            results["two_workers"] = asdict(two)
+            results["scaling_factor"] = two.steady_events_per_second / one.steady_events_per_second
+    results["pipeline_vs_baseline"] = (
+        results["one_worker"]["steady_events_per_second"] / results["baseline_events_per_second"]
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{results['at'][:19].replace(':', '')}-{label}.json"
+    path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    print(markdown(results))
+    console.print(f"results written to {path}")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    one, latency = results["one_worker"], results["latency"]
+    rows = [
+        ("events / customers", f"{results['events']:,} / {results['customers']:,}"),
+        (
+            "baseline: bare aiokafka + orjson + dict",
+            f"{results['baseline_events_per_second']:,.0f} ev/s",
+        ),
+        ("pipeline, 1 worker (steady)", f"{one['steady_events_per_second']:,.0f} ev/s"),
+        ("pipeline, 1 worker (whole run, incl. start)", f"{one['events_per_second']:,.0f} ev/s"),
+        ("pipeline / baseline", f"{results['pipeline_vs_baseline']:.3f}"),
+        (
+            "sinks drained after",
+            f"{one['sinks_drained_seconds']:.1f} s (input done at {one['seconds']:.1f} s)",
+        ),
+        (
+            f"event→signal latency at {latency['offered_per_second']:,.0f} ev/s",
+            f"p50 {latency['p50_ms']:.0f} ms, p99 {latency['p99_ms']:.0f} ms "
+            f"({latency['signals']} signals)",
+        ),
+        ("peak RSS, 1 worker", f"{one['peak_rss_mib'][0]:,.0f} MiB"),
+        ("state per customer (changelog)", f"{results['state_bytes_per_customer']:,.0f} B"),
+    ]
+    if "two_workers" in results:
+        two = results["two_workers"]
+        rows.append(
+            ("pipeline, 2 workers (steady)", f"{two['steady_events_per_second']:,.0f} ev/s")
+        )
+        rows.append(("scaling factor, 2 vs 1", f"{results['scaling_factor']:.2f}×"))
+    lines = ["| measure | value |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows)]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    typer.run(main)

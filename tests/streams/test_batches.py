@@ -1,0 +1,99 @@
+"""The offset cursors behind CommittedBatches: in order, no holes, commits only what is done."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.batches import SEEK_EVERY_SECONDS, Cursors
+
+TP = ("touchpoints", 0)
+
+
+def cursors(start: int = 10) -> Cursors:
+    c = Cursors()
+    c.assign([TP])
+    c.start(TP, start)
+    return c
+
+
+def admitted(c: Cursors, offsets: list[int]) -> list[int]:
+    return [o for o in offsets if c.admit(TP, o)]
+
+
+def test_in_order_records_pass_and_the_next_offset_is_committed() -> None:
+    c = cursors()
+    assert admitted(c, [10, 11, 12]) == [10, 11, 12]
+    assert c.to_commit() == {TP: 13}
+    c.committed({TP: 13})
+    assert c.to_commit() == {}
+
+
+def test_redeliveries_below_the_next_offset_are_dropped() -> None:
+    c = cursors()
+    admitted(c, [10, 11])
+    assert admitted(c, [10, 11, 12]) == [12]
+
+
+def test_unassigned_or_unlooked_up_partitions_pass_nothing() -> None:
+    c = Cursors()
+    assert not c.admit(TP, 0)
+    c.assign([TP])
+    assert c.unknown([TP, ("other", 1)]) == {TP}
+    assert not c.admit(TP, 0)
+    c.start(TP, 0)
+    c.revoke([TP])
+    assert not c.admit(TP, 0)
+    assert c.to_commit() == {}
+
+
+def test_a_hole_is_not_skipped_it_seeks_back_and_waits_for_the_records() -> None:
+    """What faust did after a restart: records 11..19 never reached the agent."""
+    c = cursors()
+    assert admitted(c, [10, 20, 21, 22]) == [10]
+    assert c.to_commit() == {TP: 11}  # never past the hole
+    assert c.seek_targets(now=100.0) == {TP: 11}
+    assert c.seek_targets(now=100.0) == {}  # at most once per interval
+    assert admitted(c, [23, 24]) == []  # still in flight from before the seek
+    assert admitted(c, list(range(11, 25))) == list(range(11, 25))
+    assert c.seek_targets(now=200.0) == {}  # no longer waiting
+    assert c.to_commit() == {TP: 25}
+
+
+def test_a_real_hole_is_accepted_after_the_same_jump_is_seen_after_three_seeks() -> None:
+    """Offsets that do not exist (transaction markers, compaction) must not stall us."""
+    c = cursors()
+    now = 0.0
+    results = []
+    for _ in range(3):
+        results.append(admitted(c, [15, 16]))
+        now += SEEK_EVERY_SECONDS
+        c.seek_targets(now)
+    assert results == [[], [], [15, 16]]
+    assert c.to_commit() == {TP: 17}
+
+
+def test_a_changing_jump_is_never_taken_for_a_real_hole() -> None:
+    c = cursors()
+    now = 0.0
+    for jump in (30, 40, 30, 40, 30, 40):
+        assert admitted(c, [jump]) == []
+        now += SEEK_EVERY_SECONDS
+        assert c.seek_targets(now) == {TP: 10}
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=60), max_size=200),
+)
+def test_whatever_arrives_offsets_pass_once_in_order_and_the_commit_follows_the_last(
+    arrivals: list[int],
+) -> None:
+    c = cursors(start=0)
+    got = []
+    for i, offset in enumerate(arrivals):
+        if c.admit(TP, offset):
+            got.append(offset)
+        c.seek_targets(now=float(i))
+    assert got == sorted(set(got))
+    commit = c.to_commit().get(TP, 0)
+    assert commit == (got[-1] + 1 if got else 0)
