@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 from typing import Any
 
 import orjson
@@ -29,6 +30,56 @@ ATTEMPT_COLUMNS = (
 
 def attempt_columns(attempts: list[Attempt]) -> dict[str, list[Any]]:
     return {name: [getattr(a, name) for a in attempts] for name in ATTEMPT_COLUMNS}
+
+
+FINAL_OUTCOMES = ("delivered", "dead_lettered")
+UNDELIVERED_SQL = """
+SELECT signal_id, kind, customer_id, score, severity, raised_at, trigger, trigger_event_id,
+       channel, suggested_action, reason_factors, reason_values, reason_contributions,
+       reason_details, metrics_json, rules_version
+FROM signals FINAL
+WHERE stored_at >= now64(3) - toIntervalSecond({seconds:UInt64})
+  AND signal_id NOT IN (
+      SELECT signal_id FROM alert_deliveries
+      WHERE endpoint = {endpoint:String} AND outcome IN {final:Array(String)})
+ORDER BY stored_at, signal_id
+"""
+
+
+def undelivered_signals(clickhouse: ClickHouse, endpoint: str, hours: float) -> list[Signal]:
+    """The outbox: signals stored in the last `hours` that `endpoint` has no final outcome
+    for (the worker died with them queued or retrying). Delivering them again is safe: the
+    idempotency key is the same, so receivers drop what they already had."""
+    _, rows = clickhouse.query(
+        UNDELIVERED_SQL,
+        {"seconds": int(hours * 3600), "endpoint": endpoint, "final": list(FINAL_OUTCOMES)},
+    )
+    return [_signal_from_row(row) for row in rows]
+
+
+def _signal_from_row(row: tuple[Any, ...]) -> Signal:
+    (sid, kind, customer, score, severity, raised_at, trigger, event_id, channel, action) = row[:10]
+    factors, values, contributions, details, metrics_json, rules_version = row[10:]
+    return Signal.model_validate(
+        {
+            "signal_id": sid,
+            "kind": kind,
+            "customer_id": customer,
+            "score": score,
+            "severity": severity,
+            "raised_at": raised_at if raised_at.tzinfo else raised_at.replace(tzinfo=UTC),
+            "trigger": trigger,
+            "trigger_event_id": event_id or None,
+            "channel": channel or None,
+            "suggested_action": action or None,
+            "reasons": [
+                {"factor": f, "value": v, "contribution": c, "detail": d}
+                for f, v, c, d in zip(factors, values, contributions, details, strict=True)
+            ],
+            "metrics": orjson.loads(metrics_json),
+            "rules_version": rules_version,
+        }
+    )
 
 
 def attach_webhooks(
@@ -57,6 +108,19 @@ def attach_webhooks(
     async def start_webhooks() -> None:
         await dispatcher.start()
         log.info("webhook subscribers: %s", ", ".join(c.name for c in settings.webhooks))
+        for config in settings.webhooks:
+            undelivered = await clickhouse.run(
+                undelivered_signals, clickhouse, config.name, settings.webhook_outbox_hours
+            )
+            for signal in undelivered:
+                await dispatcher.submit(signal, only=config.name)
+            if undelivered:
+                log.info(
+                    "%s: %d signal(s) of the last %gh without a final delivery, queued again",
+                    config.name,
+                    len(undelivered),
+                    settings.webhook_outbox_hours,
+                )
 
     @app.timer(interval=1.0)
     async def record_attempts() -> None:

@@ -297,9 +297,10 @@ class Dispatcher:
         for endpoint in self.endpoints:
             endpoint.start()
 
-    async def submit(self, signal: Signal) -> None:
+    async def submit(self, signal: Signal, only: str | None = None) -> None:
+        """Queue the signal for every subscriber that wants it (or only the one named)."""
         for endpoint in self.endpoints:
-            if not endpoint.config.wants(signal):
+            if not endpoint.config.wants(signal) or only not in (None, endpoint.config.name):
                 continue
             try:
                 endpoint.queue.put_nowait(signal)

@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         "format (json|slack), timeout_seconds, max_attempts, breaker_failures...",
     )
     topic_alert_dead_letters: str = "signals-alerts-dead-letters"
+    webhook_outbox_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="At start, signals stored this many hours back that a subscriber has no "
+        "final delivery for (a crash cut them off) are delivered again.",
+    )
     api_keys: list[SecretStr] = Field(
         default_factory=list,
         description="Keys accepted by the worker's HTTP endpoints (JSON list); empty = open "

@@ -159,3 +159,47 @@ def test_http_ingest_and_webhooks(broker: EmbeddedBroker, tmp_path: Path) -> Non
         assert verify(
             "g0od", headers["X-Touchstream-Timestamp"], payload, headers["X-Touchstream-Signature"]
         )
+
+
+def test_signals_queued_when_the_worker_dies_are_delivered_after_the_restart(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """The outbox: SIGKILL while every delivery is still retrying; after the restart each
+    stored signal reaches the subscriber, with its original idempotency key."""
+    import os
+    import signal as signals_module
+
+    from tests.e2e.test_clickhouse_sink import publish, scalar
+
+    port = free_port()
+    receiver = ReceiverThread()  # its port is chosen; nothing listens there yet
+    hooks = [
+        {
+            "name": "late",
+            "url": f"http://127.0.0.1:{receiver.port}/good",
+            "secret": "s3cret",
+            "max_attempts": 20,
+            "backoff_initial_seconds": 30,
+        }
+    ]
+    env = worker_env(
+        broker,
+        "outbox",
+        tmp_path,
+        TOUCHSTREAM_WEB_PORT=str(port),
+        TOUCHSTREAM_WEBHOOKS=orjson.dumps(hooks).decode(),
+    )
+    publish(broker.bootstrap, env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"], scenarios.story())
+    with running_worker(env, tmp_path / "worker-1.log") as first:
+        stored = wait_for(port, "SELECT count() FROM signals FINAL", 1)
+        assert stored >= 1
+        wait_for(port, "SELECT count() FROM alert_deliveries", 1)  # the first try failed
+        delivered = scalar(port, "SELECT count() FROM alert_deliveries WHERE outcome = 'delivered'")
+        os.killpg(first.pid, signals_module.SIGKILL)
+        first.wait(10)
+    assert delivered == 0
+    with receiver, running_worker(env, tmp_path / "worker-2.log"):
+        wait_for(port, "SELECT count() FROM alert_deliveries WHERE outcome = 'delivered'", stored)
+        ids = query_worker(f"http://127.0.0.1:{port}", "SELECT signal_id FROM signals FINAL")
+    keys = sorted(headers["X-Touchstream-Idempotency-Key"] for headers, _ in receiver.good)
+    assert keys == sorted(f"{row[0]}:late" for row in ids["rows"])

@@ -224,3 +224,38 @@ def test_stale_timestamps_are_refused() -> None:
     body = b"{}"
     old = int(time.time()) - 3600
     assert not verify("k", str(old), body, sign("k", old, body))
+
+
+def test_outbox_finds_the_signals_an_endpoint_has_no_final_delivery_for(tmp_path: Any) -> None:
+    """After a crash: signals stored but never delivered (or still retrying) are found again,
+    whole, and those delivered or dead-lettered are not."""
+    from sinks.alerts import attempt_columns, undelivered_signals
+    from sinks.clickhouse import ClickHouse
+    from sinks.rows import signal_columns
+
+    clickhouse = ClickHouse(f"chdb://{tmp_path / 'chdb'}")
+    try:
+        signals = [make_signal(n) for n in range(4)]
+        clickhouse.insert_columns("signals", signal_columns(signals))
+
+        def attempt(n: int, endpoint: str, outcome: str) -> Attempt:
+            sid = signals[n].signal_id
+            return Attempt(f"{sid}:{endpoint}", sid, endpoint, 1, NOW, 200, outcome, "", 1.0)
+
+        attempts = [
+            attempt(0, "a", "delivered"),
+            attempt(1, "a", "dead_lettered"),
+            attempt(2, "a", "retry"),  # died while retrying
+            attempt(0, "b", "delivered"),
+        ]
+        clickhouse.insert_columns("alert_deliveries", attempt_columns(attempts))
+        for_a = undelivered_signals(clickhouse, "a", hours=1)
+        for_b = undelivered_signals(clickhouse, "b", hours=1)
+        assert [s.model_dump(exclude={"score"}) for s in for_a] == [
+            s.model_dump(exclude={"score"}) for s in signals[2:]
+        ]
+        assert [s.score for s in for_a] == pytest.approx([0.7, 0.7])  # stored as Float32
+        assert [s.signal_id for s in for_b] == [s.signal_id for s in signals[1:]]
+        assert undelivered_signals(clickhouse, "a", hours=0) == []  # outside the window
+    finally:
+        clickhouse.close()
