@@ -19,10 +19,10 @@ import faust
 import orjson
 from pydantic import BaseModel
 
-from schemas import DeadLetter, MetricsSnapshot, Signal
+from schemas import DeadLetter, Signal
 from sinks.clickhouse import ClickHouse, ClickHouseRejected, batch_id
 from sinks.forget import FORGET_PREFIX, forget_rows, parse_marker
-from sinks.rows import Columns, dead_letter_columns, metrics_columns, signal_columns
+from sinks.rows import Columns, dead_letter_columns, signal_columns
 from streams.batches import CommittedBatches
 
 log = logging.getLogger("touchstream.sink")
@@ -52,7 +52,7 @@ async def write_batch(
 
 
 async def _write_events(
-    events: Sequence[Any],
+    messages: Sequence[Any],
     model: type[BaseModel],
     to_columns: Callable[[list[Any]], Columns],
     table: str,
@@ -63,8 +63,7 @@ async def _write_events(
     """Write a batch in order; a forget request splits it (rows before it go, later stay)."""
     models: list[Any] = []
     keys: list[str] = []
-    for event in events:
-        message = event.message
+    for message in messages:
         value = message.value or b""
         if value.startswith(FORGET_PREFIX):
             if models:
@@ -110,23 +109,22 @@ def _sink_agent(
     spill_dir: Path,
     after_write: Callable[[list[Any]], Awaitable[None]] | None = None,
 ) -> None:
-    committed = CommittedBatches(app, topic.get_topic_name())
+    committed = CommittedBatches(app, topic, batch_size, batch_seconds)
 
-    async def sink(stream: faust.StreamT) -> None:
-        async for events in committed.batches(stream, batch_size, batch_seconds):
+    async def sink() -> None:
+        async for messages in committed.batches():
             await _write_events(
-                events, model, to_columns, table, clickhouse, spill_dir, after_write
+                messages, model, to_columns, table, clickhouse, spill_dir, after_write
             )
 
     sink.__name__ = sink.__qualname__ = f"sink_{table}"
-    app.agent(topic, name=f"sink-{table}", concurrency=1)(sink)
+    app.task(sink)
 
 
 def attach_sinks(
     app: faust.App,
     clickhouse: ClickHouse,
     *,
-    metrics: faust.TopicT,
     signals: faust.TopicT,
     dead_letters: faust.TopicT,
     batch_size: int,
@@ -135,9 +133,9 @@ def attach_sinks(
     on_signals: Callable[[list[Any]], Awaitable[None]] | None = None,
 ) -> None:
     """One agent per output topic, each writing its own table; signals, once stored, go
-    on to `on_signals` (the webhook dispatcher)."""
+    on to `on_signals` (the webhook dispatcher). Metrics rows are written by the processing
+    agent itself (streams/app.py: `store_rows`)."""
     for topic, model, to_columns, table in (
-        (metrics, MetricsSnapshot, metrics_columns, "customer_metrics"),
         (signals, Signal, signal_columns, "signals"),
         (dead_letters, DeadLetter, dead_letter_columns, "dead_letters"),
     ):

@@ -26,6 +26,7 @@ import orjson
 
 from schemas import (
     FieldError,
+    MetricsSnapshot,
     TouchpointEvent,
     TouchpointRejected,
     dead_letter_for,
@@ -35,11 +36,12 @@ from sinks.alerts import attach_webhooks
 from sinks.clickhouse import ClickHouse
 from sinks.forget import forget_marker, parse_marker
 from sinks.query_api import attach_query_endpoint
-from sinks.rows import touchpoint_columns
+from sinks.rows import metrics_columns, touchpoint_columns
 from sinks.writer import attach_sinks, forget_in, write_batch
 from streams.batches import CommittedBatches
 from streams.bgnbd import BGNBDParams
 from streams.engine import Engine, Outcome
+from streams.produce import BatchProducer, OutRecord
 from streams.rules import Rules
 from streams.state import CustomerState
 from touchstream.ingest import attach_ingest
@@ -102,7 +104,7 @@ class StagedTable(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return len(self._keys())
 
-    async def flush(self, end_marker: bool = True) -> int:
+    async def flush(self, producer: BatchProducer, end_marker: bool = True) -> int:
         """Apply the staged writes and wait until their changelog records are on the broker.
 
         `end_marker`: then put one tombstone of END_KEY on every partition written, as a
@@ -111,31 +113,35 @@ class StagedTable(MutableMapping[str, Any]):
         the rest of that batch and restore stale state; a one-record last batch hides
         nothing. Harmless on Apache Kafka (one small record per partition per batch).
         """
-        sent, partitions = [], set()
+        topic = self.table.changelog_topic
+        name, serializer = topic.get_topic_name(), self.table.key_serializer
+        records: list[OutRecord] = []
         for key, (value, partition) in self._staged.items():
             raw = None if value is None else self.encode(value)
             if raw is None:
                 self.table.data.pop(key, None)
             else:
                 self.table.data[key] = raw
-            sent.append(self.table.send_changelog(partition, key, raw))
-            partitions.add(partition)
+            # the key bytes exactly as Faust writes them, so its recovery reads them back
+            records.append((name, partition, topic.prepare_key(key, serializer, None, {})[0], raw))
         count = len(self._staged)
         self._staged.clear()
-        await asyncio.gather(*sent)
-        if end_marker and partitions:
-            await asyncio.gather(
-                *(self.table.send_changelog(p, END_KEY, None) for p in sorted(partitions))
-            )
+        markers: list[OutRecord] = []
+        if end_marker:
+            end = topic.prepare_key(END_KEY, serializer, None, {})[0]
+            markers = [(name, p, end, None) for p in sorted({r[1] for r in records})]
+        await send_until_acked(producer, records, markers)
         return count
 
 
 def encode_state(state: CustomerState) -> bytes:
-    return orjson.dumps(state.to_dict())
+    return orjson.dumps(state.to_row())
 
 
 def decode_state(raw: bytes) -> CustomerState:
-    return CustomerState.from_dict(orjson.loads(raw))
+    data = orjson.loads(raw)
+    # rows since 0.1 (positional); objects from before stay readable
+    return CustomerState.from_row(data) if isinstance(data, list) else CustomerState.from_dict(data)
 
 
 def build_app(
@@ -195,7 +201,6 @@ def build_app(
     attach_sinks(
         app,
         clickhouse,
-        metrics=metrics,
         signals=signals,
         dead_letters=dead_letters,
         batch_size=settings.batch_size,
@@ -207,14 +212,26 @@ def build_app(
     attach_ingest(app, settings, touchpoints, dead_letters)
     progress = Progress()
 
-    committed = CommittedBatches(app, settings.topic_touchpoints)
+    committed = CommittedBatches(app, touchpoints, settings.batch_size, settings.batch_seconds)
 
-    @app.agent(touchpoints, concurrency=1)
-    async def process(stream: faust.StreamT) -> None:
-        async for events in committed.batches(stream, settings.batch_size, settings.batch_seconds):
+    producer = BatchProducer(app)
+    topic_of = {name: topic.get_topic_name() for name, topic in outputs.items()}
+
+    async def publish_then_flush_state(records: list[Record]) -> None:
+        outgoing = [(topic_of[name], None, key, value) for name, key, value in records]
+        await send_until_acked(producer, outgoing)  # acknowledged by the broker...
+        # ...before the state moves on; every customer's state is on the broker before the
+        # partition clock says its silence checks are done (a crash between the two then
+        # repeats checks, which is harmless, instead of skipping them)
+        await states.flush(producer, settings.changelog_end_marker)
+        await watermarks.flush(producer, settings.changelog_end_marker)
+
+    @app.task
+    async def process() -> None:
+        """One batch at a time (the `concurrency=1` of an agent; faust-streaming #606)."""
+        async for messages in committed.batches():
             batch: list[tuple[Handled, int, int]] = []
-            for event in events:
-                message = event.message
+            for message in messages:
                 states.partition = watermarks.partition = message.partition
                 handled = handle_message(
                     engine,
@@ -227,15 +244,14 @@ def build_app(
                 )
                 batch.append((handled, message.partition, message.offset))
             records = [record for handled, _, _ in batch for record in handled.records]
-            await deliver(records, outputs)  # acknowledged by the broker...
-            # ...before the state moves on; every customer's state is on the broker before
-            # the partition clock says its silence checks are done (a crash between the two
-            # then repeats checks, which is harmless, instead of skipping them)
-            await states.flush(settings.changelog_end_marker)
-            await watermarks.flush(settings.changelog_end_marker)
-            # ...and the rows are in ClickHouse before the batch's offsets are committed
-            await store_touchpoints(clickhouse, batch, rules.wow_margin, spill_dir)
-            progress.add(len(events), records)
+
+            # outputs then state to the broker, rows to ClickHouse meanwhile; all of it is
+            # done before the batch's offsets are committed
+            await asyncio.gather(
+                publish_then_flush_state(records),
+                store_rows(clickhouse, batch, rules.wow_margin, spill_dir),
+            )
+            progress.add(len(messages), records)
 
     if settings.clock_tick_seconds > 0:
 
@@ -288,25 +304,26 @@ class Progress:
             self.window_start, self.window_events = time.monotonic(), 0
 
 
-async def deliver(records: list[Record], outputs: dict[str, faust.TopicT]) -> None:
-    """Publish and wait for the broker's acks, retrying the whole batch until it is taken.
+async def send_until_acked(producer: BatchProducer, *groups: list[OutRecord]) -> None:
+    """Send and wait for the broker's acks, retrying the whole lot until it is taken.
 
-    Never raises for a broker problem: an exception here would let Faust ack the batch.
-    Re-sent records are harmless downstream (deterministic ids, idempotent sinks).
+    Never raises for a broker problem: the batch loop must not die (its offsets stay
+    uncommitted until this returns). Re-sent records are harmless downstream
+    (deterministic ids, idempotent sinks, changelog writes of the same state).
     """
     delay = 0.2
     while True:
         try:
-            pending = [
-                await outputs[name].send(key=key, value=value) for name, key, value in records
-            ]
-            await asyncio.gather(*pending)
+            await producer.send(*groups)
             return
         except asyncio.CancelledError:
             raise
         except Exception as error:
             log.warning(
-                "publishing %d records failed (%s); retrying in %.1fs", len(records), error, delay
+                "publishing %d records failed (%s); retrying in %.1fs",
+                sum(len(group) for group in groups),
+                error,
+                delay,
             )
             await asyncio.sleep(delay)
             delay = min(10.0, delay * 2)
@@ -318,6 +335,7 @@ class Handled:
 
     records: list[Record] = field(default_factory=list)
     event: TouchpointEvent | None = None
+    snapshots: list[MetricsSnapshot] = field(default_factory=list)
     forget: tuple[str, datetime] | None = None
 
 
@@ -379,6 +397,7 @@ def handle_message(
         handled.records.append(dead(outcome.rejection, customer_key))
     for snapshot in outcome.snapshots:
         handled.records.append(("metrics", customer_key, snapshot.model_dump_json().encode()))
+    handled.snapshots = outcome.snapshots
     for signal in outcome.signals:
         handled.records.append(("signals", customer_key, signal.model_dump_json().encode()))
     return handled
@@ -407,32 +426,45 @@ def _control(engine: Engine, key: bytes, payload: bytes, partition: int) -> Hand
     )
 
 
-async def store_touchpoints(
+async def store_rows(
     clickhouse: ClickHouse,
     batch: list[tuple[Handled, int, int]],
     wow_margin: float,
     spill_dir: Path,
 ) -> None:
-    """Insert the batch's touchpoints; a forget request splits it, so rows before it go."""
-    rows: list[tuple[TouchpointEvent, int, int]] = []
+    """Insert the batch's touchpoints and the latest metrics of each customer in it (the
+    table keeps the latest per customer anyway). Written here, not by a sink of the metrics
+    topic: that round trip cost a second pass through Faust for most events. A forget
+    request splits the batch, so rows before it go and rows after it stay."""
+    touchpoints: list[tuple[TouchpointEvent, int, int]] = []
+    latest: dict[str, tuple[MetricsSnapshot, str]] = {}
 
     async def write() -> None:
-        if rows:
+        if touchpoints:
             await write_batch(
                 clickhouse,
                 "touchpoints",
-                touchpoint_columns(rows, datetime.now(UTC), wow_margin),
-                [f"{p}:{o}" for _, p, o in rows],
+                touchpoint_columns(touchpoints, datetime.now(UTC), wow_margin),
+                [f"{p}:{o}" for _, p, o in touchpoints],
                 spill_dir,
             )
-            rows.clear()
+            touchpoints.clear()
+        if latest:
+            snapshots = [snapshot for snapshot, _ in latest.values()]
+            keys = [key for _, key in latest.values()]
+            await write_batch(
+                clickhouse, "customer_metrics", metrics_columns(snapshots), keys, spill_dir
+            )
+            latest.clear()
 
     for handled, partition, offset in batch:
         if handled.event is not None:
-            rows.append((handled.event, partition, offset))
+            touchpoints.append((handled.event, partition, offset))
+        for snapshot in handled.snapshots:
+            latest[snapshot.customer_id] = (snapshot, f"{partition}:{offset}")
         if handled.forget is not None:
             await write()
             marker = forget_marker(*handled.forget)
-            for table in ("touchpoints", "dead_letters"):
+            for table in ("touchpoints", "customer_metrics", "dead_letters"):
                 await forget_in(clickhouse, table, marker)
     await write()

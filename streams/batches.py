@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.types import TP, EventT
+from faust.types import TP
+
+from streams.feed import feed_for
 
 log = logging.getLogger("touchstream.offsets")
 
@@ -128,35 +130,48 @@ class Cursors:
 
 
 class CommittedBatches:
-    """One per topic an agent reads: `async for events in guard.batches(stream, n, s)`."""
+    """The records of one topic in batches, each committed once the body that handled it
+    returns: `async for messages in CommittedBatches(app, topic, n, s).batches()`.
 
-    def __init__(self, app: faust.App, topic: str, revoke_timeout: float = 30.0) -> None:
+    Records arrive through a `Feed` (streams/feed.py), not a Faust stream."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        topic: faust.TopicT,
+        size: int,
+        within: float,
+        revoke_timeout: float = 30.0,
+    ) -> None:
         self.app = app
-        self.topic = topic
+        self.topic = topic.get_topic_name()
+        self.size, self.within = size, within
         self.revoke_timeout = revoke_timeout
+        self.feed = feed_for(app, topic, high_water=4 * size)
         self.cursors = Cursors()
         self._busy = asyncio.Lock()
         app.on_partitions_assigned.connect(self._on_assigned)
         app.on_partitions_revoked.connect(self._on_revoked)
 
         async def reseek() -> None:  # a waiting partition may have no traffic to wake us
-            async with self._busy:
-                await self._seek_waiting()
+            if not self._busy.locked():  # else the batch in hand seeks when it is done
+                async with self._busy:
+                    await self._seek_waiting()
 
-        reseek.__name__ = reseek.__qualname__ = f"reseek_{topic}"
+        reseek.__name__ = reseek.__qualname__ = f"reseek_{self.topic}"
         app.timer(interval=1.0)(reseek)
 
-    async def batches(
-        self, stream: faust.StreamT, size: int, within: float
-    ) -> AsyncIterator[list[EventT]]:
-        """Yields the admissible events of each `take_events` batch; commits after the
-        body returns. The body must not raise (an exception ends the agent)."""
-        async for events in stream.take_events(size, within):
+    async def batches(self) -> AsyncIterator[list[Any]]:
+        """Yields the admissible records of each batch; commits after the body returns.
+        The body must not raise (an exception ends the loop)."""
+        while True:
+            messages = await self.feed.take(self.size, self.within)
+            await self.app.flow_control.acquire()  # no work during a rebalance or recovery
             # outside the lock: the lookup needs the group coordinator
-            for tp in self.cursors.unknown({event.message.tp for event in events}):
+            for tp in self.cursors.unknown({m.tp for m in messages}):
                 self.cursors.start(tp, await self._start_offset(tp))
             async with self._busy:
-                ready = [e for e in events if self.cursors.admit(e.message.tp, e.message.offset)]
+                ready = [m for m in messages if self.cursors.admit(m.tp, m.offset)]
                 if ready:
                     yield ready
                 offsets = self.cursors.to_commit()

@@ -55,6 +55,9 @@ class Engine:
         self._members: dict[int, set[str]] = {}
         # customers the timer cannot raise before their next event (exact bound, see below)
         self._timer_skip: set[str] = set()
+        # customer -> when they become overdue; the timer need not read them before then
+        # (exact: both sides of the comparison change only with the customer's own events)
+        self._due: dict[str, float] = {}
         self.params = StateParams(
             rules.half_life_days, rules.wow_margin, rules.grace_seconds, rules.recovery_sla_days
         )
@@ -72,6 +75,7 @@ class Engine:
         """After a rebalance the store holds other partitions: rebuild lazily."""
         self._members.clear()
         self._timer_skip.clear()
+        self._due.clear()
 
     def forget(self, customer_id: str, partition: int) -> None:
         """Right to be forgotten: the customer's state goes (a tombstone in the changelog)."""
@@ -79,6 +83,7 @@ class Engine:
             del self.states[customer_id]
         self.members(partition).discard(customer_id)
         self._timer_skip.discard(customer_id)
+        self._due.pop(customer_id, None)
 
     def handle(self, event: TouchpointEvent, partition: int, offset: int | None = None) -> Outcome:
         """Apply one event. `offset` (live) lets a redelivery after a crash be recognised
@@ -86,6 +91,7 @@ class Engine:
         t = event.occurred_at.timestamp()
         self.members(partition).add(event.customer_id)
         self._timer_skip.discard(event.customer_id)
+        self._due.pop(event.customer_id, None)
         outcome = Outcome("applied")
         outcome.signals.extend(self.advance(partition, t))
         state = self.states.get(event.customer_id) or CustomerState(event.customer_id)
@@ -131,14 +137,20 @@ class Engine:
 
     def silence_check(self, partition: int, now: float) -> list[Signal]:
         signals: list[Signal] = []
+        due = self._due
         for customer_id in sorted(self.members(partition) - self._timer_skip):
+            if due.get(customer_id, 0.0) > now:
+                continue
             state = self.states.get(customer_id)
             if state is None or state.last_seen >= now:
                 continue
             if state.signal_state.get("about_to_defect", [False])[0]:
                 self._timer_skip.add(customer_id)  # raised; only an event can clear it
                 continue
-            if not self._overdue(state, now):
+            last = state.last_active or state.last_seen
+            usual = usual_gap_days(state, self.rules)
+            if (now - last) / DAY <= usual:  # not overdue: the silence factor is zero
+                due[customer_id] = last + usual * DAY - 1.0  # a second early: no float doubt
                 continue
             if silence_ceiling(state, now, self.rules, self.population) < (
                 self.rules.risk.trigger.raise_at
@@ -151,11 +163,6 @@ class Engine:
                 self.states[customer_id] = state
             signals.extend(result.signals)
         return signals
-
-    def _overdue(self, state: CustomerState, now: float) -> bool:
-        """Cheap pre-check: the silence factor is zero until a contact is overdue."""
-        last = state.last_active or state.last_seen
-        return (now - last) / DAY > usual_gap_days(state, self.rules)
 
 
 def late_rejection(event: TouchpointEvent, horizon: float) -> TouchpointRejected:

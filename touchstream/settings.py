@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=0, le=65535, description="Worker web server; 0 = off.")
     web_bind: str = "127.0.0.1"
     consumer_session_timeout_seconds: float = Field(default=10.0, gt=0)
-    batch_size: int = Field(default=2000, ge=1, description="Worker: events per batch.")
+    batch_size: int = Field(default=5000, ge=1, description="Worker: events per batch (at most).")
     batch_seconds: float = Field(default=0.05, gt=0, description="Worker: max batch wait.")
     clock_tick_seconds: float = Field(
         default=0.0,

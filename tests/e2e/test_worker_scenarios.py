@@ -9,6 +9,7 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from streams.app import decode_state
 from tests import scenarios
 from tests.e2e.conftest import running_worker, worker_env
 from tests.e2e.helpers import replay_events, wait_for_records
@@ -132,9 +133,7 @@ def test_duplicates_and_a_fresh_app_give_identical_state_and_ids(live: dict) -> 
     replayed = live["expected"].states
     for customer in (scenarios.SLIPPER, scenarios.RECOVERED, scenarios.ERRATIC):
         key = orjson.dumps(customer)  # the table's changelog keys are JSON strings
-        assert orjson.loads(live["a"]["state"][key])["event_count"] == (
-            replayed[customer].event_count
-        )
+        assert decode_state(live["a"]["state"][key]).event_count == (replayed[customer].event_count)
 
 
 def test_replay_command_raises_the_live_signal_ids(live: dict, tmp_path: Path) -> None:

@@ -90,3 +90,32 @@ def test_late_event_is_rejected_with_reason_and_not_counted() -> None:
     assert outcome.status == "late" and outcome.rejection is not None
     assert outcome.rejection.errors[0].loc == "occurred_at"
     assert engine.states[scenarios.STEADY].event_count == before
+
+
+class UnskippingEngine(Engine):
+    """The timer without its shortcuts: every member is read and scored at every check."""
+
+    def silence_check(self, partition: int, now: float) -> list:
+        self._timer_skip.clear()
+        self._due.clear()
+        return super().silence_check(partition, now)
+
+
+def test_the_timer_shortcuts_change_no_signal() -> None:
+    """Skipping customers that cannot be raised yet (already raised, below the ceiling, not
+    overdue) is an optimisation only: the signals are those of reading everyone every time."""
+    from touchstream.generator import generate
+
+    _, events = generate(customers=300, months=5, seed=21)
+    fast, fast_signals = run(events)
+    slow = UnskippingEngine(Rules(), BGNBDParams(), {}, {}, PARTITIONS)
+    slow_signals = []
+    for data in events:
+        event = TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
+        slow_signals.extend(
+            slow.handle(event, partition_for(event.customer_id, PARTITIONS)).signals
+        )
+    timer = [s for s in slow_signals if s.trigger == "timer"]
+    assert timer, "the run must exercise the timer"
+    assert [s.signal_id for s in fast_signals] == [s.signal_id for s in slow_signals]
+    assert fast._due, "the not-yet-overdue shortcut must have been used"

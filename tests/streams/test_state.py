@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -162,3 +163,14 @@ def test_state_round_trips_through_dict() -> None:
     state = fold([delivery("c1", 0, 2, 3), touch(day=1, kind="complaint", case_id="x")])
     again = CustomerState.from_dict(state.to_dict())
     assert again == state
+
+
+def test_changelog_encoding_round_trips_is_smaller_and_reads_the_old_form() -> None:
+    from streams.app import decode_state, encode_state
+
+    state = fold([delivery("c1", 0, 2, 3), touch(day=1, kind="complaint", case_id="x")])
+    raw = encode_state(state)
+    assert decode_state(raw) == state
+    old = orjson.dumps(state.to_dict())
+    assert decode_state(old) == state
+    assert len(raw) < 0.75 * len(old)
