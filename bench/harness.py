@@ -136,6 +136,30 @@ def baseline(bootstrap: str, topic: str, total: int) -> float:
         return asyncio.run(_baseline(bootstrap, topic, total))
 
 
+# -- the pure engine --------------------------------------------------------------------------
+def engine_only(records: list[tuple[bytes, bytes]], partitions: int) -> float:
+    """Validation + the engine (state, metrics, rules, snapshots) with no broker and no
+    ClickHouse: the part of the work that is ours, per event."""
+    from schemas import parse_touchpoint
+    from streams.bgnbd import BGNBDParams
+    from streams.engine import Engine, partition_for
+    from streams.rules import Rules
+    from streams.state import CustomerState
+
+    states: dict[str, CustomerState] = {}
+    engine = Engine(Rules(), BGNBDParams(), states, {}, partitions)
+    with console.status(f"pure engine over {len(records):,} events..."):
+        started = time.perf_counter()
+        for offset, (_, value) in enumerate(records):
+            event = parse_touchpoint(value)
+            outcome = engine.handle(event, partition_for(event.customer_id, partitions), offset)
+            for snapshot in outcome.snapshots:
+                snapshot.model_dump_json()
+            for signal in outcome.signals:
+                signal.model_dump_json()
+        return len(records) / (time.perf_counter() - started)
+
+
 # -- the pipeline -----------------------------------------------------------------------------
 def worker_env(bootstrap: str, name: str, data_dir: Path, partitions: int) -> dict[str, str]:
     return {
@@ -435,6 +459,7 @@ def main(
         bootstrap = broker.bootstrap
         publish(bootstrap, "one-in", records, partitions)
         results["baseline_events_per_second"] = baseline(bootstrap, "one-in", len(records))
+        results["engine_events_per_second"] = engine_only(records, partitions)
         one = run_pipeline(bootstrap, "one", len(records), 1, partitions, workdir)
         results["one_worker"] = asdict(one)
         size, stored = state_bytes_per_customer(bootstrap, "one")
@@ -458,6 +483,11 @@ def main(
     console.print(f"results written to {path}")
 
 
+def _rate(results: dict[str, Any], name: str) -> str:
+    value = results.get(f"{name}_events_per_second")
+    return "not measured" if value is None else f"{value:,.0f} ev/s"
+
+
 def markdown(results: dict[str, Any]) -> str:
     one, latency = results["one_worker"], results["latency"]
     rows = [
@@ -466,6 +496,7 @@ def markdown(results: dict[str, Any]) -> str:
             "baseline: bare aiokafka + orjson + dict",
             f"{results['baseline_events_per_second']:,.0f} ev/s",
         ),
+        ("engine alone: validation + state + rules (no I/O)", _rate(results, "engine")),
         ("pipeline, 1 worker (steady)", f"{one['steady_events_per_second']:,.0f} ev/s"),
         ("pipeline, 1 worker (whole run, incl. start)", f"{one['events_per_second']:,.0f} ev/s"),
         ("pipeline / baseline", f"{results['pipeline_vs_baseline']:.3f}"),

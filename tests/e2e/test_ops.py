@@ -31,6 +31,7 @@ def test_ops_cli_endpoint_safety_and_forget(broker: EmbeddedBroker, tmp_path: Pa
     with running_worker(env, tmp_path / "worker.log"):
         assert wait_for(port, "SELECT count() FROM touchpoints", len(events)) == len(events)
         wait_for(port, "SELECT count() FROM customer_metrics FINAL", 40)
+        wait_for(port, "SELECT count() FROM signals FINAL", 5)  # its own sink, a bit behind
 
         shown = runner.invoke(app, ["customer", victim], env=cli_env)
         assert shown.exit_code == 0, shown.output
