@@ -28,6 +28,8 @@ MAX_ATTRIBUTES = 32
 MAX_EXPECTATIONS = 16
 DEFAULT_RELATIVE_TOLERANCE = 0.10
 DEFAULT_MAX_FUTURE_SKEW = timedelta(minutes=5)
+# older than this is a zeroed or missing clock (epoch 0, 1900-01-01), not history
+EARLIEST_OCCURRED_AT = datetime(2000, 1, 1, tzinfo=UTC)
 
 Identifier = Annotated[
     str,
@@ -208,6 +210,11 @@ class TouchpointEvent(_Strict):
         context: dict[str, Any] = info.context or {}
         now: datetime = context.get("now") or datetime.now(UTC)
         skew: timedelta = context.get("max_future_skew", DEFAULT_MAX_FUTURE_SKEW)
+        if value < EARLIEST_OCCURRED_AT:
+            raise ValueError(
+                f"occurred_at is before {EARLIEST_OCCURRED_AT.date()}: a missing or zeroed "
+                "timestamp? send the time the touchpoint happened"
+            )
         if value - now > skew:
             raise ValueError(
                 f"occurred_at is {value - now} ahead of the receiver's clock "

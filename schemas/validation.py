@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -83,11 +84,48 @@ def parse_touchpoint(
                 )
             ],
         )
+    _refuse_duplicate_keys(raw)
     try:
         return TouchpointEvent.model_validate_json(raw, context=_context(now, max_future_skew))
     except ValidationError as error:
         errors = _field_errors(error)
         raise TouchpointRejected(_kind_of(errors), errors) from None
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return found
+
+
+def _refuse_duplicate_keys(raw: bytes | str) -> None:
+    """A key given twice is ambiguous (parsers keep the first or the last): refused.
+    Anything else wrong with the JSON is left to pydantic, which reports it better."""
+    try:
+        json.loads(raw, object_pairs_hook=_unique_pairs)
+    except _DuplicateKey as duplicate:
+        key = str(duplicate)
+        raise TouchpointRejected(
+            "invalid_json",
+            [
+                FieldError(
+                    loc=key,
+                    type="duplicate_key",
+                    msg=f"the key {key!r} appears more than once in one object",
+                )
+            ],
+        ) from None
+    except (ValueError, RecursionError):
+        pass
 
 
 def validate_touchpoint(

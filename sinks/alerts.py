@@ -12,6 +12,7 @@ import orjson
 from schemas import Signal
 from sinks.clickhouse import ClickHouse
 from sinks.webhooks import Attempt, Dispatcher, WebhookConfig
+from touchstream.telemetry import Telemetry
 
 log = logging.getLogger("touchstream.alerts")
 
@@ -83,7 +84,11 @@ def _signal_from_row(row: tuple[Any, ...]) -> Signal:
 
 
 def attach_webhooks(
-    app: Any, clickhouse: ClickHouse, settings: Any, topic_options: dict[str, Any]
+    app: Any,
+    clickhouse: ClickHouse,
+    settings: Any,
+    topic_options: dict[str, Any],
+    telemetry: Telemetry | None = None,
 ) -> Callable[[list[Signal]], Awaitable[None]] | None:
     """Returns the hook the signals writer calls after storing a batch (None: no webhooks)."""
     if not settings.webhooks:
@@ -102,7 +107,12 @@ def attach_webhooks(
         )
         await dead_topic.send(key=signal.customer_id.encode(), value=value)
 
-    dispatcher = Dispatcher(list(settings.webhooks), pending.append, dead_letter)
+    def on_attempt(attempt: Attempt) -> None:
+        pending.append(attempt)
+        if telemetry is not None:
+            telemetry.webhooks.labels(attempt.endpoint, attempt.outcome).inc()
+
+    dispatcher = Dispatcher(list(settings.webhooks), on_attempt, dead_letter)
 
     @app.task
     async def start_webhooks() -> None:

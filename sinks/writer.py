@@ -24,12 +24,18 @@ from sinks.clickhouse import ClickHouse, ClickHouseRejected, batch_id
 from sinks.forget import FORGET_PREFIX, forget_rows, parse_marker
 from sinks.rows import Columns, dead_letter_columns, signal_columns
 from streams.batches import CommittedBatches
+from touchstream.telemetry import Telemetry
 
 log = logging.getLogger("touchstream.sink")
 
 
 async def write_batch(
-    clickhouse: ClickHouse, table: str, columns: Columns, keys: Sequence[str], spill_dir: Path
+    clickhouse: ClickHouse,
+    table: str,
+    columns: Columns,
+    keys: Sequence[str],
+    spill_dir: Path,
+    telemetry: Telemetry | None = None,
 ) -> float:
     """Insert one batch (retrying while ClickHouse is away); returns seconds taken."""
     started = time.perf_counter()
@@ -48,7 +54,11 @@ async def write_batch(
             error,
             path,
         )
-    return time.perf_counter() - started
+    took = time.perf_counter() - started
+    if telemetry is not None:
+        telemetry.sink_seconds.labels(table).observe(took)
+        telemetry.sink_rows.labels(table).inc(len(keys))
+    return took
 
 
 async def _write_events(
@@ -59,6 +69,7 @@ async def _write_events(
     clickhouse: ClickHouse,
     spill_dir: Path,
     after_write: Callable[[list[Any]], Awaitable[None]] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> None:
     """Write a batch in order; a forget request splits it (rows before it go, later stay)."""
     models: list[Any] = []
@@ -67,7 +78,7 @@ async def _write_events(
         value = message.value or b""
         if value.startswith(FORGET_PREFIX):
             if models:
-                await write_batch(clickhouse, table, to_columns(models), keys, spill_dir)
+                await write_batch(clickhouse, table, to_columns(models), keys, spill_dir, telemetry)
                 if after_write is not None:
                     await after_write(models)
                 models, keys = [], []
@@ -84,7 +95,7 @@ async def _write_events(
                 message.offset,
             )
     if models:
-        await write_batch(clickhouse, table, to_columns(models), keys, spill_dir)
+        await write_batch(clickhouse, table, to_columns(models), keys, spill_dir, telemetry)
         if after_write is not None:
             await after_write(models)
 
@@ -107,14 +118,15 @@ def _sink_agent(
     batch_size: int,
     batch_seconds: float,
     spill_dir: Path,
-    after_write: Callable[[list[Any]], Awaitable[None]] | None = None,
+    after_write: Callable[[list[Any]], Awaitable[None]] | None,
+    telemetry: Telemetry | None,
 ) -> None:
-    committed = CommittedBatches(app, topic, batch_size, batch_seconds)
+    committed = CommittedBatches(app, topic, batch_size, batch_seconds, telemetry)
 
     async def sink() -> None:
         async for messages in committed.batches():
             await _write_events(
-                messages, model, to_columns, table, clickhouse, spill_dir, after_write
+                messages, model, to_columns, table, clickhouse, spill_dir, after_write, telemetry
             )
 
     sink.__name__ = sink.__qualname__ = f"sink_{table}"
@@ -131,8 +143,9 @@ def attach_sinks(
     batch_seconds: float,
     spill_dir: Path,
     on_signals: Callable[[list[Any]], Awaitable[None]] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> None:
-    """One agent per output topic, each writing its own table; signals, once stored, go
+    """One batch loop per output topic, each writing its own table; signals, once stored, go
     on to `on_signals` (the webhook dispatcher). Metrics rows are written by the processing
     agent itself (streams/app.py: `store_rows`)."""
     for topic, model, to_columns, table in (
@@ -151,4 +164,5 @@ def attach_sinks(
             batch_seconds,
             spill_dir,
             after,
+            telemetry,
         )

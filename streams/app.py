@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,11 +42,13 @@ from sinks.writer import attach_sinks, forget_in, write_batch
 from streams.batches import CommittedBatches
 from streams.bgnbd import BGNBDParams
 from streams.engine import Engine, Outcome
+from streams.feed import set_fetch_max_wait
 from streams.produce import BatchProducer, OutRecord
 from streams.rules import Rules
 from streams.state import CustomerState
 from touchstream.ingest import attach_ingest
 from touchstream.settings import Settings
+from touchstream.telemetry import Telemetry, attach_metrics_endpoint
 
 log = logging.getLogger("touchstream.worker")
 
@@ -170,6 +173,7 @@ def build_app(
         web_bind=settings.web_bind,
         web_host=settings.web_bind,
     )
+    set_fetch_max_wait(app, settings.consumer_fetch_max_wait_ms)
     # changelog writes of a whole batch are buffered; the default of 100 only logs warnings
     app.producer.buffer.max_messages = max(100, settings.batch_size * 4)
     raw = {
@@ -197,7 +201,9 @@ def build_app(
     outputs = {"dead_letters": dead_letters, "metrics": metrics, "signals": signals}
 
     spill_dir = settings.data_dir / "sink-rejected"
-    alerts = attach_webhooks(app, clickhouse, settings, raw)
+    telemetry = Telemetry()
+    attach_metrics_endpoint(app, telemetry)
+    alerts = attach_webhooks(app, clickhouse, settings, raw, telemetry)
     attach_sinks(
         app,
         clickhouse,
@@ -207,12 +213,15 @@ def build_app(
         batch_seconds=settings.batch_seconds,
         spill_dir=spill_dir,
         on_signals=alerts,
+        telemetry=telemetry,
     )
     attach_query_endpoint(app, clickhouse, settings)
     attach_ingest(app, settings, touchpoints, dead_letters)
-    progress = Progress()
+    progress = Progress(telemetry)
 
-    committed = CommittedBatches(app, touchpoints, settings.batch_size, settings.batch_seconds)
+    committed = CommittedBatches(
+        app, touchpoints, settings.batch_size, settings.batch_seconds, telemetry
+    )
 
     producer = BatchProducer(app)
     topic_of = {name: topic.get_topic_name() for name, topic in outputs.items()}
@@ -249,9 +258,9 @@ def build_app(
             # done before the batch's offsets are committed
             await asyncio.gather(
                 publish_then_flush_state(records),
-                store_rows(clickhouse, batch, rules.wow_margin, spill_dir),
+                store_rows(clickhouse, batch, rules.wow_margin, spill_dir, telemetry),
             )
-            progress.add(len(messages), records)
+            progress.add(batch, records)
 
     if settings.clock_tick_seconds > 0:
 
@@ -279,15 +288,26 @@ Record = tuple[str, bytes | None, bytes]  # output name, key, value
 
 
 class Progress:
-    """Counts for the operator's log line, printed at most every 10 seconds."""
+    """Counts for the operator's log line (at most every 10 seconds) and for /metrics."""
 
-    def __init__(self) -> None:
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
         self.events = 0
         self.kinds: dict[str, int] = {}
         self.window_start = time.monotonic()
         self.window_events = 0
 
-    def add(self, events: int, records: list[Record]) -> None:
+    def add(self, batch: list[tuple[Handled, int, int]], records: list[Record]) -> None:
+        counts: Counter[tuple[Any, str]] = Counter()
+        for handled, _, _ in batch:
+            counts[(self.telemetry.events, handled.outcome)] += 1
+            for reason in handled.dead_reasons:
+                counts[(self.telemetry.dead_letters, reason)] += 1
+            for kind in handled.signal_kinds:
+                counts[(self.telemetry.signals, kind)] += 1
+        for (metric, label), n in counts.items():
+            metric.labels(label).inc(n)
+        events = len(batch)
         self.events += events
         self.window_events += events
         for name, _, _ in records:
@@ -337,6 +357,10 @@ class Handled:
     event: TouchpointEvent | None = None
     snapshots: list[MetricsSnapshot] = field(default_factory=list)
     forget: tuple[str, datetime] | None = None
+    # for /metrics: applied | duplicate | late | rejected | error | control
+    outcome: str = "control"
+    dead_reasons: list[str] = field(default_factory=list)
+    signal_kinds: list[str] = field(default_factory=list)
 
 
 def handle_message(
@@ -367,21 +391,16 @@ def handle_message(
             return _control(engine, key, payload, partition)
         except (ValueError, KeyError, TypeError) as error:
             kind = "invalid_control_record"
-            return Handled(
-                [
-                    dead(
-                        TouchpointRejected(
-                            kind, [FieldError(loc="", type=kind, msg=f"{key!r}: {error}")]
-                        )
-                    )
-                ]
+            invalid = TouchpointRejected(
+                kind, [FieldError(loc="", type=kind, msg=f"{key!r}: {error}")]
             )
+            return Handled([dead(invalid)], outcome="rejected", dead_reasons=[kind])
     try:
         event = parse_touchpoint(
             payload, max_future_skew=settings.max_future_skew, max_bytes=settings.max_payload_bytes
         )
     except TouchpointRejected as rejected:
-        return Handled([dead(rejected)])
+        return Handled([dead(rejected)], outcome="rejected", dead_reasons=[rejected.kind])
     customer_key = event.customer_id.encode()
     try:
         outcome: Outcome = engine.handle(event, partition, offset)
@@ -391,15 +410,19 @@ def handle_message(
             "processing_error",
             [FieldError(loc="", type="processing_error", msg=f"{type(error).__name__}: {error}")],
         )
-        return Handled([dead(failed, customer_key)], event)
-    handled = Handled(event=event)
+        return Handled(
+            [dead(failed, customer_key)], event, outcome="error", dead_reasons=[failed.kind]
+        )
+    handled = Handled(event=event, outcome=outcome.status)
     if outcome.rejection is not None:
         handled.records.append(dead(outcome.rejection, customer_key))
+        handled.dead_reasons.append(outcome.rejection.kind)
     for snapshot in outcome.snapshots:
         handled.records.append(("metrics", customer_key, snapshot.model_dump_json().encode()))
     handled.snapshots = outcome.snapshots
     for signal in outcome.signals:
         handled.records.append(("signals", customer_key, signal.model_dump_json().encode()))
+        handled.signal_kinds.append(signal.kind.value)
     return handled
 
 
@@ -409,11 +432,10 @@ def _control(engine: Engine, key: bytes, payload: bytes, partition: int) -> Hand
         tick = datetime.fromisoformat(orjson.loads(payload)["clock"])
         if tick.tzinfo is None:
             raise ValueError("clock tick without timezone")
+        raised = engine.advance(partition, tick.timestamp())
         return Handled(
-            [
-                ("signals", s.customer_id.encode(), s.model_dump_json().encode())
-                for s in engine.advance(partition, tick.timestamp())
-            ]
+            [("signals", s.customer_id.encode(), s.model_dump_json().encode()) for s in raised],
+            signal_kinds=[s.kind.value for s in raised],
         )
     customer_id, requested_at = parse_marker(payload)
     engine.forget(customer_id, partition)
@@ -431,6 +453,7 @@ async def store_rows(
     batch: list[tuple[Handled, int, int]],
     wow_margin: float,
     spill_dir: Path,
+    telemetry: Telemetry | None = None,
 ) -> None:
     """Insert the batch's touchpoints and the latest metrics of each customer in it (the
     table keeps the latest per customer anyway). Written here, not by a sink of the metrics
@@ -447,13 +470,19 @@ async def store_rows(
                 touchpoint_columns(touchpoints, datetime.now(UTC), wow_margin),
                 [f"{p}:{o}" for _, p, o in touchpoints],
                 spill_dir,
+                telemetry,
             )
             touchpoints.clear()
         if latest:
             snapshots = [snapshot for snapshot, _ in latest.values()]
             keys = [key for _, key in latest.values()]
             await write_batch(
-                clickhouse, "customer_metrics", metrics_columns(snapshots), keys, spill_dir
+                clickhouse,
+                "customer_metrics",
+                metrics_columns(snapshots),
+                keys,
+                spill_dir,
+                telemetry,
             )
             latest.clear()
 

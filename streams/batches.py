@@ -32,6 +32,7 @@ import faust
 from faust.types import TP
 
 from streams.feed import feed_for
+from touchstream.telemetry import Telemetry
 
 log = logging.getLogger("touchstream.offsets")
 
@@ -106,6 +107,9 @@ class Cursors:
         part.waiting = True
         return False
 
+    def positions(self) -> dict[Any, int]:
+        return {tp: p.next for tp, p in self._partitions.items() if p.next is not None}
+
     def to_commit(self) -> dict[Any, int]:
         return {
             tp: p.next
@@ -141,9 +145,11 @@ class CommittedBatches:
         topic: faust.TopicT,
         size: int,
         within: float,
+        telemetry: Telemetry | None = None,
         revoke_timeout: float = 30.0,
     ) -> None:
         self.app = app
+        self.telemetry = telemetry
         self.topic = topic.get_topic_name()
         self.size, self.within = size, within
         self.revoke_timeout = revoke_timeout
@@ -178,6 +184,17 @@ class CommittedBatches:
                 if offsets and await self.app.consumer._commit_offsets(offsets):  # type: ignore[attr-defined]
                     self.cursors.committed(offsets)
                 await self._seek_waiting()
+                self._report_lag()
+
+    def _report_lag(self) -> None:
+        if self.telemetry is None:
+            return
+        consumer = self.app.consumer
+        behind = sum(
+            max(0, (consumer.highwater(tp) or 0) - offset)
+            for tp, offset in self.cursors.positions().items()
+        )
+        self.telemetry.lag.labels(self.topic).set(behind)
 
     async def _seek_waiting(self) -> None:
         targets = self.cursors.seek_targets(time.monotonic())

@@ -84,6 +84,21 @@ def feed_for(app: faust.App, topic: faust.TopicT, high_water: int) -> Feed:
     return feeds[name]
 
 
+def set_fetch_max_wait(app: faust.App, milliseconds: int) -> None:
+    """faust-streaming 0.15 hard-codes aiokafka's `fetch_max_wait_ms=1500`. A fetch that
+    finds nothing new may wait that long before the next one (the embedded broker answers
+    at the deadline), which is event-to-signal latency; ours is a setting."""
+    thread = app.consumer._thread  # type: ignore[attr-defined]
+    create = thread._create_worker_consumer
+
+    def create_with_our_wait(*args: Any, **kwargs: Any) -> Any:
+        consumer = create(*args, **kwargs)
+        consumer._fetch_max_wait_ms = milliseconds  # read when its fetcher starts
+        return consumer
+
+    thread._create_worker_consumer = create_with_our_wait
+
+
 async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
     """faust-streaming 0.15's `Consumer._drain_messages`, with records of our topics put on
     their feed (no read-offset filter either: `Cursors` order them by offset)."""

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=0, le=65535, description="Worker web server; 0 = off.")
     web_bind: str = "127.0.0.1"
     consumer_session_timeout_seconds: float = Field(default=10.0, gt=0)
+    consumer_fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Longest a fetch waits for new records (latency when caught up).",
+    )
     batch_size: int = Field(default=5000, ge=1, description="Worker: events per batch (at most).")
     batch_seconds: float = Field(default=0.05, gt=0, description="Worker: max batch wait.")
     clock_tick_seconds: float = Field(

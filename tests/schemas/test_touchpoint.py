@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -249,3 +250,23 @@ def test_arbitrary_field_values_only_ever_raise_rejections(overrides: dict) -> N
         parse_touchpoint(json.dumps(event_dict(**overrides)), now=NOW)
     except TouchpointRejected as error:
         assert all(e.loc or e.type for e in error.errors)
+
+
+def test_a_key_given_twice_is_refused_and_named() -> None:
+    raw = orjson.dumps(event_dict())
+    for doubled in (
+        raw[:-1] + b', "event_id": "other"}',
+        raw.replace(b'"amount":49.9', b'"amount":49.9,"amount":1'),
+    ):
+        with pytest.raises(TouchpointRejected) as caught:
+            parse_touchpoint(doubled)
+        assert caught.value.errors[0].type == "duplicate_key"
+        assert caught.value.errors[0].loc in ("event_id", "amount")
+
+
+@pytest.mark.parametrize("when", ["1970-01-01T00:00:00Z", "1900-01-01T00:00:00+00:00"])
+def test_a_zeroed_clock_is_refused(when: str) -> None:
+    with pytest.raises(TouchpointRejected) as caught:
+        parse_touchpoint(orjson.dumps(event_dict(occurred_at=when)))
+    assert caught.value.errors[0].loc == "occurred_at"
+    assert "before 2000-01-01" in caught.value.errors[0].msg
