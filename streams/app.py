@@ -166,6 +166,7 @@ def build_app(
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
+        broker_credentials=settings.faust_credentials(),
         broker_session_timeout=settings.consumer_session_timeout_seconds,
         broker_heartbeat_interval=max(1.0, settings.consumer_session_timeout_seconds / 5),
         web_enabled=settings.web_port > 0,

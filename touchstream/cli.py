@@ -185,9 +185,20 @@ def worker() -> None:
 
     With TOUCHSTREAM_BROKER_URL=embedded it uses the broker started by `touchstream broker`.
     """
+    from kafka.errors import KafkaError
+
+    from sinks.clickhouse import ClickHouseUnavailable
     from touchstream.worker import run_worker
 
-    run_worker(_settings())
+    settings = _settings()
+    try:
+        run_worker(settings)
+    except KafkaError as error:
+        console.print(f"[red]cannot use the Kafka broker[/]: {error}")
+        raise typer.Exit(2) from None
+    except ClickHouseUnavailable as error:
+        console.print(f"[red]cannot use ClickHouse[/]: {error}")
+        raise typer.Exit(2) from None
 
 
 def _parse_time(value: str) -> datetime:

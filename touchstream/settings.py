@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,8 +44,10 @@ class Settings(BaseSettings):
     )
     producer_linger_ms: int = Field(default=20, ge=0)
     producer_batch_bytes: int = Field(default=256 * 1024, ge=1024)
-    kafka_security_protocol: str = Field(
-        default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="How workers, the CLI and the SDK talk to Kafka (passed to Faust and "
+        "kafka-python alike).",
     )
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
@@ -137,6 +140,26 @@ class Settings(BaseSettings):
         if self.embedded_broker:
             raise RuntimeError("the embedded broker has no address until it is started")
         return self.broker_url.removeprefix("kafka://").split(";")
+
+    def faust_credentials(self) -> object | None:
+        """The same security settings, as Faust's `broker_credentials` (None: PLAINTEXT)."""
+        import ssl
+
+        import faust
+
+        protocol = self.kafka_security_protocol
+        if protocol == "PLAINTEXT":
+            return None
+        context = ssl.create_default_context() if protocol.endswith("SSL") else None
+        if protocol.startswith("SASL"):
+            password = self.kafka_sasl_password
+            return faust.SASLCredentials(
+                username=self.kafka_sasl_username,
+                password=password.get_secret_value() if password else None,
+                mechanism=self.kafka_sasl_mechanism or "PLAIN",
+                ssl_context=context,
+            )
+        return faust.SSLCredentials(context)
 
     def kafka_security(self) -> dict[str, object]:
         """Security settings in kafka-python's keyword names (empty for PLAINTEXT)."""

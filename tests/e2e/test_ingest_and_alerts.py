@@ -203,3 +203,6 @@ def test_signals_queued_when_the_worker_dies_are_delivered_after_the_restart(
         ids = query_worker(f"http://127.0.0.1:{port}", "SELECT signal_id FROM signals FINAL")
     keys = sorted(headers["X-Touchstream-Idempotency-Key"] for headers, _ in receiver.good)
     assert keys == sorted(f"{row[0]}:late" for row in ids["rows"])
+    logs = "".join(path.read_text() for path in tmp_path.glob("worker-*.log"))
+    assert "without a final delivery, queued again" in logs  # the operator sees the outbox
+    assert "s3cret" not in logs

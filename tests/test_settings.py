@@ -1,0 +1,47 @@
+"""Kafka security settings reach both clients; secrets stay out of reprs."""
+
+from __future__ import annotations
+
+import faust
+import pytest
+from pydantic import ValidationError
+
+from touchstream.settings import Settings
+
+
+def test_plaintext_needs_no_credentials() -> None:
+    settings = Settings()
+    assert settings.faust_credentials() is None
+    assert settings.kafka_security() == {}
+
+
+def test_sasl_over_tls_goes_to_faust_and_kafka_python() -> None:
+    settings = Settings(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-256",
+        kafka_sasl_username="svc-touchstream",
+        kafka_sasl_password="pa55-w0rd",
+    )
+    credentials = settings.faust_credentials()
+    assert isinstance(credentials, faust.SASLCredentials)
+    assert credentials.mechanism.value == "SCRAM-SHA-256"
+    assert credentials.username == "svc-touchstream"
+    assert credentials.ssl_context is not None  # SASL_SSL: TLS underneath
+    assert credentials.protocol.value == "SASL_SSL"
+    assert settings.kafka_security() == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-256",
+        "sasl_plain_username": "svc-touchstream",
+        "sasl_plain_password": "pa55-w0rd",
+    }
+    assert "pa55-w0rd" not in repr(credentials) + repr(settings) + str(settings)
+
+
+def test_tls_only() -> None:
+    credentials = Settings(kafka_security_protocol="SSL").faust_credentials()
+    assert isinstance(credentials, faust.SSLCredentials)
+
+
+def test_unknown_protocol_is_refused_at_start() -> None:
+    with pytest.raises(ValidationError, match="kafka_security_protocol"):
+        Settings(kafka_security_protocol="KERBEROS")
