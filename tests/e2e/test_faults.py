@@ -1,0 +1,196 @@
+"""The fault suite: workers killed mid-run, a group losing a member, duplicate floods. After
+each, ClickHouse holds exactly what an uninterrupted run gives: every event once, the same
+signals, the same latest metrics per customer."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from schemas import TouchpointEvent
+from sinks.clickhouse import ClickHouse
+from streams.bgnbd import BGNBDParams
+from streams.engine import Engine, partition_for
+from streams.rules import Rules
+from tests.e2e.conftest import running_worker, worker_env
+from tests.e2e.test_clickhouse_sink import scalar, wait_for
+from tests.streams.builders import FAR_FUTURE
+from touchstream.broker import EmbeddedBroker, free_port
+from touchstream.demo import committed
+from touchstream.generator import generate
+from touchstream.kafka import ensure_topics, read_topic
+
+pytestmark = pytest.mark.e2e
+
+PARTITIONS = 4
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MILLISECOND = timedelta(milliseconds=1)
+EVENTS = int(os.environ.get("TOUCHSTREAM_FAULT_EVENTS", "200000"))
+
+
+Latest = dict[str, tuple[int, int]]  # customer -> (event_count, as_of in ms)
+
+
+def uninterrupted(events: list[dict]) -> tuple[set[str], Latest]:
+    """Signal ids and each customer's latest metrics snapshot of a clean, in-order run."""
+    engine = Engine(Rules(), BGNBDParams(), {}, {}, PARTITIONS)
+    signals: set[str] = set()
+    latest: Latest = {}
+    for offset, data in enumerate(events):
+        event = TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
+        outcome = engine.handle(event, partition_for(event.customer_id, PARTITIONS), offset)
+        signals.update(s.signal_id for s in outcome.signals)
+        for snap in outcome.snapshots:
+            # as ClickHouse's DateTime64(3) keeps it: truncated to the millisecond
+            latest[snap.customer_id] = (snap.event_count, (snap.as_of - EPOCH) // MILLISECOND)
+    return signals, latest
+
+
+def publish(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> None:
+    ensure_topics(bootstrap, [topic], PARTITIONS)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024)
+    for key, value in values:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def stored(data_dirs: list[Path]) -> tuple[int, set[str], set[str], Latest]:
+    """What the workers' ClickHouse holds, read after they stopped: touchpoint rows (FINAL),
+    distinct event ids, signal ids, and the latest metrics per customer."""
+    rows, events, signals, latest = 0, set(), set(), {}
+    for data_dir in data_dirs:
+        clickhouse = ClickHouse(f"chdb://{data_dir / 'chdb'}")
+        try:
+            found = clickhouse.query("SELECT event_id FROM touchpoints FINAL")[1]
+            rows += len(found)
+            events |= {r[0] for r in found}
+            signals |= {r[0] for r in clickhouse.query("SELECT signal_id FROM signals FINAL")[1]}
+            for customer, count, as_of in clickhouse.query(
+                "SELECT customer_id, event_count, toUnixTimestamp64Milli(as_of) "
+                "FROM customer_metrics FINAL"
+            )[1]:
+                if customer not in latest or as_of > latest[customer][1]:
+                    latest[customer] = (int(count), int(as_of))
+        finally:
+            clickhouse.close()
+    return rows, events, signals, latest
+
+
+def differing(live: Latest, clean: Latest) -> list[str]:
+    return sorted(c for c in clean.keys() | live.keys() if live.get(c) != clean.get(c))
+
+
+def wait_committed(bootstrap: str, group: str, topics: list[str], timeout: float) -> None:
+    """Until the group has committed every record of these topics."""
+    wanted = {t: sum(1 for _ in read_topic(bootstrap, t, idle_timeout_ms=1000)) for t in topics}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(committed(bootstrap, group, t) >= n for t, n in wanted.items()):
+            return
+        time.sleep(1)
+    raise AssertionError(f"{group} did not commit {wanted} in {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def traffic() -> dict:
+    customers = max(1000, EVENTS // 20)
+    _, events = generate(customers=customers, months=20 * 1.1 / 7.0, seed=17)
+    events = events[:EVENTS]
+    signals, latest = uninterrupted(events)
+    values = [(e["customer_id"].encode(), orjson.dumps(e)) for e in events]
+    return {"events": events, "values": values, "signals": signals, "latest": latest}
+
+
+def test_repeated_sigkill_during_a_run_changes_nothing(
+    broker: EmbeddedBroker, tmp_path: Path, traffic: dict
+) -> None:
+    events = traffic["events"]
+    port = free_port()
+    env = worker_env(broker, "kills", tmp_path, TOUCHSTREAM_WEB_PORT=str(port))
+    topic = env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"]
+    publish(broker.bootstrap, topic, traffic["values"])
+    chance = random.Random(5)
+    for round_ in range(3):  # let it get somewhere, then kill it without a word
+        with running_worker(env, tmp_path / f"worker-{round_}.log") as worker:
+            target = len(events) * (round_ + 1) // 4 + chance.randint(0, len(events) // 10)
+            wait_for(port, "SELECT count() FROM touchpoints", target, timeout=300)
+            time.sleep(chance.uniform(0, 1.5))
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(10)
+    with running_worker(env, tmp_path / "worker-last.log"):
+        wait_committed(
+            broker.bootstrap,
+            env["TOUCHSTREAM_APP_ID"],
+            [topic, env["TOUCHSTREAM_TOPIC_SIGNALS"], env["TOUCHSTREAM_TOPIC_DEAD_LETTERS"]],
+            timeout=600,
+        )
+        assert scalar(port, "SELECT count() FROM dead_letters") == 0  # no false "late" events
+    rows, distinct, signals, latest = stored([tmp_path])
+    assert rows == len(distinct) == len(events)
+    assert signals == traffic["signals"]
+    assert differing(latest, traffic["latest"]) == []
+
+
+def test_two_workers_one_killed_the_survivor_finishes_exactly(
+    broker: EmbeddedBroker, tmp_path: Path, traffic: dict
+) -> None:
+    """With chDB each worker owns its own database, so the totals are their union."""
+    events = traffic["events"][: len(traffic["events"]) // 4]
+    signals, latest = uninterrupted(events)
+    port = free_port()  # the first worker's
+    envs = [
+        worker_env(broker, "pair", tmp_path / f"w{i}", TOUCHSTREAM_WEB_PORT=str(p))
+        for i, p in enumerate((port, free_port()))
+    ]
+    topic = envs[0]["TOUCHSTREAM_TOPIC_TOUCHPOINTS"]
+    publish(broker.bootstrap, topic, traffic["values"][: len(events)])
+    with (
+        running_worker(envs[0], tmp_path / "w0.log") as first,
+        running_worker(envs[1], tmp_path / "w1.log"),
+    ):
+        wait_for(port, "SELECT count() FROM touchpoints", len(events) // 10, timeout=300)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+        wait_committed(
+            broker.bootstrap,
+            envs[0]["TOUCHSTREAM_APP_ID"],
+            [topic, envs[0]["TOUCHSTREAM_TOPIC_SIGNALS"]],
+            timeout=600,
+        )
+    # a batch the dead worker had written but not committed is written again by the
+    # survivor into its own database: distinct events count, not rows
+    _, distinct, ids, merged = stored([tmp_path / "w0", tmp_path / "w1"])
+    assert len(distinct) == len(events)
+    assert ids == signals
+    assert differing(merged, latest) == []
+
+
+def test_a_flood_of_duplicates_changes_nothing(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """The same events ten times, interleaved: one row each, the signals of one pass."""
+    _, events = generate(customers=200, months=4, seed=23)
+    signals, latest = uninterrupted(events)
+    values = [(e["customer_id"].encode(), orjson.dumps(e)) for e in events]
+    flood = [v for i in range(0, len(values), 50) for _ in range(10) for v in values[i : i + 50]]
+    env = worker_env(broker, "flood", tmp_path)
+    topic = env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"]
+    publish(broker.bootstrap, topic, flood)
+    with running_worker(env, tmp_path / "worker.log"):
+        wait_committed(
+            broker.bootstrap,
+            env["TOUCHSTREAM_APP_ID"],
+            [topic, env["TOUCHSTREAM_TOPIC_SIGNALS"]],
+            timeout=300,
+        )
+    rows, distinct, ids, stored_latest = stored([tmp_path])
+    assert rows == len(distinct) == len(events)  # FINAL: one row per event
+    assert ids == signals
+    assert differing(stored_latest, latest) == []
