@@ -175,8 +175,6 @@ def build_app(
         web_host=settings.web_bind,
     )
     set_fetch_max_wait(app, settings.consumer_fetch_max_wait_ms)
-    # changelog writes of a whole batch are buffered; the default of 100 only logs warnings
-    app.producer.buffer.max_messages = max(100, settings.batch_size * 4)
     raw = {
         "key_type": bytes,
         "value_type": bytes,
