@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import logging.config
 import signal
 import sys
 import threading
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from touchstream.logs import logging_config
 from touchstream.settings import Settings
 
 app = typer.Typer(
@@ -35,14 +37,7 @@ console = Console(stderr=True)
 
 def _settings() -> Settings:
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("aiokafka", "faust", "mode"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # kafka-python warns about its own IO thread being slow whenever the CPU is busy
-    logging.getLogger("kafka").setLevel(logging.ERROR)
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
     return settings
 
 

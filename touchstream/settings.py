@@ -106,6 +106,9 @@ class Settings(BaseSettings):
         "Tansu, whose ListOffsets reports the last batch's base offset; optional on Kafka).",
     )
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text for people, json (one object a line) for pipelines."
+    )
 
     @field_validator("broker_url")
     @classmethod

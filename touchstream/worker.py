@@ -8,6 +8,7 @@ from sinks.clickhouse import ClickHouse, redact
 from streams.bgnbd import BGNBDParams
 from streams.rules import Rules
 from touchstream.kafka import bootstrap_for, ensure_topics
+from touchstream.logs import logging_config
 from touchstream.settings import Settings
 
 log = logging.getLogger("touchstream.worker")
@@ -68,7 +69,10 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         settings.topic_touchpoints,
         rules.version,
     )
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
-    for noisy in ("aiokafka", "faust", "mode", "kafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level.lower(),
+        logging_config=logging_config(settings.log_level, settings.log_format),
+        quiet=True,
+    )
     worker.execute_from_commandline()

@@ -38,7 +38,9 @@ def test_metrics_count_events_dead_letters_signals_and_rows(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = worker_env(broker, "metrics", tmp_path, TOUCHSTREAM_WEB_PORT=str(port))
+    env = worker_env(
+        broker, "metrics", tmp_path, TOUCHSTREAM_WEB_PORT=str(port), TOUCHSTREAM_LOG_FORMAT="json"
+    )
     events = scenarios.story()
     topic = env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"]
     publish(broker.bootstrap, topic, events)
@@ -68,3 +70,5 @@ def test_metrics_count_events_dead_letters_signals_and_rows(
     assert value(found, "touchstream_sink_rows_total", table="touchpoints") == len(events)
     assert value(found, "touchstream_sink_batch_seconds_count", table="touchpoints") >= 1
     assert ("touchstream_consumer_lag", (("topic", topic),)) in found
+    lines = [orjson.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines()]
+    assert any("assigned" in line["message"] for line in lines)  # structured, every line
