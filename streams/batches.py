@@ -190,10 +190,12 @@ class CommittedBatches:
         if self.telemetry is None:
             return
         consumer = self.app.consumer
-        behind = sum(
-            max(0, (consumer.highwater(tp) or 0) - offset)
-            for tp, offset in self.cursors.positions().items()
-        )
+        behind = 0
+        for tp, offset in self.cursors.positions().items():
+            try:
+                behind += max(0, (consumer.highwater(tp) or 0) - offset)
+            except (AssertionError, KeyError, ValueError):  # not (or no longer) assigned
+                continue
         self.telemetry.lag.labels(self.topic).set(behind)
 
     async def _seek_waiting(self) -> None:
