@@ -138,7 +138,9 @@ class StagedTable(MutableMapping[str, Any]):
 
 
 def encode_state(state: CustomerState) -> bytes:
-    return orjson.dumps(state.to_row())
+    # orjson's result keeps its ~8 KiB working buffer (measured with tracemalloc, orjson
+    # 3.13): fine for a message on its way out, 9x the state for a value the table keeps
+    return memoryview(orjson.dumps(state.to_row())).tobytes()
 
 
 def decode_state(raw: bytes) -> CustomerState:

@@ -174,3 +174,19 @@ def test_changelog_encoding_round_trips_is_smaller_and_reads_the_old_form() -> N
     old = orjson.dumps(state.to_dict())
     assert decode_state(old) == state
     assert len(raw) < 0.75 * len(old)
+
+
+def test_a_stored_state_costs_its_own_size_not_the_encoders_buffer() -> None:
+    """The table keeps one encoded state per customer for as long as the worker runs."""
+    import tracemalloc
+
+    from streams.app import encode_state
+
+    state = fold([delivery("c1", 0, 2, 3), touch(day=1, kind="complaint", case_id="x")])
+    tracemalloc.start()
+    try:
+        kept = [encode_state(state) for _ in range(1000)]
+        per_state = tracemalloc.get_traced_memory()[0] / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert per_state < len(kept[0]) + 200, (per_state, len(kept[0]))
