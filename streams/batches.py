@@ -5,7 +5,8 @@ control is suspended (recovery, rebalance), and when recovery's `perform_seek` r
 read offset while the fetcher is still handing out records fetched before the seek, the
 consumer files the offsets in between as a "gap" and counts them as acked as well. Measured
 on the embedded broker after a restart: ~350 offsets per partition never reached the agent
-and were committed anyway. So the topics our agents read have `acks=False`, and this guard:
+and were committed anyway. So the topics our batch loops read have `acks=False` (and reach
+us through `streams/feed.py`, past Faust's streams), and this guard:
 
 - knows, for every assigned partition, the next offset to process (the committed offset,
   or the log start for a new group);
