@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import KafkaAdminClient
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -20,21 +19,11 @@ from rich.table import Table
 from sinks.clickhouse import ClickHouse
 from touchstream.broker import EmbeddedBroker
 from touchstream.generator import Customer, generate
-from touchstream.kafka import ensure_topics, read_topic
+from touchstream.kafka import committed, ensure_topics, read_topic, wait_until_committed
 from touchstream.publisher import TouchpointPublisher
 from touchstream.report import bar_chart, line_chart, table, write_report
 from touchstream.settings import Settings
 from touchstream.worker import output_topics
-
-
-def committed(bootstrap: str, group: str, topic: str) -> int:
-    """Messages of `topic` the group has committed (the worker's progress)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        offsets = admin.list_group_offsets(group).get(group, {})
-    finally:
-        admin.close()
-    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
 
 
 def _worker_env(settings: Settings, broker: EmbeddedBroker) -> dict[str, str]:
@@ -205,23 +194,11 @@ def _follow(
             if done >= total:
                 elapsed = time.perf_counter() - (started or time.perf_counter())
                 progress.update(task, description="writing the last signals to ClickHouse")
-                _wait_for_sinks(broker, settings)
+                # the report reads the signals and dead letters from ClickHouse
+                sinks = [settings.topic_signals, settings.topic_dead_letters]
+                wait_until_committed(broker.bootstrap, settings.app_id, sinks, timeout=120)
                 return elapsed
             time.sleep(0.5)
-
-
-def _wait_for_sinks(broker: EmbeddedBroker, settings: Settings, timeout: float = 120.0) -> None:
-    """Every record of the output topics the worker stores (signals, dead letters) is in
-    ClickHouse once the group has committed them all: the report reads them there."""
-    wanted = {
-        topic: sum(1 for _ in read_topic(broker.bootstrap, topic, idle_timeout_ms=1000))
-        for topic in (settings.topic_signals, settings.topic_dead_letters)
-    }
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(committed(broker.bootstrap, settings.app_id, t) >= n for t, n in wanted.items()):
-            return
-        time.sleep(0.5)
 
 
 def _summarise(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -81,3 +82,24 @@ def read_topic(
                 break
     finally:
         consumer.close()
+
+
+def committed(bootstrap: str, group: str, topic: str) -> int:
+    """Messages of `topic` the group has committed (a worker's progress)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    finally:
+        admin.close()
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
+
+
+def wait_until_committed(bootstrap: str, group: str, topics: list[str], timeout: float) -> bool:
+    """Until the group has committed every record now in these topics; False on timeout."""
+    wanted = {t: sum(1 for _ in read_topic(bootstrap, t, idle_timeout_ms=1000)) for t in topics}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(committed(bootstrap, group, t) >= n for t, n in wanted.items()):
+            return True
+        time.sleep(0.5)
+    return False

@@ -24,9 +24,8 @@ from tests.e2e.conftest import running_worker, worker_env
 from tests.e2e.test_clickhouse_sink import scalar, wait_for
 from tests.streams.builders import FAR_FUTURE
 from touchstream.broker import EmbeddedBroker, free_port
-from touchstream.demo import committed
 from touchstream.generator import generate
-from touchstream.kafka import ensure_topics, read_topic
+from touchstream.kafka import ensure_topics, wait_until_committed
 
 pytestmark = pytest.mark.e2e
 
@@ -90,14 +89,7 @@ def differing(live: Latest, clean: Latest) -> list[str]:
 
 
 def wait_committed(bootstrap: str, group: str, topics: list[str], timeout: float) -> None:
-    """Until the group has committed every record of these topics."""
-    wanted = {t: sum(1 for _ in read_topic(bootstrap, t, idle_timeout_ms=1000)) for t in topics}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(committed(bootstrap, group, t) >= n for t, n in wanted.items()):
-            return
-        time.sleep(1)
-    raise AssertionError(f"{group} did not commit {wanted} in {timeout}s")
+    assert wait_until_committed(bootstrap, group, topics, timeout), f"{group}: {topics}"
 
 
 @pytest.fixture(scope="module")
