@@ -34,7 +34,7 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~3 µs per event
 class Metrics:
     now: float
     expectation_gap: float
@@ -320,7 +320,7 @@ def snapshot(
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Evaluation:
     metrics: Metrics
     risk: Score

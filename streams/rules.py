@@ -121,7 +121,7 @@ class Rules(_Config):
 Factor = tuple[str, float, float, str]  # name, observed value, contribution, detail
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Score:
     kind: SignalKind
     value: float

@@ -138,7 +138,7 @@ STATE_FIELDS: tuple[str, ...] = CustomerState.__slots__  # type: ignore[attr-def
 _CHANNEL_QUALITY = STATE_FIELDS.index("channel_quality")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Applied:
     """What applying one event did: `status` is applied, duplicate or late."""
 
@@ -343,13 +343,16 @@ def decay_to(state: CustomerState, now: float, h: float) -> float:
     return 2.0 ** (-(now - state.anchor) / h)
 
 
+_NONE, _FAILED = int(Level.none), int(Level.failed)  # plain ints: IntEnum compares slowly
+
+
 def streak(state: CustomerState) -> int:
     """Met-or-better judged touchpoints since the last failure (capped by RECENT_KEEP)."""
     count = 0
     for _, level, _ in reversed(state.recent):
-        if level == Level.failed:
+        if level == _FAILED:
             break
-        if level != Level.none:
+        if level != _NONE:
             count += 1
     return count
 
@@ -360,7 +363,7 @@ def silent_failures(state: CustomerState) -> int:
     for _, level, initiated in reversed(state.recent):
         if initiated:
             break
-        if level == Level.failed:
+        if level == _FAILED:
             count += 1
     return count
 
@@ -374,14 +377,21 @@ def channel_spread(state: CustomerState, now: float, h: float) -> float:
     Each channel's mean is shrunk towards the customer's overall mean by CHANNEL_PRIOR
     touchpoints, so one bad call on a channel seen once is not yet "erratic across channels".
     """
-    pairs = [(w, s) for w, s in state.channel_quality.values() if w > 0]
-    total = sum(w for w, _ in pairs)
-    if len(pairs) < 2 or total <= 0:
+    if len(state.channel_quality) < 2:
         return 0.0
-    overall = sum(s for _, s in pairs) / total
-    means = []
+    total = total_s = 0.0
+    judged = 0
+    for w, s in state.channel_quality.values():
+        if w > 0:
+            total += w
+            total_s += s
+            judged += 1
+    if judged < 2 or total <= 0:
+        return 0.0
+    overall = total_s / total
     prior = CHANNEL_PRIOR / decay_to(state, now, h)  # CHANNEL_PRIOR touchpoints at `now`
-    for w, s in pairs:
-        means.append((w, (s + prior * overall) / (w + prior)))
+    means = [
+        (w, (s + prior * overall) / (w + prior)) for w, s in state.channel_quality.values() if w > 0
+    ]
     mean = sum(w * m for w, m in means) / total
     return math.sqrt(max(0.0, sum(w * (m - mean) ** 2 for w, m in means) / total))

@@ -36,14 +36,14 @@ class Level(IntEnum):
     exceeded = 3
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Gap:
     metric: str
     units: float  # signed, in tolerance units, positive = better than promised, capped
     relative: float | None  # (actual - promised) / |promised|, sign-adjusted; None for 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Assessment:
     """What one touchpoint says about the service, before any customer history."""
 

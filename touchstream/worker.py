@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from sinks.clickhouse import ClickHouse, redact
@@ -48,6 +49,19 @@ def output_topics(settings: Settings) -> list[str]:
     ]
 
 
+def tune_gc() -> None:
+    """Fewer cyclic collections. A worker allocates a few dozen objects per event and keeps
+    a large heap (tables, Faust, aiokafka), so CPython's default (a collection every 700
+    net allocations, full ones scanning the whole heap) took ~20 % of its time; almost
+    nothing it allocates is cyclic garbage. Objects alive at start are frozen out of it."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
+
+
+GC_THRESHOLD = 50_000
+
+
 def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
     """Run until SIGTERM/SIGINT. Offsets are committed only after outputs are flushed."""
     import faust
@@ -69,6 +83,7 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         settings.topic_touchpoints,
         rules.version,
     )
+    tune_gc()
     worker = faust.Worker(
         app,
         loglevel=settings.log_level.lower(),

@@ -270,3 +270,49 @@ def test_a_zeroed_clock_is_refused(when: str) -> None:
         parse_touchpoint(orjson.dumps(event_dict(occurred_at=when)))
     assert caught.value.errors[0].loc == "occurred_at"
     assert "before 2000-01-01" in caught.value.errors[0].msg
+
+
+def _object_text(draw: st.DrawFn, depth: int) -> str:
+    """A JSON object written by hand, so keys may repeat (a dict could not hold them)."""
+    pairs = draw(st.lists(st.sampled_from(["a", "b", "é", 'q"', "c\\\\"]), max_size=4))
+    parts = []
+    for key in pairs:
+        value = (
+            _object_text(draw, depth - 1)
+            if depth and draw(st.booleans())
+            else json.dumps(
+                draw(
+                    st.none()
+                    | st.integers()
+                    | st.text(max_size=3)
+                    | st.lists(st.text(max_size=2), max_size=2)
+                ),
+                ensure_ascii=draw(st.booleans()),
+            )
+        )
+        parts.append(f"{json.dumps(key, ensure_ascii=draw(st.booleans()))}:{value}")
+    return "{" + ",".join(parts) + "}"
+
+
+def _has_repeated_key(text: str) -> bool:
+    def pairs_hook(pairs: list) -> dict:
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise KeyError
+        return dict(pairs)
+
+    try:
+        json.loads(text, object_pairs_hook=pairs_hook)
+    except KeyError:
+        return True
+    return False
+
+
+@given(st.composite(lambda draw: _object_text(draw, 2))())
+def test_the_fast_duplicate_check_never_passes_a_repeated_key(text: str) -> None:
+    from schemas.validation import _surely_unique_keys
+
+    if _has_repeated_key(text):
+        assert not _surely_unique_keys(text)
+        assert not _surely_unique_keys(text.encode())
+    elif "\\" not in text:
+        assert _surely_unique_keys(text)  # the fast path is taken for the usual payload
