@@ -108,15 +108,19 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
-def _strings_in(value: Any) -> int:
-    """Keys plus string values of a parsed JSON document."""
-    if isinstance(value, str):
-        return 1
-    if isinstance(value, dict):
-        return len(value) + sum(_strings_in(v) for v in value.values())
-    if isinstance(value, list):
-        return sum(_strings_in(v) for v in value)
-    return 0
+def _strings_in(value: dict[str, Any] | list[Any]) -> int:
+    """Keys plus string values of a parsed JSON object or array."""
+    count = 0
+    if type(value) is dict:
+        count = len(value)
+        value = list(value.values())
+    for item in value:
+        kind = type(item)
+        if kind is str:
+            count += 1
+        elif kind is dict or kind is list:
+            count += _strings_in(item)
+    return count
 
 
 def _surely_unique_keys(raw: bytes | str) -> bool:
@@ -130,7 +134,9 @@ def _surely_unique_keys(raw: bytes | str) -> bool:
     if b"\\" in data:
         return False
     try:
-        return data.count(b'"') == 2 * _strings_in(orjson.loads(data))
+        parsed = orjson.loads(data)
+        strings = _strings_in(parsed) if type(parsed) in (dict, list) else type(parsed) is str
+        return data.count(b'"') == 2 * strings
     except (orjson.JSONDecodeError, RecursionError):
         return False
 

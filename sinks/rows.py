@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from datetime import datetime
+from itertools import repeat
+from typing import Any
 
 from schemas import DeadLetter, MetricsSnapshot, Signal, TouchpointEvent
-from streams.touchpoint import assess
+from streams.touchpoint import Assessment, assess
 
 Columns = dict[str, list]
 
@@ -47,51 +50,61 @@ TOUCHPOINT_COLUMNS = (
 )
 
 
+def _transposed(names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> Columns:
+    if not rows:
+        return _columns(names)
+    return dict(zip(names, map(list, zip(*rows, strict=True)), strict=True))
+
+
 def touchpoint_columns(
-    rows: Iterable[tuple[TouchpointEvent, int, int]], ingested_at: datetime, wow_margin: float
+    rows: Iterable[tuple[TouchpointEvent, int, int]],
+    ingested_at: datetime,
+    wow_margin: float,
+    assessments: Iterable[Assessment | None] | None = None,
 ) -> Columns:
-    """Raw touchpoint plus its derived level, quality and gaps."""
-    out = _columns(TOUCHPOINT_COLUMNS)
-    for event, partition, offset in rows:
-        judged = assess(event, wow_margin)
-        values = (
-            event.event_id,
-            event.customer_id,
-            event.occurred_at,
-            event.channel.value,
-            event.kind.value,
-            judged.level.name,
-            judged.quality,
-            judged.gap,
-            [g.metric for g in judged.gaps],
-            [g.units for g in judged.gaps],
-            [g.relative for g in judged.gaps],
-            event.rating.scale.value if event.rating else "",
-            event.rating.value if event.rating else None,
-            event.outcome.value if event.outcome else "",
-            event.sentiment,
-            event.value.amount if event.value else None,
-            event.value.currency if event.value else "",
-            event.case_id or "",
-            event.source,
-            {k: str(v) for k, v in event.attributes.items()},
-            partition,
-            offset,
-            ingested_at,
+    """Raw touchpoint plus its derived level, quality and gaps. `assessments`: what the
+    engine already worked out for each row (None where it did not), to save redoing it."""
+    known = repeat(None) if assessments is None else assessments
+    out = []
+    for (event, partition, offset), assessed in zip(rows, known, strict=False):  # repeat()
+        judged = assessed or assess(event, wow_margin)
+        rating, value = event.rating, event.value
+        out.append(
+            (
+                event.event_id,
+                event.customer_id,
+                event.occurred_at,
+                event.channel.value,
+                event.kind.value,
+                judged.level.name,
+                judged.quality,
+                judged.gap,
+                [g.metric for g in judged.gaps],
+                [g.units for g in judged.gaps],
+                [g.relative for g in judged.gaps],
+                rating.scale.value if rating else "",
+                rating.value if rating else None,
+                event.outcome.value if event.outcome else "",
+                event.sentiment,
+                value.amount if value else None,
+                value.currency if value else "",
+                event.case_id or "",
+                event.source,
+                {k: str(v) for k, v in event.attributes.items()} if event.attributes else {},
+                partition,
+                offset,
+                ingested_at,
+            )
         )
-        _append(out, TOUCHPOINT_COLUMNS, values)
-    return out
+    return _transposed(TOUCHPOINT_COLUMNS, out)
 
 
 METRIC_COLUMNS = tuple(MetricsSnapshot.model_fields)
+_metric_values = operator.attrgetter(*METRIC_COLUMNS)
 
 
 def metrics_columns(snapshots: Iterable[MetricsSnapshot]) -> Columns:
-    out = _columns(METRIC_COLUMNS)
-    for snapshot in snapshots:
-        for name in METRIC_COLUMNS:
-            out[name].append(getattr(snapshot, name))
-    return out
+    return _transposed(METRIC_COLUMNS, [_metric_values(snapshot) for snapshot in snapshots])
 
 
 SIGNAL_COLUMNS = (

@@ -1,7 +1,7 @@
 """Batched, idempotent writes of the pipeline's topics into ClickHouse (Faust agents).
 
 Offsets advance only after ClickHouse acknowledged a batch: `CommittedBatches` commits when
-the loop body returns, and the body returns only after the insert succeeded (retried with
+a batch's writes are done, and they are done only after the insert succeeded (retried with
 backoff while ClickHouse is away). The body never raises. A batch ClickHouse *refuses* (a
 schema bug, not an outage) is spilled to DATA_DIR/sink-rejected/ and logged, so nothing is
 silently dropped.
@@ -123,11 +123,13 @@ def _sink_agent(
 ) -> None:
     committed = CommittedBatches(app, topic, batch_size, batch_seconds, telemetry)
 
+    def write(messages: list[Any]) -> Awaitable[None]:
+        return _write_events(
+            messages, model, to_columns, table, clickhouse, spill_dir, after_write, telemetry
+        )
+
     async def sink() -> None:
-        async for messages in committed.batches():
-            await _write_events(
-                messages, model, to_columns, table, clickhouse, spill_dir, after_write, telemetry
-            )
+        await committed.run(write)
 
     sink.__name__ = sink.__qualname__ = f"sink_{table}"
     app.task(sink)

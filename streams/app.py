@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +46,7 @@ from streams.feed import set_fetch_max_wait
 from streams.produce import BatchProducer, OutRecord
 from streams.rules import Rules
 from streams.state import CustomerState
+from streams.touchpoint import Assessment
 from touchstream.ingest import attach_ingest
 from touchstream.settings import Settings
 from touchstream.telemetry import Telemetry, attach_metrics_endpoint
@@ -65,7 +66,7 @@ class StagedTable(MutableMapping[str, Any]):
 
     def __init__(
         self, table: Any, encode: Callable[[Any], bytes], decode: Callable[[bytes], Any]
-    ) -> None:
+    ) -> None:  # table: a Faust table (its `data` and `changelog_topic` are used)
         self.table = table
         self.encode = encode
         self.decode = decode
@@ -107,11 +108,12 @@ class StagedTable(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return len(self._keys())
 
-    async def flush(self, producer: BatchProducer, end_marker: bool = True) -> int:
-        """Apply the staged writes and wait until their changelog records are on the broker.
+    def take(self, end_marker: bool = True) -> list[list[OutRecord]]:
+        """Apply the staged writes; returns their changelog records, to be sent (in order,
+        after the outputs they follow) with `send_until_acked(producer, *groups)`.
 
-        `end_marker`: then put one tombstone of END_KEY on every partition written, as a
-        batch of its own. Tansu answers ListOffsets(latest) with the *base* offset of a
+        `end_marker`: then one tombstone of END_KEY on every partition written, as a batch
+        of its own. Tansu answers ListOffsets(latest) with the *base* offset of a
         partition's last record batch + 1 (measured), so Faust's recovery would stop before
         the rest of that batch and restore stale state; a one-record last batch hides
         nothing. Harmless on Apache Kafka (one small record per partition per batch).
@@ -127,14 +129,11 @@ class StagedTable(MutableMapping[str, Any]):
                 self.table.data[key] = raw
             # the key bytes exactly as Faust writes them, so its recovery reads them back
             records.append((name, partition, topic.prepare_key(key, serializer, None, {})[0], raw))
-        count = len(self._staged)
         self._staged.clear()
-        markers: list[OutRecord] = []
-        if end_marker:
-            end = topic.prepare_key(END_KEY, serializer, None, {})[0]
-            markers = [(name, p, end, None) for p in sorted({r[1] for r in records})]
-        await send_until_acked(producer, records, markers)
-        return count
+        if not end_marker:
+            return [records]
+        end = topic.prepare_key(END_KEY, serializer, None, {})[0]
+        return [records, [(name, p, end, None) for p in sorted({r[1] for r in records})]]
 
 
 def encode_state(state: CustomerState) -> bytes:
@@ -227,41 +226,46 @@ def build_app(
     producer = BatchProducer(app)
     topic_of = {name: topic.get_topic_name() for name, topic in outputs.items()}
 
-    async def publish_then_flush_state(records: list[Record]) -> None:
+    async def publish_then_flush_state(
+        records: list[Record], changelog: list[list[OutRecord]]
+    ) -> None:
         outgoing = [(topic_of[name], None, key, value) for name, key, value in records]
         await send_until_acked(producer, outgoing)  # acknowledged by the broker...
         # ...before the state moves on; every customer's state is on the broker before the
         # partition clock says its silence checks are done (a crash between the two then
         # repeats checks, which is harmless, instead of skipping them)
-        await states.flush(producer, settings.changelog_end_marker)
-        await watermarks.flush(producer, settings.changelog_end_marker)
+        await send_until_acked(producer, *changelog)
+
+    def handle_batch(messages: list[Any]) -> Awaitable[Any]:
+        """Handle a batch now; returns its writes: outputs then state to the broker, rows to
+        ClickHouse meanwhile. The batch's offsets are committed when they are done."""
+        batch: list[tuple[Handled, int, int]] = []
+        for message in messages:
+            states.partition = watermarks.partition = message.partition
+            handled = handle_message(
+                engine,
+                settings,
+                message.key,
+                message.value,
+                message.topic,
+                message.partition,
+                message.offset,
+            )
+            batch.append((handled, message.partition, message.offset))
+        records = [record for handled, _, _ in batch for record in handled.records]
+        progress.add(batch, records)
+        end_marker = settings.changelog_end_marker
+        changelog = states.take(end_marker) + watermarks.take(end_marker)
+        return asyncio.gather(
+            publish_then_flush_state(records, changelog),
+            store_rows(clickhouse, batch, rules.wow_margin, spill_dir, telemetry),
+        )
 
     @app.task
     async def process() -> None:
-        """One batch at a time (the `concurrency=1` of an agent; faust-streaming #606)."""
-        async for messages in committed.batches():
-            batch: list[tuple[Handled, int, int]] = []
-            for message in messages:
-                states.partition = watermarks.partition = message.partition
-                handled = handle_message(
-                    engine,
-                    settings,
-                    message.key,
-                    message.value,
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                )
-                batch.append((handled, message.partition, message.offset))
-            records = [record for handled, _, _ in batch for record in handled.records]
-
-            # outputs then state to the broker, rows to ClickHouse meanwhile; all of it is
-            # done before the batch's offsets are committed
-            await asyncio.gather(
-                publish_then_flush_state(records),
-                store_rows(clickhouse, batch, rules.wow_margin, spill_dir, telemetry),
-            )
-            progress.add(batch, records)
+        """One batch handled at a time (the `concurrency=1` of an agent; faust-streaming
+        #606), the writes of the previous one meanwhile."""
+        await committed.run(handle_batch)
 
     if settings.clock_tick_seconds > 0:
 
@@ -356,6 +360,7 @@ class Handled:
 
     records: list[Record] = field(default_factory=list)
     event: TouchpointEvent | None = None
+    assessment: Assessment | None = None
     snapshots: list[MetricsSnapshot] = field(default_factory=list)
     forget: tuple[str, datetime] | None = None
     # for /metrics: applied | duplicate | late | rejected | error | control
@@ -414,7 +419,7 @@ def handle_message(
         return Handled(
             [dead(failed, customer_key)], event, outcome="error", dead_reasons=[failed.kind]
         )
-    handled = Handled(event=event, outcome=outcome.status)
+    handled = Handled(event=event, assessment=outcome.assessment, outcome=outcome.status)
     if outcome.rejection is not None:
         handled.records.append(dead(outcome.rejection, customer_key))
         handled.dead_reasons.append(outcome.rejection.kind)
@@ -461,6 +466,7 @@ async def store_rows(
     topic: that round trip cost a second pass through Faust for most events. A forget
     request splits the batch, so rows before it go and rows after it stay."""
     touchpoints: list[tuple[TouchpointEvent, int, int]] = []
+    assessments: list[Assessment | None] = []
     latest: dict[str, tuple[MetricsSnapshot, str]] = {}
 
     async def write() -> None:
@@ -468,12 +474,13 @@ async def store_rows(
             await write_batch(
                 clickhouse,
                 "touchpoints",
-                touchpoint_columns(touchpoints, datetime.now(UTC), wow_margin),
+                touchpoint_columns(touchpoints, datetime.now(UTC), wow_margin, assessments),
                 [f"{p}:{o}" for _, p, o in touchpoints],
                 spill_dir,
                 telemetry,
             )
             touchpoints.clear()
+            assessments.clear()
         if latest:
             snapshots = [snapshot for snapshot, _ in latest.values()]
             keys = [key for _, key in latest.values()]
@@ -490,6 +497,7 @@ async def store_rows(
     for handled, partition, offset in batch:
         if handled.event is not None:
             touchpoints.append((handled.event, partition, offset))
+            assessments.append(handled.assessment)
         for snapshot in handled.snapshots:
             latest[snapshot.customer_id] = (snapshot, f"{partition}:{offset}")
         if handled.forget is not None:

@@ -14,10 +14,13 @@ us through `streams/feed.py`, past Faust's streams), and this guard:
   records went missing on the way in: it seeks back and waits for them. A hole seen three
   times in a row after seeking is a real one (transaction markers, compaction) and is
   accepted;
-- commits the next offset only after the agent's body finished the batch (outputs
-  acknowledged, state flushed, rows in ClickHouse): at-least-once, never past unfinished work;
-- holds a revocation until the batch in hand is done, so a partition's next owner does not
-  race this worker's writes.
+- commits the next offset only after the batch's writes are done (outputs acknowledged,
+  state flushed, rows in ClickHouse) and every earlier batch's: at-least-once, never past
+  unfinished work;
+- overlaps one batch's writes with the handling of the next: the handler runs on batch N+1
+  while batch N's writes are acknowledged; writes go out strictly in batch order;
+- holds a revocation until the batches in hand are written, so a partition's next owner
+  does not race this worker's writes.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,8 +138,8 @@ class Cursors:
 
 
 class CommittedBatches:
-    """The records of one topic in batches, each committed once the body that handled it
-    returns: `async for messages in CommittedBatches(app, topic, n, s).batches()`.
+    """The records of one topic in batches, each committed once its writes are done:
+    `await CommittedBatches(app, topic, n, s).run(handle)`.
 
     Records arrive through a `Feed` (streams/feed.py), not a Faust stream."""
 
@@ -156,21 +159,26 @@ class CommittedBatches:
         self.revoke_timeout = revoke_timeout
         self.feed = feed_for(app, topic, high_water=4 * size)
         self.cursors = Cursors()
-        self._busy = asyncio.Lock()
+        self._busy = asyncio.Lock()  # held while a batch is handled
+        self._in_flight: asyncio.Future[None] | None = None  # the latest batch's writes
         app.on_partitions_assigned.connect(self._on_assigned)
         app.on_partitions_revoked.connect(self._on_revoked)
 
         async def reseek() -> None:  # a waiting partition may have no traffic to wake us
-            if not self._busy.locked():  # else the batch in hand seeks when it is done
+            if not self._busy.locked():  # else the batch in hand seeks when it is handled
                 async with self._busy:
                     await self._seek_waiting()
 
         reseek.__name__ = reseek.__qualname__ = f"reseek_{self.topic}"
         app.timer(interval=1.0)(reseek)
 
-    async def batches(self) -> AsyncIterator[list[Any]]:
-        """Yields the admissible records of each batch; commits after the body returns.
-        The body must not raise (an exception ends the loop)."""
+    async def run(self, handle: Callable[[list[Any]], Awaitable[None] | None]) -> None:
+        """Forever: `handle(records)` for each batch of admissible records, at once and one
+        batch at a time (the CPU part); the awaitable it returns (the batch's writes) runs
+        after the previous batch's writes and while the next batch is handled, and the
+        batch's offsets are committed when it is done. Neither may raise (it ends the loop).
+        """
+        previous: asyncio.Future[None] | None = None
         while True:
             messages = await self.feed.take(self.size, self.within)
             await self.app.flow_control.acquire()  # no work during a rebalance or recovery
@@ -179,13 +187,27 @@ class CommittedBatches:
                 self.cursors.start(tp, await self._start_offset(tp))
             async with self._busy:
                 ready = [m for m in messages if self.cursors.admit(m.tp, m.offset)]
-                if ready:
-                    yield ready
+                writes = handle(ready) if ready else None
                 offsets = self.cursors.to_commit()
-                if offsets and await self.app.consumer._commit_offsets(offsets):  # type: ignore[attr-defined]
-                    self.cursors.committed(offsets)
                 await self._seek_waiting()
-                self._report_lag()
+                self._in_flight = asyncio.ensure_future(self._finish(previous, writes, offsets))
+            if previous is not None:
+                await previous  # at most one batch's writes wait behind the ones in flight
+            previous = self._in_flight
+
+    async def _finish(
+        self,
+        previous: asyncio.Future[None] | None,
+        writes: Awaitable[None] | None,
+        offsets: dict[Any, int],
+    ) -> None:
+        if previous is not None:
+            await previous
+        if writes is not None:
+            await writes
+        if offsets and await self.app.consumer._commit_offsets(offsets):  # type: ignore[attr-defined]
+            self.cursors.committed(offsets)
+        self._report_lag()
 
     def _report_lag(self) -> None:
         if self.telemetry is None:
@@ -218,13 +240,20 @@ class CommittedBatches:
         self.cursors.assign(tp for tp in assigned if tp.topic == self.topic)
 
     async def _on_revoked(self, app: Any, revoked: Any, **kwargs: Any) -> None:
-        """Wait for the batch in hand: its writes land before the next owner starts."""
+        """Wait for the batches in hand: their writes land before the next owner starts."""
+        deadline = time.monotonic() + self.revoke_timeout
         try:
             await asyncio.wait_for(self._busy.acquire(), self.revoke_timeout)
         except TimeoutError:
-            log.warning("%s: a batch is still running at revocation", self.topic)
+            log.warning("%s: a batch is still being handled at revocation", self.topic)
             return
         try:
+            if self._in_flight is not None:
+                remaining = max(0.0, deadline - time.monotonic())
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._in_flight), remaining)
+                except TimeoutError:
+                    log.warning("%s: a batch is still being written at revocation", self.topic)
             self.cursors.revoke(revoked)
         finally:
             self._busy.release()

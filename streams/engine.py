@@ -23,6 +23,7 @@ from streams.bgnbd import BGNBDParams
 from streams.evaluate import evaluate, silence_ceiling, usual_gap_days
 from streams.rules import Rules
 from streams.state import DAY, CustomerState, StateParams, apply_event, dedup_horizon
+from streams.touchpoint import Assessment
 
 
 def partition_for(customer_id: str, partitions: int) -> int:
@@ -36,6 +37,7 @@ class Outcome:
     signals: list[Signal] = field(default_factory=list)
     snapshots: list[MetricsSnapshot] = field(default_factory=list)
     rejection: TouchpointRejected | None = None
+    assessment: Assessment | None = None  # what the touchpoint said, when it was applied
 
 
 class Engine:
@@ -109,6 +111,7 @@ class Engine:
             return outcome
         if applied.status == "duplicate":
             return outcome
+        outcome.assessment = applied.assessment
         result = evaluate(state, t, self.rules, self.population, event, applied)
         outcome.signals.extend(result.signals)
         every = self.rules.snapshot_every_days * DAY

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from schemas import Kind, MetricsSnapshot, Signal, SignalKind, TouchpointEvent
+from schemas.signal import trusted_snapshot
 from streams.bgnbd import BGNBDParams, p_alive
 from streams.rules import Rules, Score, clamp01, decide, severity, signal_id, weighted
 from streams.state import (
@@ -287,7 +288,7 @@ def wow(
 def snapshot(
     state: CustomerState, m: Metrics, risk_score: float, wow_score: float
 ) -> MetricsSnapshot:
-    return MetricsSnapshot(
+    return trusted_snapshot(
         customer_id=state.customer_id,
         as_of=_dt(m.now),
         event_count=state.event_count,

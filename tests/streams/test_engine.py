@@ -119,3 +119,26 @@ def test_the_timer_shortcuts_change_no_signal() -> None:
     assert timer, "the run must exercise the timer"
     assert [s.signal_id for s in fast_signals] == [s.signal_id for s in slow_signals]
     assert fast._due, "the not-yet-overdue shortcut must have been used"
+
+
+def test_every_snapshot_the_engine_builds_is_valid() -> None:
+    """Snapshots are built without validation on the hot path (`trusted_snapshot`): every
+    one of a generated population's must still pass it and survive the wire unchanged."""
+    from schemas import MetricsSnapshot
+    from touchstream.generator import generate
+
+    _, events = generate(customers=150, months=4.0, seed=3)
+    engine = Engine(Rules(), BGNBDParams(), {}, {}, PARTITIONS)
+    snapshots = []
+    for offset, data in enumerate(events):
+        event = TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
+        outcome = engine.handle(event, partition_for(event.customer_id, PARTITIONS), offset)
+        snapshots.extend(outcome.snapshots)
+        snapshots.extend(signal.metrics for signal in outcome.signals)
+    assert len(snapshots) > 1000
+    for snapshot in snapshots:
+        wire = snapshot.model_dump_json()
+        again = MetricsSnapshot.model_validate_json(wire)
+        assert again == snapshot
+        assert again.model_dump_json() == wire
+        assert list(snapshot.model_dump()) == list(MetricsSnapshot.model_fields)
