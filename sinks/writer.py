@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,7 @@ def _sink_agent(
 ) -> None:
     committed = CommittedBatches(app, topic, batch_size, batch_seconds, telemetry)
 
-    def write(messages: list[Any]) -> Awaitable[None]:
+    def write(messages: list[Any]) -> Coroutine[Any, Any, None]:
         return _write_events(
             messages, model, to_columns, table, clickhouse, spill_dir, after_write, telemetry
         )

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Callable, Coroutine, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -227,18 +227,30 @@ def build_app(
     topic_of = {name: topic.get_topic_name() for name, topic in outputs.items()}
 
     async def publish_then_flush_state(
-        records: list[Record], changelog: list[list[OutRecord]]
+        records: list[Record], state: list[list[OutRecord]], clocks: list[list[OutRecord]]
     ) -> None:
         outgoing = [(topic_of[name], None, key, value) for name, key, value in records]
         await send_until_acked(producer, outgoing)  # acknowledged by the broker...
         # ...before the state moves on; every customer's state is on the broker before the
         # partition clock says its silence checks are done (a crash between the two then
-        # repeats checks, which is harmless, instead of skipping them)
-        await send_until_acked(producer, *changelog)
+        # repeats checks, which is harmless, instead of skipping them): one after the other,
+        # the two changelogs are different topics
+        await send_until_acked(producer, *state)
+        await send_until_acked(producer, *clocks)
 
-    def handle_batch(messages: list[Any]) -> Awaitable[Any]:
-        """Handle a batch now; returns its writes: outputs then state to the broker, rows to
-        ClickHouse meanwhile. The batch's offsets are committed when they are done."""
+    async def write(
+        records: list[Record], batch: list[tuple[Handled, int, int]], state: list, clocks: list
+    ) -> None:
+        await asyncio.gather(
+            publish_then_flush_state(records, state, clocks),
+            store_rows(clickhouse, batch, rules.wow_margin, spill_dir, telemetry),
+        )
+
+    def handle_batch(messages: list[Any]) -> Coroutine[Any, Any, None]:
+        """Handle a batch now; returns its writes, not started: outputs then state to the
+        broker, rows to ClickHouse meanwhile. They start after the previous batch's writes
+        (a changelog write must not overtake an older one of the same key), and the batch's
+        offsets are committed when they are done."""
         batch: list[tuple[Handled, int, int]] = []
         for message in messages:
             states.partition = watermarks.partition = message.partition
@@ -255,11 +267,7 @@ def build_app(
         records = [record for handled, _, _ in batch for record in handled.records]
         progress.add(batch, records)
         end_marker = settings.changelog_end_marker
-        changelog = states.take(end_marker) + watermarks.take(end_marker)
-        return asyncio.gather(
-            publish_then_flush_state(records, changelog),
-            store_rows(clickhouse, batch, rules.wow_margin, spill_dir, telemetry),
-        )
+        return write(records, batch, states.take(end_marker), watermarks.take(end_marker))
 
     @app.task
     async def process() -> None:

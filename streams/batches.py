@@ -26,10 +26,12 @@ us through `streams/feed.py`, past Faust's streams), and this guard:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
+from inspect import CORO_CREATED
 from typing import Any
 
 import faust
@@ -172,11 +174,12 @@ class CommittedBatches:
         reseek.__name__ = reseek.__qualname__ = f"reseek_{self.topic}"
         app.timer(interval=1.0)(reseek)
 
-    async def run(self, handle: Callable[[list[Any]], Awaitable[None] | None]) -> None:
+    async def run(self, handle: Callable[[list[Any]], Coroutine[Any, Any, None]]) -> None:
         """Forever: `handle(records)` for each batch of admissible records, at once and one
-        batch at a time (the CPU part); the awaitable it returns (the batch's writes) runs
-        after the previous batch's writes and while the next batch is handled, and the
-        batch's offsets are committed when it is done. Neither may raise (it ends the loop).
+        batch at a time (the CPU part). It returns the batch's writes as a coroutine *not
+        yet started* (not a task or a gather, which start at once): it runs after the
+        previous batch's writes and while the next batch is handled, and the batch's offsets
+        are committed when it is done. Neither may raise (it ends the loop).
         """
         previous: asyncio.Future[None] | None = None
         while True:
@@ -188,6 +191,8 @@ class CommittedBatches:
             async with self._busy:
                 ready = [m for m in messages if self.cursors.admit(m.tp, m.offset)]
                 writes = handle(ready) if ready else None
+                if writes is not None and inspect.getcoroutinestate(writes) != CORO_CREATED:
+                    raise TypeError("handle() must return its writes as a coroutine not started")
                 offsets = self.cursors.to_commit()
                 await self._seek_waiting()
                 self._in_flight = asyncio.ensure_future(self._finish(previous, writes, offsets))
@@ -198,7 +203,7 @@ class CommittedBatches:
     async def _finish(
         self,
         previous: asyncio.Future[None] | None,
-        writes: Awaitable[None] | None,
+        writes: Coroutine[Any, Any, None] | None,
         offsets: dict[Any, int],
     ) -> None:
         if previous is not None:

@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -118,7 +118,9 @@ class Rules(_Config):
         return cls.model_validate(data or {})
 
 
-Factor = tuple[str, float, float, str]  # name, observed value, contribution, detail
+# the detail of a factor as a format string and its arguments: formatted only for a signal
+Detail = tuple[str, tuple[Any, ...]]
+Factor = tuple[str, float, float, Detail]  # name, observed value, contribution, detail
 
 
 @dataclass(slots=True)
@@ -132,8 +134,13 @@ class Score:
     def reasons(self) -> list[Reason]:
         """Built only when a signal is raised: scoring runs per event, signals are rare."""
         return [
-            Reason(factor=name, value=round(value, 6), contribution=contribution, detail=detail)
-            for name, value, contribution, detail in self.factors
+            Reason(
+                factor=name,
+                value=round(value, 6),
+                contribution=contribution,
+                detail=template.format(*args),
+            )
+            for name, value, contribution, (template, args) in self.factors
         ]
 
 
@@ -142,7 +149,7 @@ def clamp01(value: float) -> float:
 
 
 def weighted(
-    kind: SignalKind, factors: list[tuple[str, float, float, float, str]], action: str | None
+    kind: SignalKind, factors: list[tuple[str, float, float, float, Detail]], action: str | None
 ) -> Score:
     """factors: (name, observed value, strength in [0,1], weight, detail) -> score + reasons."""
     kept = [
