@@ -95,11 +95,17 @@ def committed(bootstrap: str, group: str, topic: str) -> int:
 
 
 def wait_until_committed(bootstrap: str, group: str, topics: list[str], timeout: float) -> bool:
-    """Until the group has committed every record now in these topics; False on timeout."""
-    wanted = {t: sum(1 for _ in read_topic(bootstrap, t, idle_timeout_ms=1000)) for t in topics}
+    """Until the group has committed every record of these topics; False on timeout.
+
+    `topics` in pipeline order (input first, then the outputs its processing writes): each
+    is counted only once the ones before it are committed, so records written meanwhile by
+    the processing of the earlier topics are waited for too.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(committed(bootstrap, group, t) >= n for t, n in wanted.items()):
-            return True
-        time.sleep(0.5)
-    return False
+    for topic in topics:
+        wanted = sum(1 for _ in read_topic(bootstrap, topic, idle_timeout_ms=1000))
+        while committed(bootstrap, group, topic) < wanted:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
+    return True
