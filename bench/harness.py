@@ -22,6 +22,7 @@ Prints a markdown table and writes JSON to bench/results/.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import platform
 import signal
@@ -145,19 +146,27 @@ def engine_only(records: list[tuple[bytes, bytes]], partitions: int) -> float:
     from streams.engine import Engine, partition_for
     from streams.rules import Rules
     from streams.state import CustomerState
+    from touchstream.worker import tune_gc
 
     states: dict[str, CustomerState] = {}
     engine = Engine(Rules(), BGNBDParams(), states, {}, partitions)
-    with console.status(f"pure engine over {len(records):,} events..."):
-        started = time.perf_counter()
-        for offset, (_, value) in enumerate(records):
-            event = parse_touchpoint(value)
-            outcome = engine.handle(event, partition_for(event.customer_id, partitions), offset)
-            for snapshot in outcome.snapshots:
-                snapshot.model_dump_json()
-            for signal in outcome.signals:
-                signal.model_dump_json()
-        return len(records) / (time.perf_counter() - started)
+    thresholds = gc.get_threshold()
+    tune_gc()  # as the worker runs
+    try:
+        with console.status(f"pure engine over {len(records):,} events..."):
+            started = time.perf_counter()
+            for offset, (_, value) in enumerate(records):
+                event = parse_touchpoint(value)
+                partition = partition_for(event.customer_id, partitions)
+                outcome = engine.handle(event, partition, offset)
+                for snapshot in outcome.snapshots:
+                    snapshot.model_dump_json()
+                for signal in outcome.signals:
+                    signal.model_dump_json()
+            return len(records) / (time.perf_counter() - started)
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 # -- the pipeline -----------------------------------------------------------------------------

@@ -1,11 +1,11 @@
 """The Faust app: touchpoints in; dead letters, metrics snapshots and signals out.
 
-Read top to bottom: topics, tables, the one agent. The agent only moves bytes; every
-decision is made by `Engine` (pure, shared with `touchstream replay`).
+Read top to bottom: topics, tables, the one processing loop. The loop only moves bytes;
+every decision is made by `Engine` (pure, shared with `touchstream replay`).
 
-Guarantees: agent concurrency is 1 (faust-streaming #606); offsets are committed by
-`CommittedBatches`, not by Faust's acks, and only after a batch's outputs are on the broker,
-its state is flushed and its rows are in ClickHouse (at-least-once, no holes; see
+Guarantees: one batch is handled at a time (faust-streaming #606); offsets are committed
+by `CommittedBatches`, not by Faust's acks, and only after a batch's outputs are on the
+broker and its rows in ClickHouse, and then its state (at-least-once, no holes; see
 streams/batches.py for why). Duplicates are absorbed downstream: state dedups by event_id
 and offset, signal ids are deterministic, sinks write idempotently.
 """
@@ -55,12 +55,12 @@ log = logging.getLogger("touchstream.worker")
 
 
 class StagedTable(MutableMapping[str, Any]):
-    """A Faust table of raw bytes, seen as a typed mapping whose writes wait for `flush()`.
+    """A Faust table of raw bytes, seen as a typed mapping whose writes wait for `take()`.
 
-    The agent stages every write of a batch here, publishes the batch's outputs, waits for
-    the broker to acknowledge them, and only then flushes: one changelog write per key per
-    batch (as Kafka Streams' record cache does), and never a state that is ahead of its
-    outputs. Reads and writes go to `table.data` directly, so they do not depend on Faust's
+    The loop stages every write of a batch here and takes them at the end of the batch:
+    one changelog write per key per batch (as Kafka Streams' record cache does), sent only
+    once the batch's outputs and rows are acknowledged, so never a state that is ahead of
+    its outputs. Reads and writes go to `table.data` directly, so they do not depend on Faust's
     "current event" (which `take_events` does not set per event, faust-streaming #497).
     """
 
@@ -226,29 +226,29 @@ def build_app(
     producer = BatchProducer(app)
     topic_of = {name: topic.get_topic_name() for name, topic in outputs.items()}
 
-    async def publish_then_flush_state(
-        records: list[Record], state: list[list[OutRecord]], clocks: list[list[OutRecord]]
+    async def write(
+        records: list[Record],
+        batch: list[tuple[Handled, int, int]],
+        state: list[list[OutRecord]],
+        clocks: list[list[OutRecord]],
     ) -> None:
+        """Outputs to the broker and rows to ClickHouse, then the state: a state on the
+        broker is never ahead of what it produced, or a restart would take the events it
+        covers for redeliveries and their rows and snapshots would be lost. Every
+        customer's state is on the broker before the partition clock says its silence
+        checks are done (the changelogs are different topics: one after the other; a crash
+        between them repeats checks, which is harmless, instead of skipping them)."""
         outgoing = [(topic_of[name], None, key, value) for name, key, value in records]
-        await send_until_acked(producer, outgoing)  # acknowledged by the broker...
-        # ...before the state moves on; every customer's state is on the broker before the
-        # partition clock says its silence checks are done (a crash between the two then
-        # repeats checks, which is harmless, instead of skipping them): one after the other,
-        # the two changelogs are different topics
+        await asyncio.gather(
+            send_until_acked(producer, outgoing),
+            store_rows(clickhouse, batch, rules.wow_margin, spill_dir, telemetry),
+        )
         await send_until_acked(producer, *state)
         await send_until_acked(producer, *clocks)
 
-    async def write(
-        records: list[Record], batch: list[tuple[Handled, int, int]], state: list, clocks: list
-    ) -> None:
-        await asyncio.gather(
-            publish_then_flush_state(records, state, clocks),
-            store_rows(clickhouse, batch, rules.wow_margin, spill_dir, telemetry),
-        )
-
     def handle_batch(messages: list[Any]) -> Coroutine[Any, Any, None]:
-        """Handle a batch now; returns its writes, not started: outputs then state to the
-        broker, rows to ClickHouse meanwhile. They start after the previous batch's writes
+        """Handle a batch now; returns its writes, not started (`write`). They start after
+        the previous batch's writes
         (a changelog write must not overtake an older one of the same key), and the batch's
         offsets are committed when they are done."""
         batch: list[tuple[Handled, int, int]] = []
