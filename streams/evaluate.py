@@ -26,6 +26,9 @@ CONSISTENCY_WEIGHTS = {
     "channel_uniformity": 0.2,
     "streak": 0.1,
 }
+_STEADINESS, _MET_SHARE, _UNIFORMITY, _STREAK = (
+    CONSISTENCY_WEIGHTS[k] for k in ("steadiness", "met_share", "channel_uniformity", "streak")
+)
 STDDEV_FULL = 0.6  # quality stddev at which steadiness is 0
 SPREAD_FULL = 0.5  # channel spread at which uniformity is 0
 STREAK_FULL = 5
@@ -87,13 +90,12 @@ def measure(state: CustomerState, now: float, rules: Rules, population: BGNBDPar
     spread = channel_spread(state, now, h)
     run = streak(state)
     if judged > 0:
-        parts = {
-            "steadiness": 1.0 - min(1.0, q_std / STDDEV_FULL),
-            "met_share": met_share,
-            "channel_uniformity": 1.0 - min(1.0, spread / SPREAD_FULL),
-            "streak": min(1.0, run / STREAK_FULL),
-        }
-        consistency = clamp01(sum(CONSISTENCY_WEIGHTS[k] * v for k, v in parts.items()))
+        consistency = clamp01(
+            _STEADINESS * (1.0 - min(1.0, q_std / STDDEV_FULL))
+            + _MET_SHARE * met_share
+            + _UNIFORMITY * (1.0 - min(1.0, spread / SPREAD_FULL))
+            + _STREAK * min(1.0, run / STREAK_FULL)
+        )
     else:
         consistency = 0.5  # nothing judged yet: neither steady nor erratic
 

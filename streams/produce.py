@@ -21,11 +21,15 @@ from kafka.partitioner.default import murmur2
 OutRecord = tuple[str, int | None, bytes | None, bytes | None]  # topic, partition, key, value
 
 
+KEYS_REMEMBERED = 200_000  # key -> partition hashes kept (murmur2 in Python: ~2 µs a key)
+
+
 class BatchProducer:
     def __init__(self, app: faust.App) -> None:
         self.app = app
         self._partitions: dict[str, int] = {}
         self._round_robin = itertools.count()
+        self._hashes: dict[bytes, int] = {}
 
     async def send(self, *groups: Iterable[OutRecord]) -> None:
         """Send and wait until the broker acknowledged every record. A record without a
@@ -39,9 +43,19 @@ class BatchProducer:
 
     async def _enqueue(self, producer: Any, records: Iterable[OutRecord], pending: list) -> None:
         by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        hashes = self._hashes
         for topic, partition, key, value in records:
             if partition is None:
-                partition = await self._partition_for(producer, topic, key)
+                count = self._partitions.get(topic) or await self._count(producer, topic)
+                if key is None:
+                    partition = next(self._round_robin) % count
+                else:
+                    hashed = hashes.get(key)
+                    if hashed is None:
+                        if len(hashes) >= KEYS_REMEMBERED:
+                            hashes.clear()
+                        hashed = hashes[key] = murmur2(key) & 0x7FFFFFFF
+                    partition = hashed % count
             by_partition.setdefault((topic, partition), []).append((key, value))
         for (topic, partition), items in by_partition.items():
             batch = producer.create_batch()
@@ -58,10 +72,6 @@ class BatchProducer:
             if batch.record_count():
                 pending.append(await producer.send_batch(batch, topic, partition=partition))
 
-    async def _partition_for(self, producer: Any, topic: str, key: bytes | None) -> int:
-        count = self._partitions.get(topic)
-        if count is None:
-            count = self._partitions[topic] = len(await producer.partitions_for(topic))
-        if key is None:
-            return next(self._round_robin) % count
-        return (murmur2(key) & 0x7FFFFFFF) % count
+    async def _count(self, producer: Any, topic: str) -> int:
+        count = self._partitions[topic] = len(await producer.partitions_for(topic))
+        return count
