@@ -123,7 +123,7 @@ def _sink_agent(
 ) -> None:
     committed = CommittedBatches(app, topic, batch_size, batch_seconds, telemetry)
 
-    def write(messages: list[Any]) -> Coroutine[Any, Any, None]:
+    async def write(messages: list[Any]) -> Coroutine[Any, Any, None]:
         return _write_events(
             messages, model, to_columns, table, clickhouse, spill_dir, after_write, telemetry
         )

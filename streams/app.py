@@ -246,13 +246,16 @@ def build_app(
         await send_until_acked(producer, *state)
         await send_until_acked(producer, *clocks)
 
-    def handle_batch(messages: list[Any]) -> Coroutine[Any, Any, None]:
+    async def handle_batch(messages: list[Any]) -> Coroutine[Any, Any, None]:
         """Handle a batch now; returns its writes, not started (`write`). They start after
-        the previous batch's writes
-        (a changelog write must not overtake an older one of the same key), and the batch's
-        offsets are committed when they are done."""
+        the previous batch's writes (a changelog write must not overtake an older one of the
+        same key), and the batch's offsets are committed when they are done. Yields to the
+        loop every YIELD_EVERY records, so the previous batch's writes (acks, the next
+        changelog group, the ClickHouse insert's result) move on meanwhile."""
         batch: list[tuple[Handled, int, int]] = []
-        for message in messages:
+        for index, message in enumerate(messages):
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
             states.partition = watermarks.partition = message.partition
             handled = handle_message(
                 engine,
@@ -294,6 +297,7 @@ def build_app(
     return app
 
 
+YIELD_EVERY = 50  # records handled between two turns of the event loop (~8 ms)
 CLOCK_KEY = b"__clock__"
 END_KEY = "__end__"
 FORGET_KEY = b"__forget__"

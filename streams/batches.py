@@ -29,7 +29,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from inspect import CORO_CREATED
 from typing import Any
@@ -41,6 +41,9 @@ from streams.feed import feed_for
 from touchstream.telemetry import Telemetry
 
 log = logging.getLogger("touchstream.offsets")
+
+# handle(records) -> the batch's writes, not started
+Handler = Callable[[list[Any]], Awaitable[Coroutine[Any, Any, None]]]
 
 SEEK_EVERY_SECONDS = 0.5  # how often a partition that is waiting for its records re-seeks
 REAL_HOLE_AFTER = 3  # the same hole seen this many times after seeking is accepted
@@ -174,10 +177,11 @@ class CommittedBatches:
         reseek.__name__ = reseek.__qualname__ = f"reseek_{self.topic}"
         app.timer(interval=1.0)(reseek)
 
-    async def run(self, handle: Callable[[list[Any]], Coroutine[Any, Any, None]]) -> None:
-        """Forever: `handle(records)` for each batch of admissible records, at once and one
-        batch at a time (the CPU part). It returns the batch's writes as a coroutine *not
-        yet started* (not a task or a gather, which start at once): it runs after the
+    async def run(self, handle: Handler) -> None:
+        """Forever: `await handle(records)` for each batch of admissible records, one batch
+        at a time (the CPU part; it should yield to the loop now and then, so the previous
+        batch's writes move on meanwhile). It returns the batch's writes as a coroutine
+        *not yet started* (not a task or a gather, which start at once): it runs after the
         previous batch's writes and while the next batch is handled, and the batch's offsets
         are committed when it is done. Neither may raise (it ends the loop).
         """
@@ -190,7 +194,7 @@ class CommittedBatches:
                 self.cursors.start(tp, await self._start_offset(tp))
             async with self._busy:
                 ready = [m for m in messages if self.cursors.admit(m.tp, m.offset)]
-                writes = handle(ready) if ready else None
+                writes = await handle(ready) if ready else None
                 if writes is not None and inspect.getcoroutinestate(writes) != CORO_CREATED:
                     raise TypeError("handle() must return its writes as a coroutine not started")
                 offsets = self.cursors.to_commit()
