@@ -10,6 +10,11 @@ encoded values, the engine's indexes and the objects around them. The pipeline's
 from __future__ import annotations
 
 import gc
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -40,28 +45,48 @@ class _Changelog:
         return key.encode(), None
 
 
+EMIT = "TOUCHSTREAM_BENCH_EMIT"
+
+
+def emit(customers: int, path: Path) -> None:
+    """The first event of every customer, pickled to `path`."""
+    from touchstream.generator import generate
+
+    _, events = generate(customers=customers, months=0.5, seed=5)
+    first: dict[str, bytes] = {}
+    for event in events:
+        first.setdefault(event["customer_id"], orjson.dumps(event))
+    path.write_bytes(pickle.dumps(list(first.items())))
+
+
 def main(
     customers: int = typer.Option(1_000_000, help="Customers, one event each."),
     batch: int = typer.Option(5000, help="Events per batch (the worker's default)."),
 ) -> None:
     """Peak RSS of the state of CUSTOMERS customers in one worker process."""
+    if EMIT in os.environ:
+        emit(customers, Path(os.environ[EMIT]))
+        return
     from streams.app import StagedTable, decode_state, encode_state, handle_message
     from streams.bgnbd import BGNBDParams
     from streams.engine import Engine, partition_for
     from streams.rules import Rules
-    from touchstream.generator import generate
     from touchstream.settings import Settings
     from touchstream.worker import tune_gc
 
-    with console.status(f"generating events for {customers:,} customers..."):
-        _, events = generate(customers=customers, months=0.5, seed=5)
-        first: dict[str, bytes] = {}
-        for event in events:
-            first.setdefault(event["customer_id"], orjson.dumps(event))
-        del events
-        records = list(first.items())
-        del first
-        gc.collect()
+    with (
+        console.status(f"generating events for {customers:,} customers..."),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        # in a child process, so its garbage does not pad this process's heap
+        path = Path(tmp) / "records"
+        subprocess.run(
+            [sys.executable, "-m", "bench.state_memory", "--customers", str(customers)],
+            env={**os.environ, EMIT: str(path)},
+            check=True,
+        )
+        records: list[tuple[str, bytes]] = pickle.loads(path.read_bytes())
+    gc.collect()
     table = SimpleNamespace(data={}, changelog_topic=_Changelog(), key_serializer="raw")
     clocks = SimpleNamespace(data={}, changelog_topic=_Changelog(), key_serializer="raw")
     states = StagedTable(table, encode_state, decode_state)
