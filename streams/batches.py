@@ -31,7 +31,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from inspect import CORO_CREATED
 from typing import Any
 
 import faust
@@ -195,7 +194,7 @@ class CommittedBatches:
             async with self._busy:
                 ready = [m for m in messages if self.cursors.admit(m.tp, m.offset)]
                 writes = await handle(ready) if ready else None
-                if writes is not None and inspect.getcoroutinestate(writes) != CORO_CREATED:
+                if writes is not None and inspect.getcoroutinestate(writes) != inspect.CORO_CREATED:
                     raise TypeError("handle() must return its writes as a coroutine not started")
                 offsets = self.cursors.to_commit()
                 await self._seek_waiting()
