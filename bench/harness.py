@@ -515,8 +515,12 @@ def markdown(results: dict[str, Any]) -> str:
         ),
         (
             f"event→signal latency at {latency['offered_per_second']:,.0f} ev/s",
-            f"p50 {latency['p50_ms']:.0f} ms, p99 {latency['p99_ms']:.0f} ms "
-            f"({latency['signals']} signals)",
+            (
+                f"p50 {latency['p50_ms']:.0f} ms, p99 {latency['p99_ms']:.0f} ms "
+                f"({latency['signals']} signals)"
+                if latency["signals"]
+                else "no signal raised during the run"
+            ),
         ),
         ("peak RSS, 1 worker", f"{one['peak_rss_mib'][0]:,.0f} MiB"),
         ("state per customer (changelog)", f"{results['state_bytes_per_customer']:,.0f} B"),

@@ -15,6 +15,7 @@ def _rate(value: float | None) -> str:
 
 ROWS: list[tuple[str, Any]] = [
     ("events / customers", lambda r: f"{r['events']:,} / {r['customers']:,}"),
+    ("customers in state at the end", lambda r: _rate(r.get("customers_in_state"))),
     (
         "baseline: bare aiokafka + orjson + dict (ev/s)",
         lambda r: _rate(r["baseline_events_per_second"]),
@@ -30,6 +31,8 @@ ROWS: list[tuple[str, Any]] = [
         lambda r: (
             f"{r['latency']['p50_ms']:.0f} / {r['latency']['p99_ms']:.0f} "
             f"at {r['latency']['offered_per_second']:,.0f} ev/s"
+            if r["latency"]["signals"]
+            else f"no signal at {r['latency']['offered_per_second']:,.0f} ev/s"
         ),
     ),
     ("peak RSS, 1 worker (MiB)", lambda r: f"{r['one_worker']['peak_rss_mib'][0]:,.0f}"),
