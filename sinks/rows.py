@@ -18,9 +18,11 @@ def _columns(names: Iterable[str]) -> Columns:
     return {name: [] for name in names}
 
 
-def _append(out: Columns, names: tuple[str, ...], values: tuple) -> None:
-    for name, value in zip(names, values, strict=True):
-        out[name].append(value)
+def _transposed(names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> Columns:
+    """Rows of values in `names` order -> one list per column (strict: no value dropped)."""
+    if not rows:
+        return _columns(names)
+    return dict(zip(names, map(list, zip(*rows, strict=True)), strict=True))
 
 
 TOUCHPOINT_COLUMNS = (
@@ -48,12 +50,6 @@ TOUCHPOINT_COLUMNS = (
     "kafka_offset",
     "ingested_at",
 )
-
-
-def _transposed(names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> Columns:
-    if not rows:
-        return _columns(names)
-    return dict(zip(names, map(list, zip(*rows, strict=True)), strict=True))
 
 
 def touchpoint_columns(
@@ -132,9 +128,8 @@ SIGNAL_COLUMNS = (
 
 
 def signal_columns(signals: Iterable[Signal]) -> Columns:
-    out = _columns(SIGNAL_COLUMNS)
-    for s in signals:
-        values = (
+    rows = [
+        (
             s.signal_id,
             s.kind.value,
             s.customer_id,
@@ -156,8 +151,9 @@ def signal_columns(signals: Iterable[Signal]) -> Columns:
             s.metrics.model_dump_json(),
             s.rules_version,
         )
-        _append(out, SIGNAL_COLUMNS, values)
-    return out
+        for s in signals
+    ]
+    return _transposed(SIGNAL_COLUMNS, rows)
 
 
 DEAD_LETTER_COLUMNS = (
@@ -177,9 +173,8 @@ DEAD_LETTER_COLUMNS = (
 
 
 def dead_letter_columns(letters: Iterable[DeadLetter]) -> Columns:
-    out = _columns(DEAD_LETTER_COLUMNS)
-    for d in letters:
-        values = (
+    rows = [
+        (
             d.dead_letter_id,
             d.received_at,
             d.source,
@@ -193,5 +188,6 @@ def dead_letter_columns(letters: Iterable[DeadLetter]) -> Columns:
             d.payload_bytes,
             d.truncated,
         )
-        _append(out, DEAD_LETTER_COLUMNS, values)
-    return out
+        for d in letters
+    ]
+    return _transposed(DEAD_LETTER_COLUMNS, rows)
