@@ -174,6 +174,7 @@ def build_app(
         web_port=settings.web_port or 6066,
         web_bind=settings.web_bind,
         web_host=settings.web_bind,
+        producer_max_batch_size=settings.worker_batch_bytes,
     )
     set_fetch_max_wait(app, settings.consumer_fetch_max_wait_ms)
     raw = {

@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=5000, ge=1, description="Worker: events per batch (at most).")
     batch_seconds: float = Field(default=0.05, gt=0, description="Worker: max batch wait.")
+    worker_batch_bytes: int = Field(
+        default=1_000_000,
+        ge=16 * 1024,
+        description="Worker: largest record batch it sends (changelog, outputs). A batch's "
+        "state fits in a few, so its writes take a few round trips; keep it under the "
+        "broker's message.max.bytes (1,048,588 on Apache Kafka).",
+    )
     clock_tick_seconds: float = Field(
         default=0.0,
         ge=0,
