@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from schemas.touchpoint import Identifier
@@ -73,8 +75,7 @@ class MetricsSnapshot(_Wire):
 
 
 def trusted_snapshot(**values: Any) -> MetricsSnapshot:
-    """A snapshot from values the engine computed, without validating them again: the
-    engine builds one for most events, and validation costs ~6 µs of a ~80 µs event. Every
+    """A snapshot from values the engine computed, without validating them again. Every
     field must be given, of its type. The tests validate every snapshot the engine builds
     over a generated population (tests/streams/test_engine.py)."""
     snapshot = MetricsSnapshot.__new__(MetricsSnapshot)
@@ -83,6 +84,24 @@ def trusted_snapshot(**values: Any) -> MetricsSnapshot:
     object.__setattr__(snapshot, "__pydantic_extra__", None)
     object.__setattr__(snapshot, "__pydantic_private__", None)
     return snapshot
+
+
+class Snapshot(namedtuple("SnapshotValues", tuple(MetricsSnapshot.model_fields))):  # type: ignore[misc]
+    """A `MetricsSnapshot`'s values in its field order, as the engine builds them for most
+    events: a tuple, so the ClickHouse row is the tuple itself and the JSON is orjson's
+    (~3 µs) instead of a pydantic object and its serializer (~12 µs). The same JSON as
+    `model().model_dump_json()` (a test compares them over a generated population)."""
+
+    __slots__ = ()
+
+    def json(self) -> bytes:
+        data = orjson.dumps(dict(zip(self._fields, self, strict=True)), option=orjson.OPT_UTC_Z)
+        # copied to its own size: orjson's result keeps its ~4 KiB working buffer, and a
+        # batch's snapshots wait for the broker's ack (measured: 4,122 vs 387 bytes each)
+        return memoryview(data).tobytes()
+
+    def model(self) -> MetricsSnapshot:
+        return trusted_snapshot(**self._asdict())
 
 
 class Reason(_Wire):

@@ -9,6 +9,7 @@ from itertools import repeat
 from typing import Any
 
 from schemas import DeadLetter, MetricsSnapshot, Signal, TouchpointEvent
+from schemas.signal import Snapshot
 from streams.touchpoint import Assessment, assess
 
 Columns = dict[str, list]
@@ -99,7 +100,7 @@ METRIC_COLUMNS = tuple(MetricsSnapshot.model_fields)
 _metric_values = operator.attrgetter(*METRIC_COLUMNS)
 
 
-def metrics_columns(snapshots: Iterable[MetricsSnapshot]) -> Columns:
+def metrics_columns(snapshots: Iterable[MetricsSnapshot | Snapshot]) -> Columns:
     return _transposed(METRIC_COLUMNS, [_metric_values(snapshot) for snapshot in snapshots])
 
 

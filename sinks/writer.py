@@ -123,9 +123,11 @@ def _sink_agent(
 ) -> None:
     committed = CommittedBatches(app, topic, batch_size, batch_seconds, telemetry)
 
-    async def write(messages: list[Any]) -> Coroutine[Any, Any, None]:
-        return _write_events(
-            messages, model, to_columns, table, clickhouse, spill_dir, after_write, telemetry
+    async def write(messages: list[Any]) -> tuple[Coroutine[Any, Any, None]]:
+        return (
+            _write_events(
+                messages, model, to_columns, table, clickhouse, spill_dir, after_write, telemetry
+            ),
         )
 
     async def sink() -> None:

@@ -27,12 +27,12 @@ import orjson
 
 from schemas import (
     FieldError,
-    MetricsSnapshot,
     TouchpointEvent,
     TouchpointRejected,
     dead_letter_for,
     parse_touchpoint,
 )
+from schemas.signal import Snapshot
 from sinks.alerts import attach_webhooks
 from sinks.clickhouse import ClickHouse
 from sinks.forget import forget_marker, parse_marker
@@ -83,8 +83,14 @@ class StagedTable(MutableMapping[str, Any]):
         if key in self._staged:
             value = self._staged[key][0]
             return default if value is None else value
-        raw = self.table.data.get(key)
+        raw = self._store().get(key)
         return default if raw is None else self.decode(raw)
+
+    def _store(self) -> MutableMapping[str, bytes]:
+        """The stored values: a memory store's own dict (its mapping front costs two Python
+        calls a read), or the store itself."""
+        store = self.table.data
+        return getattr(store, "data", store)  # type: ignore[no-any-return]
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._staged[key] = (value, self.partition)
@@ -121,12 +127,13 @@ class StagedTable(MutableMapping[str, Any]):
         topic = self.table.changelog_topic
         name, serializer = topic.get_topic_name(), self.table.key_serializer
         records: list[OutRecord] = []
+        store = self._store()
         for key, (value, partition) in self._staged.items():
             raw = None if value is None else self.encode(value)
             if raw is None:
-                self.table.data.pop(key, None)
+                store.pop(key, None)
             else:
-                self.table.data[key] = raw
+                store[key] = raw
             # the key bytes exactly as Faust writes them, so its recovery reads them back
             records.append((name, partition, topic.prepare_key(key, serializer, None, {})[0], raw))
         self._staged.clear()
@@ -227,32 +234,31 @@ def build_app(
     producer = BatchProducer(app)
     topic_of = {name: topic.get_topic_name() for name, topic in outputs.items()}
 
-    async def write(
-        records: list[Record],
-        batch: list[tuple[Handled, int, int]],
-        state: list[list[OutRecord]],
-        clocks: list[list[OutRecord]],
-    ) -> None:
-        """Outputs to the broker and rows to ClickHouse, then the state: a state on the
-        broker is never ahead of what it produced, or a restart would take the events it
-        covers for redeliveries and their rows and snapshots would be lost. Every
-        customer's state is on the broker before the partition clock says its silence
-        checks are done (the changelogs are different topics: one after the other; a crash
-        between them repeats checks, which is harmless, instead of skipping them)."""
+    async def publish(records: list[Record], batch: list[tuple[Handled, int, int]]) -> None:
+        """Outputs to the broker and rows to ClickHouse."""
         outgoing = [(topic_of[name], None, key, value) for name, key, value in records]
         await asyncio.gather(
             send_until_acked(producer, outgoing),
             store_rows(clickhouse, batch, rules.wow_margin, spill_dir, telemetry),
         )
+
+    async def persist(state: list[list[OutRecord]], clocks: list[list[OutRecord]]) -> None:
+        """The state, after the batch's outputs and rows (`publish`): a state on the broker
+        is never ahead of what it produced, or a restart would take the events it covers for
+        redeliveries and their rows and snapshots would be lost. Every customer's state is
+        on the broker before the partition clock says its silence checks are done (the
+        changelogs are different topics: one after the other; a crash between them repeats
+        checks, which is harmless, instead of skipping them)."""
         await send_until_acked(producer, *state)
         await send_until_acked(producer, *clocks)
 
-    async def handle_batch(messages: list[Any]) -> Coroutine[Any, Any, None]:
-        """Handle a batch now; returns its writes, not started (`write`). They start after
-        the previous batch's writes (a changelog write must not overtake an older one of the
-        same key), and the batch's offsets are committed when they are done. Yields to the
-        loop every YIELD_EVERY records, so the previous batch's writes (acks, the next
-        changelog group, the ClickHouse insert's result) move on meanwhile."""
+    async def handle_batch(messages: list[Any]) -> tuple[Coroutine[Any, Any, None], ...]:
+        """Handle a batch now; returns its writes in two stages, not started (`publish`,
+        `persist`). Each stage starts after the same stage of the previous batch (a
+        changelog write must not overtake an older one of the same key) and `persist` after
+        the batch's own `publish`; the batch's offsets are committed when both are done.
+        Yields to the loop every YIELD_EVERY records, so earlier batches' writes (acks, the
+        ClickHouse insert's result) move on meanwhile."""
         batch: list[tuple[Handled, int, int]] = []
         for index, message in enumerate(messages):
             if index % YIELD_EVERY == YIELD_EVERY - 1:
@@ -271,13 +277,16 @@ def build_app(
         records = [record for handled, _, _ in batch for record in handled.records]
         progress.add(batch, records)
         end_marker = settings.changelog_end_marker
-        return write(records, batch, states.take(end_marker), watermarks.take(end_marker))
+        return (
+            publish(records, batch),
+            persist(states.take(end_marker), watermarks.take(end_marker)),
+        )
 
     @app.task
     async def process() -> None:
         """One batch handled at a time (the `concurrency=1` of an agent; faust-streaming
-        #606), the writes of the previous one meanwhile."""
-        await committed.run(handle_batch)
+        #606), the writes of the previous ones meanwhile."""
+        await committed.run(handle_batch, stages=2)
 
     if settings.clock_tick_seconds > 0:
 
@@ -298,7 +307,7 @@ def build_app(
     return app
 
 
-YIELD_EVERY = 50  # records handled between two turns of the event loop (~8 ms)
+YIELD_EVERY = 10  # records handled between two turns of the event loop (~1 ms)
 CLOCK_KEY = b"__clock__"
 END_KEY = "__end__"
 FORGET_KEY = b"__forget__"
@@ -374,7 +383,7 @@ class Handled:
     records: list[Record] = field(default_factory=list)
     event: TouchpointEvent | None = None
     assessment: Assessment | None = None
-    snapshots: list[MetricsSnapshot] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
     forget: tuple[str, datetime] | None = None
     # for /metrics: applied | duplicate | late | rejected | error | control
     outcome: str = "control"
@@ -437,7 +446,7 @@ def handle_message(
         handled.records.append(dead(outcome.rejection, customer_key))
         handled.dead_reasons.append(outcome.rejection.kind)
     for snapshot in outcome.snapshots:
-        handled.records.append(("metrics", customer_key, snapshot.model_dump_json().encode()))
+        handled.records.append(("metrics", customer_key, snapshot.json()))
     handled.snapshots = outcome.snapshots
     for signal in outcome.signals:
         handled.records.append(("signals", customer_key, signal.model_dump_json().encode()))
@@ -480,7 +489,7 @@ async def store_rows(
     request splits the batch, so rows before it go and rows after it stay."""
     touchpoints: list[tuple[TouchpointEvent, int, int]] = []
     assessments: list[Assessment | None] = []
-    latest: dict[str, tuple[MetricsSnapshot, str]] = {}
+    latest: dict[str, tuple[Snapshot, str]] = {}
 
     async def write() -> None:
         if touchpoints:

@@ -17,8 +17,9 @@ us through `streams/feed.py`, past Faust's streams), and this guard:
 - commits the next offset only after the batch's writes are done (outputs acknowledged,
   state flushed, rows in ClickHouse) and every earlier batch's: at-least-once, never past
   unfinished work;
-- overlaps one batch's writes with the handling of the next: the handler runs on batch N+1
-  while batch N's writes are acknowledged; writes go out strictly in batch order;
+- overlaps the writes of batches with each other and with handling: the handler runs on
+  batch N+1 while batch N's outputs and batch N-1's state are acknowledged; each stage of
+  the writes goes out strictly in batch order;
 - holds a revocation until the batches in hand are written, so a partition's next owner
   does not race this worker's writes.
 """
@@ -29,7 +30,8 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +43,8 @@ from touchstream.telemetry import Telemetry
 
 log = logging.getLogger("touchstream.offsets")
 
-# handle(records) -> the batch's writes, not started
-Handler = Callable[[list[Any]], Awaitable[Coroutine[Any, Any, None]]]
+# handle(records) -> the batch's writes, in stages, none started
+Handler = Callable[[list[Any]], Awaitable[Sequence[Coroutine[Any, Any, None]]]]
 
 SEEK_EVERY_SECONDS = 0.5  # how often a partition that is waiting for its records re-seeks
 REAL_HOLE_AFTER = 3  # the same hole seen this many times after seeking is accepted
@@ -164,7 +166,7 @@ class CommittedBatches:
         self.feed = feed_for(app, topic, high_water=4 * size)
         self.cursors = Cursors()
         self._busy = asyncio.Lock()  # held while a batch is handled
-        self._in_flight: asyncio.Future[None] | None = None  # the latest batch's writes
+        self._in_flight: asyncio.Future[None] | None = None  # the latest batch's commit
         app.on_partitions_assigned.connect(self._on_assigned)
         app.on_partitions_revoked.connect(self._on_revoked)
 
@@ -176,15 +178,19 @@ class CommittedBatches:
         reseek.__name__ = reseek.__qualname__ = f"reseek_{self.topic}"
         app.timer(interval=1.0)(reseek)
 
-    async def run(self, handle: Handler) -> None:
+    async def run(self, handle: Handler, stages: int = 1) -> None:
         """Forever: `await handle(records)` for each batch of admissible records, one batch
-        at a time (the CPU part; it should yield to the loop now and then, so the previous
-        batch's writes move on meanwhile). It returns the batch's writes as a coroutine
-        *not yet started* (not a task or a gather, which start at once): it runs after the
-        previous batch's writes and while the next batch is handled, and the batch's offsets
-        are committed when it is done. Neither may raise (it ends the loop).
+        at a time (the CPU part; it should yield to the loop now and then, so the writes of
+        earlier batches move on meanwhile). It returns the batch's writes as `stages`
+        coroutines *not yet started* (not tasks or a gather, which start at once). Stage k
+        of a batch runs after its stage k-1 and after stage k of the previous batch, so each
+        stage sees the batches in order while different stages of consecutive batches
+        overlap with each other and with the handling of the next batch. A batch's offsets
+        are committed after its last stage and the previous batch's commit. Neither the
+        handler nor a stage may raise (it ends the loop).
         """
-        previous: asyncio.Future[None] | None = None
+        previous: list[asyncio.Future[None]] = []  # the previous batch's stages, then commit
+        in_flight: deque[asyncio.Future[None]] = deque()
         while True:
             messages = await self.feed.take(self.size, self.within)
             await self.app.flow_control.acquire()  # no work during a rebalance or recovery
@@ -193,26 +199,43 @@ class CommittedBatches:
                 self.cursors.start(tp, await self._start_offset(tp))
             async with self._busy:
                 ready = [m for m in messages if self.cursors.admit(m.tp, m.offset)]
-                writes = await handle(ready) if ready else None
-                if writes is not None and inspect.getcoroutinestate(writes) != inspect.CORO_CREATED:
-                    raise TypeError("handle() must return its writes as a coroutine not started")
+                writes = list(await handle(ready)) if ready else [None] * stages
+                if len(writes) != stages or any(
+                    w is not None and inspect.getcoroutinestate(w) != inspect.CORO_CREATED
+                    for w in writes
+                ):
+                    raise TypeError(f"handle() must return {stages} coroutines, not started")
                 offsets = self.cursors.to_commit()
                 await self._seek_waiting()
-                self._in_flight = asyncio.ensure_future(self._finish(previous, writes, offsets))
-            if previous is not None:
-                await previous  # at most one batch's writes wait behind the ones in flight
-            previous = self._in_flight
+                previous = self._chain(previous, [*writes, self._commit(offsets)])
+                self._in_flight = previous[-1]
+                in_flight.append(self._in_flight)
+            while len(in_flight) > stages:  # as many batches' writes in flight as stages
+                await in_flight.popleft()
 
-    async def _finish(
-        self,
-        previous: asyncio.Future[None] | None,
-        writes: Coroutine[Any, Any, None] | None,
-        offsets: dict[Any, int],
-    ) -> None:
-        if previous is not None:
-            await previous
-        if writes is not None:
-            await writes
+    @staticmethod
+    def _chain(
+        previous: list[asyncio.Future[None]], stages: list[Coroutine[Any, Any, None] | None]
+    ) -> list[asyncio.Future[None]]:
+        async def stage(
+            same_stage_before: asyncio.Future[None] | None,
+            earlier_stage: asyncio.Future[None] | None,
+            writes: Coroutine[Any, Any, None] | None,
+        ) -> None:
+            if same_stage_before is not None:
+                await same_stage_before
+            if earlier_stage is not None:
+                await earlier_stage
+            if writes is not None:
+                await writes
+
+        started: list[asyncio.Future[None]] = []
+        for k, writes in enumerate(stages):
+            before = previous[k] if previous else None
+            started.append(asyncio.ensure_future(stage(before, started[-1] if k else None, writes)))
+        return started
+
+    async def _commit(self, offsets: dict[Any, int]) -> None:
         if offsets and await self.app.consumer._commit_offsets(offsets):  # type: ignore[attr-defined]
             self.cursors.committed(offsets)
         self._report_lag()

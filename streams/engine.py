@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 
 from kafka.partitioner.default import murmur2
 
-from schemas import FieldError, MetricsSnapshot, Signal, TouchpointEvent, TouchpointRejected
+from schemas import FieldError, Signal, TouchpointEvent, TouchpointRejected
+from schemas.signal import Snapshot
 from streams.bgnbd import BGNBDParams
 from streams.evaluate import evaluate, silence_ceiling, usual_gap_days
 from streams.rules import Rules
@@ -35,7 +36,7 @@ def partition_for(customer_id: str, partitions: int) -> int:
 class Outcome:
     status: str  # applied | duplicate | late | tick
     signals: list[Signal] = field(default_factory=list)
-    snapshots: list[MetricsSnapshot] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
     rejection: TouchpointRejected | None = None
     assessment: Assessment | None = None  # what the touchpoint said, when it was applied
 

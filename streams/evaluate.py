@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from schemas import Kind, MetricsSnapshot, Signal, SignalKind, TouchpointEvent
-from schemas.signal import trusted_snapshot
+from schemas import Kind, Signal, SignalKind, TouchpointEvent
+from schemas.signal import Snapshot
 from streams.bgnbd import BGNBDParams, p_alive
 from streams.rules import Rules, Score, clamp01, decide, severity, signal_id, weighted
 from streams.state import (
@@ -290,10 +290,8 @@ def wow(
     )
 
 
-def snapshot(
-    state: CustomerState, m: Metrics, risk_score: float, wow_score: float
-) -> MetricsSnapshot:
-    return trusted_snapshot(
+def snapshot(state: CustomerState, m: Metrics, risk_score: float, wow_score: float) -> Snapshot:
+    return Snapshot(
         customer_id=state.customer_id,
         as_of=_dt(m.now),
         event_count=state.event_count,
@@ -333,7 +331,7 @@ class Evaluation:
     wow: Score
     signals: tuple[Signal, ...]
 
-    def snapshot(self, state: CustomerState) -> MetricsSnapshot:
+    def snapshot(self, state: CustomerState) -> Snapshot:
         return snapshot(state, self.metrics, self.risk.value, self.wow.value)
 
 
@@ -352,7 +350,7 @@ def evaluate(
     m = measure(state, now, rules, population)
     risk_score = risk(m, rules)
     wow_score = wow(m, risk_score.value, event, applied, rules)
-    snap: MetricsSnapshot | None = None
+    snap: Snapshot | None = None
     signals = []
     for score, trigger in ((risk_score, rules.risk.trigger), (wow_score, rules.wow.trigger)):
         if event is None and score.kind is SignalKind.wow_opportunity:
@@ -380,7 +378,7 @@ def evaluate(
                     channel=event.channel.value if event is not None else None,
                     reasons=score.reasons,
                     suggested_action=score.suggested_action,
-                    metrics=snap,
+                    metrics=snap.model(),
                     rules_version=rules.version,
                 )
             )

@@ -114,7 +114,7 @@ def replay(
         state = result.states[customer_id]
         when = max(end, state.last_seen)
         probe = CustomerState.from_dict(state.to_dict())  # scoring must not move signal state
-        result.final.append(evaluate(probe, when, rules, population).snapshot(probe))
+        result.final.append(evaluate(probe, when, rules, population).snapshot(probe).model())
     return result
 
 

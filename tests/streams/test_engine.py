@@ -122,8 +122,9 @@ def test_the_timer_shortcuts_change_no_signal() -> None:
 
 
 def test_every_snapshot_the_engine_builds_is_valid() -> None:
-    """Snapshots are built without validation on the hot path (`trusted_snapshot`): every
-    one of a generated population's must still pass it and survive the wire unchanged."""
+    """Snapshots are built without validation on the hot path (`Snapshot`, its JSON by
+    orjson): every one of a generated population's must still pass it, be the JSON pydantic
+    would write, and survive the wire unchanged."""
     from schemas import MetricsSnapshot
     from touchstream.generator import generate
 
@@ -133,7 +134,10 @@ def test_every_snapshot_the_engine_builds_is_valid() -> None:
     for offset, data in enumerate(events):
         event = TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
         outcome = engine.handle(event, partition_for(event.customer_id, PARTITIONS), offset)
-        snapshots.extend(outcome.snapshots)
+        for fast in outcome.snapshots:
+            assert fast.json() == fast.model().model_dump_json().encode()
+            assert MetricsSnapshot.model_validate_json(fast.json()) == fast.model()
+            snapshots.append(fast.model())
         snapshots.extend(signal.metrics for signal in outcome.signals)
     assert len(snapshots) > 1000
     for snapshot in snapshots:
