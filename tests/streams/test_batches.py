@@ -1,11 +1,14 @@
-"""The offset cursors behind CommittedBatches: in order, no holes, commits only what is done."""
+"""The offset cursors behind CommittedBatches: in order, no holes, commits only what is done;
+and its write stages: in batch order."""
 
 from __future__ import annotations
+
+import asyncio
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.batches import SEEK_EVERY_SECONDS, Cursors
+from streams.batches import SEEK_EVERY_SECONDS, CommittedBatches, Cursors
 
 TP = ("touchpoints", 0)
 
@@ -97,3 +100,37 @@ def test_whatever_arrives_offsets_pass_once_in_order_and_the_commit_follows_the_
     assert got == sorted(set(got))
     commit = c.to_commit().get(TP, 0)
     assert commit == (got[-1] + 1 if got else 0)
+
+
+@given(st.lists(st.tuples(*[st.integers(0, 3)] * 3), min_size=1, max_size=6))
+def test_write_stages_run_in_batch_order_and_each_after_the_batch_s_previous_stage(
+    delays: list[tuple[int, int, int]],
+) -> None:
+    """Stage k of batch N starts only after stage k of batch N-1 and stage k-1 of batch N
+    have ended, whatever each takes; stages of different batches do overlap."""
+    log: list[tuple[str, int, int]] = []
+
+    async def stage(batch: int, k: int, ticks: int) -> None:
+        log.append(("start", batch, k))
+        for _ in range(ticks):
+            await asyncio.sleep(0)
+        log.append(("end", batch, k))
+
+    async def run() -> None:
+        previous: list[asyncio.Future[None]] = []
+        for batch, ticks in enumerate(delays):
+            previous = CommittedBatches._chain(
+                previous, [stage(batch, k, t) for k, t in enumerate(ticks)]
+            )
+        await previous[-1]
+
+    asyncio.run(run())
+    at = {entry: i for i, entry in enumerate(log)}
+    assert len(at) == 2 * 3 * len(delays)  # every stage ran, once
+    for batch in range(len(delays)):
+        for k in range(3):
+            start = at[("start", batch, k)]
+            if batch:
+                assert start > at[("end", batch - 1, k)]
+            if k:
+                assert start > at[("end", batch, k - 1)]
