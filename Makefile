@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+NATIVE := $(VENV)/.native-stamp
+ENGINE := $(addprefix streams/,state.py evaluate.py scoring.py touchpoint.py bgnbd.py engine.py)
 
 .PHONY: install demo test test-fast lint schemas bench clean
 
@@ -12,18 +14,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP) ## virtualenv with touchstream and the dev tools
+# the engine compiled with mypyc (pure Python where it cannot be); again when a source changes
+$(NATIVE): $(STAMP) $(ENGINE)
+	$(BIN)/python -m touchstream.native build
+	touch $(NATIVE)
 
-demo: $(STAMP) ## the whole pipeline on the embedded broker and chDB
+install: $(NATIVE) ## virtualenv with touchstream and the dev tools, the engine compiled
+
+demo: $(NATIVE) ## the whole pipeline on the embedded broker and chDB
 	$(BIN)/touchstream demo
 
-test: $(STAMP) ## every test, the end-to-end ones through the real broker included
+test: $(NATIVE) ## every test, the end-to-end ones through the real broker included
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP) ## unit tests only, no broker
+test-fast: $(NATIVE) ## unit tests only, no broker
 	$(BIN)/python -m pytest -q -m "not e2e"
 
-bench: $(STAMP) ## the benchmark: pipeline vs a bare aiokafka loop (BENCH_ARGS="--events 200000")
+bench: $(NATIVE) ## the benchmark: pipeline vs a bare aiokafka loop (BENCH_ARGS="--events 200000")
 	$(BIN)/python -m bench.harness $(BENCH_ARGS)
 
 lint: $(STAMP)
@@ -34,4 +41,4 @@ schemas: $(STAMP) ## regenerate schemas/json after changing a wire model
 	$(BIN)/touchstream schema export schemas/json
 
 clean:
-	rm -rf $(VENV) .touchstream .pytest_cache .hypothesis
+	rm -rf $(VENV) .touchstream .pytest_cache .hypothesis build *__mypyc.*.so streams/*.so

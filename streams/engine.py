@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from kafka.partitioner.default import murmur2
+from mypy_extensions import mypyc_attr
 
 from schemas import FieldError, Signal, TouchpointEvent, TouchpointRejected
 from schemas.signal import Snapshot
@@ -41,6 +42,7 @@ class Outcome:
     assessment: Assessment | None = None  # what the touchpoint said, when it was applied
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled (touchstream/native.py), still open
 class Engine:
     def __init__(
         self,

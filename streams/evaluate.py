@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from schemas import Kind, Signal, SignalKind, TouchpointEvent
 from schemas.signal import Snapshot
 from streams.bgnbd import BGNBDParams, p_alive
-from streams.rules import Rules, Score, clamp01, decide, severity, signal_id, weighted
+from streams.rules import Rules
+from streams.scoring import Score, clamp01, decide, severity, signal_id, weighted
 from streams.state import (
     DAY,
     Applied,

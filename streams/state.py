@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from schemas import Kind, TouchpointEvent
@@ -112,7 +112,7 @@ class CustomerState:
 
     # -- encoding ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        out = {name: getattr(self, name) for name in STATE_FIELDS}
         out["channel_quality"] = {str(k): v for k, v in self.channel_quality.items()}
         return out
 
@@ -138,7 +138,7 @@ class CustomerState:
         return cls(*row)
 
 
-STATE_FIELDS: tuple[str, ...] = CustomerState.__slots__  # type: ignore[attr-defined]
+STATE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CustomerState))
 _ALL_FIELDS = operator.attrgetter(*STATE_FIELDS)
 _CHANNEL_QUALITY = STATE_FIELDS.index("channel_quality")
 _RECENT = STATE_FIELDS.index("recent")
@@ -302,14 +302,14 @@ def _track_complaints(
 ) -> float | None:
     """Open and close complaint cases; returns the resolution time when one closes."""
     if event.kind is Kind.complaint:
-        case = event.case_id or event.event_id
-        state.open_complaints[case] = [t, result.quality or -1.0, float(channel)]
+        opened_case = event.case_id or event.event_id
+        state.open_complaints[opened_case] = [t, result.quality or -1.0, float(channel)]
         if len(state.open_complaints) > OPEN_COMPLAINTS_KEEP:
             oldest = min(state.open_complaints, key=lambda c: state.open_complaints[c][0])
             del state.open_complaints[oldest]
         return None
     if event.kind is Kind.complaint_resolved and state.open_complaints:
-        case = event.case_id
+        case = event.case_id or ""
         if case not in state.open_complaints:
             case = min(state.open_complaints, key=lambda c: state.open_complaints[c][0])
         opened, quality, channel_of_complaint = state.open_complaints.pop(case)

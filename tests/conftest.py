@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
+from touchstream import native
 from touchstream.broker import EmbeddedBroker
 
 _names = itertools.count()
@@ -16,6 +17,15 @@ settings.register_profile(
     "touchstream", deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("touchstream")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if native.stale():  # the tests would run the old code
+        pytest.exit(f"engine {native.status()}", returncode=3)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"engine: {native.status()}"
 
 
 @pytest.fixture(scope="session")

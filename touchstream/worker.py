@@ -67,7 +67,10 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
     import faust
 
     from streams.app import build_app
+    from touchstream import native
 
+    if native.stale():
+        raise SystemExit(f"engine {native.status()}: it would run old code")
     bootstrap = bootstrap or bootstrap_for(settings)
     created = ensure_topics(
         bootstrap, output_topics(settings), settings.partitions, **settings.kafka_security()
@@ -78,10 +81,11 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
     clickhouse = open_clickhouse(settings)
     app = build_app(settings, bootstrap, rules, load_population(settings), clickhouse)
     log.info(
-        "worker %s consuming %s (rules %s)",
+        "worker %s consuming %s (rules %s; engine %s)",
         settings.app_id,
         settings.topic_touchpoints,
         rules.version,
+        native.status(),
     )
     tune_gc()
     worker = faust.Worker(

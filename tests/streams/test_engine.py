@@ -126,6 +126,7 @@ def test_every_snapshot_the_engine_builds_is_valid() -> None:
     orjson): every one of a generated population's must still pass it, be the JSON pydantic
     would write, and survive the wire unchanged."""
     from schemas import MetricsSnapshot
+    from schemas.signal import Snapshot
     from touchstream.generator import generate
 
     _, events = generate(customers=150, months=4.0, seed=3)
@@ -140,6 +141,7 @@ def test_every_snapshot_the_engine_builds_is_valid() -> None:
             snapshots.append(fast.model())
         snapshots.extend(signal.metrics for signal in outcome.signals)
     assert len(snapshots) > 1000
+    assert Snapshot._fields == tuple(MetricsSnapshot.model_fields)
     for snapshot in snapshots:
         wire = snapshot.model_dump_json()
         again = MetricsSnapshot.model_validate_json(wire)
