@@ -63,6 +63,10 @@ class Run:
     steady_events_per_second: float  # from 10 % to 100 % committed (no start-up)
     sinks_drained_seconds: float
     peak_rss_mib: list[float] = field(default_factory=list)
+    # CPU the workers used (user + system, all threads) until their input was committed,
+    # and how busy the whole machine was meanwhile (every core, the broker included)
+    cpu_seconds: list[float] = field(default_factory=list)
+    machine_busy: float = float("nan")
 
 
 # -- input ------------------------------------------------------------------------------------
@@ -215,6 +219,22 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> list[float]:
     return peaks
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far, every thread."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the machine since boot, all cores."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
 def peak_rss_mib(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -268,6 +288,7 @@ def run_pipeline(
             processes.append(start_worker(env, workdir / f"{name}-{i}.log"))
         group, topic = f"bench-{name}", f"{name}-in"
         started = time.monotonic()
+        busy_before, total_before = machine_ticks()
         samples: list[tuple[float, int]] = []
         with _progress() as progress:
             task = progress.add_task(f"{name}: {workers} worker(s)", total=total)
@@ -279,6 +300,8 @@ def run_pipeline(
             ended = wait_until(
                 admin, group, lambda c: c.get(topic, 0) >= total, 3600, sample, processes
             )
+        busy_after, total_after = machine_ticks()
+        used = [cpu_seconds(p.pid) for p in processes]
         drained = _wait_sinks_drained(admin, group, name)
         tenth = next((t, n) for t, n in samples if n >= total / 10)
         return Run(
@@ -289,6 +312,8 @@ def run_pipeline(
             steady_events_per_second=(total - tenth[1]) / max(1e-9, ended - tenth[0]),
             sinks_drained_seconds=drained - started,
             peak_rss_mib=stop(processes),
+            cpu_seconds=used,
+            machine_busy=(busy_after - busy_before) / max(1, total_after - total_before),
         )
     finally:
         stop(processes)
@@ -502,6 +527,14 @@ def _rate(results: dict[str, Any], name: str) -> str:
     return "not measured" if value is None else f"{value:,.0f} ev/s"
 
 
+def _cpu(run: dict[str, Any]) -> str:
+    """Worker CPU an event, and the machine's load over the run."""
+    per_event = sum(run["cpu_seconds"]) / run["events"] * 1e6
+    busy = run.get("machine_busy")
+    load = "" if busy is None or busy != busy else f"; machine {busy:.0%} busy"
+    return f"{per_event:,.0f} µs of worker CPU an event{load}"
+
+
 def markdown(results: dict[str, Any]) -> str:
     one, latency = results["one_worker"], results["latency"]
     rows = [
@@ -536,6 +569,10 @@ def markdown(results: dict[str, Any]) -> str:
             ("pipeline, 2 workers (steady)", f"{two['steady_events_per_second']:,.0f} ev/s")
         )
         rows.append(("scaling factor, 2 vs 1", f"{results['scaling_factor']:.2f}×"))
+    for key, label in (("one_worker", "1 worker"), ("two_workers", "2 workers")):
+        run = results.get(key, {})
+        if run.get("cpu_seconds"):
+            rows.append((f"CPU, {label}", _cpu(run)))
     lines = ["| measure | value |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows)]
     return "\n".join(lines)
 

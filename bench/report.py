@@ -45,7 +45,30 @@ ROWS: list[tuple[str, Any]] = [
         "scaling, 2 workers vs 1",
         lambda r: f"{r['scaling_factor']:.2f}×" if "scaling_factor" in r else "–",
     ),
+    ("worker CPU an event, 1 / 2 workers (µs)", lambda r: _cpu(r)),
+    ("machine busy, 1 / 2 workers", lambda r: _busy(r)),
 ]
+
+
+def _per_run(r: dict[str, Any], value: Any) -> str:
+    cells = [value(r[k]) if k in r else None for k in ("one_worker", "two_workers")]
+    return " / ".join("–" if c is None else c for c in cells)
+
+
+def _cpu(r: dict[str, Any]) -> str:
+    def each(run: dict[str, Any]) -> str | None:
+        used = run.get("cpu_seconds")
+        return f"{sum(used) / run['events'] * 1e6:,.0f}" if used else None
+
+    return _per_run(r, each)
+
+
+def _busy(r: dict[str, Any]) -> str:
+    def each(run: dict[str, Any]) -> str | None:
+        busy = run.get("machine_busy")
+        return None if busy is None or busy != busy else f"{busy:.0%}"
+
+    return _per_run(r, each)
 
 
 def main(files: list[Path]) -> None:
