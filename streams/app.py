@@ -182,6 +182,7 @@ def build_app(
         web_bind=settings.web_bind,
         web_host=settings.web_bind,
         producer_max_batch_size=settings.worker_batch_bytes,
+        table_standby_replicas=settings.standby_replicas,
     )
     set_fetch_max_wait(app, settings.consumer_fetch_max_wait_ms)
     raw = {

@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=5000, ge=1, description="Worker: events per batch (at most).")
     batch_seconds: float = Field(default=0.05, gt=0, description="Worker: max batch wait.")
+    standby_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Worker: warm copies of other workers' state (Faust standby tables), for "
+        "a faster take-over. Each copy reads the owner's whole changelog as it is written: "
+        "with two workers, one standby doubled the CPU an event (measured). 0 = a new owner "
+        "restores from the changelog, as Kafka Streams does by default.",
+    )
     worker_batch_bytes: int = Field(
         default=1_000_000,
         ge=16 * 1024,
