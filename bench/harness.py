@@ -43,6 +43,7 @@ from kafka import KafkaAdminClient
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+from bench.report import cpu_us_per_event, machine_busy
 from touchstream.broker import EmbeddedBroker
 from touchstream.generator import generate
 from touchstream.kafka import ensure_topics, read_topic
@@ -529,10 +530,9 @@ def _rate(results: dict[str, Any], name: str) -> str:
 
 def _cpu(run: dict[str, Any]) -> str:
     """Worker CPU an event, and the machine's load over the run."""
-    per_event = sum(run["cpu_seconds"]) / run["events"] * 1e6
-    busy = run.get("machine_busy")
-    load = "" if busy is None or busy != busy else f"; machine {busy:.0%} busy"
-    return f"{per_event:,.0f} µs of worker CPU an event{load}"
+    busy = machine_busy(run)
+    load = "" if busy is None else f"; machine {busy:.0%} busy"
+    return f"{cpu_us_per_event(run):,.0f} µs of worker CPU an event{load}"
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -571,7 +571,7 @@ def markdown(results: dict[str, Any]) -> str:
         rows.append(("scaling factor, 2 vs 1", f"{results['scaling_factor']:.2f}×"))
     for key, label in (("one_worker", "1 worker"), ("two_workers", "2 workers")):
         run = results.get(key, {})
-        if run.get("cpu_seconds"):
+        if cpu_us_per_event(run) is not None:
             rows.append((f"CPU, {label}", _cpu(run)))
     lines = ["| measure | value |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows)]
     return "\n".join(lines)

@@ -55,18 +55,30 @@ def _per_run(r: dict[str, Any], value: Any) -> str:
     return " / ".join("–" if c is None else c for c in cells)
 
 
+def cpu_us_per_event(run: dict[str, Any]) -> float | None:
+    """The workers' CPU (every thread) an event of a run, in µs; None before it was measured."""
+    used = run.get("cpu_seconds")
+    return sum(used) / run["events"] * 1e6 if used else None
+
+
+def machine_busy(run: dict[str, Any]) -> float | None:
+    """The share of the machine's cores in use during a run; None when not measured."""
+    busy = run.get("machine_busy")
+    return None if busy is None or busy != busy else float(busy)  # NaN: not measured
+
+
 def _cpu(r: dict[str, Any]) -> str:
     def each(run: dict[str, Any]) -> str | None:
-        used = run.get("cpu_seconds")
-        return f"{sum(used) / run['events'] * 1e6:,.0f}" if used else None
+        used = cpu_us_per_event(run)
+        return None if used is None else f"{used:,.0f}"
 
     return _per_run(r, each)
 
 
 def _busy(r: dict[str, Any]) -> str:
     def each(run: dict[str, Any]) -> str | None:
-        busy = run.get("machine_busy")
-        return None if busy is None or busy != busy else f"{busy:.0%}"
+        busy = machine_busy(run)
+        return None if busy is None else f"{busy:.0%}"
 
     return _per_run(r, each)
 
