@@ -212,9 +212,21 @@ class ClickHouse:
         data = [columns[name] for name in names]
 
         def insert(client: Any) -> None:
-            client.insert(
-                table, data, column_names=names, column_oriented=True, settings={"async_insert": 0}
+            context = client.create_insert_context(
+                table,
+                column_names=names,
+                data=data,
+                column_oriented=True,
+                settings={"async_insert": 0},
             )
+            try:
+                client.insert(context=context)
+            finally:
+                # clickhouse-connect's InsertContext refers to itself (a bound method kept as
+                # an attribute): without this, every batch's columns (three small lists a
+                # touchpoint) lived on until the cyclic GC found them, which then walked them
+                # twice: ~8 % of a worker's time and ~250 MiB of garbage per 200k events
+                vars(context).clear()
 
         self.call(insert, retry_forever=True)
 

@@ -53,47 +53,66 @@ TOUCHPOINT_COLUMNS = (
 )
 
 
+def touchpoint_row(
+    event: TouchpointEvent,
+    partition: int,
+    offset: int,
+    wow_margin: float,
+    assessed: Assessment | None = None,
+) -> tuple[Any, ...]:
+    """A touchpoint's values in TOUCHPOINT_COLUMNS order, less `ingested_at` (set per
+    insert). `assessed`: what the engine already worked out, to save redoing it."""
+    judged = assessed or assess(event, wow_margin)
+    rating, value = event.rating, event.value
+    gaps = judged.gaps
+    return (
+        event.event_id,
+        event.customer_id,
+        event.occurred_at,
+        event.channel.value,
+        event.kind.value,
+        judged.level.name,
+        judged.quality,
+        judged.gap,
+        tuple(g.metric for g in gaps),  # tuples: the GC stops tracking them
+        tuple(g.units for g in gaps),
+        tuple(g.relative for g in gaps),
+        rating.scale.value if rating else "",
+        rating.value if rating else None,
+        event.outcome.value if event.outcome else "",
+        event.sentiment,
+        value.amount if value else None,
+        value.currency if value else "",
+        event.case_id or "",
+        event.source,
+        {k: str(v) for k, v in event.attributes.items()} if event.attributes else {},
+        partition,
+        offset,
+    )
+
+
+def touchpoint_row_columns(rows: list[tuple[Any, ...]], ingested_at: datetime) -> Columns:
+    """Rows of `touchpoint_row` -> columns, all stamped `ingested_at`."""
+    columns = _transposed(TOUCHPOINT_COLUMNS[:-1], rows)
+    columns["ingested_at"] = [ingested_at] * len(rows)
+    return columns
+
+
 def touchpoint_columns(
     rows: Iterable[tuple[TouchpointEvent, int, int]],
     ingested_at: datetime,
     wow_margin: float,
     assessments: Iterable[Assessment | None] | None = None,
 ) -> Columns:
-    """Raw touchpoint plus its derived level, quality and gaps. `assessments`: what the
-    engine already worked out for each row (None where it did not), to save redoing it."""
+    """Raw touchpoints plus their derived level, quality and gaps."""
     known = repeat(None) if assessments is None else assessments
-    out = []
-    for (event, partition, offset), assessed in zip(rows, known, strict=False):  # repeat()
-        judged = assessed or assess(event, wow_margin)
-        rating, value = event.rating, event.value
-        out.append(
-            (
-                event.event_id,
-                event.customer_id,
-                event.occurred_at,
-                event.channel.value,
-                event.kind.value,
-                judged.level.name,
-                judged.quality,
-                judged.gap,
-                [g.metric for g in judged.gaps],
-                [g.units for g in judged.gaps],
-                [g.relative for g in judged.gaps],
-                rating.scale.value if rating else "",
-                rating.value if rating else None,
-                event.outcome.value if event.outcome else "",
-                event.sentiment,
-                value.amount if value else None,
-                value.currency if value else "",
-                event.case_id or "",
-                event.source,
-                {k: str(v) for k, v in event.attributes.items()} if event.attributes else {},
-                partition,
-                offset,
-                ingested_at,
-            )
-        )
-    return _transposed(TOUCHPOINT_COLUMNS, out)
+    return touchpoint_row_columns(
+        [
+            touchpoint_row(event, partition, offset, wow_margin, assessed)
+            for (event, partition, offset), assessed in zip(rows, known, strict=False)
+        ],
+        ingested_at,
+    )
 
 
 METRIC_COLUMNS = tuple(MetricsSnapshot.model_fields)

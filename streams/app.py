@@ -27,7 +27,6 @@ import orjson
 
 from schemas import (
     FieldError,
-    TouchpointEvent,
     TouchpointRejected,
     dead_letter_for,
     parse_touchpoint,
@@ -37,7 +36,7 @@ from sinks.alerts import attach_webhooks
 from sinks.clickhouse import ClickHouse
 from sinks.forget import forget_marker, parse_marker
 from sinks.query_api import attach_query_endpoint
-from sinks.rows import metrics_columns, touchpoint_columns
+from sinks.rows import metrics_columns, touchpoint_row, touchpoint_row_columns
 from sinks.writer import attach_sinks, forget_in, write_batch
 from streams.batches import CommittedBatches
 from streams.bgnbd import BGNBDParams
@@ -46,7 +45,6 @@ from streams.feed import set_fetch_max_wait
 from streams.produce import BatchProducer, OutRecord
 from streams.rules import Rules
 from streams.state import CustomerState
-from streams.touchpoint import Assessment
 from touchstream.ingest import attach_ingest
 from touchstream.settings import Settings
 from touchstream.telemetry import Telemetry, attach_metrics_endpoint
@@ -62,6 +60,11 @@ class StagedTable(MutableMapping[str, Any]):
     once the batch's outputs and rows are acknowledged, so never a state that is ahead of
     its outputs. Reads and writes go to `table.data` directly, so they do not depend on Faust's
     "current event" (which `take_events` does not set per event, faust-streaming #497).
+
+    A write is encoded at once, so a value read and written back dies with its event: kept
+    as objects until the end of the batch, each state's dozen lists and dicts were walked by
+    the cyclic GC. A later change to the object is not written unless it is written again,
+    exactly as for a value read from the store.
     """
 
     def __init__(
@@ -71,7 +74,7 @@ class StagedTable(MutableMapping[str, Any]):
         self.encode = encode
         self.decode = decode
         self.partition = 0  # the partition of the message being handled
-        self._staged: dict[str, tuple[Any, int]] = {}
+        self._staged: dict[str, tuple[bytes | None, int]] = {}  # encoded, partition
 
     def __getitem__(self, key: str) -> Any:
         value = self.get(key)
@@ -80,10 +83,8 @@ class StagedTable(MutableMapping[str, Any]):
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
-        if key in self._staged:
-            value = self._staged[key][0]
-            return default if value is None else value
-        raw = self._store().get(key)
+        staged = self._staged.get(key)
+        raw = self._store().get(key) if staged is None else staged[0]
         return default if raw is None else self.decode(raw)
 
     def _store(self) -> MutableMapping[str, bytes]:
@@ -93,7 +94,7 @@ class StagedTable(MutableMapping[str, Any]):
         return getattr(store, "data", store)  # type: ignore[no-any-return]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._staged[key] = (value, self.partition)
+        self._staged[key] = (self.encode(value), self.partition)
 
     def __delitem__(self, key: str) -> None:
         """Staged like a write; flushed as a changelog tombstone."""
@@ -101,8 +102,8 @@ class StagedTable(MutableMapping[str, Any]):
 
     def _keys(self) -> set[str]:
         keys = set(self.table.data.keys())
-        for key, (value, _) in self._staged.items():
-            if value is None:
+        for key, (raw, _) in self._staged.items():
+            if raw is None:
                 keys.discard(key)
             else:
                 keys.add(key)
@@ -128,8 +129,7 @@ class StagedTable(MutableMapping[str, Any]):
         name, serializer = topic.get_topic_name(), self.table.key_serializer
         records: list[OutRecord] = []
         store = self._store()
-        for key, (value, partition) in self._staged.items():
-            raw = None if value is None else self.encode(value)
+        for key, (raw, partition) in self._staged.items():
             if raw is None:
                 store.pop(key, None)
             else:
@@ -240,7 +240,7 @@ def build_app(
         outgoing = [(topic_of[name], None, key, value) for name, key, value in records]
         await asyncio.gather(
             send_until_acked(producer, outgoing),
-            store_rows(clickhouse, batch, rules.wow_margin, spill_dir, telemetry),
+            store_rows(clickhouse, batch, spill_dir, telemetry),
         )
 
     async def persist(state: list[list[OutRecord]], clocks: list[list[OutRecord]]) -> None:
@@ -377,19 +377,21 @@ async def send_until_acked(producer: BatchProducer, *groups: list[OutRecord]) ->
             delay = min(10.0, delay * 2)
 
 
-@dataclass
+@dataclass(slots=True)
 class Handled:
-    """What one input record asks for: records to publish, rows, a forget request."""
+    """What one input record asks for: records to publish, rows, a forget request.
+
+    Kept until the batch is written, so it holds plain values, not the pydantic event: every
+    object alive across a cyclic GC pass is walked by it (a worker spent ~10 % there)."""
 
     records: list[Record] = field(default_factory=list)
-    event: TouchpointEvent | None = None
-    assessment: Assessment | None = None
+    row: tuple[Any, ...] | None = None  # the touchpoint's row (sinks.rows.touchpoint_row)
     snapshots: list[Snapshot] = field(default_factory=list)
     forget: tuple[str, datetime] | None = None
     # for /metrics: applied | duplicate | late | rejected | error | control
     outcome: str = "control"
-    dead_reasons: list[str] = field(default_factory=list)
-    signal_kinds: list[str] = field(default_factory=list)
+    dead_reasons: tuple[str, ...] = ()
+    signal_kinds: tuple[str, ...] = ()
 
 
 def handle_message(
@@ -423,14 +425,15 @@ def handle_message(
             invalid = TouchpointRejected(
                 kind, [FieldError(loc="", type=kind, msg=f"{key!r}: {error}")]
             )
-            return Handled([dead(invalid)], outcome="rejected", dead_reasons=[kind])
+            return Handled([dead(invalid)], outcome="rejected", dead_reasons=(kind,))
     try:
         event = parse_touchpoint(
             payload, max_future_skew=settings.max_future_skew, max_bytes=settings.max_payload_bytes
         )
     except TouchpointRejected as rejected:
-        return Handled([dead(rejected)], outcome="rejected", dead_reasons=[rejected.kind])
+        return Handled([dead(rejected)], outcome="rejected", dead_reasons=(rejected.kind,))
     customer_key = event.customer_id.encode()
+    wow_margin = engine.rules.wow_margin
     try:
         outcome: Outcome = engine.handle(event, partition, offset)
     except Exception as error:  # a bug must cost one event, not the stream
@@ -440,19 +443,26 @@ def handle_message(
             [FieldError(loc="", type="processing_error", msg=f"{type(error).__name__}: {error}")],
         )
         return Handled(
-            [dead(failed, customer_key)], event, outcome="error", dead_reasons=[failed.kind]
+            [dead(failed, customer_key)],
+            touchpoint_row(event, partition, offset, wow_margin),
+            outcome="error",
+            dead_reasons=(failed.kind,),
         )
-    handled = Handled(event=event, assessment=outcome.assessment, outcome=outcome.status)
+    records: list[Record] = []
     if outcome.rejection is not None:
-        handled.records.append(dead(outcome.rejection, customer_key))
-        handled.dead_reasons.append(outcome.rejection.kind)
+        records.append(dead(outcome.rejection, customer_key))
     for snapshot in outcome.snapshots:
-        handled.records.append(("metrics", customer_key, snapshot.json()))
-    handled.snapshots = outcome.snapshots
+        records.append(("metrics", customer_key, snapshot.json()))
     for signal in outcome.signals:
-        handled.records.append(("signals", customer_key, signal.model_dump_json().encode()))
-        handled.signal_kinds.append(signal.kind.value)
-    return handled
+        records.append(("signals", customer_key, signal.model_dump_json().encode()))
+    return Handled(
+        records,
+        touchpoint_row(event, partition, offset, wow_margin, outcome.assessment),
+        outcome.snapshots,
+        outcome=outcome.status,
+        dead_reasons=() if outcome.rejection is None else (outcome.rejection.kind,),
+        signal_kinds=tuple(signal.kind.value for signal in outcome.signals),
+    )
 
 
 def _control(engine: Engine, key: bytes, payload: bytes, partition: int) -> Handled:
@@ -464,7 +474,7 @@ def _control(engine: Engine, key: bytes, payload: bytes, partition: int) -> Hand
         raised = engine.advance(partition, tick.timestamp())
         return Handled(
             [("signals", s.customer_id.encode(), s.model_dump_json().encode()) for s in raised],
-            signal_kinds=[s.kind.value for s in raised],
+            signal_kinds=tuple(s.kind.value for s in raised),
         )
     customer_id, requested_at = parse_marker(payload)
     engine.forget(customer_id, partition)
@@ -480,7 +490,6 @@ def _control(engine: Engine, key: bytes, payload: bytes, partition: int) -> Hand
 async def store_rows(
     clickhouse: ClickHouse,
     batch: list[tuple[Handled, int, int]],
-    wow_margin: float,
     spill_dir: Path,
     telemetry: Telemetry | None = None,
 ) -> None:
@@ -488,8 +497,8 @@ async def store_rows(
     table keeps the latest per customer anyway). Written here, not by a sink of the metrics
     topic: that round trip cost a second pass through Faust for most events. A forget
     request splits the batch, so rows before it go and rows after it stay."""
-    touchpoints: list[tuple[TouchpointEvent, int, int]] = []
-    assessments: list[Assessment | None] = []
+    touchpoints: list[tuple[Any, ...]] = []
+    positions: list[str] = []  # partition:offset of each touchpoint row
     latest: dict[str, tuple[Snapshot, str]] = {}
 
     async def write() -> None:
@@ -497,13 +506,13 @@ async def store_rows(
             await write_batch(
                 clickhouse,
                 "touchpoints",
-                touchpoint_columns(touchpoints, datetime.now(UTC), wow_margin, assessments),
-                [f"{p}:{o}" for _, p, o in touchpoints],
+                touchpoint_row_columns(touchpoints, datetime.now(UTC)),
+                positions,
                 spill_dir,
                 telemetry,
             )
             touchpoints.clear()
-            assessments.clear()
+            positions.clear()
         if latest:
             snapshots = [snapshot for snapshot, _ in latest.values()]
             keys = [key for _, key in latest.values()]
@@ -518,11 +527,12 @@ async def store_rows(
             latest.clear()
 
     for handled, partition, offset in batch:
-        if handled.event is not None:
-            touchpoints.append((handled.event, partition, offset))
-            assessments.append(handled.assessment)
+        position = f"{partition}:{offset}"
+        if handled.row is not None:
+            touchpoints.append(handled.row)
+            positions.append(position)
         for snapshot in handled.snapshots:
-            latest[snapshot.customer_id] = (snapshot, f"{partition}:{offset}")
+            latest[snapshot.customer_id] = (snapshot, position)
         if handled.forget is not None:
             await write()
             marker = forget_marker(*handled.forget)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,27 @@ def test_statement_splitting(sql: str, second: bool) -> None:
 def test_passwords_never_shown() -> None:
     assert redact("http://ops:s3cret@ch.example:8123/db") == "http://ops:***@ch.example:8123/db"
     assert "s3cret" not in redact("https://u:s3cret@h/db")
+
+
+def test_an_insert_leaves_its_rows_to_reference_counting(tmp_path: Path) -> None:
+    """clickhouse-connect's InsertContext refers to itself: unless the writer breaks that
+    cycle, every batch's columns wait for the cyclic GC (memory, and a GC pass walking them)."""
+    clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
+    count(clickhouse, "SELECT 1")  # connected and migrated
+    columns = touchpoint_columns(rows(20), datetime.now(UTC), 1.0)
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        clickhouse.insert_columns("touchpoints", columns)
+        del columns
+        gc.collect()
+        left = [type(o).__name__ for o in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert "InsertContext" not in left
+    assert left.count("list") < 5, left  # the columns went when the insert was done
+    assert count(clickhouse, "SELECT count() FROM touchpoints") == 20
+    clickhouse.close()
