@@ -108,37 +108,21 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
-def _strings_in(value: dict[str, Any] | list[Any]) -> int:
-    """Keys plus string values of a parsed JSON object or array."""
-    count = 0
-    if type(value) is dict:
-        count = len(value)
-        value = list(value.values())
-    for item in value:
-        kind = type(item)
-        if kind is str:
-            count += 1
-        elif kind is dict or kind is list:
-            count += _strings_in(item)
-    return count
-
-
 def _surely_unique_keys(raw: bytes | str) -> bool:
     """The fast, exact answer for the usual payload (no backslash), else False.
 
-    Without a backslash every `"` in the text opens or closes a string, so the text holds
-    exactly twice as many quotes as keys and string values. A parser keeps one of two equal
-    keys, so a document with a repeated key parses to fewer strings than its quotes say.
+    Without a backslash every `"` in the text opens or closes a string (a key or a value).
+    A parser keeps one of two equal keys, so a document with a repeated key parses to fewer
+    strings, and writing the parsed document back out (where each string again takes two
+    quotes) gives fewer quotes than the text has.
     """
     data = raw.encode() if isinstance(raw, str) else raw
     if b"\\" in data:
         return False
     try:
-        parsed = orjson.loads(data)
-        strings = _strings_in(parsed) if type(parsed) in (dict, list) else type(parsed) is str
-        return data.count(b'"') == 2 * strings
-    except (orjson.JSONDecodeError, RecursionError):
-        return False
+        return data.count(b'"') == orjson.dumps(orjson.loads(data)).count(b'"')
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError, RecursionError):
+        return False  # not JSON, or deeper than orjson writes: the slow path decides
 
 
 def _refuse_duplicate_keys(raw: bytes | str) -> None:

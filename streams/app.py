@@ -115,6 +115,21 @@ class StagedTable(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return len(self._keys())
 
+    def _key_bytes(self) -> Callable[[str], bytes]:
+        """A key's bytes exactly as Faust writes them, so its recovery reads them back.
+        Faust's own path costs ~2 µs a key; a direct encoder is used when it gives the same
+        bytes for keys with quotes, escapes and non-ASCII letters (JSON for our tables)."""
+        topic, serializer = self.table.changelog_topic, self.table.key_serializer
+
+        def faust(key: str) -> bytes:
+            return topic.prepare_key(key, serializer, None, {})[0]  # type: ignore[no-any-return]
+
+        probes = ("c-1", 'a"b\\c/d\n\t', "ключ:1", END_KEY)
+        for direct in (orjson.dumps, str.encode):
+            if all(direct(probe) == faust(probe) for probe in probes):
+                return direct
+        return faust
+
     def take(self, end_marker: bool = True) -> list[list[OutRecord]]:
         """Apply the staged writes; returns their changelog records, to be sent (in order,
         after the outputs they follow) with `send_until_acked(producer, *groups)`.
@@ -125,8 +140,8 @@ class StagedTable(MutableMapping[str, Any]):
         the rest of that batch and restore stale state; a one-record last batch hides
         nothing. Harmless on Apache Kafka (one small record per partition per batch).
         """
-        topic = self.table.changelog_topic
-        name, serializer = topic.get_topic_name(), self.table.key_serializer
+        name = self.table.changelog_topic.get_topic_name()
+        key_bytes = self._key_bytes()
         records: list[OutRecord] = []
         store = self._store()
         for key, (raw, partition) in self._staged.items():
@@ -134,12 +149,11 @@ class StagedTable(MutableMapping[str, Any]):
                 store.pop(key, None)
             else:
                 store[key] = raw
-            # the key bytes exactly as Faust writes them, so its recovery reads them back
-            records.append((name, partition, topic.prepare_key(key, serializer, None, {})[0], raw))
+            records.append((name, partition, key_bytes(key), raw))
         self._staged.clear()
         if not end_marker:
             return [records]
-        end = topic.prepare_key(END_KEY, serializer, None, {})[0]
+        end = key_bytes(END_KEY)
         return [records, [(name, p, end, None) for p in sorted({r[1] for r in records})]]
 
 

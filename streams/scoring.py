@@ -31,12 +31,23 @@ Detail = tuple[str, tuple[Any, ...]]
 Factor = tuple[str, float, float, Detail]  # name, observed value, contribution, detail
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Score:
     kind: SignalKind
     value: float
     factors: tuple[Factor, ...]  # contributing factors, largest first
-    suggested_action: str | None = None
+    suggested_action: str | None
+
+    # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
+    def __init__(
+        self,
+        kind: SignalKind,
+        value: float,
+        factors: tuple[Factor, ...],
+        suggested_action: str | None = None,
+    ) -> None:
+        self.kind, self.value, self.factors = kind, value, factors
+        self.suggested_action = suggested_action
 
     @property
     def reasons(self) -> list[Reason]:

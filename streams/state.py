@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import operator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from schemas import Kind, TouchpointEvent
@@ -62,53 +62,128 @@ def event_key(event_id: str) -> str:
     return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class CustomerState:
     """Everything we remember about one customer; compact enough for a table entry."""
 
     customer_id: str
-    anchor: float = 0.0  # epoch seconds the anchored sums refer to
-    first_seen: float = 0.0
-    last_seen: float = 0.0
-    event_count: int = 0
-    late_events: int = 0
+    anchor: float  # epoch seconds the anchored sums refer to
+    first_seen: float
+    last_seen: float
+    event_count: int
+    late_events: int
     # anchored sums with half-life h: weights, quality, quality^2, gap, rating, levels
-    w_judged: float = 0.0
-    s_quality: float = 0.0
-    s_quality_sq: float = 0.0
-    w_gap: float = 0.0
-    s_gap: float = 0.0
-    worst_gap: float = 0.0  # anchored: gap * 2^((t - anchor)/h), the most negative kept
-    w_rating: float = 0.0
-    s_rating: float = 0.0
-    w_rating_fast: float = 0.0  # half-life h / 4, for the trend
-    s_rating_fast: float = 0.0
-    failed: float = 0.0
-    met: float = 0.0
-    exceeded: float = 0.0
+    w_judged: float
+    s_quality: float
+    s_quality_sq: float
+    w_gap: float
+    s_gap: float
+    worst_gap: float  # anchored: gap * 2^((t - anchor)/h), the most negative kept
+    w_rating: float
+    s_rating: float
+    w_rating_fast: float  # half-life h / 4, for the trend
+    s_rating_fast: float
+    failed: float
+    met: float
+    exceeded: float
     # per channel index: [anchored weight, anchored quality sum]
-    channel_quality: dict[int, list[float]] = field(default_factory=dict)
-    channels_mask: int = 0
+    channel_quality: dict[int, list[float]]
+    channels_mask: int
     # rhythm: distinct active days (customer-initiated), for BG/NBD (x, t_x, T)
-    active_days: int = 0
-    first_active_day: int = 0
-    last_active_day: int = 0
-    last_active: float = 0.0
+    active_days: int
+    first_active_day: int
+    last_active_day: int
+    last_active: float
     # recent judged touchpoints: (t, level, customer_initiated), sorted by t
-    recent: list[tuple[float, int, bool]] = field(default_factory=list)
-    recent_days: list[int] = field(default_factory=list)
+    recent: list[tuple[float, int, bool]]
+    recent_days: list[int]
     # voice and involvement
     # case -> [opened at, quality, channel index] until resolved
-    open_complaints: dict[str, list[float]] = field(default_factory=dict)
-    feedback_given: int = 0
-    referrals: int = 0
-    purchases: int = 0
+    open_complaints: dict[str, list[float]]
+    feedback_given: int
+    referrals: int
+    purchases: int
     # dedup: digest -> event time, for events within the grace
-    seen: dict[str, float] = field(default_factory=dict)
+    seen: dict[str, float]
     # signal bookkeeping per kind: [active, last_raised_at]
-    signal_state: dict[str, list[Any]] = field(default_factory=dict)
-    last_snapshot_at: float = 0.0
-    last_offset: int = -1  # highest input offset applied (live only): redeliveries are known
+    signal_state: dict[str, list[Any]]
+    last_snapshot_at: float
+    last_offset: int  # highest input offset applied (live only): redeliveries are known
+
+    # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
+    def __init__(
+        self,
+        customer_id: str,
+        anchor: float = 0.0,
+        first_seen: float = 0.0,
+        last_seen: float = 0.0,
+        event_count: int = 0,
+        late_events: int = 0,
+        w_judged: float = 0.0,
+        s_quality: float = 0.0,
+        s_quality_sq: float = 0.0,
+        w_gap: float = 0.0,
+        s_gap: float = 0.0,
+        worst_gap: float = 0.0,
+        w_rating: float = 0.0,
+        s_rating: float = 0.0,
+        w_rating_fast: float = 0.0,
+        s_rating_fast: float = 0.0,
+        failed: float = 0.0,
+        met: float = 0.0,
+        exceeded: float = 0.0,
+        channel_quality: dict[int, list[float]] | None = None,
+        channels_mask: int = 0,
+        active_days: int = 0,
+        first_active_day: int = 0,
+        last_active_day: int = 0,
+        last_active: float = 0.0,
+        recent: list[tuple[float, int, bool]] | None = None,
+        recent_days: list[int] | None = None,
+        open_complaints: dict[str, list[float]] | None = None,
+        feedback_given: int = 0,
+        referrals: int = 0,
+        purchases: int = 0,
+        seen: dict[str, float] | None = None,
+        signal_state: dict[str, list[Any]] | None = None,
+        last_snapshot_at: float = 0.0,
+        last_offset: int = -1,
+    ) -> None:
+        self.customer_id = customer_id
+        self.anchor = anchor
+        self.first_seen = first_seen
+        self.last_seen = last_seen
+        self.event_count = event_count
+        self.late_events = late_events
+        self.w_judged = w_judged
+        self.s_quality = s_quality
+        self.s_quality_sq = s_quality_sq
+        self.w_gap = w_gap
+        self.s_gap = s_gap
+        self.worst_gap = worst_gap
+        self.w_rating = w_rating
+        self.s_rating = s_rating
+        self.w_rating_fast = w_rating_fast
+        self.s_rating_fast = s_rating_fast
+        self.failed = failed
+        self.met = met
+        self.exceeded = exceeded
+        self.channel_quality = {} if channel_quality is None else channel_quality
+        self.channels_mask = channels_mask
+        self.active_days = active_days
+        self.first_active_day = first_active_day
+        self.last_active_day = last_active_day
+        self.last_active = last_active
+        self.recent = [] if recent is None else recent
+        self.recent_days = [] if recent_days is None else recent_days
+        self.open_complaints = {} if open_complaints is None else open_complaints
+        self.feedback_given = feedback_given
+        self.referrals = referrals
+        self.purchases = purchases
+        self.seen = {} if seen is None else seen
+        self.signal_state = {} if signal_state is None else signal_state
+        self.last_snapshot_at = last_snapshot_at
+        self.last_offset = last_offset
 
     # -- encoding ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -144,14 +219,26 @@ _CHANNEL_QUALITY = STATE_FIELDS.index("channel_quality")
 _RECENT = STATE_FIELDS.index("recent")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Applied:
     """What applying one event did: `status` is applied, duplicate or late."""
 
     status: str
-    assessment: Assessment | None = None
-    resolved_complaint_after: float | None = None  # seconds from complaint to resolution
-    new_purchase_count: int | None = None
+    assessment: Assessment | None
+    resolved_complaint_after: float | None  # seconds from complaint to resolution
+    new_purchase_count: int | None
+
+    # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
+    def __init__(
+        self,
+        status: str,
+        assessment: Assessment | None = None,
+        resolved_complaint_after: float | None = None,
+        new_purchase_count: int | None = None,
+    ) -> None:
+        self.status, self.assessment = status, assessment
+        self.resolved_complaint_after = resolved_complaint_after
+        self.new_purchase_count = new_purchase_count
 
 
 def _grow(h: float, t: float, anchor: float) -> float:

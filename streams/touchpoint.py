@@ -36,14 +36,18 @@ class Level(IntEnum):
     exceeded = 3
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Gap:
     metric: str
     units: float  # signed, in tolerance units, positive = better than promised, capped
     relative: float | None  # (actual - promised) / |promised|, sign-adjusted; None for 0
 
+    # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
+    def __init__(self, metric: str, units: float, relative: float | None) -> None:
+        self.metric, self.units, self.relative = metric, units, relative
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class Assessment:
     """What one touchpoint says about the service, before any customer history."""
 
@@ -54,6 +58,20 @@ class Assessment:
     rating: float | None  # normalised to [0, 1], 1 = best
     promoter: bool
     detractor: bool
+
+    # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
+    def __init__(
+        self,
+        gaps: tuple[Gap, ...],
+        gap: float | None,
+        level: Level,
+        quality: float | None,
+        rating: float | None,
+        promoter: bool,
+        detractor: bool,
+    ) -> None:
+        self.gaps, self.gap, self.level, self.quality = gaps, gap, level, quality
+        self.rating, self.promoter, self.detractor = rating, promoter, detractor
 
 
 def expectation_gap(expectation: Expectation) -> Gap:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -132,8 +133,8 @@ class Settings(BaseSettings):
             raise ValueError("broker_url must be 'embedded' or start with kafka://")
         return value
 
-    @property
-    def max_future_skew(self) -> timedelta:
+    @cached_property
+    def max_future_skew(self) -> timedelta:  # asked for every event
         return timedelta(seconds=self.max_future_skew_seconds)
 
     @property

@@ -5,6 +5,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import faust
+import pytest
+
 from streams.app import END_KEY, StagedTable, decode_state, encode_state
 from streams.state import CustomerState
 
@@ -55,3 +58,25 @@ def test_a_write_is_a_copy_later_changes_need_another_write() -> None:
     assert states["a"] is not states["a"]
     states["a"] = state
     assert states["a"].event_count == 5
+
+
+KEYS = ("c7-000001", "shop:42/a@b.c", 'odd "quoted" \\ key', "ключ")
+
+
+@pytest.mark.parametrize("serializer", ["json", "raw"])
+def test_changelog_keys_are_the_bytes_faust_itself_writes(serializer: str) -> None:
+    """Recovery reads the changelog's keys back with Faust's codec: the fast encoder must
+    give exactly its bytes (JSON for the worker's tables)."""
+    app = faust.App(  # as the worker builds its tables (streams/app.py)
+        "staged-keys", broker="kafka://127.0.0.1:1", store="memory://", key_serializer="raw"
+    )
+    table = app.Table("state", key_type=str, value_type=bytes, partitions=4)
+    table.key_serializer = serializer  # the worker's tables get JSON
+    states = StagedTable(table, encode_state, decode_state)
+    for key in KEYS:
+        states[key] = CustomerState(key)
+    records, ends = states.take()
+    topic = table.changelog_topic
+    faust_bytes = [topic.prepare_key(k, serializer, None, {})[0] for k in (*KEYS, END_KEY)]
+    assert [r[2] for r in records] + [e[2] for e in ends] == faust_bytes
+    assert faust_bytes[0] == (b'"c7-000001"' if serializer == "json" else b"c7-000001")
