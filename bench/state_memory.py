@@ -90,7 +90,7 @@ def main(
     table = SimpleNamespace(data={}, changelog_topic=_Changelog(), key_serializer="raw")
     clocks = SimpleNamespace(data={}, changelog_topic=_Changelog(), key_serializer="raw")
     states = StagedTable(table, encode_state, decode_state)
-    watermarks = StagedTable(clocks, lambda t: repr(t).encode(), float)
+    watermarks = StagedTable(clocks, orjson.dumps, float)
     engine = Engine(Rules(), BGNBDParams(), states, watermarks, 4)
     settings = Settings()
     tune_gc()

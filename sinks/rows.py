@@ -10,7 +10,7 @@ from typing import Any
 
 from schemas import DeadLetter, MetricsSnapshot, Signal, TouchpointEvent
 from schemas.signal import Snapshot
-from streams.touchpoint import Assessment, assess
+from streams.touchpoint import Assessment, Level, assess
 
 Columns = dict[str, list]
 
@@ -53,6 +53,9 @@ TOUCHPOINT_COLUMNS = (
 )
 
 
+_LEVEL_NAMES = {level: level.name for level in Level}
+
+
 def touchpoint_row(
     event: TouchpointEvent,
     partition: int,
@@ -65,21 +68,22 @@ def touchpoint_row(
     judged = assessed or assess(event, wow_margin)
     rating, value = event.rating, event.value
     gaps = judged.gaps
+    # str() of a StrEnum is its value, without the ~0.2 µs of Enum.value's descriptor
     return (
         event.event_id,
         event.customer_id,
         event.occurred_at,
-        event.channel.value,
-        event.kind.value,
-        judged.level.name,
+        str(event.channel),
+        str(event.kind),
+        _LEVEL_NAMES[judged.level],
         judged.quality,
         judged.gap,
         tuple(g.metric for g in gaps),  # tuples: the GC stops tracking them
         tuple(g.units for g in gaps),
         tuple(g.relative for g in gaps),
-        rating.scale.value if rating else "",
+        str(rating.scale) if rating else "",
         rating.value if rating else None,
-        event.outcome.value if event.outcome else "",
+        str(event.outcome) if event.outcome else "",
         event.sentiment,
         value.amount if value else None,
         value.currency if value else "",
