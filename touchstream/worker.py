@@ -49,17 +49,20 @@ def output_topics(settings: Settings) -> list[str]:
     ]
 
 
-def tune_gc() -> None:
+def tune_gc(batch_size: int = 5_000) -> None:
     """Fewer cyclic collections. A worker allocates a few dozen objects per event and keeps
-    a large heap (tables, Faust, aiokafka), so CPython's default (a collection every 700
-    net allocations, full ones scanning the whole heap) took ~20 % of its time; almost
-    nothing it allocates is cyclic garbage. Objects alive at start are frozen out of it."""
+    a large heap (tables, Faust, aiokafka); almost nothing it allocates is cyclic garbage.
+    Objects alive at start are frozen out of it. A young-generation pass walks every young
+    object still alive, and the batches in flight keep ~10 each per event alive until they
+    are written: with the threshold above what they hold (up to three batches), a pass comes
+    only when something really accumulates (measured on 200k events: 33 passes and 1.0 s
+    with 50,000; one pass and 0.05 s with 200,000)."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, 20, 20)
+    gc.set_threshold(max(GC_THRESHOLD, 40 * batch_size), 20, 20)
 
 
-GC_THRESHOLD = 50_000
+GC_THRESHOLD = 200_000
 
 
 def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
@@ -87,7 +90,7 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         rules.version,
         native.status(),
     )
-    tune_gc()
+    tune_gc(settings.batch_size)
     worker = faust.Worker(
         app,
         loglevel=settings.log_level.lower(),
