@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 NATIVE := $(VENV)/.native-stamp
-ENGINE := $(addprefix streams/,state.py evaluate.py scoring.py touchpoint.py bgnbd.py engine.py)
+ENGINE := $(addprefix streams/,state.py evaluate.py scoring.py touchpoint.py bgnbd.py engine.py handling.py)
 
 .PHONY: install demo test test-fast lint schemas bench clean
 

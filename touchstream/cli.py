@@ -509,8 +509,8 @@ def forget(
     from kafka import KafkaProducer
 
     from sinks.forget import forget_marker
-    from streams.app import FORGET_KEY
     from streams.engine import partition_for
+    from streams.handling import FORGET_KEY
     from touchstream.kafka import bootstrap_for
 
     settings = _settings()

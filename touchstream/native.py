@@ -32,6 +32,7 @@ MODULES = (  # the Makefile's ENGINE lists their sources
     "streams.touchpoint",
     "streams.bgnbd",
     "streams.engine",
+    "streams.handling",
 )
 
 
