@@ -4,7 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 NATIVE := $(VENV)/.native-stamp
-ENGINE := $(addprefix streams/,state.py evaluate.py scoring.py touchpoint.py bgnbd.py engine.py handling.py)
+ENGINE := streams/state.py streams/evaluate.py streams/scoring.py streams/touchpoint.py \
+          streams/bgnbd.py streams/engine.py streams/handling.py sinks/rows.py \
+          schemas/validation.py
 
 .PHONY: install demo test test-fast lint schemas bench clean
 
@@ -41,4 +43,4 @@ schemas: $(STAMP) ## regenerate schemas/json after changing a wire model
 	$(BIN)/touchstream schema export schemas/json
 
 clean:
-	rm -rf $(VENV) .touchstream .pytest_cache .hypothesis build *__mypyc.*.so streams/*.so
+	rm -rf $(VENV) .touchstream .pytest_cache .hypothesis build *__mypyc.*.so streams/*.so sinks/*.so schemas/*.so

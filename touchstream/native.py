@@ -33,6 +33,8 @@ MODULES = (  # the Makefile's ENGINE lists their sources
     "streams.bgnbd",
     "streams.engine",
     "streams.handling",
+    "sinks.rows",
+    "schemas.validation",
 )
 
 
