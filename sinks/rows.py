@@ -124,7 +124,11 @@ _metric_values = operator.attrgetter(*METRIC_COLUMNS)
 
 
 def metrics_columns(snapshots: Iterable[MetricsSnapshot | Snapshot]) -> Columns:
-    return _transposed(METRIC_COLUMNS, [_metric_values(snapshot) for snapshot in snapshots])
+    """A `Snapshot` is already a row: its fields are the model's, in order (tested)."""
+    return _transposed(
+        METRIC_COLUMNS,
+        [s if isinstance(s, Snapshot) else _metric_values(s) for s in snapshots],
+    )
 
 
 SIGNAL_COLUMNS = (

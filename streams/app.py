@@ -35,7 +35,7 @@ from streams.batches import CommittedBatches
 from streams.bgnbd import BGNBDParams
 from streams.engine import Engine
 from streams.feed import set_fetch_max_wait
-from streams.handling import CLOCK_KEY, Handled, Record, handle_message
+from streams.handling import CLOCK_KEY, Handled, Record, handle_messages
 from streams.produce import BatchProducer, OutRecord
 from streams.rules import Rules
 from streams.state import CustomerState
@@ -270,20 +270,11 @@ def build_app(
         Yields to the loop every YIELD_EVERY records, so earlier batches' writes (acks, the
         ClickHouse insert's result) move on meanwhile."""
         batch: list[tuple[Handled, int, int]] = []
-        for index, message in enumerate(messages):
-            if index % YIELD_EVERY == YIELD_EVERY - 1:
+        for start in range(0, len(messages), YIELD_EVERY):
+            if start:
                 await asyncio.sleep(0)
-            states.partition = watermarks.partition = message.partition
-            handled = handle_message(
-                engine,
-                settings,
-                message.key,
-                message.value,
-                message.topic,
-                message.partition,
-                message.offset,
-            )
-            batch.append((handled, message.partition, message.offset))
+            chunk = messages[start : start + YIELD_EVERY]
+            handle_messages(engine, settings, chunk, (states, watermarks), batch)
         records = [record for handled, _, _ in batch for record in handled.records]
         progress.add(batch, records)
         end_marker = settings.changelog_end_marker

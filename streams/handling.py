@@ -59,6 +59,25 @@ class Handled:
         self.dead_reasons, self.signal_kinds = dead_reasons, signal_kinds
 
 
+def handle_messages(
+    engine: Engine,
+    settings: Settings,
+    messages: list[Any],
+    tables: tuple[Any, ...],
+    into: list[tuple[Handled, int, int]],
+) -> None:
+    """`handle_message` for each of consecutive messages (Faust's), appended to `into` with
+    their partition and offset; `tables` (StagedTables) are told each message's partition."""
+    for message in messages:
+        partition = message.partition
+        for table in tables:
+            table.partition = partition
+        handled = handle_message(
+            engine, settings, message.key, message.value, message.topic, partition, message.offset
+        )
+        into.append((handled, partition, message.offset))
+
+
 def handle_message(
     engine: Engine,
     settings: Settings,
