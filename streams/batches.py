@@ -178,7 +178,7 @@ class CommittedBatches:
         reseek.__name__ = reseek.__qualname__ = f"reseek_{self.topic}"
         app.timer(interval=1.0)(reseek)
 
-    async def run(self, handle: Handler, stages: int = 1) -> None:
+    async def run(self, handle: Handler, stages: int = 1, in_flight: int | None = None) -> None:
         """Forever: `await handle(records)` for each batch of admissible records, one batch
         at a time (the CPU part; it should yield to the loop now and then, so the writes of
         earlier batches move on meanwhile). It returns the batch's writes as `stages`
@@ -187,10 +187,12 @@ class CommittedBatches:
         stage sees the batches in order while different stages of consecutive batches
         overlap with each other and with the handling of the next batch. A batch's offsets
         are committed after its last stage and the previous batch's commit. Neither the
-        handler nor a stage may raise (it ends the loop).
+        handler nor a stage may raise (it ends the loop). At most `in_flight` batches
+        (default: `stages`) are being written while the next one is handled.
         """
+        depth = stages if in_flight is None else in_flight
         previous: list[asyncio.Future[None]] = []  # the previous batch's stages, then commit
-        in_flight: deque[asyncio.Future[None]] = deque()
+        writing: deque[asyncio.Future[None]] = deque()
         while True:
             messages = await self.feed.take(self.size, self.within)
             await self.app.flow_control.acquire()  # no work during a rebalance or recovery
@@ -209,9 +211,9 @@ class CommittedBatches:
                 await self._seek_waiting()
                 previous = self._chain(previous, [*writes, self._commit(offsets)])
                 self._in_flight = previous[-1]
-                in_flight.append(self._in_flight)
-            while len(in_flight) > stages:  # as many batches' writes in flight as stages
-                await in_flight.popleft()
+                writing.append(self._in_flight)
+            while len(writing) > depth:
+                await writing.popleft()
 
     @staticmethod
     def _chain(
