@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from streams.state import (
     DAY,
+    STATE_FIELDS,
     CustomerState,
     StateParams,
     apply_event,
@@ -190,3 +191,25 @@ def test_a_stored_state_costs_its_own_size_not_the_encoders_buffer() -> None:
     finally:
         tracemalloc.stop()
     assert per_state < len(kept[0]) + 200, (per_state, len(kept[0]))
+
+
+def test_every_field_survives_the_positional_row() -> None:
+    """The row is positional and `__init__` is written out by hand (for mypyc): a field in a
+    different place in one of them would land in another field's slot."""
+    collections = {
+        "channel_quality": {3: [1.5, 0.25]},
+        "recent": [(1.0, 2, True)],
+        "recent_days": [7],
+        "open_complaints": {"case": [1.0, -0.5, 2.0]},
+        "seen": {"abc": 9.0},
+        "signal_state": {"about_to_defect": [True, 3.0]},
+    }
+    values: dict[str, object] = {"customer_id": "c-distinct"}
+    blank = CustomerState("c")
+    for i, name in enumerate(STATE_FIELDS[1:], start=1):
+        default = getattr(blank, name)
+        values[name] = collections.get(name, float(i) + 0.25 if isinstance(default, float) else i)
+    state = CustomerState(**values)  # type: ignore[arg-type]
+    assert [getattr(state, name) for name in STATE_FIELDS] == list(values.values())
+    again = CustomerState.from_row(orjson.loads(orjson.dumps(state.to_row())))
+    assert [getattr(again, name) for name in STATE_FIELDS] == list(values.values())
