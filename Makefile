@@ -43,4 +43,4 @@ schemas: $(STAMP) ## regenerate schemas/json after changing a wire model
 	$(BIN)/touchstream schema export schemas/json
 
 clean:
-	rm -rf $(VENV) .touchstream .pytest_cache .hypothesis build *__mypyc.*.so streams/*.so sinks/*.so schemas/*.so
+	rm -rf $(VENV) .touchstream .pytest_cache .hypothesis build *__mypyc.*.so touchstream/*__mypyc.*.so streams/*.so sinks/*.so schemas/*.so

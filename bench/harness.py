@@ -146,11 +146,11 @@ def baseline(bootstrap: str, topic: str, total: int) -> float:
 def engine_only(records: list[tuple[bytes, bytes]], partitions: int) -> float:
     """Validation + the engine (state, metrics, rules, snapshots) with no broker and no
     ClickHouse: the part of the work that is ours, per event."""
-    from schemas import parse_touchpoint
-    from streams.bgnbd import BGNBDParams
-    from streams.engine import Engine, partition_for
-    from streams.rules import Rules
-    from streams.state import CustomerState
+    from touchstream.schemas import parse_touchpoint
+    from touchstream.streams.bgnbd import BGNBDParams
+    from touchstream.streams.engine import Engine, partition_for
+    from touchstream.streams.rules import Rules
+    from touchstream.streams.state import CustomerState
     from touchstream.worker import tune_gc
 
     states: dict[str, CustomerState] = {}

@@ -67,12 +67,12 @@ def main(
     if EMIT in os.environ:
         emit(customers, Path(os.environ[EMIT]))
         return
-    from streams.app import StagedTable, decode_state, encode_state
-    from streams.bgnbd import BGNBDParams
-    from streams.engine import Engine, partition_for
-    from streams.handling import handle_message
-    from streams.rules import Rules
     from touchstream.settings import Settings
+    from touchstream.streams.app import StagedTable, decode_state, encode_state
+    from touchstream.streams.bgnbd import BGNBDParams
+    from touchstream.streams.engine import Engine, partition_for
+    from touchstream.streams.handling import handle_message
+    from touchstream.streams.rules import Rules
     from touchstream.worker import tune_gc
 
     with (

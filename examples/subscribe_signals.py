@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from kafka import KafkaConsumer
 
-from schemas import Signal
+from touchstream.schemas import Signal
 
 
 def signals(

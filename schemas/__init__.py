@@ -1,8 +1,8 @@
 """Wire models of touchstream. Depends only on pydantic and the standard library."""
 
-from schemas.dead_letter import DeadLetter, FieldError
-from schemas.signal import MetricsSnapshot, Reason, Severity, Signal, SignalKind
-from schemas.touchpoint import (
+from touchstream.schemas.dead_letter import DeadLetter, FieldError
+from touchstream.schemas.signal import MetricsSnapshot, Reason, Severity, Signal, SignalKind
+from touchstream.schemas.touchpoint import (
     SCHEMA_VERSION,
     Channel,
     Direction,
@@ -15,7 +15,7 @@ from schemas.touchpoint import (
     Tolerance,
     TouchpointEvent,
 )
-from schemas.validation import (
+from touchstream.schemas.validation import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     TouchpointRejected,
     dead_letter_for,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from schemas import WIRE_MODELS
+from touchstream.schemas import WIRE_MODELS
 
 
 def render_schemas() -> dict[str, str]:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from schemas.touchpoint import Identifier
+from touchstream.schemas.touchpoint import Identifier
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 

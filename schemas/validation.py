@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from schemas.dead_letter import DeadLetter, FieldError
-from schemas.touchpoint import DEFAULT_MAX_FUTURE_SKEW, TouchpointEvent
+from touchstream.schemas.dead_letter import DeadLetter, FieldError
+from touchstream.schemas.touchpoint import DEFAULT_MAX_FUTURE_SKEW, TouchpointEvent
 
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 _SHOWN_INPUT_CHARS = 120

@@ -9,9 +9,9 @@ from typing import Any
 
 import orjson
 
-from schemas import Signal
-from sinks.clickhouse import ClickHouse
-from sinks.webhooks import Attempt, Dispatcher, WebhookConfig
+from touchstream.schemas import Signal
+from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.sinks.webhooks import Attempt, Dispatcher, WebhookConfig
 from touchstream.telemetry import Telemetry
 
 log = logging.getLogger("touchstream.alerts")

@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlparse
 
 log = logging.getLogger("touchstream.clickhouse")
 
-MIGRATIONS_PACKAGE = "sinks.migrations"
+MIGRATIONS_PACKAGE = "touchstream.sinks.migrations"
 
 
 class ClickHouseUnavailable(RuntimeError):

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from sinks.clickhouse import ClickHouse
+from touchstream.sinks.clickhouse import ClickHouse
 
 FORGET_PREFIX = b'{"forget"'
 

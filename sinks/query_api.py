@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from sinks.clickhouse import ClickHouse, ClickHouseRejected, ClickHouseUnavailable
 from touchstream.auth import key_allowed, presented_key
+from touchstream.sinks.clickhouse import ClickHouse, ClickHouseRejected, ClickHouseUnavailable
 
 log = logging.getLogger("touchstream.query")
 

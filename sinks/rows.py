@@ -8,9 +8,9 @@ from datetime import datetime
 from itertools import repeat
 from typing import Any
 
-from schemas import DeadLetter, MetricsSnapshot, Signal, TouchpointEvent
-from schemas.signal import Snapshot
-from streams.touchpoint import Assessment, Level, assess
+from touchstream.schemas import DeadLetter, MetricsSnapshot, Signal, TouchpointEvent
+from touchstream.schemas.signal import Snapshot
+from touchstream.streams.touchpoint import Assessment, Level, assess
 
 Columns = dict[str, list]
 

@@ -27,7 +27,7 @@ import aiohttp
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from schemas import Severity, Signal, SignalKind
+from touchstream.schemas import Severity, Signal, SignalKind
 
 log = logging.getLogger("touchstream.webhooks")
 

@@ -19,11 +19,11 @@ import faust
 import orjson
 from pydantic import BaseModel
 
-from schemas import DeadLetter, Signal
-from sinks.clickhouse import ClickHouse, ClickHouseRejected, batch_id
-from sinks.forget import FORGET_PREFIX, forget_rows, parse_marker
-from sinks.rows import Columns, dead_letter_columns, signal_columns
-from streams.batches import CommittedBatches
+from touchstream.schemas import DeadLetter, Signal
+from touchstream.sinks.clickhouse import ClickHouse, ClickHouseRejected, batch_id
+from touchstream.sinks.forget import FORGET_PREFIX, forget_rows, parse_marker
+from touchstream.sinks.rows import Columns, dead_letter_columns, signal_columns
+from touchstream.streams.batches import CommittedBatches
 from touchstream.telemetry import Telemetry
 
 log = logging.getLogger("touchstream.sink")

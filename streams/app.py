@@ -24,23 +24,23 @@ from typing import Any
 import faust
 import orjson
 
-from schemas.signal import Snapshot
-from sinks.alerts import attach_webhooks
-from sinks.clickhouse import ClickHouse
-from sinks.forget import forget_marker
-from sinks.query_api import attach_query_endpoint
-from sinks.rows import metrics_columns, touchpoint_row_columns
-from sinks.writer import attach_sinks, forget_in, write_batch
-from streams.batches import CommittedBatches
-from streams.bgnbd import BGNBDParams
-from streams.engine import Engine
-from streams.feed import set_fetch_max_wait
-from streams.handling import CLOCK_KEY, Handled, Record, handle_messages
-from streams.produce import BatchProducer, OutRecord
-from streams.rules import Rules
-from streams.state import CustomerState
 from touchstream.ingest import attach_ingest
+from touchstream.schemas.signal import Snapshot
 from touchstream.settings import Settings
+from touchstream.sinks.alerts import attach_webhooks
+from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.sinks.forget import forget_marker
+from touchstream.sinks.query_api import attach_query_endpoint
+from touchstream.sinks.rows import metrics_columns, touchpoint_row_columns
+from touchstream.sinks.writer import attach_sinks, forget_in, write_batch
+from touchstream.streams.batches import CommittedBatches
+from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.engine import Engine
+from touchstream.streams.feed import set_fetch_max_wait
+from touchstream.streams.handling import CLOCK_KEY, Handled, Record, handle_messages
+from touchstream.streams.produce import BatchProducer, OutRecord
+from touchstream.streams.rules import Rules
+from touchstream.streams.state import CustomerState
 from touchstream.telemetry import Telemetry, attach_metrics_endpoint
 
 log = logging.getLogger("touchstream.worker")

@@ -38,7 +38,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from streams.feed import feed_for
+from touchstream.streams.feed import feed_for
 from touchstream.telemetry import Telemetry
 
 log = logging.getLogger("touchstream.offsets")

@@ -19,13 +19,13 @@ from datetime import UTC, datetime
 from kafka.partitioner.default import murmur2
 from mypy_extensions import mypyc_attr
 
-from schemas import FieldError, Signal, TouchpointEvent, TouchpointRejected
-from schemas.signal import Snapshot
-from streams.bgnbd import BGNBDParams
-from streams.evaluate import evaluate, silence_ceiling, usual_gap_days
-from streams.rules import Rules
-from streams.state import DAY, CustomerState, StateParams, apply_event, dedup_horizon
-from streams.touchpoint import Assessment
+from touchstream.schemas import FieldError, Signal, TouchpointEvent, TouchpointRejected
+from touchstream.schemas.signal import Snapshot
+from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.evaluate import evaluate, silence_ceiling, usual_gap_days
+from touchstream.streams.rules import Rules
+from touchstream.streams.state import DAY, CustomerState, StateParams, apply_event, dedup_horizon
+from touchstream.streams.touchpoint import Assessment
 
 
 def partition_for(customer_id: str, partitions: int) -> int:

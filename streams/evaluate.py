@@ -6,12 +6,12 @@ import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from schemas import Kind, Signal, SignalKind, TouchpointEvent
-from schemas.signal import Snapshot
-from streams.bgnbd import BGNBDParams, p_alive
-from streams.rules import Rules
-from streams.scoring import Score, clamp01, decide, severity, signal_id, weighted
-from streams.state import (
+from touchstream.schemas import Kind, Signal, SignalKind, TouchpointEvent
+from touchstream.schemas.signal import Snapshot
+from touchstream.streams.bgnbd import BGNBDParams, p_alive
+from touchstream.streams.rules import Rules
+from touchstream.streams.scoring import Score, clamp01, decide, severity, signal_id, weighted
+from touchstream.streams.state import (
     DAY,
     Applied,
     CustomerState,

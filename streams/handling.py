@@ -14,12 +14,12 @@ from typing import Any
 
 import orjson
 
-from schemas import FieldError, TouchpointRejected, dead_letter_for, parse_touchpoint
-from schemas.signal import Snapshot
-from sinks.forget import forget_marker, parse_marker
-from sinks.rows import touchpoint_row
-from streams.engine import Engine, Outcome
+from touchstream.schemas import FieldError, TouchpointRejected, dead_letter_for, parse_touchpoint
+from touchstream.schemas.signal import Snapshot
 from touchstream.settings import Settings
+from touchstream.sinks.forget import forget_marker, parse_marker
+from touchstream.sinks.rows import touchpoint_row
+from touchstream.streams.engine import Engine, Outcome
 
 log = logging.getLogger("touchstream.worker")
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from streams.scoring import (  # the arithmetic, compiled: re-exported for the rules' users
+# the arithmetic, compiled: re-exported for the rules' users
+from touchstream.streams.scoring import (
     Score,
     clamp01,
     decide,

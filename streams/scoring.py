@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from schemas import Reason, Severity, SignalKind
+from touchstream.schemas import Reason, Severity, SignalKind
 
 
 class Thresholds(Protocol):

@@ -15,8 +15,8 @@ import operator
 from dataclasses import dataclass, fields
 from typing import Any
 
-from schemas import Kind, TouchpointEvent
-from streams.touchpoint import (
+from touchstream.schemas import Kind, TouchpointEvent
+from touchstream.streams.touchpoint import (
     COMPANY_INITIATED,
     FEEDBACK_KINDS,
     PURCHASE_KINDS,

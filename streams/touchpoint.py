@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from enum import IntEnum
 
-from schemas import Direction, Expectation, Kind, Outcome, RatingScale, TouchpointEvent
+from touchstream.schemas import Direction, Expectation, Kind, Outcome, RatingScale, TouchpointEvent
 
 GAP_CAP = 10.0  # tolerance units; one absurd promise must not dominate a customer's mean
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas import MetricsSnapshot
+from touchstream.schemas import MetricsSnapshot
 
 
 def event_dict(**overrides: Any) -> dict[str, Any]:

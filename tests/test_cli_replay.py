@@ -7,9 +7,9 @@ from pathlib import Path
 import orjson
 from typer.testing import CliRunner
 
-from sinks.clickhouse import ClickHouse
 from touchstream.cli import app
 from touchstream.generator import generate
+from touchstream.sinks.clickhouse import ClickHouse
 
 
 def test_replay_backfill_twice_changes_nothing_and_fit_reads_it(tmp_path: Path) -> None:

@@ -11,13 +11,13 @@ import orjson
 import pytest
 import yaml
 
-from sinks.clickhouse import ClickHouse
-from streams.bgnbd import BGNBDParams
-from streams.rules import Rules
 from touchstream.generator import generate
 from touchstream.inputs import InputRecord
 from touchstream.replay import replay, write_to_clickhouse
 from touchstream.settings import Settings
+from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.rules import Rules
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 SETTING_NAMES = {f"TOUCHSTREAM_{name.upper()}" for name in Settings.model_fields}

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from schemas import validate_touchpoint
 from touchstream.inputs import parse_mapping, read_records, row_to_event
+from touchstream.schemas import validate_touchpoint
 
 
 def test_csv_rows_become_nested_events_with_mapping(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from touchstream import native
 def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(native, "ROOT", tmp_path)
     for module in native.MODULES:
-        native._source(module).parent.mkdir(exist_ok=True)
+        native._source(module).parent.mkdir(parents=True, exist_ok=True)
         native._source(module).write_text("# source\n")
     return tmp_path
 
@@ -39,19 +39,21 @@ def test_pure_python_tree_is_neither_compiled_nor_stale(tree: Path) -> None:
 def test_a_binary_older_than_its_source_is_stale_and_clean_removes_every_binary(
     tree: Path,
 ) -> None:
-    fresh = _compile("streams.state", age=-10.0)  # built after the source
-    old = _compile("streams.evaluate", age=10.0)  # the source changed since
-    (tree / "0123abcd__mypyc.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
-    assert native.compiled() == ["streams.state", "streams.evaluate"]
-    assert native.stale() == ["streams.evaluate"]
-    assert "OUT OF DATE: streams.evaluate" in native.status()
+    fresh = _compile("touchstream.streams.state", age=-10.0)  # built after the source
+    old = _compile("touchstream.streams.evaluate", age=10.0)  # the source changed since
+    (tree / "touchstream" / "engine__mypyc.cpython-311-x86_64-linux-gnu.so").write_bytes(b"")
+    assert native.compiled() == ["touchstream.streams.state", "touchstream.streams.evaluate"]
+    assert native.stale() == ["touchstream.streams.evaluate"]
+    assert "OUT OF DATE: touchstream.streams.evaluate" in native.status()
     native.clean()
     assert not fresh.exists() and not old.exists()
-    assert list(tree.glob("*.so")) == []
+    assert list(tree.rglob("*.so")) == []
     assert native.status() == "pure Python"
 
 
 def test_the_makefile_rebuilds_when_any_compiled_source_changes() -> None:
     makefile = (Path(__file__).parent.parent / "Makefile").read_text()
     listed = makefile.split("ENGINE :=", 1)[1].split("\n\n", 1)[0].replace("\\", " ").split()
-    assert [name.removesuffix(".py").replace("/", ".") for name in listed] == list(native.MODULES)
+    assert ["touchstream." + name.removesuffix(".py").replace("/", ".") for name in listed] == list(
+        native.MODULES
+    )

@@ -48,7 +48,7 @@ def schema_export(
     ),
 ) -> None:
     """Write the JSON Schema of every wire model (touchpoint, signal, metrics, dead letter)."""
-    from schemas.export import export_schemas
+    from touchstream.schemas.export import export_schemas
 
     for path in export_schemas(directory):
         console.print(f"wrote {path}")
@@ -182,7 +182,7 @@ def worker() -> None:
     """
     from kafka.errors import KafkaError
 
-    from sinks.clickhouse import ClickHouseUnavailable
+    from touchstream.sinks.clickhouse import ClickHouseUnavailable
     from touchstream.worker import run_worker
 
     settings = _settings()
@@ -232,9 +232,9 @@ def replay(
     and dead_letters.jsonl to --out. Gives exactly the signals the worker gives for the same
     events in the same order.
     """
-    from streams.rules import Rules
     from touchstream.inputs import parse_mapping, read_records
     from touchstream.replay import replay as run_replay
+    from touchstream.streams.rules import Rules
     from touchstream.worker import load_population
 
     settings = _settings()
@@ -287,8 +287,8 @@ def replay(
     Console().print(table)
     console.print(f"results in {out}/ (signals.jsonl, customers.jsonl, dead_letters.jsonl)")
     if clickhouse:
-        from sinks.clickhouse import ClickHouse, redact
         from touchstream.replay import write_to_clickhouse
+        from touchstream.sinks.clickhouse import ClickHouse, redact
 
         target = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
         try:
@@ -323,10 +323,10 @@ def fit(
     """
     import csv as csv_module
 
-    from streams.bgnbd import fit as fit_bgnbd
-    from streams.rules import Rules
     from touchstream.inputs import read_records
     from touchstream.replay import replay as run_replay
+    from touchstream.streams.bgnbd import fit as fit_bgnbd
+    from touchstream.streams.rules import Rules
     from touchstream.worker import load_population
 
     settings = _settings()
@@ -334,7 +334,7 @@ def fit(
     if sum((events is not None, csv_file is not None, from_clickhouse)) != 1:
         raise typer.BadParameter("give exactly one of --events, --csv or --clickhouse")
     if from_clickhouse:
-        from sinks.queries import RFM
+        from touchstream.sinks.queries import RFM
 
         end = _parse_time(as_of) if as_of else datetime.now(UTC)
         grouped = _query_or_exit(settings, RFM, {"as_of": end.replace(tzinfo=None)})
@@ -364,7 +364,7 @@ def fit(
             if as_of
             else max(s.last_seen for s in result.states.values())
         )
-        from streams.bgnbd import rfm
+        from touchstream.streams.bgnbd import rfm
 
         x, t_x, T = rfm(result.states.values(), end)
     params = fit_bgnbd(x, t_x, T, weights)
@@ -413,10 +413,10 @@ def _show(result: dict[str, Any], output: Output, title: str | None = None) -> N
 def _query_or_exit(
     settings: Settings, sql: str, params: dict[str, Any], max_rows: int | None = None
 ) -> dict[str, Any]:
-    from sinks.clickhouse import ClickHouseRejected, ClickHouseUnavailable
-    from sinks.query_api import QueryRefused
     from touchstream.ops import run_query
     from touchstream.query_client import QueryFailed
+    from touchstream.sinks.clickhouse import ClickHouseRejected, ClickHouseUnavailable
+    from touchstream.sinks.query_api import QueryRefused
 
     try:
         return run_query(settings, sql, params, max_rows)
@@ -455,7 +455,7 @@ def signals(
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
 ) -> None:
     """Recent signals with the reasons behind them, newest first."""
-    from sinks.queries import SIGNALS
+    from touchstream.sinks.queries import SIGNALS
 
     if kind and kind not in ("about_to_defect", "wow_opportunity"):
         raise typer.BadParameter("kind must be about_to_defect or wow_opportunity")
@@ -475,7 +475,7 @@ def customer(
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
 ) -> None:
     """One customer: latest metrics, recent touchpoints, and signals with their reasons."""
-    from sinks.queries import CUSTOMER_METRICS, CUSTOMER_SIGNALS, CUSTOMER_TOUCHPOINTS
+    from touchstream.sinks.queries import CUSTOMER_METRICS, CUSTOMER_SIGNALS, CUSTOMER_TOUCHPOINTS
 
     settings = _settings()
     params = {"customer_id": customer_id, "limit": limit}
@@ -508,10 +508,10 @@ def forget(
     """
     from kafka import KafkaProducer
 
-    from sinks.forget import forget_marker
-    from streams.engine import partition_for
-    from streams.handling import FORGET_KEY
     from touchstream.kafka import bootstrap_for
+    from touchstream.sinks.forget import forget_marker
+    from touchstream.streams.engine import partition_for
+    from touchstream.streams.handling import FORGET_KEY
 
     settings = _settings()
     producer = KafkaProducer(
@@ -535,8 +535,8 @@ def forget(
 @app.command()
 def migrate() -> None:
     """Apply ClickHouse migrations (the worker also does this at start)."""
-    from sinks.clickhouse import ClickHouse, redact
-    from sinks.clickhouse import migrate as apply
+    from touchstream.sinks.clickhouse import ClickHouse, redact
+    from touchstream.sinks.clickhouse import migrate as apply
 
     settings = _settings()
     clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)

@@ -16,13 +16,13 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from sinks.clickhouse import ClickHouse
 from touchstream.broker import EmbeddedBroker
 from touchstream.generator import Customer, generate
 from touchstream.kafka import committed, ensure_topics, read_topic, wait_until_committed
 from touchstream.publisher import TouchpointPublisher
 from touchstream.report import bar_chart, line_chart, table, write_report
 from touchstream.settings import Settings
+from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.worker import output_topics
 
 
@@ -178,8 +178,9 @@ def _follow(
     worker: subprocess.Popen,
     log_path: Path,
     console: Console,
-) -> float:
-    """Wait until the worker has committed every published event; returns seconds taken."""
+) -> float | None:
+    """Wait until the worker has committed every published event; returns the seconds from
+    its first commit to its last, None when both fell between two checks (too small a run)."""
     with Progress(console=console) as progress:
         task = progress.add_task("worker processing (starting...)", total=total)
         started: float | None = None
@@ -187,12 +188,12 @@ def _follow(
             if worker.poll() is not None:
                 raise RuntimeError(f"worker exited:\n{log_path.read_text()[-2000:]}")
             done = committed(broker.bootstrap, settings.app_id, settings.topic_touchpoints)
-            if done and started is None:
+            if done and started is None and done < total:
                 started = time.perf_counter()
                 progress.update(task, description="worker processing")
             progress.update(task, completed=done)
             if done >= total:
-                elapsed = time.perf_counter() - (started or time.perf_counter())
+                elapsed = None if started is None else time.perf_counter() - started
                 progress.update(task, description="writing the last signals to ClickHouse")
                 # the report reads the signals and dead letters from ClickHouse
                 sinks = [settings.topic_signals, settings.topic_dead_letters]
@@ -206,7 +207,7 @@ def _summarise(
     signals: list[dict[str, Any]],
     events: int,
     dead: int,
-    elapsed: float,
+    elapsed: float | None,
     console: Console,
 ) -> dict[str, Any]:
     kinds = Counter(s["kind"] for s in signals)
@@ -214,7 +215,9 @@ def _summarise(
     table.add_column("what")
     table.add_column("value", justify="right")
     table.add_row("events processed", f"{events:,}")
-    table.add_row("throughput (after first commit)", f"{events / max(elapsed, 1e-9):,.0f} events/s")
+    rate = round(events / elapsed) if elapsed else None
+    shown = f"{rate:,} events/s" if rate else "too few events to measure"
+    table.add_row("throughput (after first commit)", shown)
     table.add_row("dead letters", f"{dead:,}")
     for kind in ("about_to_defect", "wow_opportunity"):
         table.add_row(f"signals: {kind}", f"{kinds[kind]:,}")
@@ -258,8 +261,8 @@ def _summarise(
     console.print(cohorts)
     return {
         "events": events,
-        "seconds": round(elapsed, 2),
-        "events_per_second": round(events / max(elapsed, 1e-9)),
+        "seconds": None if elapsed is None else round(elapsed, 2),
+        "events_per_second": rate,
         "dead_letters": dead,
         "signals": dict(kinds),
         "cohorts": scores,

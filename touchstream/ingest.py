@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from schemas import TouchpointRejected, dead_letter_for, parse_touchpoint
 from touchstream.auth import key_allowed, presented_key
+from touchstream.schemas import TouchpointRejected, dead_letter_for, parse_touchpoint
 
 log = logging.getLogger("touchstream.ingest")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sinks.clickhouse import ClickHouse
-from sinks.query_api import readonly_query
 from touchstream.query_client import query_worker
 from touchstream.settings import Settings
+from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.sinks.query_api import readonly_query
 
 log = logging.getLogger("touchstream.ops")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from schemas import (
+from touchstream.schemas import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     FieldError,
     TouchpointEvent,
@@ -23,7 +23,7 @@ from schemas import (
     parse_touchpoint,
     validate_touchpoint,
 )
-from schemas.touchpoint import DEFAULT_MAX_FUTURE_SKEW
+from touchstream.schemas.touchpoint import DEFAULT_MAX_FUTURE_SKEW
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas import (
+from touchstream.inputs import InputRecord
+from touchstream.schemas import (
     DeadLetter,
     MetricsSnapshot,
     Signal,
@@ -22,14 +23,18 @@ from schemas import (
     parse_touchpoint,
     validate_touchpoint,
 )
-from sinks.clickhouse import ClickHouse
-from sinks.rows import dead_letter_columns, metrics_columns, signal_columns, touchpoint_columns
-from streams.bgnbd import BGNBDParams
-from streams.engine import Engine, partition_for
-from streams.evaluate import evaluate
-from streams.rules import Rules
-from streams.state import CustomerState
-from touchstream.inputs import InputRecord
+from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.sinks.rows import (
+    dead_letter_columns,
+    metrics_columns,
+    signal_columns,
+    touchpoint_columns,
+)
+from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.engine import Engine, partition_for
+from touchstream.streams.evaluate import evaluate
+from touchstream.streams.rules import Rules
+from touchstream.streams.state import CustomerState
 
 
 @dataclass

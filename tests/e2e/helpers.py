@@ -5,11 +5,11 @@ from collections.abc import Callable
 
 import orjson
 
-from streams.bgnbd import BGNBDParams
-from streams.rules import Rules
 from touchstream.inputs import InputRecord
 from touchstream.kafka import read_topic
 from touchstream.replay import ReplayResult, replay
+from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.rules import Rules
 
 
 def wait_for_records(

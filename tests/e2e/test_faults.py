@@ -15,17 +15,17 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from schemas import TouchpointEvent
-from sinks.clickhouse import ClickHouse
-from streams.bgnbd import BGNBDParams
-from streams.engine import Engine, partition_for
-from streams.rules import Rules
 from tests.e2e.conftest import running_worker, worker_env
 from tests.e2e.test_clickhouse_sink import scalar, wait_for
 from tests.streams.builders import FAR_FUTURE
 from touchstream.broker import EmbeddedBroker, free_port
 from touchstream.generator import generate
 from touchstream.kafka import ensure_topics, wait_until_committed
+from touchstream.schemas import TouchpointEvent
+from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.engine import Engine, partition_for
+from touchstream.streams.rules import Rules
 
 pytestmark = pytest.mark.e2e
 

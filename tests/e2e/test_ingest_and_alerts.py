@@ -12,7 +12,6 @@ import orjson
 import pytest
 from aiohttp import web
 
-from sinks.webhooks import verify
 from tests import scenarios
 from tests.e2e.conftest import running_worker, worker_env
 from tests.e2e.helpers import wait_for_records
@@ -20,6 +19,7 @@ from tests.e2e.test_clickhouse_sink import wait_for
 from touchstream.broker import EmbeddedBroker, free_port
 from touchstream.kafka import read_topic
 from touchstream.query_client import query_worker
+from touchstream.sinks.webhooks import verify
 
 pytestmark = pytest.mark.e2e
 

@@ -9,11 +9,11 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from schemas import TouchpointEvent
 from tests.factories import event_dict
 from touchstream.broker import EmbeddedBroker
 from touchstream.cli import app
 from touchstream.kafka import read_topic
+from touchstream.schemas import TouchpointEvent
 
 pytestmark = pytest.mark.e2e
 

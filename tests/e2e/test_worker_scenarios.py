@@ -9,12 +9,12 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from streams.app import decode_state
 from tests import scenarios
 from tests.e2e.conftest import running_worker, worker_env
 from tests.e2e.helpers import replay_events, wait_for_records
 from touchstream.broker import EmbeddedBroker
 from touchstream.kafka import ensure_topics, read_topic
+from touchstream.streams.app import decode_state
 
 pytestmark = pytest.mark.e2e
 

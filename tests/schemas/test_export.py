@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from schemas.export import export_schemas, render_schemas
+from touchstream.schemas.export import export_schemas, render_schemas
 
 COMMITTED = Path(__file__).resolve().parents[2] / "schemas" / "json"
 

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas import (
+from tests.factories import event_dict, snapshot
+from touchstream.schemas import (
     DeadLetter,
     MetricsSnapshot,
     Rating,
@@ -21,7 +22,6 @@ from schemas import (
     parse_touchpoint,
     validate_touchpoint,
 )
-from tests.factories import event_dict, snapshot
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -309,7 +309,7 @@ def _has_repeated_key(text: str) -> bool:
 
 @given(st.composite(lambda draw: _object_text(draw, 2))())
 def test_the_fast_duplicate_check_never_passes_a_repeated_key(text: str) -> None:
-    from schemas.validation import _surely_unique_keys
+    from touchstream.schemas.validation import _surely_unique_keys
 
     if _has_repeated_key(text):
         assert not _surely_unique_keys(text)

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from sinks.clickhouse import ClickHouse, connect, migrate, migration_files, redact
-from sinks.query_api import QueryRefused, has_second_statement, readonly_query
-from sinks.rows import touchpoint_columns
-from sinks.writer import write_batch
 from tests.streams.builders import delivery
+from touchstream.sinks.clickhouse import ClickHouse, connect, migrate, migration_files, redact
+from touchstream.sinks.query_api import QueryRefused, has_second_statement, readonly_query
+from touchstream.sinks.rows import touchpoint_columns
+from touchstream.sinks.writer import write_batch
 
 
 class Flaky:
@@ -132,7 +132,7 @@ def test_readonly_query_refuses_writes_and_limits_rows(tmp_path: Path) -> None:
     assert len(result["rows"]) == 10 and result["truncated"]
     with pytest.raises(QueryRefused):
         readonly_query(clickhouse, "SELECT 1; DROP TABLE touchpoints")
-    from sinks.clickhouse import ClickHouseRejected
+    from touchstream.sinks.clickhouse import ClickHouseRejected
 
     with pytest.raises(ClickHouseRejected, match="readonly"):
         readonly_query(clickhouse, "DROP TABLE touchpoints")

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sinks.clickhouse import ClickHouse, ClickHouseRejected
-from sinks.query_api import readonly_query
-from sinks.rows import touchpoint_columns
 from tests.streams.builders import delivery
+from touchstream.sinks.clickhouse import ClickHouse, ClickHouseRejected
+from touchstream.sinks.query_api import readonly_query
+from touchstream.sinks.rows import touchpoint_columns
 
 URL = os.environ.get("TOUCHSTREAM_TEST_CLICKHOUSE_URL")
 pytestmark = pytest.mark.skipif(not URL, reason="TOUCHSTREAM_TEST_CLICKHOUSE_URL not set")

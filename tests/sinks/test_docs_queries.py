@@ -10,15 +10,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sinks.clickhouse import ClickHouse
-from sinks.forget import WHERE, forget_rows
-from sinks.query_api import readonly_query
-from streams.bgnbd import BGNBDParams
-from streams.rules import Rules
 from tests import scenarios
 from touchstream.generator import generate
 from touchstream.inputs import InputRecord
 from touchstream.replay import replay, write_to_clickhouse
+from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.sinks.forget import WHERE, forget_rows
+from touchstream.sinks.query_api import readonly_query
+from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.rules import Rules
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "queries.md"
 BLOCKS = re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.S)

@@ -12,10 +12,17 @@ import orjson
 import pytest
 from aiohttp import web
 
-from schemas import Reason, Signal
-from sinks.webhooks import Attempt, CircuitBreaker, Dispatcher, WebhookConfig, slack_body, verify
 from tests.factories import snapshot
 from touchstream.broker import free_port
+from touchstream.schemas import Reason, Signal
+from touchstream.sinks.webhooks import (
+    Attempt,
+    CircuitBreaker,
+    Dispatcher,
+    WebhookConfig,
+    slack_body,
+    verify,
+)
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -219,7 +226,7 @@ def test_slack_format() -> None:
 
 
 def test_stale_timestamps_are_refused() -> None:
-    from sinks.webhooks import sign
+    from touchstream.sinks.webhooks import sign
 
     body = b"{}"
     old = int(time.time()) - 3600
@@ -229,9 +236,9 @@ def test_stale_timestamps_are_refused() -> None:
 def test_outbox_finds_the_signals_an_endpoint_has_no_final_delivery_for(tmp_path: Any) -> None:
     """After a crash: signals stored but never delivered (or still retrying) are found again,
     whole, and those delivered or dead-lettered are not."""
-    from sinks.alerts import attempt_columns, undelivered_signals
-    from sinks.clickhouse import ClickHouse
-    from sinks.rows import signal_columns
+    from touchstream.sinks.alerts import attempt_columns, undelivered_signals
+    from touchstream.sinks.clickhouse import ClickHouse
+    from touchstream.sinks.rows import signal_columns
 
     clickhouse = ClickHouse(f"chdb://{tmp_path / 'chdb'}")
     try:

@@ -6,8 +6,8 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas import TouchpointEvent
 from touchstream.generator import delivery_expectation
+from touchstream.schemas import TouchpointEvent
 
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from streams.bgnbd import BGNBDParams, fit, log_likelihood, p_alive, simulate
+from touchstream.streams.bgnbd import BGNBDParams, fit, log_likelihood, p_alive, simulate
 
 CDNOW = BGNBDParams(r=0.243, alpha=4.414, a=0.793, b=2.426)  # the paper's CDNOW estimates
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from schemas import TouchpointEvent
-from streams.bgnbd import BGNBDParams
-from streams.engine import Engine, partition_for
-from streams.rules import Rules
 from tests import scenarios
 from tests.streams.builders import FAR_FUTURE
+from touchstream.schemas import TouchpointEvent
+from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.engine import Engine, partition_for
+from touchstream.streams.rules import Rules
 
 PARTITIONS = 4
 
@@ -58,7 +58,7 @@ def test_consistent_customer_with_fast_resolution_gets_recovery_wow(story_run) -
 
 def test_erratic_across_channels_is_less_consistent_than_steady(story_run) -> None:
     engine, _ = story_run
-    from streams.evaluate import measure
+    from touchstream.streams.evaluate import measure
 
     now = max(s.last_seen for s in engine.states.values())
     erratic = measure(engine.states[scenarios.ERRATIC], now, engine.rules, engine.population)
@@ -125,9 +125,9 @@ def test_every_snapshot_the_engine_builds_is_valid() -> None:
     """Snapshots are built without validation on the hot path (`Snapshot`, its JSON by
     orjson): every one of a generated population's must still pass it, be the JSON pydantic
     would write, and survive the wire unchanged."""
-    from schemas import MetricsSnapshot
-    from schemas.signal import Snapshot
     from touchstream.generator import generate
+    from touchstream.schemas import MetricsSnapshot
+    from touchstream.schemas.signal import Snapshot
 
     _, events = generate(customers=150, months=4.0, seed=3)
     engine = Engine(Rules(), BGNBDParams(), {}, {}, PARTITIONS)

@@ -7,9 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from schemas import SignalKind
-from streams.evaluate import Metrics, risk, wow
-from streams.rules import Rules, Trigger, decide, severity, signal_id
+from touchstream.schemas import SignalKind
+from touchstream.streams.evaluate import Metrics, risk, wow
+from touchstream.streams.rules import Rules, Trigger, decide, severity, signal_id
 
 RULES = Rules()
 unit = st.floats(0, 1)

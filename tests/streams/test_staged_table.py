@@ -8,8 +8,8 @@ from typing import Any
 import faust
 import pytest
 
-from streams.app import END_KEY, StagedTable, decode_state, encode_state
-from streams.state import CustomerState
+from touchstream.streams.app import END_KEY, StagedTable, decode_state, encode_state
+from touchstream.streams.state import CustomerState
 
 
 class Changelog:

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas import Expectation
-from streams.touchpoint import GAP_CAP, Level, assess, expectation_gap
 from tests.streams.builders import delivery, touch
+from touchstream.schemas import Expectation
+from touchstream.streams.touchpoint import GAP_CAP, Level, assess, expectation_gap
 
 
 def exp(promised: float, actual: float, direction: str, tolerance: dict | None = None):

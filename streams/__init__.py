@@ -1,0 +1,1 @@
+"""The pure engine (state, touchpoint assessment, metrics, rules, BG/NBD) and the Faust runtime."""
