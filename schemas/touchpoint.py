@@ -28,8 +28,9 @@ MAX_ATTRIBUTES = 32
 MAX_EXPECTATIONS = 16
 DEFAULT_RELATIVE_TOLERANCE = 0.10
 DEFAULT_MAX_FUTURE_SKEW = timedelta(minutes=5)
-# older than this is a zeroed or missing clock (epoch 0, 1900-01-01), not history
-EARLIEST_OCCURRED_AT = datetime(2000, 1, 1, tzinfo=UTC)
+# before this is a zeroed or missing clock (epoch 0, 1900-01-01), not history; real history
+# (a purchase in 1997) is kept. Configurable (validation context `earliest`).
+EARLIEST_OCCURRED_AT = datetime(1970, 1, 2, tzinfo=UTC)
 
 Identifier = Annotated[
     str,
@@ -210,10 +211,12 @@ class TouchpointEvent(_Strict):
         context: dict[str, Any] = info.context or {}
         now: datetime = context.get("now") or datetime.now(UTC)
         skew: timedelta = context.get("max_future_skew", DEFAULT_MAX_FUTURE_SKEW)
-        if value < EARLIEST_OCCURRED_AT:
+        earliest: datetime = context.get("earliest") or EARLIEST_OCCURRED_AT
+        if value < earliest:
             raise ValueError(
-                f"occurred_at is before {EARLIEST_OCCURRED_AT.date()}: a missing or zeroed "
-                "timestamp? send the time the touchpoint happened"
+                f"occurred_at {value.isoformat()} is before {earliest.isoformat()}: a missing "
+                "or zeroed timestamp? send the time the touchpoint happened "
+                "(older history: lower TOUCHSTREAM_EARLIEST_OCCURRED_AT)"
             )
         if value - now > skew:
             raise ValueError(

@@ -61,8 +61,14 @@ def _kind_of(errors: list[FieldError]) -> str:
     return "invalid_event"
 
 
-def _context(now: datetime | None, max_future_skew: timedelta) -> dict[str, Any]:
-    return {"now": now or datetime.now(UTC), "max_future_skew": max_future_skew}
+def _context(
+    now: datetime | None, max_future_skew: timedelta, earliest: datetime | None
+) -> dict[str, Any]:
+    return {
+        "now": now or datetime.now(UTC),
+        "max_future_skew": max_future_skew,
+        "earliest": earliest,
+    }
 
 
 def parse_touchpoint(
@@ -71,6 +77,7 @@ def parse_touchpoint(
     now: datetime | None = None,
     max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
     max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    earliest: datetime | None = None,
 ) -> TouchpointEvent:
     """Validate one JSON payload. Raises `TouchpointRejected` naming every broken rule."""
     size = len(raw.encode() if isinstance(raw, str) else raw)
@@ -87,7 +94,9 @@ def parse_touchpoint(
         )
     _refuse_duplicate_keys(raw)
     try:
-        return TouchpointEvent.model_validate_json(raw, context=_context(now, max_future_skew))
+        return TouchpointEvent.model_validate_json(
+            raw, context=_context(now, max_future_skew, earliest)
+        )
     except ValidationError as error:
         errors = _field_errors(error)
         raise TouchpointRejected(_kind_of(errors), errors) from None
@@ -153,10 +162,13 @@ def validate_touchpoint(
     *,
     now: datetime | None = None,
     max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
+    earliest: datetime | None = None,
 ) -> TouchpointEvent:
     """Validate an already-decoded mapping (CSV rows, SDK calls)."""
     try:
-        return TouchpointEvent.model_validate(data, context=_context(now, max_future_skew))
+        return TouchpointEvent.model_validate(
+            data, context=_context(now, max_future_skew, earliest)
+        )
     except ValidationError as error:
         errors = _field_errors(error)
         raise TouchpointRejected(_kind_of(errors), errors) from None

@@ -58,13 +58,19 @@ def redact(url: str) -> str:
     return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
+def chdb_path(url: str) -> Path | None:
+    """The directory of a `chdb://` URL, absolute; None for a server URL."""
+    if not url.startswith("chdb:"):
+        return None
+    return Path(url.removeprefix("chdb:").removeprefix("//")).expanduser().resolve()
+
+
 def connect(url: str) -> Any:
     """A clickhouse-connect client for `chdb://path` or `http(s)://user:pw@host:port/db`."""
     import clickhouse_connect
 
-    if url.startswith("chdb:"):
-        location = url.removeprefix("chdb:").removeprefix("//")
-        path = Path(location).expanduser().resolve()
+    path = chdb_path(url)
+    if path is not None:
         path.mkdir(parents=True, exist_ok=True)
         return clickhouse_connect.get_client(interface="chdb", path=str(path))
     parsed = urlparse(url)
@@ -97,8 +103,45 @@ def split_statements(sql: str) -> list[str]:
     return [s.strip() for s in without_comments.split(";") if s.strip()]
 
 
-def migrate(client: Any, touchpoints_ttl_days: int = 730) -> list[str]:
-    """Apply the migrations not applied yet (recorded in `schema_migrations`)."""
+# DateTime (what a TTL is computed in) ends on 2106-02-07: a TTL past it wraps around to
+# 1970 and deletes everything at once
+TTL_END = datetime(2106, 1, 1, tzinfo=UTC)
+
+
+def max_ttl_days(now: datetime | None = None) -> int:
+    return (TTL_END - (now or datetime.now(UTC))).days
+
+
+def ttl_clause(days: int) -> str:
+    return f"TTL toDateTime(occurred_at) + INTERVAL {days} DAY" if days else ""
+
+
+def reconcile_ttl(client: Any, days: int) -> None:
+    """Bring the touchpoints table's TTL in line with the setting (0 = keep forever)."""
+    rows = client.query(
+        "SELECT engine_full FROM system.tables "
+        "WHERE database = currentDatabase() AND name = 'touchpoints'"
+    ).result_rows
+    if not rows:
+        return
+    found = re.search(r"\bTTL\b.*?toIntervalDay\((\d+)\)", rows[0][0])
+    current = int(found[1]) if found else 0
+    if current == days:
+        return
+    if days:
+        client.command(f"ALTER TABLE touchpoints MODIFY {ttl_clause(days)}")
+    else:
+        client.command("ALTER TABLE touchpoints REMOVE TTL")
+    log.warning(
+        "touchpoints TTL changed from %s to %s (TOUCHSTREAM_TOUCHPOINTS_TTL_DAYS)",
+        f"{current} days" if current else "none",
+        f"{days} days" if days else "none: rows are kept forever",
+    )
+
+
+def migrate(client: Any, touchpoints_ttl_days: int = 0) -> list[str]:
+    """Apply the migrations not applied yet (recorded in `schema_migrations`), then keep
+    the touchpoints TTL in step with the setting."""
     client.command(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, "
         "applied_at DateTime64(3, 'UTC')) ENGINE = ReplacingMergeTree ORDER BY version"
@@ -109,7 +152,7 @@ def migrate(client: Any, touchpoints_ttl_days: int = 730) -> list[str]:
         if version in done:
             continue
         for statement in split_statements(sql):
-            client.command(statement.replace("{touchpoints_ttl_days}", str(touchpoints_ttl_days)))
+            client.command(statement.replace("{touchpoints_ttl}", ttl_clause(touchpoints_ttl_days)))
         client.insert(
             "schema_migrations",
             [[version, name, datetime.now(UTC)]],
@@ -117,6 +160,7 @@ def migrate(client: Any, touchpoints_ttl_days: int = 730) -> list[str]:
         )
         applied.append(f"{version:03d}_{name}")
         log.info("applied migration %03d_%s", version, name)
+    reconcile_ttl(client, touchpoints_ttl_days)
     return applied
 
 
@@ -140,7 +184,7 @@ class ClickHouse:
         url: str,
         client_factory: Callable[[str], Any] = connect,
         *,
-        ttl_days: int = 730,
+        ttl_days: int = 0,
         retry_initial: float = 0.2,
         retry_max: float = 10.0,
     ) -> None:
@@ -170,7 +214,12 @@ class ClickHouse:
                 client.close()
 
     def call(
-        self, fn: Callable[[Any], Any], *, retry_forever: bool = False, attempts: int = 1
+        self,
+        fn: Callable[[Any], Any],
+        *,
+        retry_forever: bool = False,
+        attempts: int = 1,
+        refused: Callable[[BaseException], bool] = is_rejection,
     ) -> Any:
         """Run fn(client); on failure reconnect and retry with exponential backoff + jitter."""
         delay = self.retry_initial
@@ -181,7 +230,7 @@ class ClickHouse:
                 with self._lock:
                     return fn(self._ensure())
             except Exception as error:
-                if is_rejection(error):
+                if refused(error):
                     raise ClickHouseRejected(redact(str(error))[:500]) from None
                 with self._lock:
                     self._drop_client()
@@ -235,12 +284,19 @@ class ClickHouse:
         sql: str,
         parameters: dict[str, Any] | None = None,
         settings: dict[str, Any] | None = None,
+        *,
+        user_query: bool = False,
     ) -> tuple[list[str], list[tuple]]:
+        """`user_query`: an ops query. Once ClickHouse has answered, whatever it said (a
+        syntax error, a limit reached, a refusal) is the caller's to fix: no retry."""
+
         def run(client: Any) -> tuple[list[str], list[tuple]]:
             result = client.query(sql, parameters=parameters or {}, settings=settings or {})
             return list(result.column_names), list(result.result_rows)
 
         try:
+            if user_query:
+                return self.call(run, attempts=1, refused=self.answered)
             return self.call(run, attempts=2)
         finally:
             if settings and settings.get("readonly"):
@@ -248,6 +304,12 @@ class ClickHouse:
                 # parameterised query), which would refuse the writer's next statement
                 with self._lock:
                     self._drop_client()
+
+    def answered(self, error: BaseException) -> bool:
+        """ClickHouse received the statement and refused it (as opposed to being away)."""
+        if is_rejection(error) or re.search(r"\bCode: \d+", str(error)):
+            return True
+        return self.url.startswith("chdb:")  # in-process: nothing can be away
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         return self.call(

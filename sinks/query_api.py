@@ -1,14 +1,18 @@
 """Read-only SQL for ops: a function, and its HTTP endpoint on the worker's web server.
 
 In embedded mode the worker owns the chDB directory, so `touchstream query` asks the worker
-(POST /v1/query). Queries run with `readonly=2` (no writes, no DDL; unlike `readonly=1` it
-lets us set the row and time limits per query) and take parameters ClickHouse-style:
-`WHERE customer_id = {id:String}` with `params = {"id": "c1"}`, never string-formatted.
+(POST /v1/query). A query is checked by ClickHouse's own parser and analyzer first (one
+SELECT over our tables, built-in functions, nothing on the host or network:
+`sinks/query_guard.py`), then runs with `readonly=2` and fixed limits of time, memory and
+result size, and takes parameters ClickHouse-style: `WHERE customer_id = {id:String}` with
+`params = {"id": "c1"}`, never string-formatted. A refusal or a limit reached is the
+caller's to fix: never retried.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -16,13 +20,29 @@ from typing import Any
 import orjson
 
 from touchstream.auth import key_allowed, presented_key
-from touchstream.sinks.clickhouse import ClickHouse, ClickHouseRejected, ClickHouseUnavailable
+from touchstream.sinks.clickhouse import (
+    ClickHouse,
+    ClickHouseRejected,
+    ClickHouseUnavailable,
+    migration_files,
+)
+from touchstream.sinks.query_guard import QueryRefused, check_query, limits
 
 log = logging.getLogger("touchstream.query")
 
+__all__ = ["QueryRefused", "readonly_query"]
 
-class QueryRefused(ValueError):
-    pass
+_CREATED = re.compile(
+    r"CREATE\s+(?:TABLE|MATERIALIZED\s+VIEW|VIEW)\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.I
+)
+
+
+def our_tables() -> set[str]:
+    """The tables our migrations create (the only ones an ops query may read)."""
+    names = {"schema_migrations"}
+    for _, _, sql in migration_files():
+        names.update(_CREATED.findall(sql))
+    return names
 
 
 def _plain(value: Any) -> Any:
@@ -67,6 +87,27 @@ def has_second_statement(sql: str) -> bool:
     return False
 
 
+class _Catalogue:
+    """Per ClickHouse target: its database's names of our tables, its built-in functions."""
+
+    def __init__(self, clickhouse: ClickHouse) -> None:
+        _, rows = clickhouse.query("SELECT currentDatabase()", user_query=True)
+        database = rows[0][0]
+        self.tables = {f"{database}.{name}" for name in our_tables()}
+        _, rows = clickhouse.query(
+            "SELECT name FROM system.functions WHERE origin = 'System'", user_query=True
+        )
+        self.builtins = {row[0] for row in rows}
+
+
+def _catalogue(clickhouse: ClickHouse) -> _Catalogue:
+    found = getattr(clickhouse, "_ops_catalogue", None)
+    if found is None:
+        found = _Catalogue(clickhouse)
+        clickhouse._ops_catalogue = found  # type: ignore[attr-defined]
+    return found  # type: ignore[no-any-return]
+
+
 def readonly_query(
     clickhouse: ClickHouse,
     sql: str,
@@ -74,20 +115,29 @@ def readonly_query(
     *,
     max_rows: int = 10_000,
     timeout_seconds: float = 30.0,
+    max_memory_bytes: int = 512 * 1024 * 1024,
 ) -> dict[str, Any]:
-    """Run one read-only statement; returns {"columns", "rows", "truncated"}."""
+    """Run one checked, bounded, read-only statement; returns {"columns", "rows", "truncated"}.
+
+    Raises QueryRefused (the policy says no) or ClickHouseRejected (ClickHouse said no, or a
+    limit was reached), never retried."""
     statement = sql.strip().rstrip(";").strip()
     if not statement:
         raise QueryRefused("empty query")
     if has_second_statement(statement):
         raise QueryRefused("one statement per request (found ';' outside quotes)")
-    settings = {
-        "readonly": 2,
-        "max_execution_time": timeout_seconds,
-        "max_result_rows": max_rows + 1,
-        "result_overflow_mode": "break",
-    }
-    columns, rows = clickhouse.query(statement, params or {}, settings)
+    bounded = limits(timeout_seconds, max_rows, max_memory_bytes)
+    catalogue = _catalogue(clickhouse)
+
+    def explain(query: str) -> list[str]:
+        # the parse alone runs without settings, so a SETTINGS clause seen is the user's;
+        # the analysis (which may evaluate constant subqueries) runs with the limits
+        settings = None if query.startswith("EXPLAIN AST") else bounded
+        _, rows = clickhouse.query(query, params or {}, settings, user_query=True)
+        return [str(row[0]) for row in rows]
+
+    check_query(statement, explain, catalogue.tables, catalogue.builtins)
+    columns, rows = clickhouse.query(statement, params or {}, bounded, user_query=True)
     return {
         "columns": columns,
         "rows": [_plain(list(row)) for row in rows[:max_rows]],
@@ -98,7 +148,7 @@ def readonly_query(
 def attach_query_endpoint(app: Any, clickhouse: ClickHouse, settings: Any) -> None:
     import faust
 
-    keys = [k.get_secret_value() for k in settings.api_keys]
+    keys = [k.get_secret_value() for k in settings.query_keys]
 
     @app.page("/v1/query")
     class Query(faust.web.View):
@@ -123,9 +173,10 @@ def attach_query_endpoint(app: Any, clickhouse: ClickHouse, settings: Any) -> No
                     params,
                     max_rows=max_rows,
                     timeout_seconds=settings.query_timeout_seconds,
+                    max_memory_bytes=settings.query_max_memory_bytes,
                 )
             except QueryRefused as error:
-                return self.error(400, str(error))
+                return self.error(403, str(error))
             except ClickHouseRejected as error:
                 return self.error(400, str(error))
             except ClickHouseUnavailable as error:

@@ -49,6 +49,7 @@ TOUCHPOINT_COLUMNS = (
     "attributes",
     "kafka_partition",
     "kafka_offset",
+    "payload",
     "ingested_at",
 )
 
@@ -62,9 +63,12 @@ def touchpoint_row(
     offset: int,
     wow_margin: float,
     assessed: Assessment | None = None,
+    payload: bytes | None = None,
 ) -> tuple[Any, ...]:
     """A touchpoint's values in TOUCHPOINT_COLUMNS order, less `ingested_at` (set per
-    insert). `assessed`: what the engine already worked out, to save redoing it."""
+    insert). `assessed`: what the engine already worked out, to save redoing it.
+    `payload`: the JSON as received (default: the event's own), kept so a customer's state
+    can be rebuilt from ClickHouse by the same engine (streams/rebuild.py)."""
     judged = assessed or assess(event, wow_margin)
     rating, value = event.rating, event.value
     gaps = judged.gaps
@@ -92,6 +96,7 @@ def touchpoint_row(
         {k: str(v) for k, v in event.attributes.items()} if event.attributes else {},
         partition,
         offset,
+        payload if payload is not None else event.model_dump_json().encode(),
     )
 
 

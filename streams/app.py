@@ -39,9 +39,10 @@ from touchstream.streams.engine import Engine
 from touchstream.streams.feed import set_fetch_max_wait
 from touchstream.streams.handling import CLOCK_KEY, Handled, Record, handle_messages
 from touchstream.streams.produce import BatchProducer, OutRecord
+from touchstream.streams.rebuild import StateRebuild
 from touchstream.streams.rules import Rules
 from touchstream.streams.state import CustomerState
-from touchstream.telemetry import Telemetry, attach_metrics_endpoint
+from touchstream.telemetry import Health, Telemetry, attach_metrics_endpoint
 
 log = logging.getLogger("touchstream.worker")
 
@@ -80,6 +81,11 @@ class StagedTable(MutableMapping[str, Any]):
         staged = self._staged.get(key)
         raw = self._store().get(key) if staged is None else staged[0]
         return default if raw is None else self.decode(raw)
+
+    def has(self, key: str) -> bool:
+        """Whether a key has a value, without decoding it."""
+        staged = self._staged.get(key)
+        return self._store().get(key) is not None if staged is None else staged[0] is not None
 
     def _store(self) -> MutableMapping[str, bytes]:
         """The stored values: a memory store's own dict (its mapping front costs two Python
@@ -189,6 +195,13 @@ def build_app(
         web_port=settings.web_port or 6066,
         web_bind=settings.web_bind,
         web_host=settings.web_bind,
+        # Faust's own pages would serve every table's values (customer state) to anyone
+        # who can reach the port: only our endpoints, each with its own keys
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
         producer_max_batch_size=settings.worker_batch_bytes,
         table_standby_replicas=settings.standby_replicas,
     )
@@ -216,11 +229,14 @@ def build_app(
     # event times as their shortest round-trip text (what repr() writes), by C functions
     watermarks = StagedTable(clocks, orjson.dumps, float)
     engine = Engine(rules, population, states, watermarks, settings.partitions)
+    rebuild = StateRebuild(clickhouse, engine, states, watermarks)
     outputs = {"dead_letters": dead_letters, "metrics": metrics, "signals": signals}
 
     spill_dir = settings.data_dir / "sink-rejected"
     telemetry = Telemetry()
-    attach_metrics_endpoint(app, telemetry)
+    attach_metrics_endpoint(app, telemetry, [k.get_secret_value() for k in settings.metrics_keys])
+    health = Health()
+    health.attach(app)
     alerts = attach_webhooks(app, clickhouse, settings, raw, telemetry)
     attach_sinks(
         app,
@@ -269,6 +285,7 @@ def build_app(
         the batch's own `publish`; the batch's offsets are committed when both are done.
         Yields to the loop every YIELD_EVERY records, so earlier batches' writes (acks, the
         ClickHouse insert's result) move on meanwhile."""
+        await rebuild.ensure({message.partition for message in messages})
         batch: list[tuple[Handled, int, int]] = []
         for start in range(0, len(messages), YIELD_EVERY):
             if start:
@@ -302,8 +319,10 @@ def build_app(
     @app.on_partitions_assigned.connect  # type: ignore[misc]
     async def _rebalanced(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         engine.forget_members()
+        rebuild.reset()
         mine = sorted(tp.partition for tp in assigned if tp.topic == settings.topic_touchpoints)
         log.info("partitions of %s assigned: %s", settings.topic_touchpoints, mine)
+        health.ready = True
 
     return app
 
@@ -427,6 +446,7 @@ async def store_rows(
         if handled.forget is not None:
             await write()
             marker = forget_marker(*handled.forget)
-            for table in ("touchpoints", "customer_metrics", "dead_letters"):
+            # dead letters are forgotten by their own writer, at the marker on their topic
+            for table in ("touchpoints", "customer_metrics"):
                 await forget_in(clickhouse, table, marker)
     await write()

@@ -91,6 +91,8 @@ def handle_message(
     payload = raw or b""
 
     def dead(rejection: TouchpointRejected, dead_key: bytes | None = None) -> Record:
+        """Keyed by the customer (else as the input was, the customer for our publishers):
+        a forget request's marker, keyed by the customer, follows them on their partition."""
         letter = dead_letter_for(
             payload,
             rejection,
@@ -99,7 +101,7 @@ def handle_message(
             partition=partition,
             offset=offset,
         )
-        return ("dead_letters", dead_key, letter.model_dump_json().encode())
+        return ("dead_letters", dead_key or key, letter.model_dump_json().encode())
 
     if key in (CLOCK_KEY, FORGET_KEY):
         try:
@@ -112,7 +114,10 @@ def handle_message(
             return Handled([dead(invalid)], outcome="rejected", dead_reasons=(kind,))
     try:
         event = parse_touchpoint(
-            payload, max_future_skew=settings.max_future_skew, max_bytes=settings.max_payload_bytes
+            payload,
+            max_future_skew=settings.max_future_skew,
+            max_bytes=settings.max_payload_bytes,
+            earliest=settings.earliest_occurred_at,
         )
     except TouchpointRejected as rejected:
         return Handled([dead(rejected)], outcome="rejected", dead_reasons=(rejected.kind,))
@@ -128,7 +133,7 @@ def handle_message(
         )
         return Handled(
             [dead(failed, customer_key)],
-            touchpoint_row(event, partition, offset, wow_margin),
+            touchpoint_row(event, partition, offset, wow_margin, payload=payload),
             outcome="error",
             dead_reasons=(failed.kind,),
         )
@@ -141,7 +146,7 @@ def handle_message(
         records.append(("signals", customer_key, signal.model_dump_json().encode()))
     return Handled(
         records,
-        touchpoint_row(event, partition, offset, wow_margin, outcome.assessment),
+        touchpoint_row(event, partition, offset, wow_margin, outcome.assessment, payload),
         outcome.snapshots,
         outcome=outcome.status,
         dead_reasons=() if outcome.rejection is None else (outcome.rejection.kind,),
@@ -165,7 +170,8 @@ def _control(engine: Engine, key: bytes, payload: bytes, partition: int) -> Hand
     log.info("forgetting customer %s (requested %s)", customer_id, requested_at.isoformat())
     marker = forget_marker(customer_id, requested_at)
     # the markers reach each table's writer in order with that customer's earlier records
+    key = customer_id.encode()
     return Handled(
-        [("metrics", customer_id.encode(), marker), ("signals", customer_id.encode(), marker)],
+        [("metrics", key, marker), ("signals", key, marker), ("dead_letters", key, marker)],
         forget=(customer_id, requested_at),
     )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+import pytest
 from typer.testing import CliRunner
 
 from touchstream.cli import app
 from touchstream.generator import generate
+from touchstream.settings import Settings
 from touchstream.sinks.clickhouse import ClickHouse
 
 
@@ -59,3 +62,64 @@ def test_replay_backfill_twice_changes_nothing_and_fit_reads_it(tmp_path: Path) 
     assert fitted.exit_code == 0, fitted.output
     params = orjson.loads((tmp_path / "bgnbd.json").read_bytes())
     assert params["customers"] == 60 and params["log_likelihood"] < 0
+
+
+def test_history_from_1997_is_kept_as_given(tmp_path: Path) -> None:
+    """Real purchase history is neither refused as a 'zeroed clock' nor deleted by a TTL."""
+    start = datetime(1997, 1, 1, tzinfo=UTC)
+    _, events = generate(customers=40, months=6, seed=5, start=start)
+    file = tmp_path / "cdnow-like.jsonl"
+    file.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    env = {"TOUCHSTREAM_DATA_DIR": str(tmp_path / "data"), "TOUCHSTREAM_WEB_PORT": "0"}
+    result = CliRunner().invoke(
+        app, ["replay", str(file), "--out", str(tmp_path / "out"), "--clickhouse"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert "TTL" not in result.output  # the default keeps rows forever: nothing to warn about
+    assert (tmp_path / "out" / "dead_letters.jsonl").read_bytes() == b""
+    clickhouse = ClickHouse(f"chdb://{tmp_path / 'data' / 'chdb'}")
+    try:
+        clickhouse.command("OPTIMIZE TABLE touchpoints FINAL")  # a merge: when a TTL would act
+        _, rows = clickhouse.query("SELECT count(), min(occurred_at) FROM touchpoints")
+    finally:
+        clickhouse.close()
+    assert rows[0][0] == len(events)
+    assert rows[0][1].year == 1997
+
+
+def test_a_backfill_older_than_the_ttl_is_announced_and_an_overflowing_ttl_refused(
+    tmp_path: Path,
+) -> None:
+    _, events = generate(customers=10, months=2, seed=5, start=datetime(2001, 1, 1, tzinfo=UTC))
+    file = tmp_path / "old.jsonl"
+    file.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    env = {
+        "TOUCHSTREAM_DATA_DIR": str(tmp_path / "data"),
+        "TOUCHSTREAM_WEB_PORT": "0",
+        "TOUCHSTREAM_TOUCHPOINTS_TTL_DAYS": "730",
+    }
+    result = CliRunner().invoke(app, ["replay", str(file), "--clickhouse"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"{len(events):,} of {len(events):,} touchpoints" in " ".join(result.output.split())
+    with pytest.raises(ValueError, match="2106"):
+        Settings(touchpoints_ttl_days=36_500)
+    assert Settings(touchpoints_ttl_days=0).touchpoints_ttl_days == 0
+
+
+def test_changing_the_ttl_setting_changes_the_table(tmp_path: Path) -> None:
+    url = f"chdb://{tmp_path / 'ch'}"
+
+    def table_ttl(days: int) -> str:
+        clickhouse = ClickHouse(url, ttl_days=days)
+        try:
+            _, rows = clickhouse.query(
+                "SELECT engine_full FROM system.tables WHERE name = 'touchpoints'"
+            )
+        finally:
+            clickhouse.close()
+        return str(rows[0][0])
+
+    assert "TTL" not in table_ttl(0)
+    assert "toIntervalDay(30)" in table_ttl(30)
+    assert "toIntervalDay(90)" in table_ttl(90)
+    assert "TTL" not in table_ttl(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,14 +65,41 @@ def test_every_variable_the_manifests_set_is_a_real_setting() -> None:
             used |= touchstream_variables(doc["stringData"])
     assert used, "the manifests configure nothing?"
     assert used <= SETTING_NAMES, sorted(used - SETTING_NAMES)
-    # and the values are accepted by the settings themselves
+    # and the values the pod sees (ConfigMap and Secret together) are accepted by the
+    # settings themselves once the placeholder keys are replaced, and refused before
+    merged: dict[str, Any] = {}
     for doc in k8s_documents():
         if doc["kind"] in ("ConfigMap", "Secret"):
             values = doc.get("data") or doc.get("stringData")
-            fields = {k.removeprefix("TOUCHSTREAM_").lower(): v for k, v in values.items()}
-            Settings.model_validate(
-                {k: orjson.loads(v) if v.startswith(("[", "{")) else v for k, v in fields.items()}
-            )
+            for k, v in values.items():
+                field = k.removeprefix("TOUCHSTREAM_").lower()
+                merged[field] = orjson.loads(v) if v.startswith(("[", "{")) else v
+    keys = [k for k in merged if k.endswith("_keys")]
+    assert sorted(keys) == ["ingest_keys", "metrics_keys", "query_keys"]
+    for name in keys:
+        with pytest.raises(ValueError, match="placeholder"):
+            Settings.model_validate({name: merged[name]})
+    real = {name: [secrets.token_hex(16)] for name in keys}
+    assert Settings.model_validate({**merged, **real}).exposure_problems() == []
+
+
+def test_a_worker_reachable_from_other_hosts_needs_every_key() -> None:
+    exposed = Settings(web_bind="0.0.0.0")
+    assert len(exposed.exposure_problems()) == 3
+    assert "ingest_keys" in exposed.exposure_problems()[0]
+    assert Settings(web_bind="127.0.0.1").exposure_problems() == []
+    keyed = Settings(
+        web_bind="0.0.0.0",
+        ingest_keys=[secrets.token_hex(16)],
+        query_keys=[secrets.token_hex(16)],
+        metrics_keys=[secrets.token_hex(16)],
+    )
+    assert keyed.exposure_problems() == []
+    for weak in ("short", "change-me-too-long-enough", "my-example-key-123456"):
+        with pytest.raises(ValueError):
+            Settings(query_keys=[weak])
+    with pytest.raises(ValueError, match="INGEST_KEYS"):
+        Settings(api_keys=[secrets.token_hex(16)])
 
 
 def test_kubernetes_worker_deployment_reads_its_config_and_secret() -> None:
@@ -80,7 +108,7 @@ def test_kubernetes_worker_deployment_reads_its_config_and_secret() -> None:
     container = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     sources = {next(iter(s.values()))["name"] for s in container["envFrom"]}
     assert sources == {kinds["ConfigMap"]["metadata"]["name"], kinds["Secret"]["metadata"]["name"]}
-    assert container["readinessProbe"]["httpGet"]["path"] == "/metrics"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"  # no key needed
 
 
 def test_dockerfile_copies_what_exists_and_runs_the_worker() -> None:

@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -119,6 +119,7 @@ def publish(
         topic,
         max_future_skew=settings.max_future_skew,
         max_payload_bytes=settings.max_payload_bytes,
+        earliest_occurred_at=settings.earliest_occurred_at,
         idempotence=settings.producer_idempotence,
         linger_ms=settings.producer_linger_ms,
         batch_bytes=settings.producer_batch_bytes,
@@ -251,6 +252,7 @@ def replay(
             as_of=_parse_time(as_of) if as_of else None,
             sort_by_time=sort_by_time,
             max_bytes=settings.max_payload_bytes,
+            earliest=settings.earliest_occurred_at,
             progress=lambda n: progress.update(task, completed=n),
         )
         progress.update(task, completed=total)
@@ -290,6 +292,7 @@ def replay(
         from touchstream.replay import write_to_clickhouse
         from touchstream.sinks.clickhouse import ClickHouse, redact
 
+        _warn_outside_ttl(result.touchpoints, settings.touchpoints_ttl_days)
         target = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
         try:
             written = write_to_clickhouse(result, target, rules.wow_margin)
@@ -298,6 +301,20 @@ def replay(
         console.print(
             f"written to {redact(settings.clickhouse)}: "
             + ", ".join(f"{n:,} {t}" for t, n in written.items())
+        )
+
+
+def _warn_outside_ttl(touchpoints: list[Any], ttl_days: int) -> None:
+    """A backfill older than the TTL would be deleted right after it is written: say so."""
+    if not ttl_days:
+        return
+    cutoff = datetime.now(UTC) - timedelta(days=ttl_days)
+    old = sum(1 for event, _, _ in touchpoints if event.occurred_at < cutoff)
+    if old:
+        console.print(
+            f"[yellow]warning: {old:,} of {len(touchpoints):,} touchpoints happened more than "
+            f"TOUCHSTREAM_TOUCHPOINTS_TTL_DAYS={ttl_days} days ago: ClickHouse's TTL deletes "
+            "them at its next merge (0 keeps them forever)[/]"
         )
 
 

@@ -37,7 +37,7 @@ def split_items(body: bytes) -> list[bytes]:
 def attach_ingest(app: Any, settings: Any, touchpoints: Any, dead_letters: Any) -> None:
     import faust
 
-    keys = [k.get_secret_value() for k in settings.api_keys]
+    keys = [k.get_secret_value() for k in settings.ingest_keys]
     in_flight = 0
 
     @app.page("/v1/touchpoints")
@@ -74,6 +74,7 @@ def attach_ingest(app: Any, settings: Any, touchpoints: Any, dead_letters: Any) 
                         item,
                         max_future_skew=settings.max_future_skew,
                         max_bytes=settings.max_payload_bytes,
+                        earliest=settings.earliest_occurred_at,
                     )
                 except TouchpointRejected as error:
                     rejected.append(

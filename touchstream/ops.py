@@ -1,8 +1,10 @@
 """Where ops queries go: the worker's endpoint (embedded chDB) or ClickHouse directly.
 
 A chDB directory belongs to one process. While a worker runs it owns it, so the CLI asks the
-worker over HTTP; when no worker answers, the CLI opens chDB itself. With a ClickHouse
-server the CLI always connects directly.
+worker over HTTP, once the worker has proven it owns *this* directory
+(`touchstream/ownership.py`); when no worker answers, or the one that answers serves
+another directory, the CLI opens chDB itself. With a ClickHouse server the CLI always
+connects directly.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from touchstream.query_client import query_worker
+from touchstream.ownership import proves_ownership
+from touchstream.query_client import QueryFailed, query_worker, worker_identity
 from touchstream.settings import Settings
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.sinks.query_api import readonly_query
@@ -30,16 +33,43 @@ def run_query(
 ) -> dict[str, Any]:
     """{"columns", "rows", "truncated"} of one read-only query."""
     limit = min(max_rows or settings.query_max_rows, settings.query_max_rows)
-    if settings.embedded_clickhouse and settings.web_port:
-        key = settings.api_keys[0].get_secret_value() if settings.api_keys else None
-        try:
-            return query_worker(worker_url(settings), sql, params, api_key=key, max_rows=limit)
-        except OSError:
-            log.debug("no worker at %s: opening chDB directly", worker_url(settings))
+    if settings.embedded_clickhouse and settings.web_port and owning_worker(settings):
+        key = settings.query_keys[0].get_secret_value() if settings.query_keys else None
+        return query_worker(worker_url(settings), sql, params, api_key=key, max_rows=limit)
     clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
     try:
         return readonly_query(
-            clickhouse, sql, params, max_rows=limit, timeout_seconds=settings.query_timeout_seconds
+            clickhouse,
+            sql,
+            params,
+            max_rows=limit,
+            timeout_seconds=settings.query_timeout_seconds,
+            max_memory_bytes=settings.query_max_memory_bytes,
         )
     finally:
         clickhouse.close()
+
+
+def owning_worker(settings: Settings) -> bool:
+    """Whether the worker at the configured port proves it owns our chDB directory."""
+    url = worker_url(settings)
+    key = settings.query_keys[0].get_secret_value() if settings.query_keys else None
+    try:
+        identity = worker_identity(url, key)
+    except OSError:
+        log.debug("no worker at %s: opening chDB directly", url)
+        return False
+    except QueryFailed as error:
+        log.warning("the process at %s did not identify itself (%s): not asking it", url, error)
+        return False
+    if proves_ownership(settings, identity.get("owner")):
+        return True
+    log.warning(
+        "the worker at %s (app %s) serves %s, not %s: opening %s directly",
+        url,
+        identity.get("app_id"),
+        identity.get("clickhouse"),
+        settings.clickhouse,
+        settings.clickhouse,
+    )
+    return False

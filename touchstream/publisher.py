@@ -65,6 +65,7 @@ class TouchpointPublisher:
         *,
         max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        earliest_occurred_at: datetime | None = None,
         idempotence: bool = True,
         linger_ms: int = 20,
         batch_bytes: int = 256 * 1024,
@@ -73,6 +74,7 @@ class TouchpointPublisher:
         self.topic = topic
         self.max_future_skew = max_future_skew
         self.max_payload_bytes = max_payload_bytes
+        self.earliest = earliest_occurred_at
         self._producer = KafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
@@ -97,8 +99,11 @@ class TouchpointPublisher:
                 now=now,
                 max_future_skew=self.max_future_skew,
                 max_bytes=self.max_payload_bytes,
+                earliest=self.earliest,
             )
-        return validate_touchpoint(item, now=now, max_future_skew=self.max_future_skew)
+        return validate_touchpoint(
+            item, now=now, max_future_skew=self.max_future_skew, earliest=self.earliest
+        )
 
     def publish(
         self,

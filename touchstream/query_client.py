@@ -14,6 +14,18 @@ class QueryFailed(RuntimeError):
     pass
 
 
+def worker_identity(base_url: str, api_key: str | None, timeout: float = 5.0) -> dict[str, Any]:
+    """GET /v1/identity; raises OSError when nothing answers, QueryFailed on an HTTP error."""
+    request = urllib.request.Request(f"{base_url.rstrip('/')}/v1/identity")
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return orjson.loads(response.read())  # type: ignore[no-any-return]
+    except urllib.error.HTTPError as error:
+        raise QueryFailed(f"HTTP {error.code} from {base_url}/v1/identity") from None
+
+
 def query_worker(
     base_url: str,
     sql: str,

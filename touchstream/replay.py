@@ -50,10 +50,10 @@ class ReplayResult:
     touchpoints: list[tuple[TouchpointEvent, int, int]] = field(default_factory=list)
 
 
-def _validate(record: InputRecord, max_bytes: int) -> TouchpointEvent:
+def _validate(record: InputRecord, max_bytes: int, earliest: datetime | None) -> TouchpointEvent:
     if isinstance(record.payload, bytes):
-        return parse_touchpoint(record.payload, max_bytes=max_bytes)
-    return validate_touchpoint(record.payload)
+        return parse_touchpoint(record.payload, max_bytes=max_bytes, earliest=earliest)
+    return validate_touchpoint(record.payload, earliest=earliest)
 
 
 def replay(
@@ -66,6 +66,7 @@ def replay(
     as_of: datetime | None = None,
     sort_by_time: bool = False,
     max_bytes: int = 64 * 1024,
+    earliest: datetime | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ReplayResult:
     result = ReplayResult()
@@ -75,7 +76,7 @@ def replay(
     events: list[tuple[InputRecord, TouchpointEvent]] = []
     for count, record in enumerate(records, start=1):
         try:
-            events.append((record, _validate(record, max_bytes)))
+            events.append((record, _validate(record, max_bytes, earliest)))
         except TouchpointRejected as rejected:
             raw: Any = record.payload
             if not isinstance(raw, bytes):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import ipaddress
+import re
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -10,9 +12,31 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from touchstream.schemas.touchpoint import EARLIEST_OCCURRED_AT
 from touchstream.sinks.webhooks import WebhookConfig
 
 EMBEDDED = "embedded"
+MIN_KEY_LENGTH = 16
+_PLACEHOLDER = re.compile(r"change.?me|example|placeholder|secret|password|xxxx|test.?key", re.I)
+
+
+def weak_key(key: str) -> str | None:
+    """Why a key must not be accepted (None: it may)."""
+    if len(key) < MIN_KEY_LENGTH:
+        return f"API keys need at least {MIN_KEY_LENGTH} characters (e.g. `openssl rand -hex 24`)"
+    if _PLACEHOLDER.search(key):
+        return "an API key is still a placeholder from the examples: generate a real one"
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: assume reachable
 
 
 class Settings(BaseSettings):
@@ -40,6 +64,11 @@ class Settings(BaseSettings):
     partitions: int = Field(default=4, ge=1, le=1024, description="Partitions of new topics.")
     max_payload_bytes: int = Field(default=64 * 1024, ge=1024)
     max_future_skew_seconds: float = Field(default=300.0, ge=0)
+    earliest_occurred_at: datetime = Field(
+        default=EARLIEST_OCCURRED_AT,
+        description="Touchpoints before this are a zeroed clock (dead letters); the default "
+        "keeps real history (anything from 1970-01-02 on).",
+    )
     producer_idempotence: bool = Field(
         default=True, description="Idempotent kafka-python producer (Tansu supports it)."
     )
@@ -104,10 +133,21 @@ class Settings(BaseSettings):
         description="At start, signals stored this many hours back that a subscriber has no "
         "final delivery for (a crash cut them off) are delivered again.",
     )
+    ingest_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Keys for POST /v1/touchpoints (JSON list; `Authorization: Bearer KEY`).",
+    )
+    query_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Keys for POST /v1/query and GET /v1/identity (read-only SQL; the CLI "
+        "sends the first).",
+    )
+    metrics_keys: list[SecretStr] = Field(
+        default_factory=list, description="Keys for GET /metrics (Prometheus' bearer token)."
+    )
     api_keys: list[SecretStr] = Field(
         default_factory=list,
-        description="Keys accepted by the worker's HTTP endpoints (JSON list); empty = open "
-        "(the web server binds 127.0.0.1 by default).",
+        description="Removed: one key for everything. Use INGEST_KEYS, QUERY_KEYS, METRICS_KEYS.",
     )
     ingest_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     ingest_max_in_flight: int = Field(
@@ -115,7 +155,19 @@ class Settings(BaseSettings):
     )
     query_max_rows: int = Field(default=10_000, ge=1)
     query_timeout_seconds: float = Field(default=30.0, gt=0)
-    touchpoints_ttl_days: int = Field(default=730, ge=1, description="TTL of raw touchpoints.")
+    query_max_memory_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=16 * 1024 * 1024,
+        description="Memory one ops query may use (ClickHouse's max_memory_usage); in embedded "
+        "mode it comes out of the worker's own process.",
+    )
+    touchpoints_ttl_days: int = Field(
+        default=0,
+        ge=0,
+        description="Days raw touchpoints are kept in ClickHouse, counted from occurred_at; "
+        "0 = forever (the default: history given is kept, and state can be rebuilt from it). "
+        "Changing it changes the table's TTL at the next start.",
+    )
     changelog_end_marker: bool = Field(
         default=True,
         description="End each batch's changelog writes with a one-record batch (needed on "
@@ -125,6 +177,48 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text", description="text for people, json (one object a line) for pipelines."
     )
+
+    @field_validator("ingest_keys", "query_keys", "metrics_keys")
+    @classmethod
+    def _real_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for key in keys:
+            refusal = weak_key(key.get_secret_value())
+            if refusal:
+                raise ValueError(refusal)
+        return keys
+
+    @field_validator("api_keys")
+    @classmethod
+    def _removed(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        if keys:
+            raise ValueError(
+                "TOUCHSTREAM_API_KEYS was one key for every endpoint; give each its own: "
+                "TOUCHSTREAM_INGEST_KEYS, TOUCHSTREAM_QUERY_KEYS, TOUCHSTREAM_METRICS_KEYS"
+            )
+        return keys
+
+    def exposure_problems(self) -> list[str]:
+        """Why the worker's web server must not start as configured (empty: it may)."""
+        if not self.web_port or is_loopback(self.web_bind):
+            return []
+        return [
+            f"web_bind {self.web_bind} is reachable from other hosts but {name} is empty "
+            f"(set TOUCHSTREAM_{name.upper()}, or bind 127.0.0.1)"
+            for name in ("ingest_keys", "query_keys", "metrics_keys")
+            if not getattr(self, name)
+        ]
+
+    @field_validator("touchpoints_ttl_days")
+    @classmethod
+    def _ttl_fits(cls, days: int) -> int:
+        from touchstream.sinks.clickhouse import max_ttl_days
+
+        if days > max_ttl_days():
+            raise ValueError(
+                f"a TTL of {days} days ends after 2106, where ClickHouse's DateTime wraps "
+                f"around (every row would be deleted): at most {max_ttl_days()}, or 0 = forever"
+            )
+        return days
 
     @field_validator("broker_url")
     @classmethod

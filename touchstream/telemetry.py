@@ -67,12 +67,34 @@ class Telemetry:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def attach_metrics_endpoint(app: Any, telemetry: Telemetry) -> None:
-    """GET /metrics in Prometheus' text format (no key: it carries no customer data)."""
+class Health:
+    """GET /health: 200 once the worker has had its partitions assigned, else 503. No data,
+    no key: for load balancers and readiness probes (and the test launcher)."""
+
+    def __init__(self) -> None:
+        self.ready = False
+
+    def attach(self, app: Any) -> None:
+        import faust
+
+        health = self
+
+        @app.page("/health")
+        class HealthView(faust.web.View):
+            async def get(self, request: Any) -> Any:
+                return self.json({"ready": health.ready}, status=200 if health.ready else 503)
+
+
+def attach_metrics_endpoint(app: Any, telemetry: Telemetry, keys: list[str]) -> None:
+    """GET /metrics in Prometheus' text format (no customer data; a key when keys are set)."""
     import faust
+
+    from touchstream.auth import key_allowed, presented_key
 
     @app.page("/metrics")
     class Metrics(faust.web.View):
         async def get(self, request: Any) -> Any:
+            if not key_allowed(presented_key(request.headers), keys):
+                return self.error(401, "missing or wrong API key (Authorization: Bearer KEY)")
             body, content_type = telemetry.render()
             return self.bytes(body, content_type=content_type.split(";")[0])

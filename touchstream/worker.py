@@ -69,9 +69,12 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
     """Run until SIGTERM/SIGINT. Offsets are committed only after outputs are flushed."""
     import faust
 
-    from touchstream import native
+    from touchstream import native, ownership
     from touchstream.streams.app import build_app
 
+    problems = settings.exposure_problems()
+    if problems:
+        raise SystemExit("refusing to start: " + "; ".join(problems))
     bootstrap = bootstrap or bootstrap_for(settings)
     created = ensure_topics(
         bootstrap, output_topics(settings), settings.partitions, **settings.kafka_security()
@@ -81,6 +84,8 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
     rules = Rules.load(settings.rules_file)
     clickhouse = open_clickhouse(settings)
     app = build_app(settings, bootstrap, rules, load_population(settings), clickhouse)
+    token = ownership.claim(settings)
+    ownership.attach_identity_endpoint(app, settings, token)
     log.info(
         "worker %s consuming %s (rules %s; engine %s)",
         settings.app_id,
@@ -95,4 +100,7 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         logging_config=logging_config(settings.log_level, settings.log_format),
         quiet=True,
     )
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        ownership.release(settings, token)

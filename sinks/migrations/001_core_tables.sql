@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS touchpoints
 ENGINE = ReplacingMergeTree(ingested_at)
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (customer_id, occurred_at, event_id)
-TTL toDateTime(occurred_at) + INTERVAL {touchpoints_ttl_days} DAY;
+{touchpoints_ttl};  -- TOUCHSTREAM_TOUCHPOINTS_TTL_DAYS (0: none), kept in step at start
 
 CREATE TABLE IF NOT EXISTS customer_metrics
 (

@@ -18,10 +18,13 @@ from tests.e2e.helpers import wait_for_records
 from tests.e2e.test_clickhouse_sink import wait_for
 from touchstream.broker import EmbeddedBroker, free_port
 from touchstream.kafka import read_topic
-from touchstream.query_client import query_worker
+from touchstream.query_client import QueryFailed, query_worker
 from touchstream.sinks.webhooks import verify
 
 pytestmark = pytest.mark.e2e
+
+INGEST_KEY = "ingest-0123456789abcdef"
+QUERY_KEY = "query-0123456789abcdef"
 
 
 class ReceiverThread:
@@ -95,7 +98,8 @@ def test_http_ingest_and_webhooks(broker: EmbeddedBroker, tmp_path: Path) -> Non
             "ingest",
             tmp_path,
             TOUCHSTREAM_WEB_PORT=str(port),
-            TOUCHSTREAM_API_KEYS='["k-ingest"]',
+            TOUCHSTREAM_INGEST_KEYS=f'["{INGEST_KEY}"]',
+            TOUCHSTREAM_QUERY_KEYS=f'["{QUERY_KEY}"]',
             TOUCHSTREAM_WEBHOOKS=orjson.dumps(hooks).decode(),
             TOUCHSTREAM_INGEST_MAX_BODY_BYTES="1048576",
         )
@@ -106,8 +110,9 @@ def test_http_ingest_and_webhooks(broker: EmbeddedBroker, tmp_path: Path) -> Non
         with running_worker(env, tmp_path / "worker.log"):
             assert post(url, body, None)[0] == 401
             assert post(url, body, "wrong-key")[0] == 401
-            assert post(url, b"x" * 1_100_000, "k-ingest")[0] == 413
-            status, answer = post(url, body + b"\n" + b"\n".join(bad), "k-ingest")
+            assert post(url, body, QUERY_KEY)[0] == 401  # a query key cannot ingest
+            assert post(url, b"x" * 1_100_000, INGEST_KEY)[0] == 413
+            status, answer = post(url, body + b"\n" + b"\n".join(bad), INGEST_KEY)
             assert status == 202
             assert answer["accepted"] == len(story)
             assert [r["index"] for r in answer["rejected"]] == [len(story), len(story) + 1]
@@ -137,16 +142,18 @@ def test_http_ingest_and_webhooks(broker: EmbeddedBroker, tmp_path: Path) -> Non
                 port,
                 "SELECT count() FROM alert_deliveries WHERE outcome = 'dead_lettered'",
                 defects,
-                api_key="k-ingest",
+                api_key=QUERY_KEY,
             )
             outcomes = query_worker(
                 query,
                 "SELECT endpoint, outcome, count() FROM "
                 "alert_deliveries GROUP BY endpoint, outcome "
                 "ORDER BY endpoint, outcome",
-                api_key="k-ingest",
+                api_key=QUERY_KEY,
             )["rows"]
-            signals = query_worker(query, "SELECT count() FROM signals FINAL", api_key="k-ingest")[
+            with pytest.raises(QueryFailed, match="401"):  # an ingest key cannot query
+                query_worker(query, "SELECT 1", api_key=INGEST_KEY)
+            signals = query_worker(query, "SELECT count() FROM signals FINAL", api_key=QUERY_KEY)[
                 "rows"
             ][0][0]
         assert dlq[0]["endpoint"] == "bad" and dlq[0]["signal"]["kind"] == "about_to_defect"

@@ -269,7 +269,26 @@ def test_a_zeroed_clock_is_refused(when: str) -> None:
     with pytest.raises(TouchpointRejected) as caught:
         parse_touchpoint(orjson.dumps(event_dict(occurred_at=when)))
     assert caught.value.errors[0].loc == "occurred_at"
-    assert "before 2000-01-01" in caught.value.errors[0].msg
+    assert "before 1970-01-02" in caught.value.errors[0].msg
+    assert "zeroed" in caught.value.errors[0].msg
+
+
+@pytest.mark.parametrize("when", ["1997-01-01T00:00:00Z", "1970-01-02T00:00:00Z"])
+def test_real_history_is_kept_as_given(when: str) -> None:
+    event = parse_touchpoint(orjson.dumps(event_dict(occurred_at=when)))
+    assert event.occurred_at == datetime.fromisoformat(when)
+
+
+def test_the_floor_is_configurable() -> None:
+    floor = datetime(2020, 1, 1, tzinfo=UTC)
+    with pytest.raises(TouchpointRejected) as caught:
+        parse_touchpoint(
+            orjson.dumps(event_dict(occurred_at="2019-12-31T23:59:59Z")), earliest=floor
+        )
+    assert "before 2020-01-01" in caught.value.errors[0].msg
+    assert parse_touchpoint(
+        orjson.dumps(event_dict(occurred_at="2020-01-01T00:00:00Z")), earliest=floor
+    )
 
 
 def _object_text(draw: st.DrawFn, depth: int) -> str:

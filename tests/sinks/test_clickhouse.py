@@ -133,9 +133,13 @@ def test_readonly_query_refuses_writes_and_limits_rows(tmp_path: Path) -> None:
     with pytest.raises(QueryRefused):
         readonly_query(clickhouse, "SELECT 1; DROP TABLE touchpoints")
     from touchstream.sinks.clickhouse import ClickHouseRejected
+    from touchstream.sinks.query_guard import limits
 
-    with pytest.raises(ClickHouseRejected, match="readonly"):
+    with pytest.raises(QueryRefused, match="only SELECT"):
         readonly_query(clickhouse, "DROP TABLE touchpoints")
+    # and ClickHouse's own readonly setting stops a write the check would miss
+    with pytest.raises(ClickHouseRejected, match="readonly"):
+        clickhouse.query("DROP TABLE touchpoints", {}, limits(5, 10, 1 << 28), user_query=True)
     # the refused query left the writer's session writable
     clickhouse.insert_columns(
         "touchpoints", touchpoint_columns(rows(5, 100), datetime.now(UTC), 1.0)

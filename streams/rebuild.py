@@ -1,0 +1,141 @@
+"""State survives the loss of its changelog: rebuilt from ClickHouse by the same engine.
+
+The embedded broker keeps everything in memory: after it restarts, the changelog of the
+customer-state table is gone while ClickHouse still holds every touchpoint. Without this,
+each customer would start again from nothing, without a word (`event_count` 10 where 20
+were seen). So the first time a worker handles a partition (after start or a rebalance,
+once Faust's own recovery is done), it asks ClickHouse which customers of that partition it
+knows; those without a state are replayed from their stored touchpoints (the JSON as
+received, in event-time order) through a fresh `Engine`, exactly as `touchstream replay`
+does, and their states and the partition's watermark are written before the batch is
+handled. Signals and snapshots of the replay were raised the first time and are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from touchstream.schemas import TouchpointRejected, parse_touchpoint
+from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.engine import Engine
+from touchstream.streams.rules import Rules
+from touchstream.streams.state import CustomerState
+
+log = logging.getLogger("touchstream.rebuild")
+
+_ANY_TIME = datetime(1900, 1, 1, tzinfo=UTC)  # what was stored was accepted once
+_ANY_SIZE = 1 << 30
+
+
+def replay_history(
+    payloads: Iterable[bytes],
+    rules: Rules,
+    population: BGNBDParams,
+    partitions: int,
+    partition: int,
+) -> tuple[dict[str, CustomerState], float | None]:
+    """The states (and the partition's watermark) that `payloads`, in order, lead to."""
+    states: dict[str, CustomerState] = {}
+    watermarks: dict[str, float] = {}
+    engine = Engine(rules, population, states, watermarks, partitions)
+    for raw in payloads:
+        try:
+            event = parse_touchpoint(raw, max_bytes=_ANY_SIZE, earliest=_ANY_TIME)
+        except TouchpointRejected as rejected:  # accepted when stored; rules changed since
+            log.warning("a stored touchpoint no longer validates (%s): skipped", rejected)
+            continue
+        engine.handle(event, partition)
+    return states, watermarks.get(str(partition))
+
+
+class StateRebuild:
+    """Checks each partition once per assignment; rebuilds the customers it lacks."""
+
+    def __init__(
+        self,
+        clickhouse: ClickHouse,
+        engine: Engine,
+        states: Any,  # StagedTable of CustomerState
+        watermarks: Any,  # StagedTable of float
+    ) -> None:
+        self.clickhouse = clickhouse
+        self.engine = engine
+        self.states = states
+        self.watermarks = watermarks
+        self.checked: set[int] = set()
+
+    def reset(self) -> None:
+        """After a rebalance: the partitions now held are checked again."""
+        self.checked.clear()
+
+    async def ensure(self, partitions: Iterable[int]) -> None:
+        """Before a batch: rebuild what the partitions it touches lack (once each)."""
+        for partition in sorted(set(partitions) - self.checked):
+            await self._partition(partition)
+            self.checked.add(partition)
+
+    async def _partition(self, partition: int) -> None:
+        started = time.monotonic()
+        _, rows = await self.clickhouse.run(
+            self.clickhouse.query,
+            "SELECT DISTINCT customer_id FROM touchpoints WHERE kafka_partition = {p:UInt16}",
+            {"p": partition},
+        )
+        missing = {row[0] for row in rows if not self.states.has(row[0])}
+        if not missing:
+            return
+        log.warning(
+            "partition %d: %d customers in ClickHouse have no state here (the changelog was "
+            "lost: embedded broker restarted, or topic deleted); rebuilding them from their "
+            "touchpoints",
+            partition,
+            len(missing),
+        )
+        rebuilt, mark, replayed = await self.clickhouse.run(self._history, partition, missing)
+        # the writes join this batch's state writes (on the loop, like every table write)
+        self.states.partition = self.watermarks.partition = partition
+        members = self.engine.members(partition)
+        for customer_id, state in rebuilt.items():
+            self.states[customer_id] = state
+            members.add(customer_id)
+        key = str(partition)
+        current = self.watermarks.get(key)
+        if mark is not None and (current is None or mark > current):
+            self.watermarks[key] = mark
+        log.info(
+            "partition %d: %d customers rebuilt from %d touchpoints in %.1fs",
+            partition,
+            len(rebuilt),
+            replayed,
+            time.monotonic() - started,
+        )
+
+    def _history(
+        self, partition: int, missing: set[str]
+    ) -> tuple[dict[str, CustomerState], float | None, int]:
+        """(On the ClickHouse thread.) The missing customers' states, the partition's
+        watermark their history reaches, and how many touchpoints were replayed."""
+        _, rows = self.clickhouse.query(
+            "SELECT customer_id, payload FROM touchpoints FINAL "
+            "WHERE kafka_partition = {p:UInt16} ORDER BY occurred_at, event_id",
+            {"p": partition},
+        )
+        mine = [(customer, payload) for customer, payload in rows if customer in missing]
+        blank = {customer for customer, payload in mine if not payload}
+        if blank:
+            log.error(
+                "partition %d: %d customers have touchpoints stored before payloads were kept "
+                "(migration 005); they start again from their next event",
+                partition,
+                len(blank),
+            )
+        kept = [p if isinstance(p, bytes) else p.encode() for _, p in mine if p]
+        rebuilt, mark = replay_history(
+            kept, self.engine.rules, self.engine.population, self.engine.partitions, partition
+        )
+        return {c: s for c, s in rebuilt.items() if c in missing}, mark, len(kept)
