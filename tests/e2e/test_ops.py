@@ -21,10 +21,12 @@ pytestmark = pytest.mark.e2e
 def test_ops_cli_endpoint_safety_and_forget(broker: EmbeddedBroker, tmp_path: Path) -> None:
     _, events = generate(customers=40, months=3, seed=11)
     victim = events[0]["customer_id"]
+    # the victim's bad events become dead letters: a forget must reach them too
+    broken = [{**events[0], "event_id": f"broken-{n}", "channel": "fax"} for n in range(3)]
     port = free_port()
     env = worker_env(broker, "ops", tmp_path, TOUCHSTREAM_WEB_PORT=str(port))
     topic = env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"]
-    publish(broker.bootstrap, topic, events)
+    publish(broker.bootstrap, topic, events + broken)
     cli_env = {k: v for k, v in env.items() if k.startswith("TOUCHSTREAM_")}
     runner = CliRunner()
     url = f"http://127.0.0.1:{port}"
@@ -32,6 +34,13 @@ def test_ops_cli_endpoint_safety_and_forget(broker: EmbeddedBroker, tmp_path: Pa
         assert wait_for(port, "SELECT count() FROM touchpoints", len(events)) == len(events)
         wait_for(port, "SELECT count() FROM customer_metrics FINAL", 40)
         wait_for(port, "SELECT count() FROM signals FINAL", 5)  # its own sink, a bit behind
+        victims_dead = (
+            "SELECT count() FROM dead_letters WHERE position(payload, {quoted:String}) > 0"
+        )
+        quoted = {"quoted": orjson.dumps(victim).decode()}
+        assert (
+            wait_for(port, victims_dead.replace("{quoted:String}", f"'{quoted['quoted']}'"), 3) == 3
+        )
 
         shown = runner.invoke(app, ["customer", victim], env=cli_env)
         assert shown.exit_code == 0, shown.output
@@ -89,6 +98,7 @@ def test_ops_cli_endpoint_safety_and_forget(broker: EmbeddedBroker, tmp_path: Pa
         for table in ("touchpoints", "customer_metrics", "signals"):
             left = scalar(port, f"SELECT count() FROM {table} WHERE customer_id = '{victim}'")
             assert left == 0, table
+        assert query_worker(url, victims_dead, quoted)["rows"] == [[0]]
         assert scalar(port, "SELECT count() FROM touchpoints FINAL") == (
             before["touchpoints"] - mine
         )
