@@ -8,7 +8,7 @@ ENGINE := streams/state.py streams/evaluate.py streams/scoring.py streams/touchp
           streams/bgnbd.py streams/engine.py streams/handling.py sinks/rows.py \
           schemas/validation.py
 
-.PHONY: install demo test test-fast lint schemas bench clean
+.PHONY: install demo test test-fast lint schemas bench eval clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ test-fast: $(NATIVE) ## unit tests only, no broker
 
 bench: $(NATIVE) ## the benchmark: pipeline vs a bare aiokafka loop (BENCH_ARGS="--events 200000")
 	$(BIN)/python -m bench.harness $(BENCH_ARGS)
+
+eval: $(NATIVE) ## risk on real customers: CDNOW holdout AUC beside recency and BG/NBD
+	$(BIN)/python -m bench.cdnow
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -69,6 +69,14 @@ class MetricsSnapshot(_Wire):
     channels: int = Field(ge=0)
     feedback_given: int = Field(ge=0)
     referrals: int = Field(ge=0)
+    # promises, loss-aware: broken ones are never netted against kept or exceeded ones
+    promises: float = Field(default=0.0, ge=0)  # decayed count of promise-bearing touchpoints
+    broken_promise_rate: Unit = 0.0
+    consecutive_misses: int = Field(default=0, ge=0)
+    worst_recent_miss: float = Field(default=0.0, ge=0)  # decayed, in multiples of the promise
+    # lapse: silence past the customer's own rhythm (see docs/metrics.md), in [0, 1]
+    lapse: Unit = 0.0
+    spend: float = Field(default=0.0, ge=0)  # purchases' and orders' value.amount, summed
     # scores
     risk_score: Unit
     wow_score: Unit
@@ -120,6 +128,12 @@ class Snapshot(NamedTuple):
     channels: int
     feedback_given: int
     referrals: int
+    promises: float
+    broken_promise_rate: float
+    consecutive_misses: int
+    worst_recent_miss: float
+    lapse: float
+    spend: float
     risk_score: float
     wow_score: float
 

@@ -266,7 +266,8 @@ class ClickHouse:
                 column_names=names,
                 data=data,
                 column_oriented=True,
-                settings={"async_insert": 0},
+                # a backfill of years of history spans many monthly partitions in one batch
+                settings={"async_insert": 0, "max_partitions_per_insert_block": 0},
             )
             try:
                 client.insert(context=context)

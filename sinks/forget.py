@@ -19,6 +19,7 @@ FORGET_PREFIX = b'{"forget"'
 WHERE = {
     "touchpoints": "customer_id = {customer_id:String}",
     "customer_metrics": "customer_id = {customer_id:String}",
+    "customer_metrics_daily": "customer_id = {customer_id:String}",
     "signals": "customer_id = {customer_id:String}",
     "dead_letters": "position(payload, {quoted:String}) > 0",
 }

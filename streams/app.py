@@ -229,7 +229,6 @@ def build_app(
     # event times as their shortest round-trip text (what repr() writes), by C functions
     watermarks = StagedTable(clocks, orjson.dumps, float)
     engine = Engine(rules, population, states, watermarks, settings.partitions)
-    rebuild = StateRebuild(clickhouse, engine, states, watermarks)
     outputs = {"dead_letters": dead_letters, "metrics": metrics, "signals": signals}
 
     spill_dir = settings.data_dir / "sink-rejected"
@@ -256,6 +255,7 @@ def build_app(
     committed = CommittedBatches(
         app, touchpoints, settings.batch_size, settings.batch_seconds, telemetry
     )
+    rebuild = StateRebuild(clickhouse, engine, states, watermarks, committed.resumed)
 
     producer = BatchProducer(app)
     topic_of = {name: topic.get_topic_name() for name, topic in outputs.items()}
@@ -447,6 +447,6 @@ async def store_rows(
             await write()
             marker = forget_marker(*handled.forget)
             # dead letters are forgotten by their own writer, at the marker on their topic
-            for table in ("touchpoints", "customer_metrics"):
+            for table in ("touchpoints", "customer_metrics", "customer_metrics_daily"):
                 await forget_in(clickhouse, table, marker)
     await write()

@@ -165,6 +165,7 @@ class CommittedBatches:
         self.revoke_timeout = revoke_timeout
         self.feed = feed_for(app, topic, high_water=4 * size)
         self.cursors = Cursors()
+        self.resumed: dict[int, int | None] = {}  # partition -> committed offset at start
         self._busy = asyncio.Lock()  # held while a batch is handled
         self._in_flight: asyncio.Future[None] | None = None  # the latest batch's commit
         app.on_partitions_assigned.connect(self._on_assigned)
@@ -265,7 +266,9 @@ class CommittedBatches:
         thread = consumer._thread  # type: ignore[attr-defined]
         committed = await thread.call_thread(thread._ensure_consumer().committed, tp)
         if committed is not None and committed >= 0:
+            self.resumed[tp.partition] = int(committed)
             return int(committed)
+        self.resumed[tp.partition] = None  # a new group, or a broker that forgot it
         earliest = await consumer.earliest_offsets(tp)
         return int(earliest.get(tp) or 0)
 

@@ -25,7 +25,9 @@ from touchstream.streams.bgnbd import BGNBDParams
 from touchstream.streams.evaluate import evaluate, silence_ceiling, usual_gap_days
 from touchstream.streams.rules import Rules
 from touchstream.streams.state import DAY, CustomerState, StateParams, apply_event, dedup_horizon
-from touchstream.streams.touchpoint import Assessment
+from touchstream.streams.touchpoint import Assessment, Level
+
+SNAPSHOT_RISK_STEP = 0.05  # a silence check writes a snapshot when risk moved this much
 
 
 def partition_for(customer_id: str, partitions: int) -> int:
@@ -72,7 +74,11 @@ class Engine:
         # (exact: both sides of the comparison change only with the customer's own events)
         self._due: dict[str, float] = {}
         self.params = StateParams(
-            rules.half_life_days, rules.wow_margin, rules.grace_seconds, rules.recovery_sla_days
+            rules.half_life_days,
+            rules.wow_margin,
+            rules.grace_seconds,
+            rules.recovery_sla_days,
+            tuple(sorted(rules.risk.metric_importance.items())),
         )
         self.period = rules.silence_check_days * DAY
 
@@ -106,7 +112,7 @@ class Engine:
         self._timer_skip.discard(event.customer_id)
         self._due.pop(event.customer_id, None)
         outcome = Outcome("applied")
-        outcome.signals.extend(self.advance(partition, t))
+        self.advance(partition, t, outcome)
         state = self.states.get(event.customer_id) or CustomerState(event.customer_id)
         if offset is not None and offset <= state.last_offset:
             outcome.status = "duplicate"
@@ -124,33 +130,42 @@ class Engine:
             return outcome
         outcome.assessment = applied.assessment
         result = evaluate(state, t, self.rules, self.population, event, applied)
+        if (
+            not state.open_complaints
+            and applied.assessment is not None
+            and (applied.assessment.level is not Level.failed)
+        ):  # the record before any incident: what a recovery gesture is judged on
+            state.pre_incident = result.metrics.consistency
         outcome.signals.extend(result.signals)
         every = self.rules.snapshot_every_days * DAY
         if result.signals or state.event_count == 1 or t - state.last_snapshot_at >= every:
             state.last_snapshot_at = t
+            state.last_snapshot_risk = result.risk.value
             outcome.snapshots.append(result.snapshot(state))
         self.states[event.customer_id] = state
         return outcome
 
-    def advance(self, partition: int, t: float) -> list[Signal]:
-        """Move the partition's watermark to `t`, running the silence checks it passes."""
+    def advance(self, partition: int, t: float, into: Outcome) -> None:
+        """Move the partition's watermark to `t`, running the silence checks it passes; their
+        signals and snapshots go `into` the outcome."""
         key = str(partition)
         mark = self.watermarks.get(key)
         if mark is None:
             self.watermarks[key] = t
-            return []
+            return
         if t <= mark:
-            return []
-        signals: list[Signal] = []
+            return
         boundary = (math.floor(mark / self.period) + 1) * self.period
         while boundary <= t:
-            signals.extend(self.silence_check(partition, boundary))
+            self.silence_check(partition, boundary, into)
             boundary += self.period
         self.watermarks[key] = t
-        return signals
 
-    def silence_check(self, partition: int, now: float) -> list[Signal]:
-        signals: list[Signal] = []
+    def silence_check(self, partition: int, now: float, into: Outcome) -> None:
+        """Judge the partition's silent customers at `now`. A customer whose risk moved by
+        SNAPSHOT_RISK_STEP since their last snapshot gets a new one, so the metrics keep up
+        with silence. One who cannot reach the threshold by silence alone is looked at again
+        one usual interval later (their snapshot only), not every day."""
         due = self._due
         for customer_id in sorted(self.members(partition) - self._timer_skip):
             if due.get(customer_id, 0.0) > now:
@@ -164,19 +179,30 @@ class Engine:
             last = state.last_active or state.last_seen
             usual = usual_gap_days(state, self.rules)
             if (now - last) / DAY <= usual:  # not overdue: the silence factor is zero
-                due[customer_id] = last + usual * DAY - 1.0  # a second early: no float doubt
-                continue
+                wake = last + usual * DAY - 1.0  # a second early: no float doubt
+                if state.open_complaints:  # ...but a complaint's age grows all the same
+                    opened = min(case[0] for case in state.open_complaints.values())
+                    wake = min(wake, opened + self.rules.risk.complaint_sla_days * DAY)
+                if wake > now:
+                    due[customer_id] = wake
+                    continue
             if silence_ceiling(state, now, self.rules, self.population) < (
                 self.rules.risk.trigger.raise_at
             ):
-                self._timer_skip.add(customer_id)
-                continue
+                due[customer_id] = now + usual * DAY
             before = [list(v) for v in state.signal_state.values()]
             result = evaluate(state, now, self.rules, self.population)
-            if result.signals or before != [list(v) for v in state.signal_state.values()]:
+            changed = before != [list(v) for v in state.signal_state.values()]
+            if result.signals or abs(result.risk.value - state.last_snapshot_risk) >= (
+                SNAPSHOT_RISK_STEP
+            ):
+                state.last_snapshot_at = now
+                state.last_snapshot_risk = result.risk.value
+                into.snapshots.append(result.snapshot(state))
+                changed = True
+            if changed:
                 self.states[customer_id] = state
-            signals.extend(result.signals)
-        return signals
+            into.signals.extend(result.signals)
 
 
 def late_rejection(event: TouchpointEvent, horizon: float) -> TouchpointRejected:

@@ -5,12 +5,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from itertools import pairwise
 
 from touchstream.schemas import Kind, Signal, SignalKind, TouchpointEvent
 from touchstream.schemas.signal import Snapshot
 from touchstream.streams.bgnbd import BGNBDParams, p_alive
 from touchstream.streams.rules import Rules
-from touchstream.streams.scoring import Score, clamp01, decide, severity, signal_id, weighted
+from touchstream.streams.scoring import (
+    Score,
+    clamp01,
+    combined,
+    decide,
+    severity,
+    signal_id,
+    weighted,
+    wow_severity,
+)
 from touchstream.streams.state import (
     DAY,
     Applied,
@@ -62,6 +72,15 @@ class Metrics:
     oldest_open_complaint_days: float
     silent_failures: int
     channels: int
+    promises: float
+    broken_promise_rate: float
+    consecutive_misses: int
+    worst_recent_miss: float
+    mean_miss: float  # mean miss strength of the recent broken promises, in [0, 1]
+    repeat_days: int  # active days after the first (BG/NBD's x)
+    spend: float
+    silence_z: float  # days silent past the usual gap, in spreads of the customer's gaps
+    lapse: float
 
     # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
     def __init__(
@@ -88,6 +107,15 @@ class Metrics:
         oldest_open_complaint_days: float,
         silent_failures: int,
         channels: int,
+        promises: float,
+        broken_promise_rate: float,
+        consecutive_misses: int,
+        worst_recent_miss: float,
+        mean_miss: float,
+        repeat_days: int,
+        spend: float,
+        silence_z: float,
+        lapse: float,
     ) -> None:
         self.now = now
         self.expectation_gap = expectation_gap
@@ -110,6 +138,15 @@ class Metrics:
         self.oldest_open_complaint_days = oldest_open_complaint_days
         self.silent_failures = silent_failures
         self.channels = channels
+        self.promises = promises
+        self.broken_promise_rate = broken_promise_rate
+        self.consecutive_misses = consecutive_misses
+        self.worst_recent_miss = worst_recent_miss
+        self.mean_miss = mean_miss
+        self.repeat_days = repeat_days
+        self.spend = spend
+        self.silence_z = silence_z
+        self.lapse = lapse
 
 
 PRIOR_GAPS = 2.0  # pseudo-observations of the population's usual gap between contacts
@@ -124,6 +161,41 @@ def usual_gap_days(state: CustomerState, rules: Rules) -> float:
     span = float(state.last_active_day - state.first_active_day)
     prior = rules.default_interarrival_days
     return max(1.0, (span + PRIOR_GAPS * prior) / (x + PRIOR_GAPS))
+
+
+def lapse_strength(silence_z: float, p_alive: float, repeat_days: int, rules: Rules) -> float:
+    """How clearly a silence is a lapse, in [0, 1].
+
+    Beyond the customer's own rhythm: `silence_z` is the silence past their usual gap in
+    units of *their* gaps' spread (`rhythm`), 0 below `lapse_from` spreads, 1 at `lapse_full`.
+    A weekly customer who never missed a week has lapsed after five quiet weeks; one who buys
+    at random moments (exponential gaps: spread = mean) only after ~7 times their mean gap,
+    since a gap of 3-4 times the mean is a normal event for them (~5 % of gaps).
+    And beyond what the population model expects: 1 − P(alive) (BG/NBD) weighs the silence
+    against how often and how long ago they bought. For a one-time customer (x = 0) P(alive)
+    is 1 by construction and says nothing: the silence alone counts. What the customer is
+    worth does not make a lapse likelier: it makes it matter more, and goes into the
+    severity (`at_stake`)."""
+    r = rules.risk
+    overdue = clamp01((silence_z - r.lapse_from) / (r.lapse_full - r.lapse_from))
+    if overdue <= 0.0:
+        return 0.0
+    model = 1.0 - p_alive if repeat_days > 0 else 1.0
+    return clamp01(overdue * model)
+
+
+def rhythm(state: CustomerState, rules: Rules) -> tuple[float, float]:
+    """(usual gap, spread of gaps) in days. The spread of the recent gaps between active
+    days, shrunk by PRIOR_GAPS pseudo-gaps of an exponential rhythm (spread = usual gap):
+    two gaps of the same length do not make a customer a clockwork."""
+    usual = usual_gap_days(state, rules)
+    days = state.recent_days
+    gaps = [float(b - a) for a, b in pairwise(days)]
+    squares = PRIOR_GAPS * usual * usual
+    if gaps:
+        mean = sum(gaps) / len(gaps)
+        squares += sum((g - mean) * (g - mean) for g in gaps)
+    return usual, max(1.0, math.sqrt(squares / (len(gaps) + PRIOR_GAPS)))
 
 
 def measure(state: CustomerState, now: float, rules: Rules, population: BGNBDParams) -> Metrics:
@@ -159,6 +231,10 @@ def measure(state: CustomerState, now: float, rules: Rules, population: BGNBDPar
     fast = state.s_rating_fast / state.w_rating_fast if state.w_rating_fast > 0 else None
     trend = (fast - rating) if rating is not None and fast is not None else 0.0
     oldest = min((case[0] for case in state.open_complaints.values()), default=None)
+    usual, gap_spread = rhythm(state, rules)
+    overdue_ratio = since_last / usual
+    silence_z = (since_last - usual) / gap_spread
+    alive = clamp01(alive)
     return Metrics(
         now=now,
         expectation_gap=state.s_gap / state.w_gap if state.w_gap > 0 else 0.0,
@@ -173,21 +249,36 @@ def measure(state: CustomerState, now: float, rules: Rules, population: BGNBDPar
         channel_spread=spread,
         streak=run,
         mean_interarrival_days=mean_ia,
-        overdue_ratio=since_last / usual_gap_days(state, rules),
-        p_alive=clamp01(alive),
+        overdue_ratio=overdue_ratio,
+        p_alive=alive,
         rating=rating,
         rating_trend=trend,
         open_complaints=len(state.open_complaints),
         oldest_open_complaint_days=max(0.0, (now - oldest) / DAY) if oldest else 0.0,
         silent_failures=silent_failures(state),
         channels=bin(state.channels_mask).count("1"),
+        promises=state.w_promises * decay,
+        broken_promise_rate=clamp01(state.broken / state.w_promises)
+        if state.w_promises > 0
+        else 0.0,
+        consecutive_misses=state.consecutive_misses,
+        worst_recent_miss=state.worst_miss * decay,
+        mean_miss=clamp01(state.s_miss / state.broken) if state.broken > 0 else 0.0,
+        repeat_days=x,
+        spend=state.spend,
+        silence_z=silence_z,
+        lapse=lapse_strength(silence_z, alive, x, rules),
     )
 
 
 def risk(m: Metrics, rules: Rules) -> Score:
+    """About to defect: a noisy-OR of the factors (`scoring.combined`); each weight is the
+    most that factor reaches alone."""
     r, w = rules.risk, rules.risk.weights
-    overdue = clamp01((m.overdue_ratio - 1.0) / (r.overdue_full - 1.0))
-    silence = max(overdue, 1.0 - m.p_alive)
+    consecutive = min(1.0, m.consecutive_misses / r.consecutive_full) ** 2
+    # a high share of broken promises counts, the more the bigger the misses, but less than
+    # a run of them: at most 0.8 of the factor
+    rate = clamp01(m.broken_promise_rate / r.broken_rate_full) * (0.4 + 0.4 * m.mean_miss)
     complaints = (
         (
             1.0
@@ -198,32 +289,40 @@ def risk(m: Metrics, rules: Rules) -> Score:
         else 0.0
     )
     detractor = clamp01((0.5 - m.rating) / 0.5) if m.rating is not None else 0.0
-    return weighted(
+    return combined(
         SignalKind.about_to_defect,
         [
             (
-                "silence",
+                "lapse",
                 m.overdue_ratio,
-                silence,
-                w.silence,
+                m.lapse,
+                w.lapse,
                 (
-                    "{:.1f}x the usual gap between contacts, P(alive) {:.2f}",
-                    (m.overdue_ratio, m.p_alive),
+                    "silent {:.1f}x their usual gap between contacts, {:.1f} spreads past "
+                    "their rhythm, P(alive) {:.2f}, {} repeat visits, spend {:.0f}",
+                    (m.overdue_ratio, m.silence_z, m.p_alive, m.repeat_days, m.spend),
                 ),
             ),
             (
-                "expectation_gap",
-                m.expectation_gap,
-                clamp01(-m.expectation_gap / r.gap_full),
-                w.expectation_gap,
-                ("promises missed by {:.1f} tolerances on average", (-m.expectation_gap,)),
+                "broken_promises",
+                m.broken_promise_rate,
+                max(consecutive, rate),
+                w.broken_promises,
+                (
+                    "{} broken promises in a row, {:.0%} of recent promises broken, "
+                    "worst missed by {:.1f}x the promise",
+                    (m.consecutive_misses, m.broken_promise_rate, m.worst_recent_miss),
+                ),
             ),
             (
-                "inconsistency",
-                m.consistency,
-                1.0 - m.consistency,
-                w.inconsistency,
-                ("consistency {:.2f}", (m.consistency,)),
+                "open_complaints",
+                m.oldest_open_complaint_days,
+                complaints,
+                w.open_complaints,
+                (
+                    "{} open, oldest {:.1f} days (SLA {:.0f})",
+                    (m.open_complaints, m.oldest_open_complaint_days, r.complaint_sla_days),
+                ),
             ),
             (
                 "silent_failures",
@@ -233,18 +332,18 @@ def risk(m: Metrics, rules: Rules) -> Score:
                 ("{} failures with no contact from the customer since", (m.silent_failures,)),
             ),
             (
-                "open_complaints",
-                m.oldest_open_complaint_days,
-                complaints,
-                w.open_complaints,
-                ("{} open, oldest {:.1f} days", (m.open_complaints, m.oldest_open_complaint_days)),
-            ),
-            (
                 "detractor",
                 m.rating if m.rating is not None else -1.0,
                 detractor,
                 w.detractor,
                 ("low ratings", ()),
+            ),
+            (
+                "inconsistency",
+                m.consistency,
+                1.0 - m.consistency,
+                w.inconsistency,
+                ("consistency {:.2f}", (m.consistency,)),
             ),
             (
                 "falling_trend",
@@ -270,7 +369,12 @@ def silence_ceiling(
     """
     m = measure(state, now, rules, population)
     worst = replace(
-        m, overdue_ratio=max(m.overdue_ratio, 1e9), p_alive=0.0, oldest_open_complaint_days=1e9
+        m,
+        overdue_ratio=max(m.overdue_ratio, 1e9),
+        silence_z=1e9,
+        p_alive=0.0,
+        oldest_open_complaint_days=1e9,
+        lapse=lapse_strength(1e9, 0.0, m.repeat_days, rules),
     )
     return risk(worst, rules).value
 
@@ -281,15 +385,14 @@ ADVOCACY = "advocacy invite: referral programme or a public review request"
 HIGH_VALUE = "VIP touch: priority service on the next order"
 
 
-def _moment(event: TouchpointEvent, applied: Applied, rules: Rules) -> tuple[float, str, str]:
+def _moment(event: TouchpointEvent, applied: Applied, rules: Rules) -> Moment:
     """The strongest wow moment of this touchpoint: (strength, name, suggested action)."""
     w = rules.wow
     candidates: list[tuple[float, str, str]] = [(0.0, "none", "")]
     if applied.resolved_complaint_after is not None:
         days = applied.resolved_complaint_after / DAY
-        candidates.append(
-            (clamp01(1.0 - days / rules.recovery_sla_days), "service_recovery", RECOVERY)
-        )
+        if days < rules.recovery_sla_days:  # the moment of the resolution is a recovery
+            return (clamp01(1.0 - days / rules.recovery_sla_days), "service_recovery", RECOVERY)
     if applied.new_purchase_count in w.milestones:
         candidates.append((1.0, "milestone", MILESTONE))
     assessed = applied.assessment
@@ -300,20 +403,28 @@ def _moment(event: TouchpointEvent, applied: Applied, rules: Rules) -> tuple[flo
     return max(candidates, key=lambda c: c[0])
 
 
+Moment = tuple[float, str, str]  # strength, name, suggested action
+NO_MOMENT: Moment = (0.0, "none", "")
+
+
 def wow(
-    m: Metrics,
-    risk_score: float,
-    event: TouchpointEvent | None,
-    applied: Applied | None,
-    rules: Rules,
+    m: Metrics, risk_score: float, moment: Moment, rules: Rules, pre_incident: float = -1.0
 ) -> Score:
-    """Consistency first: below `min_consistency` or above `max_risk` there is no wow."""
+    """Consistency first: no wow on top of an erratic service, broken promises, a risk or a
+    lapse. A service recovery is judged on the record *before* the incident it recovers."""
     w, weights = rules.wow, rules.wow.weights
-    if m.consistency < w.min_consistency or risk_score > w.max_risk:
+    strength, name, action = moment
+    consistency = m.consistency
+    kept = 1.0 - m.broken_promise_rate if m.promises > 0.5 else 1.0
+    if name == "service_recovery" and pre_incident >= 0.0:
+        consistency, kept = pre_incident, 1.0
+    if (
+        consistency < w.min_consistency
+        or kept < w.min_promises_kept
+        or risk_score > w.max_risk
+        or m.lapse > w.max_lapse
+    ):
         return Score(SignalKind.wow_opportunity, 0.0, ())
-    strength, name, action = (0.0, "none", "")
-    if event is not None and applied is not None:
-        strength, name, action = _moment(event, applied, rules)
     judged = m.failed + m.met + m.exceeded
     stealable = m.met / judged if judged > 0 else 0.0
     return weighted(
@@ -321,10 +432,10 @@ def wow(
         [
             (
                 "consistent_record",
-                m.consistency,
-                clamp01((m.consistency - w.min_consistency) / (1.0 - w.min_consistency + 1e-9)),
+                consistency,
+                clamp01((consistency - w.min_consistency) / (1.0 - w.min_consistency + 1e-9)),
                 weights.consistent_record,
-                ("consistency {:.2f}", (m.consistency,)),
+                ("consistency {:.2f}, {:.0%} of recent promises kept", (consistency, kept)),
             ),
             ("moment:" + name, strength, strength, weights.moment, (action, ())),
             (
@@ -368,6 +479,12 @@ def snapshot(state: CustomerState, m: Metrics, risk_score: float, wow_score: flo
         channels=m.channels,
         feedback_given=state.feedback_given,
         referrals=state.referrals,
+        promises=m.promises,
+        broken_promise_rate=m.broken_promise_rate,
+        consecutive_misses=m.consecutive_misses,
+        worst_recent_miss=m.worst_recent_miss,
+        lapse=m.lapse,
+        spend=m.spend,
         risk_score=risk_score,
         wow_score=wow_score,
     )
@@ -398,43 +515,79 @@ def evaluate(
     event: TouchpointEvent | None = None,
     applied: Applied | None = None,
 ) -> Evaluation:
-    """Score the customer at `now` and raise signals on transitions (mutates signal state).
+    """Score the customer at `now` and raise signals (mutates the signal bookkeeping).
 
-    Without an event this is the silence check of the event-time timer.
+    Risk: raised on crossing `raise_at`, re-armed below `clear_below`, with a cooldown.
+    Wow: raised by the event's moment itself, once per moment kind per its cooldown and once
+    per customer per `budget_days` (recovery excepted). Without an event this is the silence
+    check of the event-time timer, which looks for risk only.
     """
     m = measure(state, now, rules, population)
     risk_score = risk(m, rules)
-    wow_score = wow(m, risk_score.value, event, applied, rules)
+    moment = _moment(event, applied, rules) if event is not None and applied else NO_MOMENT
+    wow_score = wow(m, risk_score.value, moment, rules, state.pre_incident)
     snap: Snapshot | None = None
     signals = []
-    for score, trigger in ((risk_score, rules.risk.trigger), (wow_score, rules.wow.trigger)):
-        if event is None and score.kind is SignalKind.wow_opportunity:
-            continue  # wow needs a moment; the timer only looks for silence
-        active, last_raised = state.signal_state.get(score.kind.value, [False, None])
-        cooling_from = last_raised
-        if score.suggested_action == RECOVERY and rules.wow.recovery_ignores_cooldown:
-            cooling_from = None
-        decision = decide(active, cooling_from, score.value, now, trigger)
-        if decision == "clear":
-            state.signal_state[score.kind.value] = [False, last_raised]
-        elif decision == "raise":
-            state.signal_state[score.kind.value] = [True, now]
-            snap = snap or snapshot(state, m, risk_score.value, wow_score.value)
-            signals.append(
-                Signal(
-                    signal_id=signal_id(state.customer_id, score.kind, now, rules.version),
-                    kind=score.kind,
-                    customer_id=state.customer_id,
-                    score=score.value,
-                    severity=severity(score.value),
-                    raised_at=_dt(now),
-                    trigger="event" if event is not None else "timer",
-                    trigger_event_id=event.event_id if event is not None else None,
-                    channel=event.channel.value if event is not None else None,
-                    reasons=score.reasons,
-                    suggested_action=score.suggested_action,
-                    metrics=snap.model(),
-                    rules_version=rules.version,
-                )
+    raised: list[Score] = []
+    book = state.signal_state
+    active, last_raised = book.get(SignalKind.about_to_defect.value, [False, None])
+    decision = decide(active, last_raised, risk_score.value, now, rules.risk.trigger)
+    if decision == "clear":
+        book[SignalKind.about_to_defect.value] = [False, last_raised]
+    elif decision == "raise":
+        book[SignalKind.about_to_defect.value] = [True, now]
+        raised.append(risk_score)
+    if (
+        moment[1] != "none"
+        and wow_score.value >= rules.wow.raise_at
+        and _wow_allowed(book, moment[1], now, rules)
+    ):
+        book["wow:" + moment[1]] = [False, now]
+        book[SignalKind.wow_opportunity.value] = [False, now]
+        raised.append(wow_score)
+    for score in raised:
+        snap = snap or snapshot(state, m, risk_score.value, wow_score.value)
+        is_risk = score.kind is SignalKind.about_to_defect
+        signals.append(
+            Signal(
+                signal_id=signal_id(state.customer_id, score.kind, now, rules.version),
+                kind=score.kind,
+                customer_id=state.customer_id,
+                score=score.value,
+                severity=severity(score.value + at_stake(m, rules))
+                if is_risk
+                else wow_severity(score.value),
+                raised_at=_dt(now),
+                trigger="event" if event is not None else "timer",
+                trigger_event_id=event.event_id if event is not None else None,
+                channel=event.channel.value if event is not None else None,
+                reasons=score.reasons,
+                suggested_action=score.suggested_action,
+                metrics=snap.model(),
+                rules_version=rules.version,
             )
+        )
     return Evaluation(m, risk_score, wow_score, tuple(signals))
+
+
+def at_stake(m: Metrics, rules: Rules) -> float:
+    """What a defect would cost, added to the risk for its severity (up to 0.2): an
+    established rhythm (10 repeat visits) and a valuable customer (spend of
+    `wow.high_value_amount`) each raise it. A risk is raised when it crosses the threshold,
+    so its score alone would make every timer-raised signal 'low'."""
+    tenure = 0.1 * min(1.0, m.repeat_days / 10.0)
+    value = 0.1 * min(1.0, m.spend / rules.wow.high_value_amount)
+    return tenure + value
+
+
+def _wow_allowed(book: dict[str, list], moment: str, now: float, rules: Rules) -> bool:
+    """The moment's own cooldown, then the customer's wow budget (recovery is exempt)."""
+    w = rules.wow
+    last_moment = book.get("wow:" + moment, [False, None])[1]
+    cooldown = w.moment_cooldown_days.get(moment, w.budget_days) * DAY
+    if last_moment is not None and now - last_moment < cooldown:
+        return False
+    if moment == "service_recovery":
+        return True
+    last_any = book.get(SignalKind.wow_opportunity.value, [False, None])[1]
+    return last_any is None or now - last_any >= w.budget_days * DAY

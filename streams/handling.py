@@ -160,10 +160,19 @@ def _control(engine: Engine, key: bytes, payload: bytes, partition: int) -> Hand
         tick = datetime.fromisoformat(orjson.loads(payload)["clock"])
         if tick.tzinfo is None:
             raise ValueError("clock tick without timezone")
-        raised = engine.advance(partition, tick.timestamp())
+        checked = Outcome("tick")
+        engine.advance(partition, tick.timestamp(), checked)
+        records: list[Record] = [
+            ("metrics", s.customer_id.encode(), s.json()) for s in checked.snapshots
+        ]
+        records += [
+            ("signals", s.customer_id.encode(), s.model_dump_json().encode())
+            for s in checked.signals
+        ]
         return Handled(
-            [("signals", s.customer_id.encode(), s.model_dump_json().encode()) for s in raised],
-            signal_kinds=tuple(s.kind.value for s in raised),
+            records,
+            snapshots=checked.snapshots,
+            signal_kinds=tuple(s.kind.value for s in checked.signals),
         )
     customer_id, requested_at = parse_marker(payload)
     engine.forget(customer_id, partition)

@@ -9,6 +9,13 @@ knows; those without a state are replayed from their stored touchpoints (the JSO
 received, in event-time order) through a fresh `Engine`, exactly as `touchstream replay`
 does, and their states and the partition's watermark are written before the batch is
 handled. Signals and snapshots of the replay were raised the first time and are dropped.
+
+Not every customer without a state lost it: after a crash, the rows of the batch in hand are
+in ClickHouse while its state was never written, and the batch is read again. So when the
+group resumes from a committed offset, only rows before it count as history (the later ones
+are read again and applied as usual), and a rebuilt state remembers the highest of their
+offsets, so a redelivery is known as one. With no committed offset (a new group, or a broker
+that forgot everything) every row is history and offsets start afresh.
 """
 
 from __future__ import annotations
@@ -62,7 +69,9 @@ class StateRebuild:
         engine: Engine,
         states: Any,  # StagedTable of CustomerState
         watermarks: Any,  # StagedTable of float
+        resumed: dict[int, int | None] | None = None,  # CommittedBatches.resumed
     ) -> None:
+        self.resumed = {} if resumed is None else resumed
         self.clickhouse = clickhouse
         self.engine = engine
         self.states = states
@@ -73,6 +82,10 @@ class StateRebuild:
         """After a rebalance: the partitions now held are checked again."""
         self.checked.clear()
 
+    def resumed_from(self, partition: int) -> int | None:
+        """The input partition's committed offset when this worker took it (None: none)."""
+        return self.resumed.get(partition)
+
     async def ensure(self, partitions: Iterable[int]) -> None:
         """Before a batch: rebuild what the partitions it touches lack (once each)."""
         for partition in sorted(set(partitions) - self.checked):
@@ -81,10 +94,15 @@ class StateRebuild:
 
     async def _partition(self, partition: int) -> None:
         started = time.monotonic()
+        before = self.resumed_from(partition)
+        where = "kafka_partition = {p:UInt16}" + (
+            "" if before is None else " AND kafka_offset < {before:UInt64}"
+        )
+        params = {"p": partition, "before": before or 0}
         _, rows = await self.clickhouse.run(
             self.clickhouse.query,
-            "SELECT DISTINCT customer_id FROM touchpoints WHERE kafka_partition = {p:UInt16}",
-            {"p": partition},
+            f"SELECT DISTINCT customer_id FROM touchpoints WHERE {where}",
+            params,
         )
         missing = {row[0] for row in rows if not self.states.has(row[0])}
         if not missing:
@@ -96,7 +114,9 @@ class StateRebuild:
             partition,
             len(missing),
         )
-        rebuilt, mark, replayed = await self.clickhouse.run(self._history, partition, missing)
+        rebuilt, mark, replayed = await self.clickhouse.run(
+            self._history, partition, missing, where, params, before is not None
+        )
         # the writes join this batch's state writes (on the loop, like every table write)
         self.states.partition = self.watermarks.partition = partition
         members = self.engine.members(partition)
@@ -116,16 +136,26 @@ class StateRebuild:
         )
 
     def _history(
-        self, partition: int, missing: set[str]
+        self,
+        partition: int,
+        missing: set[str],
+        where: str,
+        params: dict[str, int],
+        same_log: bool,
     ) -> tuple[dict[str, CustomerState], float | None, int]:
         """(On the ClickHouse thread.) The missing customers' states, the partition's
         watermark their history reaches, and how many touchpoints were replayed."""
         _, rows = self.clickhouse.query(
-            "SELECT customer_id, payload FROM touchpoints FINAL "
-            "WHERE kafka_partition = {p:UInt16} ORDER BY occurred_at, event_id",
-            {"p": partition},
+            "SELECT customer_id, payload, kafka_offset FROM touchpoints FINAL "
+            f"WHERE {where} ORDER BY occurred_at, event_id",
+            params,
         )
-        mine = [(customer, payload) for customer, payload in rows if customer in missing]
+        mine = [(customer, payload) for customer, payload, _ in rows if customer in missing]
+        last_offset: dict[str, int] = {}
+        if same_log:  # offsets of the log being read: a redelivery must be known as one
+            for customer, _, offset in rows:
+                if customer in missing:
+                    last_offset[customer] = max(last_offset.get(customer, -1), int(offset))
         blank = {customer for customer, payload in mine if not payload}
         if blank:
             log.error(
@@ -138,4 +168,7 @@ class StateRebuild:
         rebuilt, mark = replay_history(
             kept, self.engine.rules, self.engine.population, self.engine.partitions, partition
         )
+        for customer, offset in last_offset.items():
+            if customer in rebuilt:
+                rebuilt[customer].last_offset = offset
         return {c: s for c, s in rebuilt.items() if c in missing}, mark, len(kept)

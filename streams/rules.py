@@ -51,18 +51,16 @@ def _weights_sum_to_one(weights: BaseModel) -> None:
 
 
 class RiskWeights(_Config):
-    silence: float = Field(0.25, ge=0)
-    expectation_gap: float = Field(0.20, ge=0)
-    inconsistency: float = Field(0.15, ge=0)
-    silent_failures: float = Field(0.15, ge=0)
-    open_complaints: float = Field(0.10, ge=0)
-    detractor: float = Field(0.10, ge=0)
-    falling_trend: float = Field(0.05, ge=0)
+    """The most each factor can add to the risk *alone* (a noisy-OR, `scoring.combined`):
+    above the raise threshold (0.5) for what a customer-success manager acts on by itself."""
 
-    @model_validator(mode="after")
-    def _sum(self) -> RiskWeights:
-        _weights_sum_to_one(self)
-        return self
+    lapse: float = Field(0.8, ge=0, le=1)
+    broken_promises: float = Field(0.7, ge=0, le=1)
+    open_complaints: float = Field(0.65, ge=0, le=1)
+    silent_failures: float = Field(0.35, ge=0, le=1)
+    detractor: float = Field(0.35, ge=0, le=1)
+    inconsistency: float = Field(0.2, ge=0, le=1)
+    falling_trend: float = Field(0.2, ge=0, le=1)
 
 
 class WowWeights(_Config):
@@ -79,29 +77,59 @@ class WowWeights(_Config):
 class RiskRules(_Config):
     weights: RiskWeights = RiskWeights()
     trigger: Trigger = Trigger(raise_at=0.5, clear_below=0.35, cooldown_days=14)
-    overdue_full: float = Field(3.0, gt=1, description="overdue ratio that counts as fully silent")
-    gap_full: float = Field(2.0, gt=0, description="mean gap (tolerance units) that counts fully")
+    lapse_from: float = Field(
+        3.0,
+        ge=0,
+        description="silence, in the customer's own gap spreads past their usual gap, "
+        "where a lapse starts to count",
+    )
+    lapse_full: float = Field(8.0, gt=0, description="...and where it counts fully")
+    consecutive_full: int = Field(
+        3, ge=1, description="broken promises in a row that count fully (squared below it)"
+    )
+    broken_rate_full: float = Field(
+        0.5, gt=0, le=1, description="share of recent promises broken that counts fully"
+    )
+    metric_importance: dict[str, float] = Field(
+        default_factory=dict,
+        description="per-metric weight of a broken promise (default 1; 'what matters most': "
+        "e.g. {tow_arrival_minutes: 1.5, invoice_days: 0.5})",
+    )
     silent_failures_full: int = Field(3, ge=1)
     complaint_sla_days: float = Field(3.0, gt=0)
     trend_full: float = Field(0.3, gt=0)
 
 
 class WowRules(_Config):
+    """A wow is raised by the moment itself (no hysteresis: a steady customer gets the next
+    one), once per moment kind per `moment_cooldown_days`, and at most once per customer
+    per `budget_days` (service recovery excepted: an incident is answered when it happens)."""
+
     weights: WowWeights = WowWeights()
-    trigger: Trigger = Trigger(raise_at=0.6, clear_below=0.4, cooldown_days=14)
+    raise_at: float = Field(0.6, ge=0, le=1)
+    moment_cooldown_days: dict[str, float] = Field(
+        default_factory=lambda: {
+            "service_recovery": 0.0,
+            "milestone": 0.0,
+            "advocacy": 180.0,
+            "high_value": 60.0,
+        }
+    )
+    budget_days: float = Field(30.0, ge=0, description="at most one wow per customer this often")
     min_consistency: float = Field(0.6, ge=0, le=1, description="consistency comes before wow")
+    min_promises_kept: float = Field(
+        0.8, ge=0, le=1, description="share of recent promises kept (when there were any)"
+    )
     max_risk: float = Field(0.35, ge=0, le=1)
+    max_lapse: float = Field(0.25, ge=0, le=1, description="no wow for a customer who is lapsing")
     milestones: tuple[int, ...] = (5, 10, 25, 50, 100)
     high_value_amount: float = Field(500.0, gt=0)
-    recovery_ignores_cooldown: bool = Field(
-        True, description="answer a fast complaint resolution even within the cooldown"
-    )
 
 
 class Rules(_Config):
     """The whole rules file. `version` goes into every signal and its id."""
 
-    version: str = "default-1"
+    version: str = "default-2"
     half_life_days: float = Field(30.0, gt=0)
     wow_margin: float = Field(1.0, ge=0, description="gap (tolerance units) that counts as wow")
     grace_seconds: float = Field(24 * 3600.0, ge=0)

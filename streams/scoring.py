@@ -1,13 +1,22 @@
 """Scores and transitions: the arithmetic of the signal rules, pure and compiled.
 
-Each score is a weighted sum of factors in [0, 1] with weights summing to 1, so the score is
-in [0, 1] and the reasons' contributions add up to it exactly. The thresholds themselves
-are the rules' (`streams.rules`).
+Two ways to combine factors in [0, 1], both giving a score in [0, 1] whose reasons'
+contributions add up to it exactly:
+
+- `weighted`: a weighted sum with weights summing to 1 (the wow score: every part counts).
+- `combined`: a noisy-OR, 1 - prod(1 - w_i * s_i), where each factor's weight is the most it
+  can reach *alone* (the risk: a lapse, a complaint past its SLA or three broken promises in
+  a row are each enough to act on; a weighted sum capped each at its share and hid them).
+  The score is split among the factors in proportion to -log(1 - w_i * s_i), each factor's
+  share of the log-survival, so a factor that would raise the signal alone gets most of it.
+
+The thresholds themselves are the rules' (`streams.rules`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -80,6 +89,26 @@ def weighted(
     return Score(kind, clamp01(sum(f[2] for f in kept)), tuple(kept), action)
 
 
+def combined(
+    kind: SignalKind, factors: list[tuple[str, float, float, float, Detail]], action: str | None
+) -> Score:
+    """factors: (name, observed value, strength in [0,1], ceiling in [0,1], detail)."""
+    parts = []
+    survival = 1.0
+    for name, value, strength, ceiling, detail in factors:
+        reach = min(0.999999, ceiling * clamp01(strength))
+        if reach > 0:
+            survival *= 1.0 - reach
+            parts.append((name, value, -math.log1p(-reach), detail))
+    score = 1.0 - survival
+    total = sum(p[2] for p in parts)
+    if total <= 0.0:
+        return Score(kind, 0.0, (), action)
+    kept = [(name, value, score * share / total, detail) for name, value, share, detail in parts]
+    kept.sort(key=lambda f: -f[2])
+    return Score(kind, clamp01(score), tuple(kept), action)
+
+
 def severity(score: float) -> Severity:
     if score >= 0.85:
         return Severity.critical
@@ -88,6 +117,12 @@ def severity(score: float) -> Severity:
     if score >= 0.55:
         return Severity.medium
     return Severity.low
+
+
+def wow_severity(score: float) -> Severity:
+    """A wow is an opportunity, never an emergency: low, or medium for the strongest, so a
+    subscriber filtering on `min_severity: high` is paged for risks only."""
+    return Severity.medium if score >= 0.85 else Severity.low
 
 
 def signal_id(customer_id: str, kind: SignalKind, raised_at: float, rules_version: str) -> str:

@@ -23,6 +23,7 @@ from touchstream.streams.touchpoint import (
     Assessment,
     Level,
     assess,
+    miss_strength,
 )
 
 DAY = 86_400.0
@@ -51,6 +52,7 @@ class StateParams:
     wow_margin: float = 1.0
     grace_seconds: float = 24 * 3600.0
     recovery_sla_days: float = 2.0
+    importance: tuple[tuple[str, float], ...] = ()  # per-metric weight of a promise
 
     @property
     def half_life(self) -> float:
@@ -109,6 +111,15 @@ class CustomerState:
     signal_state: dict[str, list[Any]]
     last_snapshot_at: float
     last_offset: int  # highest input offset applied (live only): redeliveries are known
+    # promises, loss-aware (appended in 0.2: older changelog rows decode with the defaults)
+    w_promises: float  # anchored weight of touchpoints that carried a promise
+    broken: float  # anchored weight of those that broke one (never offset by a good one)
+    s_miss: float  # anchored sum of the broken ones' miss strengths (touchpoint.miss_strength)
+    worst_miss: float  # anchored: the largest recent miss size (multiples of the promise)
+    consecutive_misses: int  # promise-bearing touchpoints in a row that broke their promise
+    spend: float  # sum of `value.amount` over purchases and orders (any currency, as given)
+    pre_incident: float  # consistency at the last good touchpoint with no open complaint, -1 none
+    last_snapshot_risk: float  # risk in the last snapshot written (the timer's throttle)
 
     # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
     def __init__(
@@ -148,6 +159,14 @@ class CustomerState:
         signal_state: dict[str, list[Any]] | None = None,
         last_snapshot_at: float = 0.0,
         last_offset: int = -1,
+        w_promises: float = 0.0,
+        broken: float = 0.0,
+        s_miss: float = 0.0,
+        worst_miss: float = 0.0,
+        consecutive_misses: int = 0,
+        spend: float = 0.0,
+        pre_incident: float = -1.0,
+        last_snapshot_risk: float = 0.0,
     ) -> None:
         self.customer_id = customer_id
         self.anchor = anchor
@@ -184,6 +203,14 @@ class CustomerState:
         self.signal_state = {} if signal_state is None else signal_state
         self.last_snapshot_at = last_snapshot_at
         self.last_offset = last_offset
+        self.w_promises = w_promises
+        self.broken = broken
+        self.s_miss = s_miss
+        self.worst_miss = worst_miss
+        self.consecutive_misses = consecutive_misses
+        self.spend = spend
+        self.pre_incident = pre_incident
+        self.last_snapshot_risk = last_snapshot_risk
 
     # -- encoding ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -265,6 +292,10 @@ def _reanchor(state: CustomerState, t: float, h: float) -> None:
         "failed",
         "met",
         "exceeded",
+        "w_promises",
+        "broken",
+        "s_miss",
+        "worst_miss",
     ):
         setattr(state, name, getattr(state, name) * slow)
     state.w_rating_fast *= fast
@@ -337,6 +368,15 @@ def apply_event(state: CustomerState, event: TouchpointEvent, params: StateParam
         state.w_gap += grow
         state.s_gap += grow * result.gap
         state.worst_gap = min(state.worst_gap, result.gap * grow)
+        weight = _importance(result, params)
+        state.w_promises += grow * weight
+        if result.gap < -1.0:  # a broken promise: counted, never netted against a good one
+            state.broken += grow * weight
+            state.s_miss += grow * weight * miss_strength(result.miss)
+            state.worst_miss = max(state.worst_miss, result.miss * grow)
+            state.consecutive_misses += 1
+        else:
+            state.consecutive_misses = 0
     if result.rating is not None:
         state.w_rating += grow
         state.s_rating += grow * result.rating
@@ -358,8 +398,18 @@ def apply_event(state: CustomerState, event: TouchpointEvent, params: StateParam
     if event.kind in PURCHASE_KINDS:
         state.purchases += 1
         purchases = state.purchases
+        if event.value is not None:
+            state.spend += event.value.amount
     _forget_old_ids(state, params)
     return Applied("applied", result, resolved_after, purchases)
+
+
+def _importance(result: Assessment, params: StateParams) -> float:
+    """The weight of the touchpoint's promises: its most important metric's (default 1)."""
+    if not params.importance:
+        return 1.0
+    table = dict(params.importance)
+    return max(table.get(gap.metric, 1.0) for gap in result.gaps)
 
 
 def _count_active_day(state: CustomerState, t: float) -> None:

@@ -12,6 +12,12 @@ from enum import IntEnum
 from touchstream.schemas import Direction, Expectation, Kind, Outcome, RatingScale, TouchpointEvent
 
 GAP_CAP = 10.0  # tolerance units; one absurd promise must not dominate a customer's mean
+# A broken promise's size is kept apart, uncapped in `miss` (how many times the promise it
+# missed by: promised 1 day, took 5 = 4.0) and scored on a log scale that reaches 1 at
+# MISS_FULL: 2x late = 0.43, 3x = 0.68, 5x = 1.0. Losses weigh more than gains: a broken
+# promise scores quality -(0.5 + 0.5 * strength), whatever else the touchpoint said.
+MISS_FULL = 4.0
+_LOG_MISS_FULL = math.log2(1.0 + MISS_FULL)
 
 # Kinds the company initiates: they say nothing about whether the customer is still talking.
 COMPANY_INITIATED = frozenset({Kind.delivery, Kind.notification})
@@ -53,6 +59,7 @@ class Assessment:
 
     gaps: tuple[Gap, ...]
     gap: float | None  # the worst gap of the touchpoint (a broken promise dominates)
+    miss: float  # size of the largest broken promise (multiples of the promise), 0 if none
     level: Level
     quality: float | None  # in [-1, 1], None when nothing could be judged
     rating: float | None  # normalised to [0, 1], 1 = best
@@ -64,13 +71,14 @@ class Assessment:
         self,
         gaps: tuple[Gap, ...],
         gap: float | None,
+        miss: float,
         level: Level,
         quality: float | None,
         rating: float | None,
         promoter: bool,
         detractor: bool,
     ) -> None:
-        self.gaps, self.gap, self.level, self.quality = gaps, gap, level, quality
+        self.gaps, self.gap, self.miss, self.level, self.quality = gaps, gap, miss, level, quality
         self.rating, self.promoter, self.detractor = rating, promoter, detractor
 
 
@@ -85,6 +93,23 @@ def expectation_gap(expectation: Expectation) -> Gap:
     units = max(-GAP_CAP, min(GAP_CAP, delta / width))
     relative = delta / abs(expectation.promised) if expectation.promised else None
     return Gap(expectation.metric, units, relative)
+
+
+def miss_size(gap: Gap) -> float:
+    """How far a broken promise missed, in multiples of the promise (0: kept). A promise of
+    0 (no relative size) counts its tolerances beyond the first: GAP_CAP of them = MISS_FULL."""
+    if gap.units >= -1.0:
+        return 0.0
+    if gap.relative is not None:
+        return max(0.0, -gap.relative)
+    return (-gap.units - 1.0) / (GAP_CAP - 1.0) * MISS_FULL
+
+
+def miss_strength(miss: float) -> float:
+    """A miss's weight in [0, 1], log-scaled: each doubling of lateness counts the same."""
+    if miss <= 0.0:
+        return 0.0
+    return min(1.0, math.log2(1.0 + miss) / _LOG_MISS_FULL)
 
 
 def _rating_extremes(event: TouchpointEvent) -> tuple[bool, bool]:
@@ -109,6 +134,7 @@ def assess(event: TouchpointEvent, wow_margin: float = 1.0) -> Assessment:
     """
     gaps = tuple(expectation_gap(e) for e in event.expectations)
     worst = min((g.units for g in gaps), default=None)
+    miss = max((miss_size(g) for g in gaps), default=0.0)
     promoter, detractor = _rating_extremes(event)
     rating = event.rating.normalised if event.rating else None
 
@@ -125,6 +151,8 @@ def assess(event: TouchpointEvent, wow_margin: float = 1.0) -> Assessment:
     if complaint:
         parts.append(-1.0)
     quality = max(-1.0, min(1.0, sum(parts) / len(parts))) if parts else None
+    if quality is not None and worst is not None and worst < -1.0:
+        quality = min(quality, -(0.5 + 0.5 * miss_strength(miss)))  # losses weigh more
 
     if quality is None:
         level = Level.none
@@ -139,4 +167,4 @@ def assess(event: TouchpointEvent, wow_margin: float = 1.0) -> Assessment:
         level = Level.exceeded
     else:
         level = Level.met
-    return Assessment(gaps, worst, level, quality, rating, promoter, detractor)
+    return Assessment(gaps, worst, miss, level, quality, rating, promoter, detractor)

@@ -98,7 +98,9 @@ def test_a_backfill_older_than_the_ttl_is_announced_and_an_overflowing_ttl_refus
         "TOUCHSTREAM_WEB_PORT": "0",
         "TOUCHSTREAM_TOUCHPOINTS_TTL_DAYS": "730",
     }
-    result = CliRunner().invoke(app, ["replay", str(file), "--clickhouse"], env=env)
+    result = CliRunner().invoke(
+        app, ["replay", str(file), "--out", str(tmp_path / "out"), "--clickhouse"], env=env
+    )
     assert result.exit_code == 0, result.output
     assert f"{len(events):,} of {len(events):,} touchpoints" in " ".join(result.output.split())
     with pytest.raises(ValueError, match="2106"):

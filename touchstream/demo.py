@@ -23,6 +23,7 @@ from touchstream.publisher import TouchpointPublisher
 from touchstream.report import bar_chart, line_chart, table, write_report
 from touchstream.settings import Settings
 from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.streams.rules import Rules
 from touchstream.worker import output_topics
 
 
@@ -39,14 +40,18 @@ def _worker_env(settings: Settings, broker: EmbeddedBroker) -> dict[str, str]:
 
 
 def cohort_scores(
-    planted: list[Customer], signals: list[dict[str, Any]]
+    planted: list[Customer], signals: list[dict[str, Any]], at_risk: set[str]
 ) -> dict[str, dict[str, float]]:
-    """Recall and precision of the two planted cohorts that have a right answer."""
+    """Recall and precision of the two planted cohorts that have a right answer.
+
+    `slipping_then_silent` is judged on the at-risk list at the end of the run (raised and
+    not cleared since: what a customer-success team works from); `(ever raised)` counts
+    every customer raised at any time, also those who came back (and were cleared)."""
     cohort = {c.customer_id: c.cohort for c in planted}
+    raised = {s["customer_id"] for s in signals if s["kind"] == "about_to_defect"}
     flagged = {
-        "slipping_then_silent": {
-            s["customer_id"] for s in signals if s["kind"] == "about_to_defect"
-        },
+        "slipping_then_silent": raised & at_risk,
+        "slipping_then_silent (ever raised)": raised,
         "recovery": {
             s["customer_id"]
             for s in signals
@@ -55,7 +60,7 @@ def cohort_scores(
     }
     scores = {}
     for name, customers in flagged.items():
-        members = {c for c, k in cohort.items() if k == name}
+        members = {c for c, k in cohort.items() if k == name.split(" ")[0]}
         hits = len(customers & members)
         scores[name] = {
             "planted": len(members),
@@ -114,11 +119,25 @@ def run_demo(
             1
             for _ in read_topic(broker.bootstrap, settings.topic_dead_letters, idle_timeout_ms=1000)
         )
-    summary = _summarise(planted, signals, report.accepted, dead, elapsed, console)
+    at_risk = at_risk_now(settings, Rules.load(settings.rules_file).risk.trigger.clear_below)
+    summary = _summarise(planted, signals, at_risk, report.accepted, dead, elapsed, months, console)
     path = build_report(settings, summary)
     summary["report"] = str(path)
     console.print(f"HTML report: [bold]{path}[/]")
     return summary
+
+
+def at_risk_now(settings: Settings, clear_below: float) -> set[str]:
+    """Customers whose latest metrics keep them on the at-risk list (not cleared)."""
+    clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
+    try:
+        _, rows = clickhouse.query(
+            "SELECT customer_id FROM customer_metrics FINAL WHERE risk_score >= {c:Float64}",
+            {"c": clear_below},
+        )
+    finally:
+        clickhouse.close()
+    return {row[0] for row in rows}
 
 
 def build_report(settings: Settings, summary: dict[str, Any]) -> Path:
@@ -205,12 +224,18 @@ def _follow(
 def _summarise(
     planted: list[Customer],
     signals: list[dict[str, Any]],
+    at_risk: set[str],
     events: int,
     dead: int,
     elapsed: float | None,
+    months: float,
     console: Console,
 ) -> dict[str, Any]:
     kinds = Counter(s["kind"] for s in signals)
+    per_thousand = {
+        kind: kinds[kind] / max(1, len(planted)) * 1000 / months
+        for kind in ("about_to_defect", "wow_opportunity")
+    }
     table = Table(title="touchstream demo")
     table.add_column("what")
     table.add_column("value", justify="right")
@@ -220,7 +245,10 @@ def _summarise(
     table.add_row("throughput (after first commit)", shown)
     table.add_row("dead letters", f"{dead:,}")
     for kind in ("about_to_defect", "wow_opportunity"):
-        table.add_row(f"signals: {kind}", f"{kinds[kind]:,}")
+        table.add_row(
+            f"signals: {kind}",
+            f"{kinds[kind]:,} ({per_thousand[kind]:.1f} per 1,000 customers a month)",
+        )
     console.print(table)
 
     latest_risk: dict[str, dict[str, Any]] = {}
@@ -246,7 +274,7 @@ def _summarise(
         wow_table.add_row(s["customer_id"], f"{s['score']:.2f}", s.get("suggested_action") or "")
     console.print(wow_table)
 
-    scores = cohort_scores(planted, signals)
+    scores = cohort_scores(planted, signals, at_risk)
     cohorts = Table(title="planted cohorts found")
     for column in ("cohort", "planted", "flagged", "recall", "precision"):
         cohorts.add_column(column, justify="right")
@@ -265,5 +293,6 @@ def _summarise(
         "events_per_second": rate,
         "dead_letters": dead,
         "signals": dict(kinds),
+        "signals_per_1000_customers_per_month": per_thousand,
         "cohorts": scores,
     }

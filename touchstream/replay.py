@@ -23,6 +23,7 @@ from touchstream.schemas import (
     parse_touchpoint,
     validate_touchpoint,
 )
+from touchstream.schemas.signal import Snapshot
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.sinks.rows import (
     dead_letter_columns,
@@ -31,7 +32,7 @@ from touchstream.sinks.rows import (
     touchpoint_columns,
 )
 from touchstream.streams.bgnbd import BGNBDParams
-from touchstream.streams.engine import Engine, partition_for
+from touchstream.streams.engine import Engine, Outcome, partition_for
 from touchstream.streams.evaluate import evaluate
 from touchstream.streams.rules import Rules
 from touchstream.streams.state import CustomerState
@@ -42,7 +43,7 @@ class ReplayResult:
     signals: list[Signal] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     final: list[MetricsSnapshot] = field(default_factory=list)
-    snapshots: int = 0
+    history: list[Snapshot] = field(default_factory=list)  # every snapshot, as live
     applied: int = 0
     duplicates: int = 0
     late: int = 0
@@ -95,7 +96,7 @@ def replay(
         result.touchpoints.append((event, partition, record.line))
         outcome = engine.handle(event, partition)
         result.signals.extend(outcome.signals)
-        result.snapshots += len(outcome.snapshots)
+        result.history += outcome.snapshots
         if outcome.status == "applied":
             result.applied += 1
         elif outcome.status == "duplicate":
@@ -115,7 +116,10 @@ def replay(
     if as_of is not None:
         for partition in range(partitions):
             if str(partition) in watermarks:
-                result.signals.extend(engine.advance(partition, end))
+                checked = Outcome("tick")
+                engine.advance(partition, end, checked)
+                result.signals.extend(checked.signals)
+                result.history += checked.snapshots
     for customer_id in sorted(result.states):
         state = result.states[customer_id]
         when = max(end, state.last_seen)
@@ -146,6 +150,8 @@ def write_to_clickhouse(
         lambda rows: touchpoint_columns(rows, ingested, wow_margin),
     )
     put("signals", result.signals, signal_columns)
-    put("customer_metrics", result.final, metrics_columns)
+    # the snapshots along the way (as the live worker writes them: the daily history), then
+    # each customer's final one
+    put("customer_metrics", [*result.history, *result.final], metrics_columns)
     put("dead_letters", result.dead_letters, dead_letter_columns)
     return written

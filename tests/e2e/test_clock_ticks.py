@@ -8,7 +8,7 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from tests import scenarios
+from tests import histories
 from tests.e2e.conftest import running_worker, worker_env
 from tests.e2e.helpers import wait_for_records
 from touchstream.broker import EmbeddedBroker
@@ -24,7 +24,8 @@ def test_clock_ticks_raise_silence_for_a_lone_customer(
     topic = env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"]
     ensure_topics(broker.bootstrap, [topic], 4)
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
-    lone = [e for e in scenarios.story() if e["customer_id"] == scenarios.SLIPPER]
+    lapser = histories.steady_then_silent()
+    lone = lapser.events
     for event in lone:  # nobody else: event time on this partition stops with the customer
         producer.send(topic, key=event["customer_id"].encode(), value=orjson.dumps(event))
     producer.flush()
@@ -41,5 +42,6 @@ def test_clock_ticks_raise_silence_for_a_lone_customer(
         )
     defect = [s for s in signals if s["kind"] == "about_to_defect"]
     assert len(defect) == 1
-    assert defect[0]["customer_id"] == scenarios.SLIPPER and defect[0]["trigger"] == "timer"
+    assert defect[0]["customer_id"] == lapser.customer and defect[0]["trigger"] == "timer"
+    assert defect[0]["reasons"][0]["factor"] == "lapse"
     assert dead == []  # ticks are not dead letters

@@ -91,9 +91,9 @@ def test_ops_cli_endpoint_safety_and_forget(broker: EmbeddedBroker, tmp_path: Pa
                 port,
                 "SELECT uniqExact(table_name) FROM forgotten_customers "
                 f"WHERE customer_id = '{victim}'",
-                4,
+                5,
             )
-            == 4
+            == 5
         )
         for table in ("touchpoints", "customer_metrics", "signals"):
             left = scalar(port, f"SELECT count() FROM {table} WHERE customer_id = '{victim}'")

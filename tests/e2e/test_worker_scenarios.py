@@ -79,16 +79,16 @@ def test_live_signals_equal_replay_signals(live: dict) -> None:
     assert sorted(s["signal_id"] for s in live["a"]["signals"]) == expected
 
 
-def test_slipping_then_silent_customer_flagged_by_timer(live: dict) -> None:
+def test_slipping_customer_flagged_at_the_third_broken_promise_in_a_row(live: dict) -> None:
     flagged = [
         s
         for s in live["a"]["signals"]
         if s["customer_id"] == scenarios.SLIPPER and s["kind"] == "about_to_defect"
     ]
     assert len(flagged) == 1
-    assert flagged[0]["trigger"] == "timer"
-    factors = {r["factor"] for r in flagged[0]["reasons"]}
-    assert {"silence", "expectation_gap"} <= factors
+    assert flagged[0]["trigger_event_id"] == f"{scenarios.SLIPPER}-0021"
+    assert flagged[0]["reasons"][0]["factor"] == "broken_promises"
+    assert flagged[0]["severity"] in ("high", "critical")
 
 
 def test_fast_resolution_gets_recovery_wow(live: dict) -> None:

@@ -8,7 +8,7 @@ from tests import scenarios
 from tests.streams.builders import FAR_FUTURE
 from touchstream.schemas import TouchpointEvent
 from touchstream.streams.bgnbd import BGNBDParams
-from touchstream.streams.engine import Engine, partition_for
+from touchstream.streams.engine import Engine, Outcome, partition_for
 from touchstream.streams.rules import Rules
 
 PARTITIONS = 4
@@ -28,19 +28,18 @@ def story_run():
     return run(scenarios.story())
 
 
-def test_slipping_then_silent_customer_is_flagged_by_the_timer(story_run) -> None:
+def test_slipping_customer_is_flagged_at_the_third_broken_promise_in_a_row(story_run) -> None:
     _, signals = story_run
     defect = [
         s
         for s in signals
         if s.customer_id == scenarios.SLIPPER and s.kind.value == "about_to_defect"
     ]
-    assert len(defect) == 1
+    assert len(defect) == 1  # held afterwards (hysteresis): the silence that follows adds none
     signal = defect[0]
-    assert signal.trigger == "timer" and signal.trigger_event_id is None
-    factors = {r.factor for r in signal.reasons}
-    assert {"silence", "expectation_gap"} <= factors
-    assert signal.metrics.expectation_gap < -1
+    assert signal.trigger == "event" and signal.trigger_event_id == f"{scenarios.SLIPPER}-0021"
+    assert signal.reasons[0].factor == "broken_promises"
+    assert signal.metrics.consecutive_misses == 3 and signal.metrics.expectation_gap < -1
 
 
 def test_consistent_customer_with_fast_resolution_gets_recovery_wow(story_run) -> None:
@@ -95,10 +94,10 @@ def test_late_event_is_rejected_with_reason_and_not_counted() -> None:
 class UnskippingEngine(Engine):
     """The timer without its shortcuts: every member is read and scored at every check."""
 
-    def silence_check(self, partition: int, now: float) -> list:
+    def silence_check(self, partition: int, now: float, into: Outcome) -> None:
         self._timer_skip.clear()
         self._due.clear()
-        return super().silence_check(partition, now)
+        super().silence_check(partition, now, into)
 
 
 def test_the_timer_shortcuts_change_no_signal() -> None:
@@ -148,3 +147,31 @@ def test_every_snapshot_the_engine_builds_is_valid() -> None:
         assert again == snapshot
         assert again.model_dump_json() == wire
         assert list(snapshot.model_dump()) == list(MetricsSnapshot.model_fields)
+
+
+def test_the_metrics_record_is_one_list_in_every_place(tmp_path) -> None:
+    """Adding a metric: the model (MetricsSnapshot) is the list; the engine's snapshot tuple,
+    the ClickHouse columns and the engine's measures must follow it (this test says where)."""
+    from dataclasses import fields
+
+    from touchstream.schemas import MetricsSnapshot
+    from touchstream.schemas.signal import Snapshot
+    from touchstream.sinks.clickhouse import ClickHouse
+    from touchstream.sinks.rows import METRIC_COLUMNS
+    from touchstream.streams.evaluate import Metrics
+
+    listed = list(MetricsSnapshot.model_fields)
+    assert list(Snapshot._fields) == listed, "schemas/signal.py: Snapshot"
+    assert list(METRIC_COLUMNS) == listed
+    from_state = {"customer_id", "as_of", "event_count", "first_seen", "last_seen"}
+    from_state |= {"feedback_given", "referrals", "risk_score", "wow_score"}
+    measured = {f.name for f in fields(Metrics)}
+    assert set(listed) - from_state <= measured, "streams/evaluate.py: Metrics and measure()"
+    clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
+    try:
+        _, rows = clickhouse.query(
+            "SELECT name FROM system.columns WHERE table = 'customer_metrics'"
+        )
+    finally:
+        clickhouse.close()
+    assert set(listed) <= {r[0] for r in rows}, "sinks/migrations: a column per metric"

@@ -8,7 +8,15 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from touchstream.schemas import SignalKind
-from touchstream.streams.evaluate import Metrics, risk, wow
+from touchstream.streams.evaluate import (
+    MILESTONE,
+    NO_MOMENT,
+    RECOVERY,
+    Metrics,
+    lapse_strength,
+    risk,
+    wow,
+)
 from touchstream.streams.rules import Rules, Trigger, decide, severity, signal_id
 
 RULES = Rules()
@@ -17,6 +25,11 @@ unit = st.floats(0, 1)
 
 @st.composite
 def metrics(draw) -> Metrics:
+    overdue_ratio = draw(st.floats(0, 100))
+    silence_z = draw(st.floats(-1, 100))
+    p_alive = draw(unit)
+    repeat_days = draw(st.integers(0, 200))
+    spend = draw(st.floats(0, 1e5))
     return Metrics(
         now=1.8e9,
         expectation_gap=draw(st.floats(-10, 10)),
@@ -31,15 +44,29 @@ def metrics(draw) -> Metrics:
         channel_spread=draw(unit),
         streak=draw(st.integers(0, 16)),
         mean_interarrival_days=draw(st.none() | st.floats(0, 400)),
-        overdue_ratio=draw(st.floats(0, 100)),
-        p_alive=draw(unit),
+        overdue_ratio=overdue_ratio,
+        p_alive=p_alive,
         rating=draw(st.none() | unit),
         rating_trend=draw(st.floats(-1, 1)),
         open_complaints=draw(st.integers(0, 8)),
         oldest_open_complaint_days=draw(st.floats(0, 100)),
         silent_failures=draw(st.integers(0, 16)),
         channels=draw(st.integers(0, 10)),
+        promises=draw(st.floats(0, 50)),
+        broken_promise_rate=draw(unit),
+        consecutive_misses=draw(st.integers(0, 20)),
+        worst_recent_miss=draw(st.floats(0, 100)),
+        mean_miss=draw(unit),
+        repeat_days=repeat_days,
+        spend=spend,
+        silence_z=silence_z,
+        lapse=lapse_strength(silence_z, p_alive, repeat_days, RULES),
     )
+
+
+moments = st.sampled_from(
+    [NO_MOMENT, (1.0, "milestone", MILESTONE), (0.9, "service_recovery", RECOVERY)]
+)
 
 
 @given(metrics())
@@ -52,20 +79,32 @@ def test_risk_in_unit_interval_and_reasons_sum_to_score(m: Metrics) -> None:
     assert contributions == sorted(contributions, reverse=True)
 
 
-@given(metrics(), unit)
-def test_wow_in_unit_interval_and_reasons_sum_to_score(m: Metrics, risk_value: float) -> None:
-    score = wow(m, risk_value, None, None, RULES)
+@given(metrics(), unit, moments, st.floats(-1, 1))
+def test_wow_in_unit_interval_and_reasons_sum_to_score(
+    m: Metrics, risk_value: float, moment: tuple, pre_incident: float
+) -> None:
+    score = wow(m, risk_value, moment, RULES, pre_incident)
     assert 0.0 <= score.value <= 1.0
     assert sum(r.contribution for r in score.reasons) == pytest.approx(score.value, abs=1e-9)
-    if m.consistency < RULES.wow.min_consistency or risk_value > RULES.wow.max_risk:
+    if risk_value > RULES.wow.max_risk or m.lapse > RULES.wow.max_lapse:
+        assert score.value == 0.0  # no wow on top of a risk or a lapse
+    judged_on = pre_incident if moment[1] == "service_recovery" and pre_incident >= 0 else None
+    if (m.consistency if judged_on is None else judged_on) < RULES.wow.min_consistency:
         assert score.value == 0.0  # consistency comes before wow
+    if judged_on is None and m.promises > 0.5 and m.broken_promise_rate > 0.2 + 1e-9:
+        assert score.value == 0.0  # and kept promises
 
 
 @given(metrics())
 def test_more_silence_never_lowers_risk(m: Metrics) -> None:
     from dataclasses import replace
 
-    quieter = replace(m, overdue_ratio=m.overdue_ratio + 1.0)
+    quieter = replace(
+        m,
+        overdue_ratio=m.overdue_ratio + 1.0,
+        silence_z=m.silence_z + 1.0,
+        lapse=lapse_strength(m.silence_z + 1.0, m.p_alive, m.repeat_days, RULES),
+    )
     assert risk(quieter, RULES).value >= risk(m, RULES).value - 1e-12
 
 
@@ -126,7 +165,10 @@ def test_rules_files_yaml_and_toml(tmp_path: Path) -> None:
 
 def test_rules_file_errors_are_explained(tmp_path: Path) -> None:
     bad = tmp_path / "rules.yaml"
-    bad.write_text("risk:\n  weights: {silence: 0.9}\n")
+    bad.write_text("risk:\n  weights: {lapse: 1.5}\n")
+    with pytest.raises(ValidationError, match="less than or equal to 1"):
+        Rules.load(bad)
+    bad.write_text("wow:\n  weights: {moment: 0.9}\n")
     with pytest.raises(ValidationError, match="sum to 1"):
         Rules.load(bad)
     bad.write_text("risk:\n  surprise: 1\n")

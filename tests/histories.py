@@ -1,0 +1,140 @@
+"""Hand-made customer histories, one per case a customer-success manager judges signals by.
+
+Each builds plain event dicts (the wire format), so the same history runs through the
+replay (unit tests) and through a real worker (end-to-end tests).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from touchstream.generator import delivery_expectation
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+class History:
+    def __init__(self, customer: str) -> None:
+        self.customer = customer
+        self.events: list[dict[str, Any]] = []
+
+    def add(self, day: float, kind: str = "purchase", channel: str = "web", **fields: Any) -> str:
+        event_id = f"{self.customer}-{len(self.events):04d}"
+        self.events.append(
+            {
+                "event_id": event_id,
+                "customer_id": self.customer,
+                "occurred_at": (T0 + timedelta(days=day)).isoformat(),
+                "channel": channel,
+                "kind": kind,
+                "source": "history",
+                **fields,
+            }
+        )
+        return event_id
+
+    def order(self, day: float, promised: float, actual: float, amount: float = 40.0) -> str:
+        """A purchase, then its delivery `actual` days later against `promised`."""
+        self.add(day, value={"amount": amount, "currency": "EUR"}, outcome="success")
+        return self.add(
+            day + actual,
+            kind="delivery",
+            channel="delivery",
+            expectations=[delivery_expectation(promised, actual)],
+        )
+
+    @property
+    def last_day(self) -> float:
+        last = max(datetime.fromisoformat(e["occurred_at"]) for e in self.events)
+        return (last - T0).total_seconds() / 86_400
+
+
+def at(day: float) -> datetime:
+    return T0 + timedelta(days=day)
+
+
+def steady_then_silent() -> History:
+    """12 weeks of weekly purchases, every delivery as promised, then nothing."""
+    h = History("lapser")
+    for week in range(12):
+        h.order(7 * week, promised=2, actual=2)
+    return h
+
+
+def unresolved_complaint() -> History:
+    """A regular customer complains, and the complaint is never resolved."""
+    h = History("unheard")
+    for week in range(6):
+        h.order(7 * week, promised=2, actual=2)
+    h.add(43, kind="complaint", channel="phone", case_id="case-9", sentiment=-0.6)
+    for week in range(7, 9):  # still buying for a while
+        h.order(7 * week, promised=2, actual=2)
+    return h
+
+
+def three_late_deliveries() -> tuple[History, list[str]]:
+    """Good deliveries, then three in a row three days late, then silence."""
+    h = History("slipping")
+    for week in range(6):
+        h.order(7 * week, promised=2, actual=2)
+    late = [h.order(7 * week, promised=2, actual=5) for week in range(6, 9)]
+    return h, late
+
+
+def miss_of(promised: float, actual: float, customer: str) -> History:
+    h = History(customer)
+    for week in range(4):
+        h.order(7 * week, promised=2, actual=2)
+    h.order(28, promised=promised, actual=actual)
+    return h
+
+
+def early_then_late() -> History:
+    """Always early (a pleasant surprise each time), then one delivery two days late."""
+    h = History("spoiled")
+    for week in range(10):
+        h.order(7 * week, promised=4, actual=1)
+    h.order(70, promised=2, actual=4)
+    return h
+
+
+def early_then_on_time() -> History:
+    h = History("on-time")
+    for week in range(10):
+        h.order(7 * week, promised=4, actual=1)
+    h.order(70, promised=2, actual=2)
+    return h
+
+
+def steady_every_promise_met(weeks: int = 30) -> History:
+    h = History("steady")
+    for week in range(weeks):
+        h.order(7 * week, promised=2, actual=2)
+    return h
+
+
+def erratic_deliveries(weeks: int = 14) -> History:
+    """Half the deliveries two days late, half two days early: the same mean, no consistency."""
+    h = History("erratic")
+    for week in range(weeks):
+        h.order(7 * week, promised=3, actual=5 if week % 2 else 1)
+    return h
+
+
+def fast_complaint_fix() -> tuple[History, str]:
+    """A consistent record, one bad delivery and a complaint, fixed in five hours, CSAT 5."""
+    h = History("recovered")
+    for week in range(8):
+        h.order(7 * week, promised=2, actual=2)
+    h.order(56, promised=2, actual=4)  # delivered on day 60
+    h.add(60.1, kind="complaint", channel="phone", case_id="case-1", sentiment=-0.8)
+    fixed = h.add(
+        60.1 + 5 / 24,
+        kind="complaint_resolved",
+        channel="phone",
+        case_id="case-1",
+        outcome="success",
+        rating={"scale": "csat_5", "value": 5},
+    )
+    return h, fixed
