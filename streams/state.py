@@ -120,6 +120,9 @@ class CustomerState:
     spend: float  # sum of `value.amount` over purchases and orders (any currency, as given)
     pre_incident: float  # consistency at the last good touchpoint with no open complaint, -1 none
     last_snapshot_risk: float  # risk in the last snapshot written (the timer's throttle)
+    resolved_cases: list[str]  # the last few complaint cases resolved: a new one is a reopening
+    slow_resolutions: int  # complaints resolved after the recovery SLA
+    reopened: int  # complaints opened again after being resolved
 
     # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
     def __init__(
@@ -167,6 +170,9 @@ class CustomerState:
         spend: float = 0.0,
         pre_incident: float = -1.0,
         last_snapshot_risk: float = 0.0,
+        resolved_cases: list[str] | None = None,
+        slow_resolutions: int = 0,
+        reopened: int = 0,
     ) -> None:
         self.customer_id = customer_id
         self.anchor = anchor
@@ -211,6 +217,9 @@ class CustomerState:
         self.spend = spend
         self.pre_incident = pre_incident
         self.last_snapshot_risk = last_snapshot_risk
+        self.resolved_cases = [] if resolved_cases is None else resolved_cases
+        self.slow_resolutions = slow_resolutions
+        self.reopened = reopened
 
     # -- encoding ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -437,9 +446,17 @@ def _track_complaints(
     channel: int,
     params: StateParams,
 ) -> float | None:
-    """Open and close complaint cases; returns the resolution time when one closes."""
+    """Open and close complaint cases; returns the resolution time when one closes.
+
+    How the company handled it counts as a promise: a resolution slower than the recovery
+    SLA, or a complaint reopened after it was resolved (the fix did not hold), is a broken
+    promise (in `broken_promise_rate` and `consecutive_misses`), sized by how late it was."""
     if event.kind is Kind.complaint:
         opened_case = event.case_id or event.event_id
+        if opened_case in state.resolved_cases:
+            state.reopened += 1
+            state.resolved_cases.remove(opened_case)
+            _broken_promise(state, t, 1.0, params)
         state.open_complaints[opened_case] = [t, result.quality or -1.0, float(channel)]
         if len(state.open_complaints) > OPEN_COMPLAINTS_KEEP:
             oldest = min(state.open_complaints, key=lambda c: state.open_complaints[c][0])
@@ -450,11 +467,26 @@ def _track_complaints(
         if case not in state.open_complaints:
             case = min(state.open_complaints, key=lambda c: state.open_complaints[c][0])
         opened, quality, channel_of_complaint = state.open_complaints.pop(case)
+        state.resolved_cases = [*state.resolved_cases[-(OPEN_COMPLAINTS_KEEP - 1) :], case]
         took = max(0.0, t - opened)
-        if took <= params.recovery_sla_days * DAY and result.level is not Level.failed:
+        sla = params.recovery_sla_days * DAY
+        if took <= sla and result.level is not Level.failed:
             _recover(state, opened, quality, int(channel_of_complaint), params)
+        elif took > sla:
+            state.slow_resolutions += 1
+            _broken_promise(state, t, took / sla - 1.0, params)
         return took
     return None
+
+
+def _broken_promise(state: CustomerState, t: float, miss: float, params: StateParams) -> None:
+    """A promise of the company's own handling (resolution time, a fix that holds) broken."""
+    grow = _grow(params.half_life, t, state.anchor)
+    state.w_promises += grow
+    state.broken += grow
+    state.s_miss += grow * miss_strength(miss)
+    state.worst_miss = max(state.worst_miss, miss * grow)
+    state.consecutive_misses += 1
 
 
 def _recover(

@@ -19,12 +19,9 @@ settings.register_profile(
 settings.load_profile("touchstream")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    if native.stale():  # the tests would run the old code
-        pytest.exit(f"engine {native.status()}", returncode=3)
-
-
 def pytest_report_header(config: pytest.Config) -> str:
+    # a compiled module older than its source is never run (touchstream.native imports the
+    # sources instead), so the tests always test the current code; `make test` compiles first
     return f"engine: {native.status()}"
 
 

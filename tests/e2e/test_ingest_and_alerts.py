@@ -14,7 +14,7 @@ from aiohttp import web
 
 from tests import scenarios
 from tests.e2e.conftest import running_worker, worker_env
-from tests.e2e.helpers import wait_for_records
+from tests.e2e.helpers import replay_events, wait_for_records
 from tests.e2e.test_clickhouse_sink import wait_for
 from touchstream.broker import EmbeddedBroker, free_port
 from touchstream.kafka import read_topic
@@ -130,7 +130,10 @@ def test_http_ingest_and_webhooks(broker: EmbeddedBroker, tmp_path: Path) -> Non
             )
             assert len(on_topic) == len(story)
 
-            defects = 1  # the slipping customer of the story
+            # the story's risks: the slipping customer's broken promises, then the lapses of
+            # those who fall silent while the background customers go on
+            defects = sum(s.kind.value == "about_to_defect" for s in replay_events(story).signals)
+            assert defects >= 1
             dlq = wait_for_records(
                 broker.bootstrap,
                 "signals-alerts-dead-letters",

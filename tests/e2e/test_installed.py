@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,14 @@ def test_a_regular_install_works_from_elsewhere(tmp_path: Path) -> None:
         source,
         symlinks=True,
         ignore=shutil.ignore_patterns(
-            ".venv", ".git", ".touchstream", "build", "*.so", ".*_cache", ".hypothesis"
+            ".venv",
+            ".git",
+            ".touchstream",
+            "build",
+            "*.so",
+            ".*_cache",
+            ".hypothesis",
+            "*.egg-info",
         ),
     )
     target = tmp_path / "site"
@@ -126,13 +134,12 @@ def test_a_regular_install_works_from_elsewhere(tmp_path: Path) -> None:
         "import touchstream, sys; from touchstream.cli import app; "
         "print(touchstream.__file__, file=sys.stderr); app()"
     )
-    python = str(BIN / "python")
-    out = _run([python, "-c", script, "migrate"], work, PYTHONPATH=str(target))
+    # -S: no site processing, so the editable install's import hook (a .pth file) cannot
+    # lend the repository's modules to the installed copy; its dependencies are on the path
+    python = [str(BIN / "python"), "-S"]
+    path = os.pathsep.join([str(target), sysconfig.get_paths()["purelib"]])
+    out = _run([*python, "-c", script, "migrate"], work, PYTHONPATH=path)
     assert str(target) in out, out  # the installed copy ran, not the repository's
-    _run(
-        [python, "-c", script, "generate", "e.jsonl", "--customers", "20"],
-        work,
-        PYTHONPATH=str(target),
-    )
-    _run([python, "-c", script, "replay", "e.jsonl"], work, PYTHONPATH=str(target))
+    _run([*python, "-c", script, "generate", "e.jsonl", "--customers", "20"], work, PYTHONPATH=path)
+    _run([*python, "-c", script, "replay", "e.jsonl"], work, PYTHONPATH=path)
     assert (work / "replay-out" / "signals.jsonl").exists()

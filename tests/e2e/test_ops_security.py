@@ -120,6 +120,17 @@ def test_hostile_queries_are_refused_or_bounded_while_the_stream_goes_on(
         assert worker.poll() is None  # still up
         ok, body, _ = post_query(base, "SELECT count() FROM touchpoints")
         assert ok == 200 and json.loads(body)["rows"][0][0] > len(first)
+        for path in ("/table/", "/table/customer-state/", "/router/", "/graph/", "/stats/"):
+            try:
+                with urllib.request.urlopen(f"{base}{path}", timeout=10) as response:
+                    status = response.status
+            except urllib.error.HTTPError as error:
+                status = error.code
+            assert status == 404, f"Faust's {path} page serves the tables' contents"
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            urllib.request.urlopen(f"{base}/metrics", timeout=10)  # the metrics key is set
+        with urllib.request.urlopen(f"{base}/health", timeout=10) as response:
+            assert json.loads(response.read()) == {"ready": True}
         stop.set()
         publisher.join(30)
     listener.close()

@@ -143,3 +143,25 @@ def test_the_silence_timer_keeps_the_metrics_up_to_date() -> None:
     assert risks == sorted(risks) and risks[-1] > 0.5
     raised = of_kind(result, "about_to_defect")[0]
     assert any(s.as_of == raised.raised_at for s in timer_snapshots)
+
+
+def test_a_slow_or_reopened_resolution_counts_against_the_company() -> None:
+    def complaint_history(resolve_after_days: float, reopen: bool) -> History:
+        h = History(f"slow-{resolve_after_days}-{reopen}")
+        for week in range(6):
+            h.order(7 * week, promised=2, actual=2)
+        h.add(43, kind="complaint", channel="phone", case_id="c-1")
+        h.add(43 + resolve_after_days, kind="complaint_resolved", case_id="c-1", outcome="success")
+        if reopen:
+            h.add(47, kind="complaint", channel="phone", case_id="c-1")
+        return h
+
+    fast = run(complaint_history(0.2, reopen=False))
+    slow = run(complaint_history(6.0, reopen=False))
+    reopened = run(complaint_history(0.2, reopen=True))
+    assert fast.final[0].broken_promise_rate == 0
+    assert slow.final[0].broken_promise_rate > 0 and slow.final[0].consecutive_misses == 1
+    assert not [s for s in of_kind(slow, "wow_opportunity") if "recovery" in str(s.reasons)]
+    state = next(iter(reopened.states.values()))
+    assert state.reopened == 1 and reopened.final[0].broken_promise_rate > 0
+    assert next(iter(slow.states.values())).slow_resolutions == 1
