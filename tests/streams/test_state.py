@@ -203,6 +203,7 @@ def test_every_field_survives_the_positional_row() -> None:
         "open_complaints": {"case": [1.0, -0.5, 2.0]},
         "seen": {"abc": 9.0},
         "signal_state": {"about_to_defect": [True, 3.0]},
+        "resolved_cases": ["case-0"],
     }
     values: dict[str, object] = {"customer_id": "c-distinct"}
     blank = CustomerState("c")
