@@ -45,3 +45,25 @@ def test_tls_only() -> None:
 def test_unknown_protocol_is_refused_at_start() -> None:
     with pytest.raises(ValidationError, match="kafka_security_protocol"):
         Settings(kafka_security_protocol="KERBEROS")
+
+
+def test_a_worker_reachable_from_other_hosts_refuses_to_start_without_keys(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from touchstream.cli import app
+
+    env = {
+        "TOUCHSTREAM_DATA_DIR": str(tmp_path),
+        "TOUCHSTREAM_WEB_BIND": "0.0.0.0",
+        "TOUCHSTREAM_QUERY_KEYS": '["0123456789abcdef-query"]',
+    }
+    result = CliRunner().invoke(app, ["worker"], env=env)
+    assert result.exit_code != 0
+    message = str(result.exception) + result.output
+    assert "refusing to start" in message
+    assert "ingest_keys" in message and "metrics_keys" in message
+    assert "query_keys" not in message.split("refusing to start")[1]
+    placeholder = CliRunner().invoke(
+        app, ["worker"], env={**env, "TOUCHSTREAM_INGEST_KEYS": '["change-me-please-123456"]'}
+    )
+    assert placeholder.exit_code != 0 and "placeholder" in str(placeholder.exception)
