@@ -184,18 +184,17 @@ def lapse_strength(silence_z: float, p_alive: float, repeat_days: int, rules: Ru
     return clamp01(overdue * model)
 
 
-def rhythm(state: CustomerState, rules: Rules) -> tuple[float, float]:
-    """(usual gap, spread of gaps) in days. The spread of the recent gaps between active
-    days, shrunk by PRIOR_GAPS pseudo-gaps of an exponential rhythm (spread = usual gap):
-    two gaps of the same length do not make a customer a clockwork."""
-    usual = usual_gap_days(state, rules)
+def gap_spread(state: CustomerState, usual: float) -> float:
+    """The spread (standard deviation) of the recent gaps between active days, in days,
+    shrunk by PRIOR_GAPS pseudo-gaps of an exponential rhythm (spread = the usual gap): two
+    gaps of the same length do not make a customer a clockwork."""
     days = state.recent_days
     gaps = [float(b - a) for a, b in pairwise(days)]
     squares = PRIOR_GAPS * usual * usual
     if gaps:
         mean = sum(gaps) / len(gaps)
         squares += sum((g - mean) * (g - mean) for g in gaps)
-    return usual, max(1.0, math.sqrt(squares / (len(gaps) + PRIOR_GAPS)))
+    return max(1.0, math.sqrt(squares / (len(gaps) + PRIOR_GAPS)))
 
 
 def measure(state: CustomerState, now: float, rules: Rules, population: BGNBDParams) -> Metrics:
@@ -231,9 +230,11 @@ def measure(state: CustomerState, now: float, rules: Rules, population: BGNBDPar
     fast = state.s_rating_fast / state.w_rating_fast if state.w_rating_fast > 0 else None
     trend = (fast - rating) if rating is not None and fast is not None else 0.0
     oldest = min((case[0] for case in state.open_complaints.values()), default=None)
-    usual, gap_spread = rhythm(state, rules)
+    usual = usual_gap_days(state, rules)
     overdue_ratio = since_last / usual
-    silence_z = (since_last - usual) / gap_spread
+    # the spread of the gaps only matters past the usual gap (most evaluations follow the
+    # customer's own event, at a silence of 0): computed then only
+    silence_z = (since_last - usual) / gap_spread(state, usual) if since_last > usual else 0.0
     alive = clamp01(alive)
     return Metrics(
         now=now,
