@@ -104,6 +104,8 @@ def clean() -> None:
             binary.unlink()
     for library in _shared_libraries():
         library.unlink()
+    # the Makefile's record of a build: without it `make` compiles again
+    (ROOT / ".venv" / ".native-stamp").unlink(missing_ok=True)
 
 
 def build() -> bool:
