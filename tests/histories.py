@@ -90,21 +90,22 @@ def miss_of(promised: float, actual: float, customer: str) -> History:
     return h
 
 
-def early_then_late() -> History:
-    """Always early (a pleasant surprise each time), then one delivery two days late."""
-    h = History("spoiled")
+def always_early_then(actual: float, customer: str) -> History:
+    """Always early (a pleasant surprise each time), then a delivery promised in 2 days that
+    takes `actual` days."""
+    h = History(customer)
     for week in range(10):
         h.order(7 * week, promised=4, actual=1)
-    h.order(70, promised=2, actual=4)
+    h.order(70, promised=2, actual=actual)
     return h
+
+
+def early_then_late() -> History:
+    return always_early_then(4, "spoiled")
 
 
 def early_then_on_time() -> History:
-    h = History("on-time")
-    for week in range(10):
-        h.order(7 * week, promised=4, actual=1)
-    h.order(70, promised=2, actual=2)
-    return h
+    return always_early_then(2, "on-time")
 
 
 def steady_every_promise_met(weeks: int = 30) -> History:
