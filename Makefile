@@ -8,7 +8,7 @@ ENGINE := streams/state.py streams/evaluate.py streams/scoring.py streams/touchp
           streams/bgnbd.py streams/engine.py streams/handling.py sinks/rows.py \
           schemas/validation.py
 
-.PHONY: install demo test test-fast lint schemas bench eval clean
+.PHONY: install demo test test-fast lint check schemas bench eval clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ eval: $(NATIVE) ## risk on real customers: CDNOW holdout AUC beside recency and 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+check: lint ## lint, and type-check the engine (what mypyc compiles) and the query policy
+	$(BIN)/python -m mypy $(addprefix touchstream/,$(ENGINE)) touchstream/streams/rebuild.py \
+	    touchstream/sinks/query_guard.py touchstream/native/__init__.py
 
 schemas: $(STAMP) ## regenerate schemas/json after changing a wire model
 	$(BIN)/touchstream schema export schemas/json
