@@ -16,6 +16,7 @@ import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import orjson
 
@@ -100,12 +101,15 @@ class _Catalogue:
         self.builtins = {row[0] for row in rows}
 
 
+_catalogues: WeakKeyDictionary[ClickHouse, _Catalogue] = WeakKeyDictionary()
+
+
 def _catalogue(clickhouse: ClickHouse) -> _Catalogue:
-    found = getattr(clickhouse, "_ops_catalogue", None)
+    """Looked up once per ClickHouse object (two small queries)."""
+    found = _catalogues.get(clickhouse)
     if found is None:
-        found = _Catalogue(clickhouse)
-        clickhouse._ops_catalogue = found  # type: ignore[attr-defined]
-    return found  # type: ignore[no-any-return]
+        found = _catalogues[clickhouse] = _Catalogue(clickhouse)
+    return found
 
 
 def readonly_query(
@@ -148,7 +152,7 @@ def readonly_query(
 def attach_query_endpoint(app: Any, clickhouse: ClickHouse, settings: Any) -> None:
     import faust
 
-    keys = [k.get_secret_value() for k in settings.query_keys]
+    keys = settings.endpoint_keys("query")
 
     @app.page("/v1/query")
     class Query(faust.web.View):

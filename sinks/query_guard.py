@@ -129,7 +129,7 @@ def check_ast(lines: Iterable[str]) -> None:
         node, arg = match["node"], match["arg"]
         if node in ("Set", "SetQuery"):
             raise QueryRefused("SETTINGS clauses are not allowed: the limits are fixed")
-        if node in ("TableFunction",) or (
+        if node == "TableFunction" or (
             node == "Function" and index and nodes[index - 1]["node"] == "TableExpression"
         ):
             raise QueryRefused(f"table functions are not allowed ({arg}): read our tables")
@@ -139,8 +139,9 @@ def check_ast(lines: Iterable[str]) -> None:
 
 def check_tree(text: str, tables: set[str], builtins: set[str]) -> None:
     """Step 2, on `EXPLAIN QUERY TREE` output: tables ours, functions built in."""
-    for match in _TREE_TABLE_FUNCTION.finditer(text):
-        raise QueryRefused(f"table functions are not allowed ({match['n']})")
+    table_function = _TREE_TABLE_FUNCTION.search(text)
+    if table_function:
+        raise QueryRefused(f"table functions are not allowed ({table_function['n']})")
     for match in _TREE_TABLE.finditer(text):
         name = match["name"]
         if name not in tables and name != "system.one":

@@ -233,7 +233,7 @@ def build_app(
 
     spill_dir = settings.data_dir / "sink-rejected"
     telemetry = Telemetry()
-    attach_metrics_endpoint(app, telemetry, [k.get_secret_value() for k in settings.metrics_keys])
+    attach_metrics_endpoint(app, telemetry, settings.endpoint_keys("metrics"))
     health = Health()
     health.attach(app)
     alerts = attach_webhooks(app, clickhouse, settings, raw, telemetry)

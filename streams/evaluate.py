@@ -386,6 +386,10 @@ ADVOCACY = "advocacy invite: referral programme or a public review request"
 HIGH_VALUE = "VIP touch: priority service on the next order"
 
 
+Moment = tuple[float, str, str]  # strength, name, suggested action
+NO_MOMENT: Moment = (0.0, "none", "")
+
+
 def _moment(event: TouchpointEvent, applied: Applied, rules: Rules) -> Moment:
     """The strongest wow moment of this touchpoint: (strength, name, suggested action)."""
     w = rules.wow
@@ -402,10 +406,6 @@ def _moment(event: TouchpointEvent, applied: Applied, rules: Rules) -> Moment:
     if event.value is not None and event.value.amount >= w.high_value_amount:
         candidates.append((0.7, "high_value", HIGH_VALUE))
     return max(candidates, key=lambda c: c[0])
-
-
-Moment = tuple[float, str, str]  # strength, name, suggested action
-NO_MOMENT: Moment = (0.0, "none", "")
 
 
 def wow(

@@ -377,15 +377,7 @@ def apply_event(state: CustomerState, event: TouchpointEvent, params: StateParam
         state.w_gap += grow
         state.s_gap += grow * result.gap
         state.worst_gap = min(state.worst_gap, result.gap * grow)
-        weight = _importance(result, params)
-        state.w_promises += grow * weight
-        if result.gap < -1.0:  # a broken promise: counted, never netted against a good one
-            state.broken += grow * weight
-            state.s_miss += grow * weight * miss_strength(result.miss)
-            state.worst_miss = max(state.worst_miss, result.miss * grow)
-            state.consecutive_misses += 1
-        else:
-            state.consecutive_misses = 0
+        _count_promise(state, grow, _importance(result, params), result.gap < -1.0, result.miss)
     if result.rating is not None:
         state.w_rating += grow
         state.s_rating += grow * result.rating
@@ -456,7 +448,7 @@ def _track_complaints(
         if opened_case in state.resolved_cases:
             state.reopened += 1
             state.resolved_cases.remove(opened_case)
-            _broken_promise(state, t, 1.0, params)
+            _count_promise(state, _grow(params.half_life, t, state.anchor), 1.0, True, 1.0)
         state.open_complaints[opened_case] = [t, result.quality or -1.0, float(channel)]
         if len(state.open_complaints) > OPEN_COMPLAINTS_KEEP:
             oldest = min(state.open_complaints, key=lambda c: state.open_complaints[c][0])
@@ -474,19 +466,25 @@ def _track_complaints(
             _recover(state, opened, quality, int(channel_of_complaint), params)
         elif took > sla:
             state.slow_resolutions += 1
-            _broken_promise(state, t, took / sla - 1.0, params)
+            grow = _grow(params.half_life, t, state.anchor)
+            _count_promise(state, grow, 1.0, True, took / sla - 1.0)
         return took
     return None
 
 
-def _broken_promise(state: CustomerState, t: float, miss: float, params: StateParams) -> None:
-    """A promise of the company's own handling (resolution time, a fix that holds) broken."""
-    grow = _grow(params.half_life, t, state.anchor)
-    state.w_promises += grow
-    state.broken += grow
-    state.s_miss += grow * miss_strength(miss)
-    state.worst_miss = max(state.worst_miss, miss * grow)
-    state.consecutive_misses += 1
+def _count_promise(
+    state: CustomerState, grow: float, weight: float, broken: bool, miss: float
+) -> None:
+    """One promise of `weight`, kept or broken (a delivery's, or the company's own handling
+    of a complaint). A broken one is counted and never netted against a kept one."""
+    state.w_promises += grow * weight
+    if broken:
+        state.broken += grow * weight
+        state.s_miss += grow * weight * miss_strength(miss)
+        state.worst_miss = max(state.worst_miss, miss * grow)
+        state.consecutive_misses += 1
+    else:
+        state.consecutive_misses = 0
 
 
 def _recover(

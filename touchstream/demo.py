@@ -119,44 +119,44 @@ def run_demo(
             1
             for _ in read_topic(broker.bootstrap, settings.topic_dead_letters, idle_timeout_ms=1000)
         )
-    at_risk = at_risk_now(settings, Rules.load(settings.rules_file).risk.trigger.clear_below)
-    summary = _summarise(planted, signals, at_risk, report.accepted, dead, elapsed, months, console)
-    path = build_report(settings, summary)
+    # the worker has stopped, so chDB can be opened here
+    clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
+    try:
+        clear_below = Rules.load(settings.rules_file).risk.trigger.clear_below
+        at_risk = at_risk_now(clickhouse, clear_below)
+        summary = _summarise(
+            planted, signals, at_risk, report.accepted, dead, elapsed, months, console
+        )
+        path = build_report(clickhouse, settings.data_dir, summary)
+    finally:
+        clickhouse.close()
     summary["report"] = str(path)
     console.print(f"HTML report: [bold]{path}[/]")
     return summary
 
 
-def at_risk_now(settings: Settings, clear_below: float) -> set[str]:
+def at_risk_now(clickhouse: ClickHouse, clear_below: float) -> set[str]:
     """Customers whose latest metrics keep them on the at-risk list (not cleared)."""
-    clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
-    try:
-        _, rows = clickhouse.query(
-            "SELECT customer_id FROM customer_metrics FINAL WHERE risk_score >= {c:Float64}",
-            {"c": clear_below},
-        )
-    finally:
-        clickhouse.close()
+    _, rows = clickhouse.query(
+        "SELECT customer_id FROM customer_metrics FINAL WHERE risk_score >= {c:Float64}",
+        {"c": clear_below},
+    )
     return {row[0] for row in rows}
 
 
-def build_report(settings: Settings, summary: dict[str, Any]) -> Path:
-    """Charts from ClickHouse (the worker has stopped, so chDB can be opened here)."""
-    clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
-    try:
-        _, daily = clickhouse.query(
-            "SELECT toString(day), kind, uniqExactMerge(signals) FROM signals_daily "
-            "GROUP BY day, kind ORDER BY day"
-        )
-        _, channels = clickhouse.query(
-            "SELECT channel, avgIf(toFloat64(quality), quality IS NOT NULL), "
-            "avgIf(toFloat64(gap), gap IS NOT NULL), "
-            "countIf(level IN ('met', 'exceeded')) / greatest(countIf(level != 'none'), 1) "
-            "FROM touchpoints FINAL GROUP BY channel HAVING countIf(level != 'none') > 0 "
-            "ORDER BY channel"
-        )
-    finally:
-        clickhouse.close()
+def build_report(clickhouse: ClickHouse, data_dir: Path, summary: dict[str, Any]) -> Path:
+    """Charts from ClickHouse, written to DATA_DIR/report.html."""
+    _, daily = clickhouse.query(
+        "SELECT toString(day), kind, uniqExactMerge(signals) FROM signals_daily "
+        "GROUP BY day, kind ORDER BY day"
+    )
+    _, channels = clickhouse.query(
+        "SELECT channel, avgIf(toFloat64(quality), quality IS NOT NULL), "
+        "avgIf(toFloat64(gap), gap IS NOT NULL), "
+        "countIf(level IN ('met', 'exceeded')) / greatest(countIf(level != 'none'), 1) "
+        "FROM touchpoints FINAL GROUP BY channel HAVING countIf(level != 'none') > 0 "
+        "ORDER BY channel"
+    )
     series: dict[str, list[tuple[str, float]]] = {}
     for day, kind, count in daily:
         series.setdefault(kind, []).append((day, float(count)))
@@ -187,7 +187,7 @@ def build_report(settings: Settings, summary: dict[str, Any]) -> Path:
             ],
         ),
     ]
-    return write_report(settings.data_dir / "report.html", summary, sections)
+    return write_report(data_dir / "report.html", summary, sections)
 
 
 def _follow(

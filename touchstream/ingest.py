@@ -37,7 +37,7 @@ def split_items(body: bytes) -> list[bytes]:
 def attach_ingest(app: Any, settings: Any, touchpoints: Any, dead_letters: Any) -> None:
     import faust
 
-    keys = [k.get_secret_value() for k in settings.ingest_keys]
+    keys = settings.endpoint_keys("ingest")
     in_flight = 0
 
     @app.page("/v1/touchpoints")

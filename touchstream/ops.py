@@ -34,7 +34,7 @@ def run_query(
     """{"columns", "rows", "truncated"} of one read-only query."""
     limit = min(max_rows or settings.query_max_rows, settings.query_max_rows)
     if settings.embedded_clickhouse and settings.web_port and owning_worker(settings):
-        key = settings.query_keys[0].get_secret_value() if settings.query_keys else None
+        key = _query_key(settings)
         return query_worker(worker_url(settings), sql, params, api_key=key, max_rows=limit)
     clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
     try:
@@ -50,12 +50,16 @@ def run_query(
         clickhouse.close()
 
 
+def _query_key(settings: Settings) -> str | None:
+    """The CLI sends the first query key, if any."""
+    return next(iter(settings.endpoint_keys("query")), None)
+
+
 def owning_worker(settings: Settings) -> bool:
     """Whether the worker at the configured port proves it owns our chDB directory."""
     url = worker_url(settings)
-    key = settings.query_keys[0].get_secret_value() if settings.query_keys else None
     try:
-        identity = worker_identity(url, key)
+        identity = worker_identity(url, _query_key(settings))
     except OSError:
         log.debug("no worker at %s: opening chDB directly", url)
         return False

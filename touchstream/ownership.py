@@ -59,7 +59,7 @@ def attach_identity_endpoint(app: Any, settings: Settings, token: str | None) ->
 
     from touchstream.auth import key_allowed, presented_key
 
-    keys = [k.get_secret_value() for k in settings.query_keys]
+    keys = settings.endpoint_keys("query")
     body = {"app_id": settings.app_id, "clickhouse": redact(settings.clickhouse), "owner": token}
 
     @app.page("/v1/identity")

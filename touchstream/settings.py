@@ -197,6 +197,11 @@ class Settings(BaseSettings):
             )
         return keys
 
+    def endpoint_keys(self, scope: Literal["ingest", "query", "metrics"]) -> list[str]:
+        """The keys an endpoint accepts, as plain strings (empty: open, loopback only)."""
+        keys: list[SecretStr] = getattr(self, f"{scope}_keys")
+        return [key.get_secret_value() for key in keys]
+
     def exposure_problems(self) -> list[str]:
         """Why the worker's web server must not start as configured (empty: it may)."""
         if not self.web_port or is_loopback(self.web_bind):
