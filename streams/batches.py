@@ -66,11 +66,13 @@ class Cursors:
 
     def __init__(self) -> None:
         self._partitions: dict[Any, _Partition] = {}
+        self.assignments = 0  # how many assignments so far: a lookup belongs to one
 
     def assign(self, tps: Iterable[Any]) -> None:
         """A new assignment: every offset is looked up again (another worker may have
         moved them meanwhile)."""
         self._partitions = {tp: _Partition() for tp in tps}
+        self.assignments += 1
 
     def revoke(self, tps: Iterable[Any]) -> None:
         for tp in tps:
@@ -80,8 +82,13 @@ class Cursors:
         """Assigned partitions among `tps` whose start offset is still to be looked up."""
         return {tp for tp in tps if (p := self._partitions.get(tp)) and p.next is None}
 
-    def start(self, tp: Any, offset: int) -> None:
-        self._partitions[tp].next = offset
+    def start(self, tp: Any, offset: int, assignment: int | None = None) -> None:
+        """Where a partition starts. A lookup that took a rebalance to answer (the
+        partition revoked meanwhile, or assigned again: its offset may have moved) is
+        dropped: the partition is looked up again when its records come."""
+        part = self._partitions.get(tp)
+        if part is not None and assignment in (None, self.assignments):
+            part.next = offset
 
     def admit(self, tp: Any, offset: int) -> bool:
         """Process this record now? Only the next offset of a partition of ours."""
@@ -199,7 +206,8 @@ class CommittedBatches:
             await self.app.flow_control.acquire()  # no work during a rebalance or recovery
             # outside the lock: the lookup needs the group coordinator
             for tp in self.cursors.unknown({m.tp for m in messages}):
-                self.cursors.start(tp, await self._start_offset(tp))
+                assignment = self.cursors.assignments
+                self.cursors.start(tp, await self._start_offset(tp), assignment)
             async with self._busy:
                 ready = [m for m in messages if self.cursors.admit(m.tp, m.offset)]
                 writes = list(await handle(ready)) if ready else [None] * stages

@@ -102,9 +102,10 @@ def combined(
             parts.append((name, value, -math.log1p(-reach), detail))
     score = 1.0 - survival
     total = sum(p[2] for p in parts)
-    if total <= 0.0:
+    if score <= 0.0 or total <= 0.0:  # strengths too small to move a float
         return Score(kind, 0.0, (), action)
-    kept = [(name, value, score * share / total, detail) for name, value, share, detail in parts]
+    shares = [(name, value, score * share / total, detail) for name, value, share, detail in parts]
+    kept = [part for part in shares if part[2] > 0.0]
     kept.sort(key=lambda f: -f[2])
     return Score(kind, clamp01(score), tuple(kept), action)
 

@@ -14,6 +14,7 @@ from touchstream import native
 @pytest.fixture
 def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(native, "ROOT", tmp_path)
+    monkeypatch.setattr(native, "_fallback", None)  # this process's own engine is not the tree's
     for module in native.MODULES:
         native._source(module).parent.mkdir(parents=True, exist_ok=True)
         native._source(module).write_text("# source\n")

@@ -50,6 +50,22 @@ def test_unassigned_or_unlooked_up_partitions_pass_nothing() -> None:
     assert c.to_commit() == {}
 
 
+def test_a_start_offset_looked_up_across_a_rebalance_is_dropped() -> None:
+    """The lookup awaits the group coordinator: the partition may be revoked meanwhile (a
+    sink crashed with a KeyError in the fault suite), or revoked and assigned again."""
+    c = Cursors()
+    c.assign([TP])
+    looked_up_in = c.assignments
+    c.revoke([TP])
+    c.start(TP, 5, looked_up_in)  # revoked meanwhile: nothing to start, no error
+    assert not c.admit(TP, 5)
+    c.assign([TP])
+    c.start(TP, 5, looked_up_in)  # assigned again: the old answer may be stale
+    assert c.unknown([TP]) == {TP} and not c.admit(TP, 5)
+    c.start(TP, 7, c.assignments)
+    assert c.admit(TP, 7)
+
+
 def test_a_hole_is_not_skipped_it_seeks_back_and_waits_for_the_records() -> None:
     """What faust did after a restart: records 11..19 never reached the agent."""
     c = cursors()
