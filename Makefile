@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 NATIVE := $(VENV)/.native-stamp
 ENGINE := streams/state.py streams/evaluate.py streams/scoring.py streams/touchpoint.py \
-          streams/bgnbd.py streams/engine.py streams/handling.py sinks/rows.py \
+          streams/bgnbd.py streams/engine.py streams/handling.py streams/rows.py \
           schemas/validation.py
 
 .PHONY: install demo test test-fast lint check schemas bench eval clean
@@ -42,9 +42,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-check: lint ## lint, and type-check the engine (what mypyc compiles) and the query policy
-	$(BIN)/python -m mypy $(addprefix touchstream/,$(ENGINE)) touchstream/streams/rebuild.py \
-	    touchstream/sinks/query_guard.py touchstream/native/__init__.py
+check: lint ## lint, the import layers, and type-check the engine, the runtime and the sinks
+	$(BIN)/python -m tests.layers
+	$(BIN)/python -m mypy $(addprefix touchstream/,$(ENGINE)) touchstream/schemas/control.py \
+	    touchstream/streams/runtime/*.py touchstream/sinks/*.py touchstream/app.py \
+	    touchstream/rebuild.py touchstream/launcher.py touchstream/native/__init__.py
 
 schemas: $(STAMP) ## regenerate schemas/json after changing a wire model
 	$(BIN)/touchstream schema export schemas/json

@@ -25,9 +25,7 @@ import asyncio
 import gc
 import os
 import platform
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -47,6 +45,7 @@ from bench.report import cpu_us_per_event, machine_busy
 from touchstream.broker import EmbeddedBroker
 from touchstream.generator import generate
 from touchstream.kafka import ensure_topics, read_topic
+from touchstream.launcher import Worker
 
 RESULTS = Path(__file__).parent / "results"
 EVENTS_PER_CUSTOMER_MONTH = 7.0  # what the generator's default mix produces
@@ -186,37 +185,24 @@ def worker_env(bootstrap: str, name: str, data_dir: Path, partitions: int) -> di
         "TOUCHSTREAM_TOPIC_SIGNALS": f"{name}-signals",
         "TOUCHSTREAM_TOPIC_ALERT_DEAD_LETTERS": f"{name}-alerts-dead",
         "TOUCHSTREAM_PARTITIONS": str(partitions),
-        "TOUCHSTREAM_WEB_PORT": "0",
         "TOUCHSTREAM_DATA_DIR": str(data_dir),
         "TOUCHSTREAM_CONSUMER_SESSION_TIMEOUT_SECONDS": "10",
         "TOUCHSTREAM_LOG_LEVEL": "INFO",
     }
 
 
-def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def start_worker(env: dict[str, str], log_path: Path) -> Worker:
     Path(env["TOUCHSTREAM_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "touchstream.cli", "worker"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    worker = Worker(env, log_path)
+    worker.start()
+    return worker
 
 
-def stop(processes: list[subprocess.Popen[bytes]]) -> list[float]:
-    """SIGTERM the workers; returns their peak RSS in MiB (read before they exit)."""
-    peaks = [peak_rss_mib(p.pid) for p in processes]
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+def stop(workers: list[Worker]) -> list[float]:
+    """Stop the workers; returns their peak RSS in MiB (read before they exit)."""
+    peaks = [peak_rss_mib(w.process.pid) for w in workers if w.process is not None]
+    for worker in workers:
+        worker.stop()
     return peaks
 
 
@@ -282,11 +268,12 @@ def run_pipeline(
     bootstrap: str, name: str, total: int, workers: int, partitions: int, workdir: Path
 ) -> Run:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    processes = []
+    started_workers: list[Worker] = []
     try:
         for i in range(workers):
             env = worker_env(bootstrap, name, workdir / f"{name}-{i}", partitions)
-            processes.append(start_worker(env, workdir / f"{name}-{i}.log"))
+            started_workers.append(start_worker(env, workdir / f"{name}-{i}.log"))
+        processes = [w.process for w in started_workers if w.process is not None]
         group, topic = f"bench-{name}", f"{name}-in"
         started = time.monotonic()
         busy_before, total_before = machine_ticks()
@@ -303,7 +290,6 @@ def run_pipeline(
             )
         busy_after, total_after = machine_ticks()
         used = [cpu_seconds(p.pid) for p in processes]
-        drained = _wait_sinks_drained(admin, group, name)
         tenth = next((t, n) for t, n in samples if n >= total / 10)
         return Run(
             workers=workers,
@@ -311,27 +297,15 @@ def run_pipeline(
             seconds=ended - started,
             events_per_second=total / (ended - started),
             steady_events_per_second=(total - tenth[1]) / max(1e-9, ended - tenth[0]),
-            sinks_drained_seconds=drained - started,
-            peak_rss_mib=stop(processes),
+            # rows are written before a batch's offsets are committed: drained when read
+            sinks_drained_seconds=ended - started,
+            peak_rss_mib=stop(started_workers),
             cpu_seconds=used,
             machine_busy=(busy_after - busy_before) / max(1, total_after - total_before),
         )
     finally:
-        stop(processes)
+        stop(started_workers)
         admin.close()
-
-
-def _wait_sinks_drained(admin: KafkaAdminClient, group: str, name: str) -> float:
-    """The output topics' sinks are drained when their committed offsets stop moving."""
-    last: dict[str, int] = {}
-    still_since = time.monotonic()
-    while time.monotonic() - still_since < 3.0:
-        counts = committed(admin, group)
-        now = {k: v for k, v in counts.items() if k in (f"{name}-metrics", f"{name}-signals")}
-        if now != last:
-            last, still_since = now, time.monotonic()
-        time.sleep(0.25)
-    return still_since
 
 
 def state_bytes_per_customer(bootstrap: str, name: str) -> tuple[float, int]:
@@ -375,17 +349,17 @@ def measure_latency(
     name = "latency"
     ensure_topics(bootstrap, [f"{name}-in"], partitions)
     env = worker_env(bootstrap, name, workdir / name, partitions)
-    process = start_worker(env, workdir / f"{name}.log")
+    worker = start_worker(env, workdir / f"{name}.log")
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        _wait_for_assignment(workdir / f"{name}.log", process)
+        worker.wait_ready(120)
         with console.status(f"latency: offering {len(records):,} events at {rate:,.0f}/s..."):
             sent_at = asyncio.run(_offer(bootstrap, f"{name}-in", records, rate))
             wait_until(
                 admin, f"bench-{name}", lambda c: c.get(f"{name}-in", 0) >= len(records), 600
             )
     finally:
-        stop([process])
+        stop([worker])
         admin.close()
     latencies = []
     for timestamp, value in _signals_with_timestamps(bootstrap, f"{name}-signals"):
@@ -393,14 +367,6 @@ def measure_latency(
         if event_id in sent_at:
             latencies.append(timestamp - sent_at[event_id])
     return _percentiles(latencies) | {"offered_per_second": rate, "signals": len(latencies)}
-
-
-def _wait_for_assignment(log_path: Path, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 120
-    while "assigned: [" not in log_path.read_text(errors="replace"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"worker did not start; see {log_path}")
-        time.sleep(0.2)
 
 
 def _signals_with_timestamps(bootstrap: str, topic: str) -> list[tuple[float, bytes]]:

@@ -68,11 +68,11 @@ def main(
         emit(customers, Path(os.environ[EMIT]))
         return
     from touchstream.settings import Settings
-    from touchstream.streams.app import StagedTable, decode_state, encode_state
     from touchstream.streams.bgnbd import BGNBDParams
     from touchstream.streams.engine import Engine, partition_for
     from touchstream.streams.handling import handle_message
     from touchstream.streams.rules import Rules
+    from touchstream.streams.runtime.tables import StagedTable, decode_state, encode_state
     from touchstream.worker import tune_gc
 
     with (
@@ -93,14 +93,14 @@ def main(
     states = StagedTable(table, encode_state, decode_state)
     watermarks = StagedTable(clocks, orjson.dumps, float)
     engine = Engine(Rules(), BGNBDParams(), states, watermarks, 4)
-    settings = Settings()
+    limits = Settings().input_limits
     tune_gc()
     before = rss_mib()
     started = time.perf_counter()
     for offset, (customer, value) in enumerate(track(records, "handling", console=console)):
         partition = partition_for(customer, 4)
         states.partition = watermarks.partition = partition
-        handle_message(engine, settings, customer.encode(), value, "in", partition, offset)
+        handle_message(engine, limits, customer.encode(), value, "in", partition, offset)
         if offset % batch == batch - 1:
             states.take()
             watermarks.take()

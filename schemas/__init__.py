@@ -17,6 +17,7 @@ from touchstream.schemas.touchpoint import (
 )
 from touchstream.schemas.validation import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    InputLimits,
     TouchpointRejected,
     dead_letter_for,
     parse_touchpoint,
@@ -39,6 +40,7 @@ __all__ = [
     "Direction",
     "Expectation",
     "FieldError",
+    "InputLimits",
     "Kind",
     "MetricsSnapshot",
     "Money",

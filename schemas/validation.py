@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,6 +70,15 @@ def _context(
         "max_future_skew": max_future_skew,
         "earliest": earliest,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class InputLimits:
+    """What an input record may be: the settings' part that the per-record step needs."""
+
+    max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW
+    max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    earliest: datetime | None = None
 
 
 def parse_touchpoint(

@@ -1,8 +1,8 @@
 """Right to be forgotten in ClickHouse: remove a customer's rows, record that it was done.
 
-Forget requests travel through the topics like everything else (see streams/app.py), so
-each table's writer removes the rows at the right point of its own stream: rows written
-before the request are removed, rows of later events stay.
+Forget requests travel through the touchpoints topic like everything else
+(schemas/control.py), so the processing loop removes the rows at the right point of the
+stream: rows written before the request are removed, rows of later events stay.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import orjson
 
 from touchstream.sinks.clickhouse import ClickHouse
 
-FORGET_PREFIX = b'{"forget"'
-
 # how each table finds a customer's rows (dead letters only have the raw payload)
 WHERE = {
     "touchpoints": "customer_id = {customer_id:String}",
@@ -23,15 +21,6 @@ WHERE = {
     "signals": "customer_id = {customer_id:String}",
     "dead_letters": "position(payload, {quoted:String}) > 0",
 }
-
-
-def forget_marker(customer_id: str, requested_at: datetime) -> bytes:
-    return orjson.dumps({"forget": customer_id, "requested_at": requested_at.isoformat()})
-
-
-def parse_marker(raw: bytes) -> tuple[str, datetime]:
-    data = orjson.loads(raw)
-    return str(data["forget"]), datetime.fromisoformat(data["requested_at"])
 
 
 def forget_rows(

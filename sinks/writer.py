@@ -1,32 +1,40 @@
-"""Batched, idempotent writes of the pipeline's topics into ClickHouse (Faust agents).
+"""The one way rows get into ClickHouse: batched, idempotent inserts, driven by the runtime.
 
-Offsets advance only after ClickHouse acknowledged a batch: `CommittedBatches` commits when
-a batch's writes are done, and they are done only after the insert succeeded (retried with
-backoff while ClickHouse is away). The body never raises. A batch ClickHouse *refuses* (a
-schema bug, not an outage) is spilled to DATA_DIR/sink-rejected/ and logged, so nothing is
-silently dropped.
+The processing loop (touchstream/app.py) calls `store_batch` with what a batch produced;
+the batch's offsets are committed only after it returns, and it returns only after every
+insert succeeded (retried with backoff while ClickHouse is away) or was refused. A batch
+ClickHouse *refuses* (a schema bug, not an outage) is spilled to DATA_DIR/sink-rejected/ and
+logged, so nothing is silently dropped. No loops of its own: no consumer, no timer.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import faust
 import orjson
-from pydantic import BaseModel
 
 from touchstream.schemas import DeadLetter, Signal
+from touchstream.schemas.control import forget_marker, parse_marker
+from touchstream.schemas.signal import Snapshot
 from touchstream.sinks.clickhouse import ClickHouse, ClickHouseRejected, batch_id
-from touchstream.sinks.forget import FORGET_PREFIX, forget_rows, parse_marker
-from touchstream.sinks.rows import Columns, dead_letter_columns, signal_columns
-from touchstream.streams.batches import CommittedBatches
-from touchstream.telemetry import Telemetry
+from touchstream.sinks.forget import WHERE, forget_rows
+from touchstream.streams.handling import Handled
+from touchstream.streams.rows import (
+    Columns,
+    dead_letter_columns,
+    metrics_columns,
+    signal_columns,
+    touchpoint_row_columns,
+)
 
 log = logging.getLogger("touchstream.sink")
+
+Observe = Callable[[str, int, float], None]  # table, rows, seconds: one batch written
 
 
 async def write_batch(
@@ -35,9 +43,10 @@ async def write_batch(
     columns: Columns,
     keys: Sequence[str],
     spill_dir: Path,
-    telemetry: Telemetry | None = None,
+    observe: Observe | None = None,
 ) -> float:
-    """Insert one batch (retrying while ClickHouse is away); returns seconds taken."""
+    """Insert one batch (retrying while ClickHouse is away); returns seconds taken.
+    `keys` name the rows (partition:offset) for the spill file of a refused batch."""
     started = time.perf_counter()
     try:
         await clickhouse.run(clickhouse.insert_columns, table, columns)
@@ -55,49 +64,22 @@ async def write_batch(
             path,
         )
     took = time.perf_counter() - started
-    if telemetry is not None:
-        telemetry.sink_seconds.labels(table).observe(took)
-        telemetry.sink_rows.labels(table).inc(len(keys))
+    if observe is not None:
+        observe(table, len(keys), took)
     return took
 
 
-async def _write_events(
-    messages: Sequence[Any],
-    model: type[BaseModel],
-    to_columns: Callable[[list[Any]], Columns],
-    table: str,
+async def store_dead_letters(
     clickhouse: ClickHouse,
+    letters: list[DeadLetter],
     spill_dir: Path,
-    after_write: Callable[[list[Any]], Awaitable[None]] | None = None,
-    telemetry: Telemetry | None = None,
+    observe: Observe | None = None,
 ) -> None:
-    """Write a batch in order; a forget request splits it (rows before it go, later stay)."""
-    models: list[Any] = []
-    keys: list[str] = []
-    for message in messages:
-        value = message.value or b""
-        if value.startswith(FORGET_PREFIX):
-            if models:
-                await write_batch(clickhouse, table, to_columns(models), keys, spill_dir, telemetry)
-                if after_write is not None:
-                    await after_write(models)
-                models, keys = [], []
-            await forget_in(clickhouse, table, value)
-            continue
-        try:
-            models.append(model.model_validate_json(value))
-            keys.append(f"{message.partition}:{message.offset}")
-        except ValueError:  # our own topics: only a foreign writer gets here
-            log.error(
-                "skipping a record on %s that is not a %s (offset %s)",
-                message.topic,
-                model.__name__,
-                message.offset,
-            )
-    if models:
-        await write_batch(clickhouse, table, to_columns(models), keys, spill_dir, telemetry)
-        if after_write is not None:
-            await after_write(models)
+    """Dead letters found outside the processing loop (the HTTP ingest's refusals)."""
+    keys = [letter.dead_letter_id for letter in letters]
+    await write_batch(
+        clickhouse, "dead_letters", dead_letter_columns(letters), keys, spill_dir, observe
+    )
 
 
 async def forget_in(clickhouse: ClickHouse, table: str, marker: bytes) -> None:
@@ -108,65 +90,66 @@ async def forget_in(clickhouse: ClickHouse, table: str, marker: bytes) -> None:
         log.error("forget request on %s failed: %s (request: %s)", table, error, marker[:200])
 
 
-def _sink_agent(
-    app: faust.App,
-    topic: faust.TopicT,
-    model: type[BaseModel],
-    to_columns: Callable[[list[Any]], Columns],
-    table: str,
+async def store_batch(
     clickhouse: ClickHouse,
-    batch_size: int,
-    batch_seconds: float,
+    batch: list[tuple[Handled, int, int]],
     spill_dir: Path,
-    after_write: Callable[[list[Any]], Awaitable[None]] | None,
-    telemetry: Telemetry | None,
+    observe: Observe | None = None,
 ) -> None:
-    committed = CommittedBatches(app, topic, batch_size, batch_seconds, telemetry)
-
-    async def write(messages: list[Any]) -> tuple[Coroutine[Any, Any, None]]:
-        return (
-            _write_events(
-                messages, model, to_columns, table, clickhouse, spill_dir, after_write, telemetry
-            ),
-        )
-
-    async def sink() -> None:
-        await committed.run(write)
-
-    sink.__name__ = sink.__qualname__ = f"sink_{table}"
-    app.task(sink)
+    """Insert a batch's touchpoints, the latest metrics of each customer in it (the table
+    keeps the latest per customer anyway), its signals and its dead letters. A forget request
+    splits the batch: rows before it are removed from every table, rows after it stay."""
+    pending = _Pending()
+    for handled, partition, offset in batch:
+        pending.add(handled, f"{partition}:{offset}")
+        if handled.forget is not None:
+            await pending.write(clickhouse, spill_dir, observe)
+            marker = forget_marker(*handled.forget)
+            for table in WHERE:
+                await forget_in(clickhouse, table, marker)
+    await pending.write(clickhouse, spill_dir, observe)
 
 
-def attach_sinks(
-    app: faust.App,
-    clickhouse: ClickHouse,
-    *,
-    signals: faust.TopicT,
-    dead_letters: faust.TopicT,
-    batch_size: int,
-    batch_seconds: float,
-    spill_dir: Path,
-    on_signals: Callable[[list[Any]], Awaitable[None]] | None = None,
-    telemetry: Telemetry | None = None,
-) -> None:
-    """One batch loop per output topic, each writing its own table; signals, once stored, go
-    on to `on_signals` (the webhook dispatcher). Metrics rows are written by the processing
-    agent itself (streams/app.py: `store_rows`)."""
-    for topic, model, to_columns, table in (
-        (signals, Signal, signal_columns, "signals"),
-        (dead_letters, DeadLetter, dead_letter_columns, "dead_letters"),
-    ):
-        after = on_signals if table == "signals" else None
-        _sink_agent(
-            app,
-            topic,
-            model,
-            to_columns,
-            table,
-            clickhouse,
-            batch_size,
-            batch_seconds,
-            spill_dir,
-            after,
-            telemetry,
-        )
+class _Pending:
+    """Rows of a batch not yet inserted, by table, each with its partition:offset."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.touchpoints: list[tuple[Any, ...]] = []
+        self.positions: list[str] = []
+        self.latest: dict[str, tuple[Snapshot, str]] = {}
+        self.signals: list[tuple[Signal, str]] = []
+        self.dead_letters: list[tuple[DeadLetter, str]] = []
+
+    def add(self, handled: Handled, position: str) -> None:
+        if handled.row is not None:
+            self.touchpoints.append(handled.row)
+            self.positions.append(position)
+        for snapshot in handled.snapshots:
+            self.latest[snapshot.customer_id] = (snapshot, position)
+        self.signals.extend((signal, position) for signal in handled.signals)
+        self.dead_letters.extend((letter, position) for letter in handled.dead_letters)
+
+    async def write(self, clickhouse: ClickHouse, spill_dir: Path, observe: Observe | None) -> None:
+        async def put(table: str, columns: Columns, keys: list[str]) -> None:
+            await write_batch(clickhouse, table, columns, keys, spill_dir, observe)
+
+        if self.touchpoints:
+            columns = touchpoint_row_columns(self.touchpoints, datetime.now(UTC))
+            await put("touchpoints", columns, self.positions)
+        if self.latest:
+            snapshots = [snapshot for snapshot, _ in self.latest.values()]
+            await put("customer_metrics", metrics_columns(snapshots), _keys(self.latest.values()))
+        if self.signals:
+            signals = [signal for signal, _ in self.signals]
+            await put("signals", signal_columns(signals), _keys(self.signals))
+        if self.dead_letters:
+            letters = [letter for letter, _ in self.dead_letters]
+            await put("dead_letters", dead_letter_columns(letters), _keys(self.dead_letters))
+        self.clear()
+
+
+def _keys(rows: Any) -> list[str]:
+    return [position for _, position in rows]

@@ -1,8 +1,8 @@
 """One input record -> what to publish and store: the worker's per-record step.
 
-Its own module so mypyc compiles it with the engine (touchstream/native.py): it runs for
-every event (compiled, its glue costs ~3 µs an event less in-process). No I/O here;
-`streams/app.py` moves the bytes.
+Its own module so mypyc compiles it with the engine (touchstream/native): it runs for
+every event (compiled, its glue costs ~3 µs an event less in-process). No I/O and no
+settings object here; the runtime (touchstream/app.py) moves the bytes and the rows.
 """
 
 from __future__ import annotations
@@ -14,17 +14,24 @@ from typing import Any
 
 import orjson
 
-from touchstream.schemas import FieldError, TouchpointRejected, dead_letter_for, parse_touchpoint
+from touchstream.schemas import (
+    DeadLetter,
+    FieldError,
+    InputLimits,
+    Signal,
+    TouchpointRejected,
+    dead_letter_for,
+    parse_touchpoint,
+)
+from touchstream.schemas.control import CLOCK_KEY, FORGET_KEY, forget_marker, parse_marker
 from touchstream.schemas.signal import Snapshot
-from touchstream.settings import Settings
-from touchstream.sinks.forget import forget_marker, parse_marker
-from touchstream.sinks.rows import touchpoint_row
 from touchstream.streams.engine import Engine, Outcome
+from touchstream.streams.rows import touchpoint_row
 
 log = logging.getLogger("touchstream.worker")
 
-CLOCK_KEY = b"__clock__"
-FORGET_KEY = b"__forget__"
+__all__ = ["CLOCK_KEY", "FORGET_KEY", "Handled", "Record", "handle_message", "handle_messages"]
+
 Record = tuple[str, bytes | None, bytes]  # output name, key, value
 
 
@@ -33,15 +40,17 @@ class Handled:
     """What one input record asks for: records to publish, rows, a forget request.
 
     Kept until the batch is written, so it holds plain values, not the pydantic event: every
-    object alive across a cyclic GC pass is walked by it (a worker spent ~10 % there)."""
+    object alive across a cyclic GC pass is walked by it (a worker spent ~10 % there). The
+    signals and dead letters are models (rare: a few per hundred events), written as rows by
+    the same loop that publishes them."""
 
     records: list[Record]
-    row: tuple[Any, ...] | None  # the touchpoint's row (sinks.rows.touchpoint_row)
+    row: tuple[Any, ...] | None  # the touchpoint's row (streams.rows.touchpoint_row)
     snapshots: list[Snapshot]
+    signals: list[Signal]
+    dead_letters: list[DeadLetter]
     forget: tuple[str, datetime] | None
     outcome: str  # for /metrics: applied | duplicate | late | rejected | error | control
-    dead_reasons: tuple[str, ...]
-    signal_kinds: tuple[str, ...]
 
     # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
     def __init__(
@@ -51,17 +60,26 @@ class Handled:
         snapshots: list[Snapshot] | None = None,
         forget: tuple[str, datetime] | None = None,
         outcome: str = "control",
-        dead_reasons: tuple[str, ...] = (),
-        signal_kinds: tuple[str, ...] = (),
+        signals: list[Signal] | None = None,
+        dead_letters: list[DeadLetter] | None = None,
     ) -> None:
         self.records, self.row, self.forget, self.outcome = records, row, forget, outcome
         self.snapshots = [] if snapshots is None else snapshots
-        self.dead_reasons, self.signal_kinds = dead_reasons, signal_kinds
+        self.signals = [] if signals is None else signals
+        self.dead_letters = [] if dead_letters is None else dead_letters
+
+    @property
+    def dead_reasons(self) -> list[str]:
+        return [letter.error_kind for letter in self.dead_letters]
+
+    @property
+    def signal_kinds(self) -> list[str]:
+        return [signal.kind.value for signal in self.signals]
 
 
 def handle_messages(
     engine: Engine,
-    settings: Settings,
+    limits: InputLimits,
     messages: list[Any],
     tables: tuple[Any, ...],
     into: list[tuple[Handled, int, int]],
@@ -73,14 +91,14 @@ def handle_messages(
         for table in tables:
             table.partition = partition
         handled = handle_message(
-            engine, settings, message.key, message.value, message.topic, partition, message.offset
+            engine, limits, message.key, message.value, message.topic, partition, message.offset
         )
         into.append((handled, partition, message.offset))
 
 
 def handle_message(
     engine: Engine,
-    settings: Settings,
+    limits: InputLimits,
     key: bytes | None,
     raw: bytes | None,
     topic: str,
@@ -90,10 +108,8 @@ def handle_message(
     """One input record -> what to publish and store. Never raises."""
     payload = raw or b""
 
-    def dead(rejection: TouchpointRejected, dead_key: bytes | None = None) -> Record:
-        """Keyed by the customer (else as the input was, the customer for our publishers):
-        a forget request's marker, keyed by the customer, follows them on their partition."""
-        letter = dead_letter_for(
+    def dead(rejection: TouchpointRejected) -> DeadLetter:
+        return dead_letter_for(
             payload,
             rejection,
             source=topic,
@@ -101,7 +117,6 @@ def handle_message(
             partition=partition,
             offset=offset,
         )
-        return ("dead_letters", dead_key or key, letter.model_dump_json().encode())
 
     if key in (CLOCK_KEY, FORGET_KEY):
         try:
@@ -111,16 +126,16 @@ def handle_message(
             invalid = TouchpointRejected(
                 kind, [FieldError(loc="", type=kind, msg=f"{key!r}: {error}")]
             )
-            return Handled([dead(invalid)], outcome="rejected", dead_reasons=(kind,))
+            return _handled(key, None, dead_letters=[dead(invalid)], outcome="rejected")
     try:
         event = parse_touchpoint(
             payload,
-            max_future_skew=settings.max_future_skew,
-            max_bytes=settings.max_payload_bytes,
-            earliest=settings.earliest_occurred_at,
+            max_future_skew=limits.max_future_skew,
+            max_bytes=limits.max_bytes,
+            earliest=limits.earliest,
         )
     except TouchpointRejected as rejected:
-        return Handled([dead(rejected)], outcome="rejected", dead_reasons=(rejected.kind,))
+        return _handled(key, None, dead_letters=[dead(rejected)], outcome="rejected")
     customer_key = event.customer_id.encode()
     wow_margin = engine.rules.wow_margin
     try:
@@ -131,27 +146,41 @@ def handle_message(
             "processing_error",
             [FieldError(loc="", type="processing_error", msg=f"{type(error).__name__}: {error}")],
         )
-        return Handled(
-            [dead(failed, customer_key)],
+        return _handled(
+            customer_key,
             touchpoint_row(event, partition, offset, wow_margin, payload=payload),
+            dead_letters=[dead(failed)],
             outcome="error",
-            dead_reasons=(failed.kind,),
         )
-    records: list[Record] = []
-    if outcome.rejection is not None:
-        records.append(dead(outcome.rejection, customer_key))
-    for snapshot in outcome.snapshots:
-        records.append(("metrics", customer_key, snapshot.json()))
-    for signal in outcome.signals:
-        records.append(("signals", customer_key, signal.model_dump_json().encode()))
-    return Handled(
-        records,
+    return _handled(
+        customer_key,
         touchpoint_row(event, partition, offset, wow_margin, outcome.assessment, payload),
         outcome.snapshots,
-        outcome=outcome.status,
-        dead_reasons=() if outcome.rejection is None else (outcome.rejection.kind,),
-        signal_kinds=tuple(signal.kind.value for signal in outcome.signals),
+        outcome.signals,
+        [] if outcome.rejection is None else [dead(outcome.rejection)],
+        outcome.status,
     )
+
+
+def _handled(
+    key: bytes | None,
+    row: tuple[Any, ...] | None,
+    snapshots: list[Snapshot] | None = None,
+    signals: list[Signal] | None = None,
+    dead_letters: list[DeadLetter] | None = None,
+    outcome: str = "control",
+) -> Handled:
+    """The records to publish for what a record produced. Dead letters are keyed by the
+    customer (else as the input was): a forget request's marker, keyed by the customer,
+    follows them on their partition."""
+    records: list[Record] = []
+    for letter in dead_letters or ():
+        records.append(("dead_letters", key, letter.model_dump_json().encode()))
+    for snapshot in snapshots or ():
+        records.append(("metrics", snapshot.customer_id.encode(), snapshot.json()))
+    for signal in signals or ():
+        records.append(("signals", signal.customer_id.encode(), signal.model_dump_json().encode()))
+    return Handled(records, row, snapshots, None, outcome, signals, dead_letters)
 
 
 def _control(engine: Engine, key: bytes, payload: bytes, partition: int) -> Handled:
@@ -162,23 +191,12 @@ def _control(engine: Engine, key: bytes, payload: bytes, partition: int) -> Hand
             raise ValueError("clock tick without timezone")
         checked = Outcome("tick")
         engine.advance(partition, tick.timestamp(), checked)
-        records: list[Record] = [
-            ("metrics", s.customer_id.encode(), s.json()) for s in checked.snapshots
-        ]
-        records += [
-            ("signals", s.customer_id.encode(), s.model_dump_json().encode())
-            for s in checked.signals
-        ]
-        return Handled(
-            records,
-            snapshots=checked.snapshots,
-            signal_kinds=tuple(s.kind.value for s in checked.signals),
-        )
+        return _handled(None, None, checked.snapshots, checked.signals)
     customer_id, requested_at = parse_marker(payload)
     engine.forget(customer_id, partition)
     log.info("forgetting customer %s (requested %s)", customer_id, requested_at.isoformat())
     marker = forget_marker(customer_id, requested_at)
-    # the markers reach each table's writer in order with that customer's earlier records
+    # the markers tell each output topic's subscribers, in order with that customer's records
     key = customer_id.encode()
     return Handled(
         [("metrics", key, marker), ("signals", key, marker), ("dead_letters", key, marker)],

@@ -93,7 +93,7 @@ class EmbeddedBroker:
         self._process = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
-        if output is not subprocess.DEVNULL:
+        if not isinstance(output, int):
             output.close()
         try:
             wait_until_ready(self.bootstrap, timeout)

@@ -432,8 +432,8 @@ def _query_or_exit(
 ) -> dict[str, Any]:
     from touchstream.ops import run_query
     from touchstream.query_client import QueryFailed
+    from touchstream.query_endpoint import QueryRefused
     from touchstream.sinks.clickhouse import ClickHouseRejected, ClickHouseUnavailable
-    from touchstream.sinks.query_api import QueryRefused
 
     try:
         return run_query(settings, sql, params, max_rows)
@@ -526,9 +526,8 @@ def forget(
     from kafka import KafkaProducer
 
     from touchstream.kafka import bootstrap_for
-    from touchstream.sinks.forget import forget_marker
+    from touchstream.schemas.control import FORGET_KEY, forget_marker
     from touchstream.streams.engine import partition_for
-    from touchstream.streams.handling import FORGET_KEY
 
     settings = _settings()
     producer = KafkaProducer(

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,7 +15,8 @@ from rich.table import Table
 
 from touchstream.broker import EmbeddedBroker
 from touchstream.generator import Customer, generate
-from touchstream.kafka import committed, ensure_topics, read_topic, wait_until_committed
+from touchstream.kafka import committed, ensure_topics, read_topic
+from touchstream.launcher import Worker
 from touchstream.publisher import TouchpointPublisher
 from touchstream.report import bar_chart, line_chart, table, write_report
 from touchstream.settings import Settings
@@ -93,22 +91,12 @@ def run_demo(
                     progress.update(task, completed=index)
             progress.update(task, completed=len(events))
             report = publisher.flush()
-        log_path = settings.data_dir / "worker.log"
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "touchstream.cli", "worker"],
-            env=_worker_env(settings, broker),
-            stdout=log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        worker = Worker(_worker_env(settings, broker), settings.data_dir / "worker.log")
+        worker.start()
         try:
-            elapsed = _follow(broker, settings, report.accepted, worker, log_path, console)
+            elapsed = _follow(broker, settings, report.accepted, worker, console)
         finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            worker.stop()
         signals = [
             orjson.loads(v)
             for _, _, _, v in read_topic(
@@ -194,30 +182,24 @@ def _follow(
     broker: EmbeddedBroker,
     settings: Settings,
     total: int,
-    worker: subprocess.Popen,
-    log_path: Path,
+    worker: Worker,
     console: Console,
 ) -> float | None:
-    """Wait until the worker has committed every published event; returns the seconds from
-    its first commit to its last, None when both fell between two checks (too small a run)."""
+    """Wait until the worker has committed every published event (its rows are in
+    ClickHouse by then); returns the seconds from its first commit to its last, None when
+    both fell between two checks (too small a run)."""
     with Progress(console=console) as progress:
         task = progress.add_task("worker processing (starting...)", total=total)
         started: float | None = None
         while True:
-            if worker.poll() is not None:
-                raise RuntimeError(f"worker exited:\n{log_path.read_text()[-2000:]}")
+            worker.check_alive()
             done = committed(broker.bootstrap, settings.app_id, settings.topic_touchpoints)
             if done and started is None and done < total:
                 started = time.perf_counter()
                 progress.update(task, description="worker processing")
             progress.update(task, completed=done)
             if done >= total:
-                elapsed = None if started is None else time.perf_counter() - started
-                progress.update(task, description="writing the last signals to ClickHouse")
-                # the report reads the signals and dead letters from ClickHouse
-                sinks = [settings.topic_signals, settings.topic_dead_letters]
-                wait_until_committed(broker.bootstrap, settings.app_id, sinks, timeout=120)
-                return elapsed
+                return None if started is None else time.perf_counter() - started
             time.sleep(0.5)
 
 

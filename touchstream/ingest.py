@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from touchstream.auth import key_allowed, presented_key
-from touchstream.schemas import TouchpointRejected, dead_letter_for, parse_touchpoint
+from touchstream.schemas import DeadLetter, TouchpointRejected, dead_letter_for, parse_touchpoint
+from touchstream.settings import Settings
 
 log = logging.getLogger("touchstream.ingest")
 
@@ -34,10 +36,19 @@ def split_items(body: bytes) -> list[bytes]:
     return [line for line in lines if line]
 
 
-def attach_ingest(app: Any, settings: Any, touchpoints: Any, dead_letters: Any) -> None:
+def attach_ingest(
+    app: Any,
+    settings: Settings,
+    touchpoints: Any,
+    dead_letters: Any,
+    keep: Callable[[list[DeadLetter]], Awaitable[None]],
+) -> None:
+    """`keep` stores the dead letters of a request (sinks/writer.py), before the answer;
+    they also go to the dead-letters topic, for its subscribers."""
     import faust
 
     keys = settings.endpoint_keys("ingest")
+    limits = settings.input_limits
     in_flight = 0
 
     @app.page("/v1/touchpoints")
@@ -67,14 +78,14 @@ def attach_ingest(app: Any, settings: Any, touchpoints: Any, dead_letters: Any) 
 
         async def _accept(self, items: list[bytes]) -> dict[str, Any]:
             received = datetime.now(UTC)
-            pending, rejected = [], []
+            pending, rejected, letters = [], [], []
             for index, item in enumerate(items):
                 try:
                     event = parse_touchpoint(
                         item,
-                        max_future_skew=settings.max_future_skew,
-                        max_bytes=settings.max_payload_bytes,
-                        earliest=settings.earliest_occurred_at,
+                        max_future_skew=limits.max_future_skew,
+                        max_bytes=limits.max_bytes,
+                        earliest=limits.earliest,
                     )
                 except TouchpointRejected as error:
                     rejected.append(
@@ -92,6 +103,7 @@ def attach_ingest(app: Any, settings: Any, touchpoints: Any, dead_letters: Any) 
                         received_at=received,
                         line=index + 1,
                     )
+                    letters.append(letter)
                     pending.append(
                         await dead_letters.send(key=None, value=letter.model_dump_json().encode())
                     )
@@ -101,5 +113,7 @@ def attach_ingest(app: Any, settings: Any, touchpoints: Any, dead_letters: Any) 
                         key=event.customer_id.encode(), value=event.model_dump_json().encode()
                     )
                 )
-            await asyncio.gather(*pending)  # on the broker before we say "accepted"
+            if letters:
+                pending.append(keep(letters))
+            await asyncio.gather(*pending)  # stored and on the broker before we answer
             return {"accepted": len(items) - len(rejected), "rejected": rejected}

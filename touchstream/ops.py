@@ -14,9 +14,9 @@ from typing import Any
 
 from touchstream.ownership import proves_ownership
 from touchstream.query_client import QueryFailed, query_worker, worker_identity
+from touchstream.query_endpoint import readonly_query
 from touchstream.settings import Settings
 from touchstream.sinks.clickhouse import ClickHouse
-from touchstream.sinks.query_api import readonly_query
 
 log = logging.getLogger("touchstream.ops")
 

@@ -25,15 +25,15 @@ from touchstream.schemas import (
 )
 from touchstream.schemas.signal import Snapshot
 from touchstream.sinks.clickhouse import ClickHouse
-from touchstream.sinks.rows import (
+from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.engine import Engine, Outcome, partition_for
+from touchstream.streams.evaluate import evaluate
+from touchstream.streams.rows import (
     dead_letter_columns,
     metrics_columns,
     signal_columns,
     touchpoint_columns,
 )
-from touchstream.streams.bgnbd import BGNBDParams
-from touchstream.streams.engine import Engine, Outcome, partition_for
-from touchstream.streams.evaluate import evaluate
 from touchstream.streams.rules import Rules
 from touchstream.streams.state import CustomerState
 

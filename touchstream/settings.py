@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from touchstream.schemas import InputLimits
 from touchstream.schemas.touchpoint import EARLIEST_OCCURRED_AT
 from touchstream.sinks.webhooks import WebhookConfig
 
@@ -235,6 +236,15 @@ class Settings(BaseSettings):
     @cached_property
     def max_future_skew(self) -> timedelta:  # asked for every event
         return timedelta(seconds=self.max_future_skew_seconds)
+
+    @cached_property
+    def input_limits(self) -> InputLimits:
+        """What the per-record step needs of these settings (the engine sees no more)."""
+        return InputLimits(
+            max_future_skew=self.max_future_skew,
+            max_bytes=self.max_payload_bytes,
+            earliest=self.earliest_occurred_at,
+        )
 
     @property
     def population_path(self) -> Path:

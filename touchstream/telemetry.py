@@ -1,70 +1,12 @@
-"""What a worker tells Prometheus, at GET /metrics on its web server.
-
-One `Telemetry` per worker, built with the app and handed to the loops that count; its own
-registry (not the process-wide default), so tests and several apps in one process do not
-share counters.
-"""
+"""What a worker answers on its web port besides its API: GET /metrics for Prometheus and
+GET /health for probes and the launcher (touchstream/launcher.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-
-
-class Telemetry:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.events = Counter(
-            "touchstream_events",
-            "Touchpoint records handled, by outcome (applied, duplicate, late, rejected, control)",
-            ["outcome"],
-            registry=self.registry,
-        )
-        self.dead_letters = Counter(
-            "touchstream_dead_letters",
-            "Dead letters written by the worker, by reason",
-            ["reason"],
-            registry=self.registry,
-        )
-        self.signals = Counter(
-            "touchstream_signals", "Signals raised, by kind", ["kind"], registry=self.registry
-        )
-        self.sink_rows = Counter(
-            "touchstream_sink_rows",
-            "Rows written into ClickHouse, by table",
-            ["table"],
-            registry=self.registry,
-        )
-        self.sink_seconds = Histogram(
-            "touchstream_sink_batch_seconds",
-            "Seconds to write one batch into ClickHouse (retries included), by table",
-            ["table"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-            registry=self.registry,
-        )
-        self.lag = Gauge(
-            "touchstream_consumer_lag",
-            "Records of a topic this worker has fetched or can fetch but not yet committed",
-            ["topic"],
-            registry=self.registry,
-        )
-        self.webhooks = Counter(
-            "touchstream_webhook_attempts",
-            "Webhook delivery attempts, by endpoint and outcome",
-            ["endpoint", "outcome"],
-            registry=self.registry,
-        )
-
-    def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+from touchstream.auth import key_allowed, presented_key
+from touchstream.streams.runtime.telemetry import Telemetry
 
 
 class Health:
@@ -88,8 +30,6 @@ class Health:
 def attach_metrics_endpoint(app: Any, telemetry: Telemetry, keys: list[str]) -> None:
     """GET /metrics in Prometheus' text format (no customer data; a key when keys are set)."""
     import faust
-
-    from touchstream.auth import key_allowed, presented_key
 
     @app.page("/metrics")
     class Metrics(faust.web.View):

@@ -70,7 +70,7 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
     import faust
 
     from touchstream import native, ownership
-    from touchstream.streams.app import build_app
+    from touchstream.app import build_app
 
     problems = settings.exposure_problems()
     if problems:

@@ -1,12 +1,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from touchstream.broker import EmbeddedBroker
@@ -30,33 +24,3 @@ def worker_env(broker: EmbeddedBroker, name: str, data_dir: Path, **extra: str) 
     }
     env.update(extra)
     return env
-
-
-@contextmanager
-def running_worker(
-    env: dict[str, str], log_file: Path, ready_timeout: float = 90.0
-) -> Iterator[subprocess.Popen[bytes]]:
-    """`touchstream worker` as a real subprocess; ready once its partitions are assigned."""
-    with log_file.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "touchstream.cli", "worker"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + ready_timeout
-        while "assigned: [" not in log_file.read_text(errors="replace"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker did not start:\n{log_file.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)

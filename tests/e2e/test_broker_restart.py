@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import running_worker, worker_env
+from tests.e2e.conftest import worker_env
 from tests.e2e.helpers import replay_events
 from tests.e2e.test_clickhouse_sink import publish, wait_for
 from tests.factories import event_dict
 from touchstream.broker import EmbeddedBroker, free_port
+from touchstream.launcher import running_worker
 from touchstream.query_client import query_worker
 
 pytestmark = pytest.mark.e2e

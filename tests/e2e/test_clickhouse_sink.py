@@ -11,11 +11,12 @@ import orjson
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
-from tests.e2e.conftest import running_worker, worker_env
+from tests.e2e.conftest import worker_env
 from tests.e2e.helpers import replay_events, wait_for_records
 from touchstream.broker import EmbeddedBroker, free_port
 from touchstream.generator import generate
 from touchstream.kafka import ensure_topics
+from touchstream.launcher import running_worker
 from touchstream.query_client import query_worker
 from touchstream.sinks.clickhouse import ClickHouse
 

@@ -9,10 +9,11 @@ import pytest
 from kafka import KafkaProducer
 
 from tests import histories
-from tests.e2e.conftest import running_worker, worker_env
+from tests.e2e.conftest import worker_env
 from tests.e2e.helpers import wait_for_records
 from touchstream.broker import EmbeddedBroker
 from touchstream.kafka import ensure_topics
+from touchstream.launcher import running_worker
 
 pytestmark = pytest.mark.e2e
 

@@ -15,19 +15,21 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from tests.e2e.conftest import running_worker, worker_env
+from tests.e2e.conftest import worker_env
 from tests.e2e.test_clickhouse_sink import scalar, wait_for
 from tests.streams.builders import FAR_FUTURE
 from touchstream.broker import EmbeddedBroker, free_port
 from touchstream.generator import generate
 from touchstream.kafka import ensure_topics, wait_until_committed
+from touchstream.launcher import running_worker
 from touchstream.schemas import TouchpointEvent
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.bgnbd import BGNBDParams
 from touchstream.streams.engine import Engine, partition_for
 from touchstream.streams.rules import Rules
 
-pytestmark = pytest.mark.e2e
+TEST_TIMEOUT = 600  # seconds, each test of this module; every wait inside takes from it
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(TEST_TIMEOUT)]
 
 PARTITIONS = 4
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -88,8 +90,20 @@ def differing(live: Latest, clean: Latest) -> list[str]:
     return sorted(c for c in clean.keys() | live.keys() if live.get(c) != clean.get(c))
 
 
-def wait_committed(bootstrap: str, group: str, topics: list[str], timeout: float) -> None:
-    assert wait_until_committed(bootstrap, group, topics, timeout), f"{group}: {topics}"
+class Budget:
+    """What is left of the test's time, less a margin for the failing wait to report."""
+
+    def __init__(self, seconds: float = TEST_TIMEOUT - 30) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return max(1.0, self.end - time.monotonic())
+
+
+def wait_committed(bootstrap: str, group: str, topic: str, timeout: float) -> None:
+    """Every record of the input topic committed: its rows are in ClickHouse by then (they
+    are written before a batch's offsets are committed)."""
+    assert wait_until_committed(bootstrap, group, [topic], timeout), f"{group}: {topic}"
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +120,7 @@ def test_repeated_sigkill_during_a_run_changes_nothing(
     broker: EmbeddedBroker, tmp_path: Path, traffic: dict
 ) -> None:
     events = traffic["events"]
+    budget = Budget()
     port = free_port()
     env = worker_env(broker, "kills", tmp_path, TOUCHSTREAM_WEB_PORT=str(port))
     topic = env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"]
@@ -114,17 +129,12 @@ def test_repeated_sigkill_during_a_run_changes_nothing(
     for round_ in range(3):  # let it get somewhere, then kill it without a word
         with running_worker(env, tmp_path / f"worker-{round_}.log") as worker:
             target = len(events) * (round_ + 1) // 4 + chance.randint(0, len(events) // 10)
-            wait_for(port, "SELECT count() FROM touchpoints", target, timeout=300)
+            wait_for(port, "SELECT count() FROM touchpoints", target, timeout=budget.left())
             time.sleep(chance.uniform(0, 1.5))
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(10)
     with running_worker(env, tmp_path / "worker-last.log"):
-        wait_committed(
-            broker.bootstrap,
-            env["TOUCHSTREAM_APP_ID"],
-            [topic, env["TOUCHSTREAM_TOPIC_SIGNALS"], env["TOUCHSTREAM_TOPIC_DEAD_LETTERS"]],
-            timeout=600,
-        )
+        wait_committed(broker.bootstrap, env["TOUCHSTREAM_APP_ID"], topic, budget.left())
         assert scalar(port, "SELECT count() FROM dead_letters") == 0  # no false "late" events
     rows, distinct, signals, latest = stored([tmp_path])
     assert rows == len(distinct) == len(events)
@@ -138,6 +148,7 @@ def test_two_workers_one_killed_the_survivor_finishes_exactly(
     """With chDB each worker owns its own database, so the totals are their union."""
     events = traffic["events"][: len(traffic["events"]) // 4]
     signals, latest = uninterrupted(events)
+    budget = Budget()
     port = free_port()  # the first worker's
     envs = [
         worker_env(broker, "pair", tmp_path / f"w{i}", TOUCHSTREAM_WEB_PORT=str(p))
@@ -149,15 +160,10 @@ def test_two_workers_one_killed_the_survivor_finishes_exactly(
         running_worker(envs[0], tmp_path / "w0.log") as first,
         running_worker(envs[1], tmp_path / "w1.log"),
     ):
-        wait_for(port, "SELECT count() FROM touchpoints", len(events) // 10, timeout=300)
+        wait_for(port, "SELECT count() FROM touchpoints", len(events) // 10, budget.left())
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
-        wait_committed(
-            broker.bootstrap,
-            envs[0]["TOUCHSTREAM_APP_ID"],
-            [topic, envs[0]["TOUCHSTREAM_TOPIC_SIGNALS"]],
-            timeout=600,
-        )
+        wait_committed(broker.bootstrap, envs[0]["TOUCHSTREAM_APP_ID"], topic, budget.left())
     # a batch the dead worker had written but not committed is written again by the
     # survivor into its own database: distinct events count, not rows
     _, distinct, ids, merged = stored([tmp_path / "w0", tmp_path / "w1"])
@@ -176,12 +182,7 @@ def test_a_flood_of_duplicates_changes_nothing(broker: EmbeddedBroker, tmp_path:
     topic = env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"]
     publish(broker.bootstrap, topic, flood)
     with running_worker(env, tmp_path / "worker.log"):
-        wait_committed(
-            broker.bootstrap,
-            env["TOUCHSTREAM_APP_ID"],
-            [topic, env["TOUCHSTREAM_TOPIC_SIGNALS"]],
-            timeout=300,
-        )
+        wait_committed(broker.bootstrap, env["TOUCHSTREAM_APP_ID"], topic, Budget().left())
     rows, distinct, ids, stored_latest = stored([tmp_path])
     assert rows == len(distinct) == len(events)  # FINAL: one row per event
     assert ids == signals

@@ -13,11 +13,12 @@ import pytest
 from aiohttp import web
 
 from tests import scenarios
-from tests.e2e.conftest import running_worker, worker_env
+from tests.e2e.conftest import worker_env
 from tests.e2e.helpers import replay_events, wait_for_records
 from tests.e2e.test_clickhouse_sink import wait_for
 from touchstream.broker import EmbeddedBroker, free_port
 from touchstream.kafka import read_topic
+from touchstream.launcher import running_worker
 from touchstream.query_client import QueryFailed, query_worker
 from touchstream.sinks.webhooks import verify
 

@@ -12,10 +12,11 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import scenarios
-from tests.e2e.conftest import running_worker, worker_env
+from tests.e2e.conftest import worker_env
 from tests.e2e.helpers import replay_events
 from tests.e2e.test_clickhouse_sink import publish
 from touchstream.broker import EmbeddedBroker, free_port
+from touchstream.launcher import running_worker
 
 pytestmark = pytest.mark.e2e
 

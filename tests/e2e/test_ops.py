@@ -8,11 +8,12 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from tests.e2e.conftest import running_worker, worker_env
+from tests.e2e.conftest import worker_env
 from tests.e2e.test_clickhouse_sink import publish, scalar, wait_for
 from touchstream.broker import EmbeddedBroker, free_port
 from touchstream.cli import app
 from touchstream.generator import generate
+from touchstream.launcher import running_worker
 from touchstream.query_client import QueryFailed, query_worker
 
 pytestmark = pytest.mark.e2e

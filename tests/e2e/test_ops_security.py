@@ -15,7 +15,7 @@ import pytest
 from kafka import KafkaProducer
 from typer.testing import CliRunner
 
-from tests.e2e.conftest import running_worker, worker_env
+from tests.e2e.conftest import worker_env
 from tests.e2e.test_clickhouse_sink import publish, wait_for
 from tests.hostile_queries import HOSTILE
 from tests.sinks.test_query_guard import Listener
@@ -23,6 +23,7 @@ from touchstream.broker import EmbeddedBroker, free_port
 from touchstream.cli import app
 from touchstream.generator import generate
 from touchstream.kafka import ensure_topics
+from touchstream.launcher import running_worker
 
 pytestmark = pytest.mark.e2e
 

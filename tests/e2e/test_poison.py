@@ -10,10 +10,11 @@ import pytest
 from kafka import KafkaProducer
 
 from tests import scenarios
-from tests.e2e.conftest import running_worker, worker_env
+from tests.e2e.conftest import worker_env
 from tests.e2e.test_clickhouse_sink import scalar, wait_for
 from touchstream.broker import EmbeddedBroker, free_port
 from touchstream.kafka import ensure_topics
+from touchstream.launcher import running_worker
 from touchstream.query_client import query_worker
 
 pytestmark = pytest.mark.e2e

@@ -10,11 +10,12 @@ import pytest
 from kafka import KafkaProducer
 
 from tests import scenarios
-from tests.e2e.conftest import running_worker, worker_env
+from tests.e2e.conftest import worker_env
 from tests.e2e.helpers import replay_events, wait_for_records
 from touchstream.broker import EmbeddedBroker
 from touchstream.kafka import ensure_topics, read_topic
-from touchstream.streams.app import decode_state
+from touchstream.launcher import running_worker
+from touchstream.streams.runtime.tables import decode_state
 
 pytestmark = pytest.mark.e2e
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from tests.streams.builders import delivery
+from touchstream.query_endpoint import QueryRefused, has_second_statement, readonly_query
 from touchstream.sinks.clickhouse import ClickHouse, connect, migrate, migration_files, redact
-from touchstream.sinks.query_api import QueryRefused, has_second_statement, readonly_query
-from touchstream.sinks.rows import touchpoint_columns
 from touchstream.sinks.writer import write_batch
+from touchstream.streams.rows import touchpoint_columns
 
 
 class Flaky:

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.streams.builders import delivery
+from touchstream.query_endpoint import readonly_query
 from touchstream.sinks.clickhouse import ClickHouse, ClickHouseRejected
-from touchstream.sinks.query_api import readonly_query
-from touchstream.sinks.rows import touchpoint_columns
+from touchstream.streams.rows import touchpoint_columns
 
 URL = os.environ.get("TOUCHSTREAM_TEST_CLICKHOUSE_URL")
 pytestmark = pytest.mark.skipif(not URL, reason="TOUCHSTREAM_TEST_CLICKHOUSE_URL not set")

@@ -13,10 +13,10 @@ import pytest
 from tests import scenarios
 from touchstream.generator import generate
 from touchstream.inputs import InputRecord
+from touchstream.query_endpoint import readonly_query
 from touchstream.replay import replay, write_to_clickhouse
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.sinks.forget import WHERE, forget_rows
-from touchstream.sinks.query_api import readonly_query
 from touchstream.streams.bgnbd import BGNBDParams
 from touchstream.streams.rules import Rules
 

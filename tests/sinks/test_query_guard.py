@@ -13,10 +13,10 @@ import pytest
 
 from tests.hostile_queries import ALLOWED, HOSTILE
 from tests.sinks.test_clickhouse import rows
+from touchstream.query_endpoint import QueryRefused, readonly_query
 from touchstream.sinks.clickhouse import ClickHouse, ClickHouseRejected
-from touchstream.sinks.query_api import QueryRefused, readonly_query
 from touchstream.sinks.query_guard import check_ast
-from touchstream.sinks.rows import touchpoint_columns
+from touchstream.streams.rows import touchpoint_columns
 
 
 class Listener:

@@ -8,7 +8,7 @@ import asyncio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from touchstream.streams.batches import SEEK_EVERY_SECONDS, CommittedBatches, Cursors
+from touchstream.streams.runtime.batches import SEEK_EVERY_SECONDS, CommittedBatches, Cursors
 
 TP = ("touchpoints", 0)
 

@@ -157,8 +157,8 @@ def test_the_metrics_record_is_one_list_in_every_place(tmp_path) -> None:
     from touchstream.schemas import MetricsSnapshot
     from touchstream.schemas.signal import Snapshot
     from touchstream.sinks.clickhouse import ClickHouse
-    from touchstream.sinks.rows import METRIC_COLUMNS
     from touchstream.streams.evaluate import Metrics
+    from touchstream.streams.rows import METRIC_COLUMNS
 
     listed = list(MetricsSnapshot.model_fields)
     assert list(Snapshot._fields) == listed, "schemas/signal.py: Snapshot"

@@ -8,8 +8,8 @@ from typing import Any
 
 from kafka.partitioner.default import DefaultPartitioner
 
-from touchstream.streams import produce
-from touchstream.streams.produce import BatchProducer
+from touchstream.streams.runtime import produce
+from touchstream.streams.runtime.produce import BatchProducer
 
 
 class FakeBatch:

@@ -8,7 +8,7 @@ from typing import Any
 import faust
 import pytest
 
-from touchstream.streams.app import END_KEY, StagedTable, decode_state, encode_state
+from touchstream.streams.runtime.tables import END_KEY, StagedTable, decode_state, encode_state
 from touchstream.streams.state import CustomerState
 
 
@@ -67,7 +67,7 @@ KEYS = ("c7-000001", "shop:42/a@b.c", 'odd "quoted" \\ key', "ключ")
 def test_changelog_keys_are_the_bytes_faust_itself_writes(serializer: str) -> None:
     """Recovery reads the changelog's keys back with Faust's codec: the fast encoder must
     give exactly its bytes (JSON for the worker's tables)."""
-    app = faust.App(  # as the worker builds its tables (streams/app.py)
+    app = faust.App(  # as the worker builds its tables (touchstream/app.py)
         "staged-keys", broker="kafka://127.0.0.1:1", store="memory://", key_serializer="raw"
     )
     table = app.Table("state", key_type=str, value_type=bytes, partitions=4)

@@ -167,7 +167,7 @@ def test_state_round_trips_through_dict() -> None:
 
 
 def test_changelog_encoding_round_trips_is_smaller_and_reads_the_old_form() -> None:
-    from touchstream.streams.app import decode_state, encode_state
+    from touchstream.streams.runtime.tables import decode_state, encode_state
 
     state = fold([delivery("c1", 0, 2, 3), touch(day=1, kind="complaint", case_id="x")])
     raw = encode_state(state)
@@ -181,7 +181,7 @@ def test_a_stored_state_costs_its_own_size_not_the_encoders_buffer() -> None:
     """The table keeps one encoded state per customer for as long as the worker runs."""
     import tracemalloc
 
-    from touchstream.streams.app import encode_state
+    from touchstream.streams.runtime.tables import encode_state
 
     state = fold([delivery("c1", 0, 2, 3), touch(day=1, kind="complaint", case_id="x")])
     tracemalloc.start()

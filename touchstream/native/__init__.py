@@ -44,7 +44,7 @@ MODULES = (  # the Makefile's ENGINE lists their sources
     "touchstream.streams.bgnbd",
     "touchstream.streams.engine",
     "touchstream.streams.handling",
-    "touchstream.sinks.rows",
+    "touchstream.streams.rows",
     "touchstream.schemas.validation",
 )
 

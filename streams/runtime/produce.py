@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 import faust
 from kafka.partitioner.default import murmur2
+
+from touchstream.streams.runtime.faust_api import kafka_producer
+
+log = logging.getLogger("touchstream.worker")
 
 OutRecord = tuple[str, int | None, bytes | None, bytes | None]  # topic, partition, key, value
 
@@ -35,7 +40,7 @@ class BatchProducer:
         """Send and wait until the broker acknowledged every record. A record without a
         partition goes where Kafka's default partitioner would put its key. Each group
         starts new batches (the changelog end markers need a batch of their own)."""
-        producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
+        producer = kafka_producer(self.app)
         pending: list[Any] = []
         for records in groups:
             await self._enqueue(producer, records, pending)
@@ -75,3 +80,28 @@ class BatchProducer:
     async def _count(self, producer: Any, topic: str) -> int:
         count = self._partitions[topic] = len(await producer.partitions_for(topic))
         return count
+
+
+async def send_until_acked(producer: BatchProducer, *groups: list[OutRecord]) -> None:
+    """Send and wait for the broker's acks, retrying the whole lot until it is taken.
+
+    Never raises for a broker problem: the batch loop must not die (its offsets stay
+    uncommitted until this returns). Re-sent records are harmless downstream
+    (deterministic ids, idempotent sinks, changelog writes of the same state).
+    """
+    delay = 0.2
+    while True:
+        try:
+            await producer.send(*groups)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning(
+                "publishing %d records failed (%s); retrying in %.1fs",
+                sum(len(group) for group in groups),
+                error,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(10.0, delay * 2)

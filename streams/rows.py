@@ -68,7 +68,7 @@ def touchpoint_row(
     """A touchpoint's values in TOUCHPOINT_COLUMNS order, less `ingested_at` (set per
     insert). `assessed`: what the engine already worked out, to save redoing it.
     `payload`: the JSON as received (default: the event's own), kept so a customer's state
-    can be rebuilt from ClickHouse by the same engine (streams/rebuild.py)."""
+    can be rebuilt from ClickHouse by the same engine (touchstream/rebuild.py)."""
     judged = assessed or assess(event, wow_margin)
     rating, value = event.rating, event.value
     gaps = judged.gaps

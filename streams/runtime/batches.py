@@ -6,7 +6,7 @@ read offset while the fetcher is still handing out records fetched before the se
 consumer files the offsets in between as a "gap" and counts them as acked as well. Measured
 on the embedded broker after a restart: ~350 offsets per partition never reached the agent
 and were committed anyway. So the topics our batch loops read have `acks=False` (and reach
-us through `streams/feed.py`, past Faust's streams), and this guard:
+us through `feed.py`, past Faust's streams), and this guard:
 
 - knows, for every assigned partition, the next offset to process (the committed offset,
   or the log start for a new group);
@@ -38,8 +38,9 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from touchstream.streams.feed import feed_for
-from touchstream.telemetry import Telemetry
+from touchstream.streams.runtime.faust_api import commit_offsets, committed_offset
+from touchstream.streams.runtime.feed import feed_for
+from touchstream.streams.runtime.telemetry import Telemetry
 
 log = logging.getLogger("touchstream.offsets")
 
@@ -154,7 +155,7 @@ class CommittedBatches:
     """The records of one topic in batches, each committed once its writes are done:
     `await CommittedBatches(app, topic, n, s).run(handle)`.
 
-    Records arrive through a `Feed` (streams/feed.py), not a Faust stream."""
+    Records arrive through a `Feed` (streams/runtime/feed.py), not a Faust stream."""
 
     def __init__(
         self,
@@ -175,8 +176,8 @@ class CommittedBatches:
         self.resumed: dict[int, int | None] = {}  # partition -> committed offset at start
         self._busy = asyncio.Lock()  # held while a batch is handled
         self._in_flight: asyncio.Future[None] | None = None  # the latest batch's commit
-        app.on_partitions_assigned.connect(self._on_assigned)
-        app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
 
         async def reseek() -> None:  # a waiting partition may have no traffic to wake us
             if not self._busy.locked():  # else the batch in hand seeks when it is handled
@@ -247,7 +248,7 @@ class CommittedBatches:
         return started
 
     async def _commit(self, offsets: dict[Any, int]) -> None:
-        if offsets and await self.app.consumer._commit_offsets(offsets):  # type: ignore[attr-defined]
+        if offsets and await commit_offsets(self.app, offsets):
             self.cursors.committed(offsets)
         self._report_lag()
 
@@ -270,14 +271,12 @@ class CommittedBatches:
 
     async def _start_offset(self, tp: TP) -> int:
         """The committed offset, or the log start for a new group (`earliest`)."""
-        consumer = self.app.consumer
-        thread = consumer._thread  # type: ignore[attr-defined]
-        committed = await thread.call_thread(thread._ensure_consumer().committed, tp)
+        committed = await committed_offset(self.app, tp)
         if committed is not None and committed >= 0:
             self.resumed[tp.partition] = int(committed)
             return int(committed)
         self.resumed[tp.partition] = None  # a new group, or a broker that forgot it
-        earliest = await consumer.earliest_offsets(tp)
+        earliest = await self.app.consumer.earliest_offsets(tp)
         return int(earliest.get(tp) or 0)
 
     async def _on_assigned(self, app: Any, assigned: Any, **kwargs: Any) -> None:

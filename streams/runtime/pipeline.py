@@ -1,0 +1,101 @@
+"""One batch of touchpoint records -> the engine -> its writes, in two ordered stages.
+
+`handle` runs the per-record step (streams/handling.py) over the batch and returns, not yet
+started, the batch's two write stages for `CommittedBatches.run`:
+
+1. `publish`: the outputs to the broker and the rows into ClickHouse, together; then the
+   batch's signals to the webhooks (after they are stored: the outbox resends from there);
+2. `persist`: the state changelog, then the partition clocks.
+
+Where rows go is not known here: `store` and `alerts` are given by the application
+(touchstream/app.py), so this module depends on the engine and Faust only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from touchstream.schemas import InputLimits, Signal
+from touchstream.streams.engine import Engine
+from touchstream.streams.handling import Handled, Record, handle_messages
+from touchstream.streams.runtime.produce import BatchProducer, OutRecord, send_until_acked
+from touchstream.streams.runtime.tables import StagedTable
+from touchstream.streams.runtime.telemetry import Progress
+
+Batch = list[tuple[Handled, int, int]]  # what each record asked for, its partition and offset
+Store = Callable[[Batch], Awaitable[None]]
+Alerts = Callable[[list[Signal]], Awaitable[None]]
+Prepare = Callable[[set[int]], Awaitable[None]]
+
+YIELD_EVERY = 10  # records handled between two turns of the event loop (~1 ms)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        engine: Engine,
+        limits: InputLimits,
+        states: StagedTable,
+        clocks: StagedTable,
+        producer: BatchProducer,
+        topic_of: dict[str, str],
+        store: Store,
+        *,
+        alerts: Alerts | None = None,
+        prepare: Prepare | None = None,
+        progress: Progress | None = None,
+        end_marker: bool = True,
+    ) -> None:
+        """`topic_of`: output name (dead_letters, metrics, signals) -> topic; `prepare`:
+        awaited with a batch's partitions before it is handled (the state rebuild)."""
+        self.engine, self.limits = engine, limits
+        self.states, self.clocks = states, clocks
+        self.producer, self.topic_of = producer, topic_of
+        self.store, self.alerts, self.prepare = store, alerts, prepare
+        self.progress, self.end_marker = progress, end_marker
+
+    async def handle(self, messages: list[Any]) -> tuple[Coroutine[Any, Any, None], ...]:
+        """Handle a batch now; returns its writes in two stages, not started (`publish`,
+        `persist`). Each stage starts after the same stage of the previous batch (a
+        changelog write must not overtake an older one of the same key) and `persist` after
+        the batch's own `publish`; the batch's offsets are committed when both are done.
+        Yields to the loop every YIELD_EVERY records, so earlier batches' writes (acks, the
+        ClickHouse insert's result) move on meanwhile."""
+        if self.prepare is not None:
+            await self.prepare({message.partition for message in messages})
+        batch: Batch = []
+        tables = (self.states, self.clocks)
+        for start in range(0, len(messages), YIELD_EVERY):
+            if start:
+                await asyncio.sleep(0)
+            chunk = messages[start : start + YIELD_EVERY]
+            handle_messages(self.engine, self.limits, chunk, tables, batch)
+        records = [record for handled, _, _ in batch for record in handled.records]
+        if self.progress is not None:
+            self.progress.add(batch, records)
+        return (
+            self.publish(records, batch),
+            self.persist(self.states.take(self.end_marker), self.clocks.take(self.end_marker)),
+        )
+
+    async def publish(self, records: list[Record], batch: Batch) -> None:
+        """Outputs to the broker and rows to ClickHouse; then the signals to the webhooks."""
+        topic_of = self.topic_of
+        outgoing: list[OutRecord] = [(topic_of[n], None, k, v) for n, k, v in records]
+        await asyncio.gather(send_until_acked(self.producer, outgoing), self.store(batch))
+        if self.alerts is not None:
+            signals = [signal for handled, _, _ in batch for signal in handled.signals]
+            if signals:
+                await self.alerts(signals)
+
+    async def persist(self, state: list[list[OutRecord]], clocks: list[list[OutRecord]]) -> None:
+        """The state, after the batch's outputs and rows (`publish`): a state on the broker
+        is never ahead of what it produced, or a restart would take the events it covers for
+        redeliveries and their rows and snapshots would be lost. Every customer's state is
+        on the broker before the partition clock says its silence checks are done (the
+        changelogs are different topics: one after the other; a crash between them repeats
+        checks, which is harmless, instead of skipping them)."""
+        await send_until_acked(self.producer, *state)
+        await send_until_acked(self.producer, *clocks)

@@ -1,0 +1,89 @@
+"""store_batch: the one write path, against a real chDB: every table a batch touches, and a
+forget request that splits a batch (rows before it go, from every table; rows after stay)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import orjson
+
+from tests.histories import three_late_deliveries
+from touchstream.schemas import InputLimits
+from touchstream.schemas.control import FORGET_KEY, forget_marker
+from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.sinks.writer import store_batch
+from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.engine import Engine
+from touchstream.streams.handling import Handled, handle_messages
+from touchstream.streams.rules import Rules
+
+LIMITS = InputLimits(earliest=datetime(2000, 1, 1, tzinfo=UTC))
+
+
+def handled(engine: Engine, values: list[tuple[bytes, bytes]], first: int) -> list:
+    batch: list[tuple[Handled, int, int]] = []
+    records = [
+        SimpleNamespace(key=k, value=v, topic="in", partition=0, offset=first + i)
+        for i, (k, v) in enumerate(values)
+    ]
+    handle_messages(engine, LIMITS, records, (), batch)
+    return batch
+
+
+def counts(clickhouse: ClickHouse, customer: str) -> dict[str, int]:
+    where = {"customer": customer}
+    found = {}
+    for table in ("touchpoints", "customer_metrics", "signals"):
+        sql = f"SELECT count() FROM {table} FINAL WHERE customer_id = {{customer:String}}"
+        found[table] = int(clickhouse.query(sql, where)[1][0][0])
+    sql = "SELECT count() FROM dead_letters WHERE position(payload, {customer:String}) > 0"
+    found["dead_letters"] = int(clickhouse.query(sql, where)[1][0][0])
+    return found
+
+
+def test_one_batch_fills_every_table_and_a_forget_empties_them(tmp_path: Path) -> None:
+    clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
+    engine = Engine(Rules(), BGNBDParams(), {}, {}, 1)
+    history, _ = three_late_deliveries()
+    key = history.customer.encode()
+    values = [(key, orjson.dumps(event)) for event in history.events]
+    unknown_channel = {**history.events[0], "event_id": "bad-1", "channel": "pigeon"}
+    values.append((key, orjson.dumps(unknown_channel)))
+    first = handled(engine, values, 0)
+    observed: list[tuple[str, int]] = []
+    asyncio.run(
+        store_batch(clickhouse, first, tmp_path / "spill", lambda t, n, s: observed.append((t, n)))
+    )
+    signals = sum(len(h.signals) for h, _, _ in first)
+    assert signals >= 1
+    assert counts(clickhouse, history.customer) == {
+        "touchpoints": len(history.events),
+        "customer_metrics": 1,
+        "signals": signals,
+        "dead_letters": 1,
+    }
+    assert dict(observed)["touchpoints"] == len(history.events)
+
+    # a forget request, then one more event of the same customer, in one batch
+    later = {**history.events[0], "event_id": "after-forget", "occurred_at": "2026-06-01T10:00Z"}
+    marker = forget_marker(history.customer, datetime(2026, 5, 1, tzinfo=UTC))
+    second = handled(engine, [(FORGET_KEY, marker), (key, orjson.dumps(later))], len(values))
+    asyncio.run(store_batch(clickhouse, second, tmp_path / "spill"))
+    assert counts(clickhouse, history.customer) == {
+        "touchpoints": 1,
+        "customer_metrics": 1,
+        "signals": 0,
+        "dead_letters": 0,
+    }
+    _, done = clickhouse.query("SELECT table_name FROM forgotten_customers ORDER BY table_name")
+    assert [row[0] for row in done] == [
+        "customer_metrics",
+        "customer_metrics_daily",
+        "dead_letters",
+        "signals",
+        "touchpoints",
+    ]
+    clickhouse.close()

@@ -1,0 +1,146 @@
+"""The batch pipeline without a broker: what one batch publishes, stores, alerts and
+persists, and in which order. (The same code against a real broker: tests/e2e.)"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.histories import three_late_deliveries
+from tests.streams.test_staged_table import Changelog
+from touchstream.schemas import InputLimits, Signal
+from touchstream.schemas.control import FORGET_KEY, forget_marker
+from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.engine import Engine
+from touchstream.streams.rules import Rules
+from touchstream.streams.runtime import produce
+from touchstream.streams.runtime.pipeline import Batch, Pipeline
+from touchstream.streams.runtime.tables import StagedTable, decode_state, encode_state
+
+TOPICS = {"dead_letters": "out-dead", "metrics": "out-metrics", "signals": "out-signals"}
+LIMITS = InputLimits(earliest=datetime(2000, 1, 1, tzinfo=UTC))
+
+
+class Producer:
+    """Records each `send` (a call = the groups of one `send_until_acked`)."""
+
+    def __init__(self, log: list[str], failures: int = 0) -> None:
+        self.sent: list[tuple[list[Any], ...]] = []
+        self.log, self.failures = log, failures
+
+    async def send(self, *groups: list[Any]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker away")
+        self.sent.append(groups)
+        self.log.append("send")
+
+
+def table(name: str) -> SimpleNamespace:
+    changelog = Changelog()
+    changelog.get_topic_name = lambda: name  # type: ignore[method-assign]
+    return SimpleNamespace(data={}, changelog_topic=changelog, key_serializer="raw")
+
+
+def pipeline(log: list[str]) -> tuple[Pipeline, Producer, list[Batch], list[Signal]]:
+    states = StagedTable(table("state-changelog"), encode_state, decode_state)
+    clocks = StagedTable(table("clock-changelog"), orjson.dumps, float)
+    engine = Engine(Rules(), BGNBDParams(), states, clocks, 1)
+    producer = Producer(log)
+    stored: list[Batch] = []
+    alerted: list[Signal] = []
+
+    async def store(batch: Batch) -> None:
+        await asyncio.sleep(0.01)  # an insert takes a while: alerts must wait for it
+        stored.append(batch)
+        log.append("store")
+
+    async def alerts(signals: list[Signal]) -> None:
+        alerted.extend(signals)
+        log.append("alerts")
+
+    run = Pipeline(engine, LIMITS, states, clocks, producer, TOPICS, store, alerts=alerts)
+    return run, producer, stored, alerted
+
+
+def messages(values: list[tuple[bytes | None, bytes]]) -> list[SimpleNamespace]:
+    return [
+        SimpleNamespace(key=key, value=value, topic="in", partition=0, offset=offset)
+        for offset, (key, value) in enumerate(values)
+    ]
+
+
+def test_a_batch_publishes_stores_alerts_then_persists_in_that_order() -> None:
+    history, _ = three_late_deliveries()
+    values: list[tuple[bytes | None, bytes]] = [
+        (history.customer.encode(), orjson.dumps(event)) for event in history.events
+    ]
+    values.append((b"x", b"{not json"))
+    log: list[str] = []
+    run, producer, stored, alerted = pipeline(log)
+
+    async def scenario() -> None:
+        publish, persist = await run.handle(messages(values))
+        assert inspect.getcoroutinestate(publish) == inspect.CORO_CREATED  # not started
+        assert producer.sent == [] and stored == []
+        await publish
+        assert log == ["send", "store", "alerts"] or log == ["store", "send", "alerts"]
+        await persist
+
+    asyncio.run(scenario())
+    (batch,) = stored
+    assert [offset for _, _, offset in batch] == list(range(len(values)))
+    outputs = producer.sent[0][0]
+    topics = {topic for topic, _, _, _ in outputs}
+    assert topics == set(TOPICS.values())
+    signals = [s for handled, _, _ in batch for s in handled.signals]
+    assert signals and alerted == signals
+    assert sum(1 for t, *_ in outputs if t == "out-signals") == len(signals)
+    (letter,) = [d for handled, _, _ in batch for d in handled.dead_letters]
+    assert letter.error_kind == "invalid_json" and letter.offset == len(values) - 1
+    # then the state and the clock changelogs, one send each, in that order
+    state_groups, clock_groups = producer.sent[1], producer.sent[2]
+    assert {r[0] for r in state_groups[0]} == {"state-changelog"}
+    assert {r[0] for r in clock_groups[0]} == {"clock-changelog"}
+
+
+def test_a_forget_request_is_handed_on_to_store_and_topics() -> None:
+    log: list[str] = []
+    run, producer, stored, _ = pipeline(log)
+    marker = forget_marker("gone", datetime(2026, 5, 1, tzinfo=UTC))
+
+    async def scenario() -> None:
+        publish, persist = await run.handle(messages([(FORGET_KEY, marker)]))
+        await publish
+        await persist
+
+    asyncio.run(scenario())
+    ((handled, _, _),) = stored[0]
+    assert handled.forget == ("gone", datetime(2026, 5, 1, tzinfo=UTC))
+    assert sorted(t for t, _, _, _ in producer.sent[0][0]) == sorted(TOPICS.values())
+
+
+def test_send_until_acked_retries_until_the_broker_takes_it() -> None:
+    log: list[str] = []
+    producer = Producer(log, failures=2)
+    asyncio.run(produce.send_until_acked(producer, [("t", 0, b"k", b"v")]))  # type: ignore[arg-type]
+    assert producer.sent == [([("t", 0, b"k", b"v")],)] and producer.failures == 0
+
+
+def test_send_until_acked_can_be_cancelled_while_it_waits() -> None:
+    producer = Producer([], failures=10**6)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(produce.send_until_acked(producer, []))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())

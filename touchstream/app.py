@@ -1,0 +1,170 @@
+"""The Faust app: touchpoints in; dead letters, metrics snapshots and signals out.
+
+Read top to bottom: the app, its topics and tables, the engine, the endpoints, the one
+processing loop. This module only wires: every decision is made by `Engine` (pure, shared
+with `touchstream replay`), the batch's steps are `Pipeline`'s (streams/runtime), rows are
+written by `store_batch` (sinks/writer.py). docs/architecture.md follows one touchpoint
+through them.
+
+Guarantees: one batch is handled at a time (faust-streaming #606); offsets are committed
+by `CommittedBatches`, not by Faust's acks, and only after a batch's outputs are on the
+broker and its rows in ClickHouse, and then its state (at-least-once, no holes; see
+streams/runtime/batches.py for why). Duplicates are absorbed downstream: state dedups by
+event_id and offset, signal ids are deterministic, sinks write idempotently.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import faust
+import orjson
+
+from touchstream.alerting import attach_webhooks
+from touchstream.ingest import attach_ingest
+from touchstream.query_endpoint import attach_query_endpoint
+from touchstream.rebuild import StateRebuild
+from touchstream.schemas.control import CLOCK_KEY
+from touchstream.settings import Settings
+from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.sinks.writer import store_batch, store_dead_letters
+from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.engine import Engine
+from touchstream.streams.rules import Rules
+from touchstream.streams.runtime.batches import CommittedBatches
+from touchstream.streams.runtime.faust_api import set_fetch_max_wait
+from touchstream.streams.runtime.pipeline import Pipeline
+from touchstream.streams.runtime.produce import BatchProducer
+from touchstream.streams.runtime.tables import StagedTable, decode_state, encode_state
+from touchstream.streams.runtime.telemetry import Progress, Telemetry
+from touchstream.telemetry import Health, attach_metrics_endpoint
+
+log = logging.getLogger("touchstream.worker")
+
+
+def build_app(
+    settings: Settings,
+    bootstrap: str,
+    rules: Rules,
+    population: BGNBDParams,
+    clickhouse: ClickHouse,
+) -> faust.App:
+    datadir = settings.data_dir / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        datadir=str(datadir / settings.app_id),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        broker_credentials=settings.faust_credentials(),
+        broker_session_timeout=settings.consumer_session_timeout_seconds,
+        broker_heartbeat_interval=max(1.0, settings.consumer_session_timeout_seconds / 5),
+        web_enabled=settings.web_port > 0,
+        web_port=settings.web_port or 6066,
+        web_bind=settings.web_bind,
+        web_host=settings.web_bind,
+        # Faust's own pages would serve every table's values (customer state) to anyone
+        # who can reach the port: only our endpoints, each with its own keys
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+        producer_max_batch_size=settings.worker_batch_bytes,
+        table_standby_replicas=settings.standby_replicas,
+    )
+    set_fetch_max_wait(app, settings.consumer_fetch_max_wait_ms)
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "partitions": settings.partitions,
+        "acks": False,  # offsets are ours to commit: streams/runtime/batches.py
+    }
+    touchpoints = app.topic(settings.topic_touchpoints, **raw)
+    dead_letters = app.topic(settings.topic_dead_letters, **raw)
+    metrics = app.topic(settings.topic_metrics, **raw)
+    signals = app.topic(settings.topic_signals, **raw)
+
+    customers = app.Table(
+        "customer-state", key_type=str, value_type=bytes, partitions=settings.partitions
+    )
+    clocks = app.Table(
+        "event-clock", key_type=str, value_type=bytes, partitions=settings.partitions
+    )
+    states = StagedTable(customers, encode_state, decode_state)
+    # event times as their shortest round-trip text (what repr() writes), by C functions
+    watermarks = StagedTable(clocks, orjson.dumps, float)
+    engine = Engine(rules, population, states, watermarks, settings.partitions)
+    outputs = {"dead_letters": dead_letters, "metrics": metrics, "signals": signals}
+
+    spill_dir = settings.data_dir / "sink-rejected"
+    telemetry = Telemetry()
+    store = partial(store_batch, clickhouse, spill_dir=spill_dir, observe=telemetry.observe_write)
+    keep = partial(
+        store_dead_letters, clickhouse, spill_dir=spill_dir, observe=telemetry.observe_write
+    )
+    attach_metrics_endpoint(app, telemetry, settings.endpoint_keys("metrics"))
+    health = Health()
+    health.attach(app)
+    attach_query_endpoint(app, clickhouse, settings)
+    attach_ingest(app, settings, touchpoints, dead_letters, keep)
+
+    committed = CommittedBatches(
+        app, touchpoints, settings.batch_size, settings.batch_seconds, telemetry
+    )
+    rebuild = StateRebuild(clickhouse, engine, states, watermarks, committed.resumed)
+    pipeline = Pipeline(
+        engine,
+        settings.input_limits,
+        states,
+        watermarks,
+        BatchProducer(app),
+        {name: topic.get_topic_name() for name, topic in outputs.items()},
+        store,
+        alerts=attach_webhooks(app, clickhouse, settings, raw, telemetry),
+        prepare=rebuild.ensure,
+        progress=Progress(telemetry),
+        end_marker=settings.changelog_end_marker,
+    )
+
+    @app.task
+    async def process() -> None:
+        """One batch handled at a time (the `concurrency=1` of an agent; faust-streaming
+        #606), the writes of the previous ones meanwhile."""
+        await committed.run(pipeline.handle, stages=2, in_flight=WRITES_IN_FLIGHT)
+
+    if settings.clock_tick_seconds > 0:
+
+        @app.timer(interval=settings.clock_tick_seconds, on_leader=True)
+        async def clock_ticks() -> None:
+            """Wall-clock ticks go *through the log*, so silent partitions still get their
+            silence checks and a re-read of the topic sees the very same ticks."""
+            value = orjson.dumps({"clock": datetime.now(UTC).isoformat()})
+            for partition in range(settings.partitions):
+                await touchpoints.send(key=CLOCK_KEY, value=value, partition=partition)
+
+    @app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
+    async def _rebalanced(app: faust.App, assigned: Any, **kwargs: Any) -> None:
+        engine.forget_members()
+        rebuild.reset()
+        mine = sorted(tp.partition for tp in assigned if tp.topic == settings.topic_touchpoints)
+        log.info("partitions of %s assigned: %s", settings.topic_touchpoints, mine)
+        health.ready = True
+
+    return app
+
+
+# batches being written while the next is handled: one more than the stages absorbs the
+# ClickHouse insert's and the broker's uneven answers (the loop waited ~10 % of its time
+# with two; ~5 % with three, +3-5 % events/s)
+WRITES_IN_FLIGHT = 3
