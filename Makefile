@@ -8,7 +8,7 @@ ENGINE := streams/state.py streams/evaluate.py streams/scoring.py streams/touchp
           streams/bgnbd.py streams/engine.py streams/handling.py streams/rows.py \
           schemas/validation.py
 
-.PHONY: install demo test test-fast lint check schemas bench eval clean
+.PHONY: install demo test test-fast lint check schemas bench eval clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,15 @@ install: $(NATIVE) ## virtualenv with touchstream and the dev tools, the engine 
 demo: $(NATIVE) ## the whole pipeline on the embedded broker and chDB
 	$(BIN)/touchstream demo
 
-test: $(NATIVE) ## every test, the end-to-end ones through the real broker included
-	$(BIN)/python -m pytest -q
+test: $(NATIVE) browser ## every test, the end-to-end ones through the real broker included
+	TOUCHSTREAM_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
+
+# Debian's Chromium, for the test that opens the demo report in a real browser
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	    echo "installing Debian's chromium (the report test opens the demo report in it)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	        >/dev/null; }
 
 test-fast: $(NATIVE) ## unit tests only, no broker
 	$(BIN)/python -m pytest -q -m "not e2e"
@@ -45,6 +52,7 @@ lint: $(STAMP)
 check: lint ## lint, the import layers, and type-check the engine, the runtime and the sinks
 	$(BIN)/python -m tests.layers
 	$(BIN)/python -m mypy $(addprefix touchstream/,$(ENGINE)) touchstream/schemas/control.py \
+	    touchstream/schemas/promise.py touchstream/streams/calibration.py \
 	    touchstream/streams/runtime/*.py touchstream/sinks/*.py touchstream/app.py \
 	    touchstream/rebuild.py touchstream/launcher.py touchstream/native/__init__.py
 

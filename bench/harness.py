@@ -183,6 +183,7 @@ def worker_env(bootstrap: str, name: str, data_dir: Path, partitions: int) -> di
         "TOUCHSTREAM_TOPIC_DEAD_LETTERS": f"{name}-dead",
         "TOUCHSTREAM_TOPIC_METRICS": f"{name}-metrics",
         "TOUCHSTREAM_TOPIC_SIGNALS": f"{name}-signals",
+        "TOUCHSTREAM_TOPIC_PROMISE_ALERTS": f"{name}-promise-alerts",
         "TOUCHSTREAM_TOPIC_ALERT_DEAD_LETTERS": f"{name}-alerts-dead",
         "TOUCHSTREAM_PARTITIONS": str(partitions),
         "TOUCHSTREAM_DATA_DIR": str(data_dir),

@@ -1,7 +1,15 @@
 """Wire models of touchstream. Depends only on pydantic and the standard library."""
 
 from touchstream.schemas.dead_letter import DeadLetter, FieldError
-from touchstream.schemas.signal import MetricsSnapshot, Reason, Severity, Signal, SignalKind
+from touchstream.schemas.promise import PromiseAlert
+from touchstream.schemas.signal import (
+    Attribution,
+    MetricsSnapshot,
+    Reason,
+    Severity,
+    Signal,
+    SignalKind,
+)
 from touchstream.schemas.touchpoint import (
     SCHEMA_VERSION,
     Channel,
@@ -29,12 +37,14 @@ WIRE_MODELS = {
     "signal": Signal,
     "metrics_snapshot": MetricsSnapshot,
     "dead_letter": DeadLetter,
+    "promise_alert": PromiseAlert,
 }
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "SCHEMA_VERSION",
     "WIRE_MODELS",
+    "Attribution",
     "Channel",
     "DeadLetter",
     "Direction",
@@ -45,6 +55,7 @@ __all__ = [
     "MetricsSnapshot",
     "Money",
     "Outcome",
+    "PromiseAlert",
     "Rating",
     "RatingScale",
     "Reason",

@@ -77,6 +77,10 @@ class MetricsSnapshot(_Wire):
     # lapse: silence past the customer's own rhythm (see docs/metrics.md), in [0, 1]
     lapse: Unit = 0.0
     spend: float = Field(default=0.0, ge=0)  # purchases' and orders' value.amount, summed
+    # loyalty beyond satisfaction: involvement, then affinity (docs/metrics.md), in [0, 1]
+    involvement: Unit = 0.0
+    affinity: Unit = 0.5
+    revenue_at_risk: float = Field(default=0.0, ge=0)  # spend a year at the customer's pace
     # scores
     risk_score: Unit
     wow_score: Unit
@@ -134,6 +138,9 @@ class Snapshot(NamedTuple):
     worst_recent_miss: float
     lapse: float
     spend: float
+    involvement: float
+    affinity: float
+    revenue_at_risk: float
     risk_score: float
     wow_score: float
 
@@ -145,6 +152,15 @@ class Snapshot(NamedTuple):
 
     def model(self) -> MetricsSnapshot:
         return trusted_snapshot(**self._asdict())
+
+
+class Attribution(_Wire):
+    """Where the trouble behind a signal comes from: the metric, channel and team (the
+    organisation's view: who broke which promise). Empty strings when not known."""
+
+    metric: Annotated[str, StringConstraints(max_length=64)] = ""
+    channel: Annotated[str, StringConstraints(max_length=64)] = ""
+    team: Annotated[str, StringConstraints(max_length=128)] = ""
 
 
 class Reason(_Wire):
@@ -176,3 +192,5 @@ class Signal(_Wire):
     suggested_action: str | None = None
     metrics: MetricsSnapshot
     rules_version: Annotated[str, StringConstraints(max_length=64)] = "default"
+    attribution: Attribution | None = None  # the worst metric, channel and team behind it
+    revenue_at_risk: float = Field(default=0.0, ge=0)  # the customer's spend a year

@@ -200,6 +200,17 @@ class TouchpointEvent(_Strict):
         default=None, description="Links a complaint or ticket to its resolution."
     )
     source: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "unknown"
+    team: Identifier | None = Field(
+        default=None,
+        description="The team that delivered this touchpoint or owns its promise (who broke "
+        "which promise: the organisation's view). Optional.",
+    )
+    agent: Identifier | None = Field(
+        default=None, description="The employee or system that handled it (an id, not a name)."
+    )
+    site: Identifier | None = Field(
+        default=None, description="Where it was delivered: store, warehouse, call centre."
+    )
     schema_version: Literal[1] = SCHEMA_VERSION
     attributes: dict[AttributeKey, AttributeValue] = Field(
         default_factory=dict, max_length=MAX_ATTRIBUTES

@@ -33,7 +33,8 @@ FINAL_OUTCOMES = ("delivered", "dead_lettered")
 UNDELIVERED_SQL = """
 SELECT signal_id, kind, customer_id, score, severity, raised_at, trigger, trigger_event_id,
        channel, suggested_action, reason_factors, reason_values, reason_contributions,
-       reason_details, metrics_json, rules_version
+       reason_details, metrics_json, rules_version, worst_metric, worst_channel, worst_team,
+       revenue_at_risk
 FROM signals FINAL
 WHERE stored_at >= now64(3) - toIntervalSecond({seconds:UInt64})
   AND signal_id NOT IN (
@@ -56,7 +57,8 @@ def undelivered_signals(clickhouse: ClickHouse, endpoint: str, hours: float) -> 
 
 def _signal_from_row(row: tuple[Any, ...]) -> Signal:
     (sid, kind, customer, score, severity, raised_at, trigger, event_id, channel, action) = row[:10]
-    factors, values, contributions, details, metrics_json, rules_version = row[10:]
+    factors, values, contributions, details, metrics_json, rules_version = row[10:16]
+    metric, channel_of_worst, team, revenue = row[16:]
     return Signal.model_validate(
         {
             "signal_id": sid,
@@ -75,5 +77,9 @@ def _signal_from_row(row: tuple[Any, ...]) -> Signal:
             ],
             "metrics": orjson.loads(metrics_json),
             "rules_version": rules_version,
+            "attribution": {"metric": metric, "channel": channel_of_worst, "team": team}
+            if metric or channel_of_worst or team
+            else None,
+            "revenue_at_risk": revenue,
         }
     )

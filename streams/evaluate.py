@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from itertools import pairwise
 
-from touchstream.schemas import Kind, Signal, SignalKind, TouchpointEvent
+from touchstream.schemas import Attribution, Kind, Signal, SignalKind, TouchpointEvent
 from touchstream.schemas.signal import Snapshot
 from touchstream.streams.bgnbd import BGNBDParams, p_alive
 from touchstream.streams.rules import Rules
@@ -29,6 +29,7 @@ from touchstream.streams.state import (
     decay_to,
     silent_failures,
     streak,
+    worst_miss_key,
 )
 
 CONSISTENCY_WEIGHTS = {
@@ -81,6 +82,12 @@ class Metrics:
     spend: float
     silence_z: float  # days silent past the usual gap, in spreads of the customer's gaps
     lapse: float
+    involvement: float
+    affinity: float
+    revenue_at_risk: float
+    worst_account: str  # "metric|channel|team" with the most broken promises, "" if none
+    complaint_account: str  # "channel|team" of the oldest open complaint, "" if none
+    bad_reviews: int
 
     # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
     def __init__(
@@ -116,6 +123,12 @@ class Metrics:
         spend: float,
         silence_z: float,
         lapse: float,
+        involvement: float = 0.0,
+        affinity: float = 0.5,
+        revenue_at_risk: float = 0.0,
+        worst_account: str = "",
+        complaint_account: str = "",
+        bad_reviews: int = 0,
     ) -> None:
         self.now = now
         self.expectation_gap = expectation_gap
@@ -147,6 +160,12 @@ class Metrics:
         self.spend = spend
         self.silence_z = silence_z
         self.lapse = lapse
+        self.involvement = involvement
+        self.affinity = affinity
+        self.revenue_at_risk = revenue_at_risk
+        self.worst_account = worst_account
+        self.complaint_account = complaint_account
+        self.bad_reviews = bad_reviews
 
 
 PRIOR_GAPS = 2.0  # pseudo-observations of the population's usual gap between contacts
@@ -197,6 +216,50 @@ def gap_spread(state: CustomerState, usual: float) -> float:
     return max(1.0, math.sqrt(squares / (len(gaps) + PRIOR_GAPS)))
 
 
+def involvement_parts(
+    state: CustomerState, channels: int, tenure_days: float, rules: Rules
+) -> list[tuple[str, float]]:
+    """Each component's reach (weight x strength): feedback given (more when it was
+    answered), channels used, tenure, spend, referrals."""
+    w = rules.loyalty.involvement
+    given = state.feedback_given
+    answered = min(1.0, state.feedback_answered / given) if given else 0.0
+    return [
+        ("feedback", w.feedback * min(1.0, given / 5.0) * (0.6 + 0.4 * answered)),
+        ("channels", w.channels * clamp01((channels - 1) / 3.0)),
+        ("tenure", w.tenure * clamp01(tenure_days / 365.0)),
+        ("spend", w.spend * clamp01(state.spend / rules.wow.high_value_amount)),
+        ("referrals", w.referrals * clamp01(state.referrals / 2.0)),
+    ]
+
+
+def involvement_score(parts: list[tuple[str, float]]) -> float:
+    """A noisy-OR of the parts: each reaches its weight alone, together they saturate."""
+    survival = 1.0
+    for _, reach in parts:
+        survival *= 1.0 - clamp01(reach)
+    return clamp01(1.0 - survival)
+
+
+def affinity_score(state: CustomerState, rating: float | None, trend: float) -> float:
+    """Attachment, 0.5 when nothing is known: ratings (0..1) and their trend, promoter
+    moments, and public bad reviews, each a heavy blow (word of mouth)."""
+    value = 0.5
+    if rating is not None:
+        value += 0.35 * (2.0 * rating - 1.0)
+    value += 0.15 * max(-1.0, min(1.0, trend / 0.3))
+    value += 0.1 * min(2, state.promoter_moments) / 2.0
+    value -= 0.25 * min(2, state.bad_reviews)
+    return clamp01(value)
+
+
+def _complaint_account(state: CustomerState) -> str:
+    if not state.open_complaints:
+        return ""
+    oldest = min(state.open_complaints, key=lambda c: state.open_complaints[c][0])
+    return state.complaint_where.get(oldest, "")
+
+
 def measure(state: CustomerState, now: float, rules: Rules, population: BGNBDParams) -> Metrics:
     h = rules.half_life_days * DAY
     decay = decay_to(state, now, h)
@@ -236,6 +299,9 @@ def measure(state: CustomerState, now: float, rules: Rules, population: BGNBDPar
     # customer's own event, at a silence of 0): computed then only
     silence_z = (since_last - usual) / gap_spread(state, usual) if since_last > usual else 0.0
     alive = clamp01(alive)
+    channels = bin(state.channels_mask).count("1")
+    tenure_days = max(0.0, state.last_seen - state.first_seen) / DAY
+    pace = max(tenure_days, rules.loyalty.pace_min_days)
     return Metrics(
         now=now,
         expectation_gap=state.s_gap / state.w_gap if state.w_gap > 0 else 0.0,
@@ -257,7 +323,7 @@ def measure(state: CustomerState, now: float, rules: Rules, population: BGNBDPar
         open_complaints=len(state.open_complaints),
         oldest_open_complaint_days=max(0.0, (now - oldest) / DAY) if oldest else 0.0,
         silent_failures=silent_failures(state),
-        channels=bin(state.channels_mask).count("1"),
+        channels=channels,
         promises=state.w_promises * decay,
         broken_promise_rate=clamp01(state.broken / state.w_promises)
         if state.w_promises > 0
@@ -269,6 +335,12 @@ def measure(state: CustomerState, now: float, rules: Rules, population: BGNBDPar
         spend=state.spend,
         silence_z=silence_z,
         lapse=lapse_strength(silence_z, alive, x, rules),
+        involvement=involvement_score(involvement_parts(state, channels, tenure_days, rules)),
+        affinity=affinity_score(state, rating, trend),
+        revenue_at_risk=state.spend * 365.0 / pace,
+        worst_account=worst_miss_key(state) or "",
+        complaint_account=_complaint_account(state),
+        bad_reviews=state.bad_reviews,
     )
 
 
@@ -290,7 +362,8 @@ def risk(m: Metrics, rules: Rules) -> Score:
         else 0.0
     )
     detractor = clamp01((0.5 - m.rating) / 0.5) if m.rating is not None else 0.0
-    return combined(
+    detractor = max(detractor, clamp01(m.bad_reviews * rules.loyalty.bad_review_strength))
+    raw = combined(
         SignalKind.about_to_defect,
         [
             (
@@ -311,8 +384,13 @@ def risk(m: Metrics, rules: Rules) -> Score:
                 w.broken_promises,
                 (
                     "{} broken promises in a row, {:.0%} of recent promises broken, "
-                    "worst missed by {:.1f}x the promise",
-                    (m.consecutive_misses, m.broken_promise_rate, m.worst_recent_miss),
+                    "worst missed by {:.1f}x the promise; most broken: {}",
+                    (
+                        m.consecutive_misses,
+                        m.broken_promise_rate,
+                        m.worst_recent_miss,
+                        _account_text(m.worst_account),
+                    ),
                 ),
             ),
             (
@@ -321,8 +399,13 @@ def risk(m: Metrics, rules: Rules) -> Score:
                 complaints,
                 w.open_complaints,
                 (
-                    "{} open, oldest {:.1f} days (SLA {:.0f})",
-                    (m.open_complaints, m.oldest_open_complaint_days, r.complaint_sla_days),
+                    "{} open, oldest {:.1f} days (SLA {:.0f}), raised {}",
+                    (
+                        m.open_complaints,
+                        m.oldest_open_complaint_days,
+                        r.complaint_sla_days,
+                        _account_text("complaint|" + m.complaint_account),
+                    ),
                 ),
             ),
             (
@@ -337,7 +420,7 @@ def risk(m: Metrics, rules: Rules) -> Score:
                 m.rating if m.rating is not None else -1.0,
                 detractor,
                 w.detractor,
-                ("low ratings", ()),
+                ("low ratings; {} bad public reviews", (m.bad_reviews,)),
             ),
             (
                 "inconsistency",
@@ -356,6 +439,68 @@ def risk(m: Metrics, rules: Rules) -> Score:
         ],
         None,
     )
+    return protected(raw, m, rules)
+
+
+def protected(raw: Score, m: Metrics, rules: Rules) -> Score:
+    """Involvement and affinity take a share of the risk off (at most their two
+    `protection_*` weights together): two reasons with negative contributions, so the
+    contributions still add up to the score."""
+    loyalty = rules.loyalty
+    by_involvement = loyalty.protection_involvement * m.involvement
+    by_affinity = loyalty.protection_affinity * clamp01(2.0 * (m.affinity - 0.5))
+    protection = by_involvement + by_affinity
+    if raw.value <= 0.0 or protection <= 0.0:
+        return raw
+    taken = raw.value * protection
+    factors = list(raw.factors)
+    if by_involvement > 0.0:
+        factors.append(
+            (
+                "involvement",
+                m.involvement,
+                -taken * by_involvement / protection,
+                ("an involved customer (involvement {:.2f}) forgives more", (m.involvement,)),
+            )
+        )
+    if by_affinity > 0.0:
+        factors.append(
+            (
+                "affinity",
+                m.affinity,
+                -taken * by_affinity / protection,
+                ("an attached customer (affinity {:.2f})", (m.affinity,)),
+            )
+        )
+    return Score(raw.kind, raw.value - taken, tuple(factors), raw.suggested_action)
+
+
+def _split_account(account: str) -> tuple[str, str, str]:
+    """ "metric|channel|team" -> its three parts ("" where missing)."""
+    metric, _, rest = account.partition("|")
+    channel, _, team = rest.partition("|")
+    return metric, channel, team
+
+
+def _account_text(account: str) -> str:
+    """ "metric|channel|team" -> words for a reason's detail."""
+    if not account:
+        return "none"
+    metric, channel, team = _split_account(account)
+    where = f"{metric} on {channel}" if channel else metric
+    return f"{where} (team {team})" if team else where
+
+
+def attribution(m: Metrics) -> Attribution | None:
+    """The worst metric, channel and team behind a risk: the account with the most broken
+    promises, else the oldest open complaint's."""
+    if m.worst_account:
+        metric, channel, team = _split_account(m.worst_account)
+        return Attribution(metric=metric, channel=channel, team=team)
+    if m.complaint_account:
+        channel, _, team = m.complaint_account.partition("|")
+        return Attribution(metric="complaint", channel=channel, team=team)
+    return None
 
 
 def silence_ceiling(
@@ -390,8 +535,10 @@ Moment = tuple[float, str, str]  # strength, name, suggested action
 NO_MOMENT: Moment = (0.0, "none", "")
 
 
-def _moment(event: TouchpointEvent, applied: Applied, rules: Rules) -> Moment:
-    """The strongest wow moment of this touchpoint: (strength, name, suggested action)."""
+def _moment(event: TouchpointEvent, applied: Applied, rules: Rules, m: Metrics) -> Moment:
+    """The strongest wow moment of this touchpoint: (strength, name, suggested action).
+    A promoter rating is an advocacy moment only for a customer ready to advocate:
+    involved and attached (`loyalty.advocacy_min_*`); a referral is advocacy itself."""
     w = rules.wow
     candidates: list[tuple[float, str, str]] = [(0.0, "none", "")]
     if applied.resolved_complaint_after is not None:
@@ -401,7 +548,12 @@ def _moment(event: TouchpointEvent, applied: Applied, rules: Rules) -> Moment:
     if applied.new_purchase_count in w.milestones:
         candidates.append((1.0, "milestone", MILESTONE))
     assessed = applied.assessment
-    if (assessed is not None and assessed.promoter) or event.kind is Kind.referral:
+    loyalty = rules.loyalty
+    ready = (
+        m.involvement >= loyalty.advocacy_min_involvement
+        and m.affinity >= loyalty.advocacy_min_affinity
+    )
+    if (assessed is not None and assessed.promoter and ready) or event.kind is Kind.referral:
         candidates.append((1.0, "advocacy", ADVOCACY))
     if event.value is not None and event.value.amount >= w.high_value_amount:
         candidates.append((0.7, "high_value", HIGH_VALUE))
@@ -486,6 +638,9 @@ def snapshot(state: CustomerState, m: Metrics, risk_score: float, wow_score: flo
         worst_recent_miss=m.worst_recent_miss,
         lapse=m.lapse,
         spend=m.spend,
+        involvement=m.involvement,
+        affinity=m.affinity,
+        revenue_at_risk=m.revenue_at_risk,
         risk_score=risk_score,
         wow_score=wow_score,
     )
@@ -525,7 +680,7 @@ def evaluate(
     """
     m = measure(state, now, rules, population)
     risk_score = risk(m, rules)
-    moment = _moment(event, applied, rules) if event is not None and applied else NO_MOMENT
+    moment = _moment(event, applied, rules, m) if event is not None and applied else NO_MOMENT
     wow_score = wow(m, risk_score.value, moment, rules, state.pre_incident)
     snap: Snapshot | None = None
     signals = []
@@ -566,6 +721,8 @@ def evaluate(
                 suggested_action=score.suggested_action,
                 metrics=snap.model(),
                 rules_version=rules.version,
+                attribution=attribution(m) if is_risk else None,
+                revenue_at_risk=m.revenue_at_risk,
             )
         )
     return Evaluation(m, risk_score, wow_score, tuple(signals))

@@ -9,6 +9,7 @@ from itertools import repeat
 from typing import Any
 
 from touchstream.schemas import DeadLetter, MetricsSnapshot, Signal, TouchpointEvent
+from touchstream.schemas.promise import PromiseAlert
 from touchstream.schemas.signal import Snapshot
 from touchstream.streams.touchpoint import Assessment, Level, assess
 
@@ -46,6 +47,9 @@ TOUCHPOINT_COLUMNS = (
     "currency",
     "case_id",
     "source",
+    "team",
+    "agent",
+    "site",
     "attributes",
     "kafka_partition",
     "kafka_offset",
@@ -93,6 +97,9 @@ def touchpoint_row(
         value.currency if value else "",
         event.case_id or "",
         event.source,
+        event.team or "",
+        event.agent or "",
+        event.site or "",
         {k: str(v) for k, v in event.attributes.items()} if event.attributes else {},
         partition,
         offset,
@@ -157,6 +164,10 @@ SIGNAL_COLUMNS = (
     "overdue_ratio",
     "metrics_json",
     "rules_version",
+    "worst_metric",
+    "worst_channel",
+    "worst_team",
+    "revenue_at_risk",
 )
 
 
@@ -183,6 +194,10 @@ def signal_columns(signals: Iterable[Signal]) -> Columns:
             s.metrics.overdue_ratio,
             s.metrics.model_dump_json(),
             s.rules_version,
+            s.attribution.metric if s.attribution else "",
+            s.attribution.channel if s.attribution else "",
+            s.attribution.team if s.attribution else "",
+            s.revenue_at_risk,
         )
         for s in signals
     ]
@@ -224,3 +239,56 @@ def dead_letter_columns(letters: Iterable[DeadLetter]) -> Columns:
         for d in letters
     ]
     return _transposed(DEAD_LETTER_COLUMNS, rows)
+
+
+PROMISE_ALERT_COLUMNS = (
+    "alert_id",
+    "kind",
+    "metric",
+    "channel",
+    "team",
+    "window_start",
+    "window_end",
+    "promises",
+    "broken",
+    "broken_share",
+    "threshold",
+    "customers",
+    "customers_affected",
+    "miss_p50",
+    "miss_p90",
+    "previous_share",
+    "reason_factors",
+    "reason_details",
+    "suggested_action",
+    "rules_version",
+)
+
+
+def promise_alert_columns(alerts: Iterable[PromiseAlert]) -> Columns:
+    rows = [
+        (
+            a.alert_id,
+            a.kind,
+            a.metric,
+            a.channel,
+            a.team,
+            a.window_start,
+            a.window_end,
+            a.promises,
+            a.broken,
+            a.broken_share,
+            a.threshold,
+            a.customers,
+            a.customers_affected,
+            a.miss_p50,
+            a.miss_p90,
+            a.previous_share,
+            [r.factor for r in a.reasons],
+            [r.detail for r in a.reasons],
+            a.suggested_action,
+            a.rules_version,
+        )
+        for a in alerts
+    ]
+    return _transposed(PROMISE_ALERT_COLUMNS, rows)

@@ -126,10 +126,54 @@ class WowRules(_Config):
     high_value_amount: float = Field(500.0, gt=0)
 
 
+class InvolvementWeights(_Config):
+    """Each component's reach alone (a noisy-OR, like the risk): docs/metrics.md."""
+
+    feedback: float = Field(0.4, ge=0, le=1, description="5 pieces of feedback, all answered")
+    channels: float = Field(0.3, ge=0, le=1, description="4 channels or more")
+    tenure: float = Field(0.3, ge=0, le=1, description="a year between first and last contact")
+    spend: float = Field(0.3, ge=0, le=1, description="spend of wow.high_value_amount")
+    referrals: float = Field(0.5, ge=0, le=1, description="2 referrals")
+
+
+class LoyaltyRules(_Config):
+    """Loyalty beyond satisfaction: involvement, then affinity. Both protect against the risk
+    (an involved, attached customer forgives one failure) and make a customer ready to be
+    invited as an advocate."""
+
+    involvement: InvolvementWeights = InvolvementWeights()
+    protection_involvement: float = Field(
+        0.25, ge=0, le=0.5, description="risk taken off at full involvement"
+    )
+    protection_affinity: float = Field(
+        0.15, ge=0, le=0.5, description="risk taken off at full affinity (above neutral)"
+    )
+    advocacy_min_involvement: float = Field(0.3, ge=0, le=1)
+    advocacy_min_affinity: float = Field(0.65, ge=0, le=1)
+    bad_review_strength: float = Field(
+        0.6, ge=0, le=1, description="a public bad review's weight in the detractor factor"
+    )
+    pace_min_days: float = Field(
+        90.0, gt=0, description="revenue at risk: spend a year, over at least this span"
+    )
+
+
+class CalibrationRules(_Config):
+    """Company level: a promise type (metric x channel x team) broken in more than `rate` of
+    its promises over a window of event time raises `promise_overcommitted`, once."""
+
+    window_days: float = Field(7.0, gt=0, description="windows of event time, from the epoch")
+    rate: float = Field(0.2, gt=0, le=1, description="share of promises broken that alerts")
+    min_promises: int = Field(10, ge=1, description="fewer promises in a window: no verdict")
+    grace_days: float = Field(
+        1.0, ge=0, description="a window is judged once event time is this far past its end"
+    )
+
+
 class Rules(_Config):
     """The whole rules file. `version` goes into every signal and its id."""
 
-    version: str = "default-2"
+    version: str = "default-3"
     half_life_days: float = Field(30.0, gt=0)
     wow_margin: float = Field(1.0, ge=0, description="gap (tolerance units) that counts as wow")
     grace_seconds: float = Field(24 * 3600.0, ge=0)
@@ -141,6 +185,8 @@ class Rules(_Config):
     snapshot_every_days: float = Field(1.0, ge=0, description="metrics snapshot throttle")
     risk: RiskRules = RiskRules()
     wow: WowRules = WowRules()
+    loyalty: LoyaltyRules = LoyaltyRules()
+    calibration: CalibrationRules = CalibrationRules()
 
     @classmethod
     def load(cls, path: Path | None) -> Rules:

@@ -30,6 +30,8 @@ DAY = 86_400.0
 RECENT_KEEP = 16  # recent judged touchpoints kept for streak and silent failures
 SEEN_KEEP = 64  # event ids kept for dedup within the grace
 OPEN_COMPLAINTS_KEEP = 8
+MISS_BY_KEEP = 6  # metric|channel|team accounts of broken promises kept per customer
+BAD_REVIEW_SENTIMENT = -0.3  # a review at or below this sentiment is a bad one
 _REANCHOR_HALF_LIVES = 100.0  # keep 2^(x / h) well inside float range (fast sums use h / 4)
 CHANNELS = (
     "web",
@@ -123,6 +125,12 @@ class CustomerState:
     resolved_cases: list[str]  # the last few complaint cases resolved: a new one is a reopening
     slow_resolutions: int  # complaints resolved after the recovery SLA
     reopened: int  # complaints opened again after being resolved
+    # the organisation's view (appended in 0.3): who broke the promises, and the voice
+    miss_by: dict[str, float]  # "metric|channel|team" -> anchored weight of its broken promises
+    complaint_where: dict[str, str]  # open case -> "channel|team" it was raised with
+    feedback_answered: int  # the customer's voice answered: a resolution, a reply on a case
+    bad_reviews: int  # public reviews with a bad rating or sentiment: word of mouth
+    promoter_moments: int  # promoter ratings given
 
     # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
     def __init__(
@@ -173,6 +181,11 @@ class CustomerState:
         resolved_cases: list[str] | None = None,
         slow_resolutions: int = 0,
         reopened: int = 0,
+        miss_by: dict[str, float] | None = None,
+        complaint_where: dict[str, str] | None = None,
+        feedback_answered: int = 0,
+        bad_reviews: int = 0,
+        promoter_moments: int = 0,
     ) -> None:
         self.customer_id = customer_id
         self.anchor = anchor
@@ -220,6 +233,11 @@ class CustomerState:
         self.resolved_cases = [] if resolved_cases is None else resolved_cases
         self.slow_resolutions = slow_resolutions
         self.reopened = reopened
+        self.miss_by = {} if miss_by is None else miss_by
+        self.complaint_where = {} if complaint_where is None else complaint_where
+        self.feedback_answered = feedback_answered
+        self.bad_reviews = bad_reviews
+        self.promoter_moments = promoter_moments
 
     # -- encoding ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -312,6 +330,8 @@ def _reanchor(state: CustomerState, t: float, h: float) -> None:
     for pair in state.channel_quality.values():
         pair[0] *= slow
         pair[1] *= slow
+    for key in state.miss_by:
+        state.miss_by[key] *= slow
     state.anchor = t
 
 
@@ -373,11 +393,17 @@ def apply_event(state: CustomerState, event: TouchpointEvent, params: StateParam
         state.recent.append((t, int(result.level), initiated))
         state.recent.sort(key=lambda r: r[0])
         del state.recent[:-RECENT_KEEP]
+    team = event.team or ""
     if result.gap is not None:
         state.w_gap += grow
         state.s_gap += grow * result.gap
         state.worst_gap = min(state.worst_gap, result.gap * grow)
-        _count_promise(state, grow, _importance(result, params), result.gap < -1.0, result.miss)
+        broken = result.gap < -1.0
+        weight = _importance(result, params)
+        _count_promise(state, grow, weight, broken, result.miss)
+        if broken:
+            metric = min(result.gaps, key=lambda g: g.units).metric
+            _blame(state, f"{metric}|{event.channel}|{team}", grow * weight)
     if result.rating is not None:
         state.w_rating += grow
         state.s_rating += grow * result.rating
@@ -393,6 +419,16 @@ def apply_event(state: CustomerState, event: TouchpointEvent, params: StateParam
         state.feedback_given += 1
     if event.kind is Kind.referral:
         state.referrals += 1
+    if result.promoter:
+        state.promoter_moments += 1
+    if event.kind is Kind.review and (
+        result.detractor
+        or result.level is Level.failed
+        or (event.sentiment is not None and event.sentiment <= BAD_REVIEW_SENTIMENT)
+    ):
+        state.bad_reviews += 1
+    if event.case_id and (event.kind is Kind.complaint_resolved or event.kind in COMPANY_INITIATED):
+        state.feedback_answered += 1
 
     resolved_after = _track_complaints(state, event, t, result, channel, params)
     purchases = None
@@ -448,17 +484,23 @@ def _track_complaints(
         if opened_case in state.resolved_cases:
             state.reopened += 1
             state.resolved_cases.remove(opened_case)
-            _count_promise(state, _grow(params.half_life, t, state.anchor), 1.0, True, 1.0)
+            grow = _grow(params.half_life, t, state.anchor)
+            _count_promise(state, grow, 1.0, True, 1.0)
+            _blame(state, f"complaint_resolution|{event.channel}|{event.team or ''}", grow)
         state.open_complaints[opened_case] = [t, result.quality or -1.0, float(channel)]
+        state.complaint_where[opened_case] = f"{event.channel}|{event.team or ''}"
         if len(state.open_complaints) > OPEN_COMPLAINTS_KEEP:
             oldest = min(state.open_complaints, key=lambda c: state.open_complaints[c][0])
             del state.open_complaints[oldest]
+        for case in [c for c in state.complaint_where if c not in state.open_complaints]:
+            del state.complaint_where[case]
         return None
     if event.kind is Kind.complaint_resolved and state.open_complaints:
         case = event.case_id or ""
         if case not in state.open_complaints:
             case = min(state.open_complaints, key=lambda c: state.open_complaints[c][0])
         opened, quality, channel_of_complaint = state.open_complaints.pop(case)
+        where = state.complaint_where.pop(case, "|")
         state.resolved_cases = [*state.resolved_cases[-(OPEN_COMPLAINTS_KEEP - 1) :], case]
         took = max(0.0, t - opened)
         sla = params.recovery_sla_days * DAY
@@ -468,8 +510,25 @@ def _track_complaints(
             state.slow_resolutions += 1
             grow = _grow(params.half_life, t, state.anchor)
             _count_promise(state, grow, 1.0, True, took / sla - 1.0)
+            channel_name, _, team = where.partition("|")
+            _blame(state, f"complaint_resolution|{channel_name}|{event.team or team}", grow)
         return took
     return None
+
+
+def _blame(state: CustomerState, key: str, weight: float) -> None:
+    """A broken promise, on the account of its metric, channel and team ("metric|channel|team"):
+    the signal's reasons name the worst. The MISS_BY_KEEP heaviest are kept."""
+    state.miss_by[key] = state.miss_by.get(key, 0.0) + weight
+    if len(state.miss_by) > MISS_BY_KEEP:
+        del state.miss_by[min(state.miss_by, key=lambda k: state.miss_by[k])]
+
+
+def worst_miss_key(state: CustomerState) -> str | None:
+    """The metric|channel|team with the most (recent-weighted) broken promises."""
+    if not state.miss_by:
+        return None
+    return max(state.miss_by, key=lambda k: state.miss_by[k])
 
 
 def _count_promise(

@@ -139,3 +139,79 @@ def fast_complaint_fix() -> tuple[History, str]:
         rating={"scale": "csat_5", "value": 5},
     )
     return h, fixed
+
+
+def response(promised: float, actual: float) -> dict[str, Any]:
+    """A response-time promise in minutes, on time within 15."""
+    return {
+        "metric": "response_minutes",
+        "unit": "minutes",
+        "promised": promised,
+        "actual": actual,
+        "direction": "lower_is_better",
+        "tolerance": {"kind": "absolute", "value": 15},
+    }
+
+
+def phone_fails_chat_excels(customer: str = "caller") -> History:
+    """Chat answers in minutes, three weeks running; then the phone line, three times, an
+    hour and a half for a promised half hour."""
+    h = History(customer)
+    for week in range(6):
+        h.add(7 * week, value={"amount": 60.0, "currency": "EUR"}, outcome="success")
+    for week in range(3):
+        h.add(7 * week + 1, "inquiry", "chat", expectations=[response(30, 3)], team="support-chat")
+    for week in range(3, 6):
+        h.add(
+            7 * week + 1, "inquiry", "phone", expectations=[response(30, 90)], team="support-phone"
+        )
+    return h
+
+
+def one_failure(customer: str, involved: bool) -> History:
+    """Ten weeks of good orders, then one delivery five days late. The involved customer also
+    answered surveys (and was answered), used four channels and referred two friends."""
+    h = History(customer)
+    for week in range(10):
+        h.order(7 * week, promised=2, actual=2, amount=80.0)
+        if involved and week % 2 == 0:
+            h.add(7 * week + 3, "survey", "email", rating={"scale": "csat_5", "value": 5})
+            h.add(7 * week + 4, "notification", "email", case_id=f"{customer}-fb{week}")
+    if involved:
+        h.add(20, "inquiry", "chat")
+        h.add(30, "visit", "store")
+        h.add(40, "referral", "social")
+        h.add(50, "referral", "social")
+    h.order(70, promised=2, actual=7, amount=80.0)
+    h.events.sort(key=lambda e: e["occurred_at"])
+    return h
+
+
+def deliveries_by_team(customers: int, late_share: float, weeks: int = 4) -> list[History]:
+    """`customers` weekly orders delivered by one courier team; in the third week
+    `late_share` of the customers get theirs three days late."""
+    late_from = int(customers * (1.0 - late_share))
+    stories = []
+    for i in range(customers):
+        h = History(f"team-{i:03d}")
+        for week in range(weeks):
+            late = week == 2 and i >= late_from
+            h.add(7 * week, value={"amount": 40.0, "currency": "EUR"}, outcome="success")
+            h.add(
+                7 * week + 2 + i / 1000,  # one after the other, not all at one instant
+                "delivery",
+                "delivery",
+                expectations=[
+                    {
+                        "metric": "delivery_days",
+                        "unit": "days",
+                        "promised": 2,
+                        "actual": 5 if late else 2,
+                        "direction": "lower_is_better",
+                        "tolerance": {"kind": "absolute", "value": 0.5},
+                    }
+                ],
+                team="courier-west",
+            )
+        stories.append(h)
+    return stories

@@ -12,10 +12,12 @@ import orjson
 import pytest
 import yaml
 
+from tests import histories
 from touchstream.generator import generate
 from touchstream.inputs import InputRecord
 from touchstream.replay import replay, write_to_clickhouse
 from touchstream.settings import Settings
+from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.bgnbd import BGNBDParams
 from touchstream.streams.rules import Rules
@@ -142,11 +144,16 @@ def grafana_to_sql(sql: str) -> str:
 @pytest.fixture(scope="module")
 def clickhouse_with_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouse]:
     """The migrated schema with a few months of planted traffic and a dead letter in it."""
-    events = [orjson.dumps(e) for e in generate(customers=120, months=4, seed=4)[1]]
+    planted = generate(customers=120, months=4, seed=4)[1]
+    # a courier team over-committing one week: the promise alerts panel has a row
+    overcommitted = [e for h in histories.deliveries_by_team(20, late_share=0.5) for e in h.events]
+    ordered = sorted(planted + overcommitted, key=lambda e: e["occurred_at"])
+    events = [orjson.dumps(e) for e in ordered]
     records = [InputRecord(i, raw) for i, raw in enumerate([*events, b"{broken"], 1)]
     result = replay(records, rules=Rules(), population=BGNBDParams(), partitions=4, source="t")
     clickhouse = ClickHouse(f"chdb://{tmp_path_factory.mktemp('deploy') / 'chdb'}")
     write_to_clickhouse(result, clickhouse, Rules().wow_margin)
+    assert judge(clickhouse, Rules(), lookback_windows=None)
     yield clickhouse
     clickhouse.close()
 

@@ -29,6 +29,7 @@ from touchstream.query_endpoint import attach_query_endpoint
 from touchstream.rebuild import StateRebuild
 from touchstream.schemas.control import CLOCK_KEY
 from touchstream.settings import Settings
+from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.sinks.writer import store_batch, store_dead_letters
 from touchstream.streams.bgnbd import BGNBDParams
@@ -152,6 +153,17 @@ def build_app(
             value = orjson.dumps({"clock": datetime.now(UTC).isoformat()})
             for partition in range(settings.partitions):
                 await touchpoints.send(key=CLOCK_KEY, value=value, partition=partition)
+
+    if settings.promise_check_seconds > 0:
+        promise_alerts = app.topic(settings.topic_promise_alerts, **raw)
+
+        @app.timer(interval=settings.promise_check_seconds, on_leader=True)
+        async def calibrate_promises() -> None:
+            """Company level: the promise types broken too often, once per window."""
+            for alert in await clickhouse.run(judge, clickhouse, rules):
+                await promise_alerts.send(
+                    key=alert.alert_id.encode(), value=alert.model_dump_json().encode()
+                )
 
     @app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
     async def _rebalanced(app: faust.App, assigned: Any, **kwargs: Any) -> None:

@@ -290,12 +290,14 @@ def replay(
     console.print(f"results in {out}/ (signals.jsonl, customers.jsonl, dead_letters.jsonl)")
     if clickhouse:
         from touchstream.replay import write_to_clickhouse
+        from touchstream.sinks.calibration import judge
         from touchstream.sinks.clickhouse import ClickHouse, redact
 
         _warn_outside_ttl(result.touchpoints, settings.touchpoints_ttl_days)
         target = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
         try:
             written = write_to_clickhouse(result, target, rules.wow_margin)
+            written["promise_alerts"] = len(judge(target, rules, lookback_windows=None))
         finally:
             target.close()
         console.print(

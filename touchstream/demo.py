@@ -20,6 +20,8 @@ from touchstream.launcher import Worker
 from touchstream.publisher import TouchpointPublisher
 from touchstream.report import bar_chart, line_chart, table, write_report
 from touchstream.settings import Settings
+from touchstream.sinks import queries
+from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.rules import Rules
 from touchstream.worker import output_topics
@@ -110,8 +112,10 @@ def run_demo(
     # the worker has stopped, so chDB can be opened here
     clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
     try:
-        clear_below = Rules.load(settings.rules_file).risk.trigger.clear_below
-        at_risk = at_risk_now(clickhouse, clear_below)
+        rules = Rules.load(settings.rules_file)
+        # the windows the worker's timer had not judged yet when it stopped (same function)
+        judge(clickhouse, rules, lookback_windows=None)
+        at_risk = at_risk_now(clickhouse, rules.risk.trigger.clear_below)
         summary = _summarise(
             planted, signals, at_risk, report.accepted, dead, elapsed, months, console
         )
@@ -175,7 +179,58 @@ def build_report(clickhouse: ClickHouse, data_dir: Path, summary: dict[str, Any]
             ],
         ),
     ]
-    return write_report(data_dir / "report.html", summary, sections)
+    return write_report(data_dir / "report.html", summary, sections + ops_views(clickhouse))
+
+
+def ops_views(clickhouse: ClickHouse) -> list[str]:
+    """The organisation's views (docs/queries.md), as charts: where promises break, which
+    promise types are over-committed, complaint handling per team, revenue at risk, and
+    whether customers flagged at risk stayed."""
+
+    def rows(sql: str, **params: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
+        columns, found = clickhouse.query(sql, params)
+        return list(columns), list(found)
+
+    columns, breaks = rows(queries.PROMISE_BREAKS, weeks=4)
+    share = columns.index("broken_share")
+    _, alerts = rows(queries.PROMISE_ALERTS)
+    _, resolution = rows(queries.COMPLAINT_RESOLUTION, sla_hours=48)
+    _, revenue = rows(queries.REVENUE_AT_RISK, at_risk=0.5)
+    _, outcomes = rows(queries.SIGNAL_OUTCOMES, days=30)
+    stayed: dict[str, list[tuple[str, float]]] = {}
+    for week, severity, _, _, stayed_share in outcomes:
+        stayed.setdefault(str(severity), []).append((str(week), float(stayed_share)))
+    top = max((float(r[2]) for r in revenue), default=1.0) or 1.0
+    broken = [(f"{r[0]} · {r[1]} · {r[2] or '-'}", float(r[share])) for r in breaks[:12]]
+    hours = [(f"{r[0] or '-'} (raised with {r[1] or '-'})", float(r[3])) for r in resolution]
+    return [
+        bar_chart(
+            broken,
+            "where promises break: share broken, by metric · channel · team",
+            low=0,
+            high=1,
+        ),
+        "<h3>promise types over-committed (promise_overcommitted)</h3>"
+        + table(
+            ["week of", "metric", "channel", "team", "promises", "broken", "share"],
+            [[str(a[0])[:10], a[1], a[2], a[3], a[4], a[5], f"{a[6]:.2f}"] for a in alerts[:20]],
+        ),
+        bar_chart(
+            hours,
+            "complaint resolution: mean hours, by team",
+            low=0,
+            high=max((h for _, h in hours), default=1.0) or 1.0,
+            fmt="{:.1f} h",
+        ),
+        bar_chart(
+            [(str(team), float(value)) for team, _, value, _ in revenue],
+            "revenue at risk (a year), by the team behind the worst promises",
+            low=0,
+            high=top,
+            fmt="{:,.0f}",
+        ),
+        line_chart(stayed, "share of at-risk customers who came back within 30 days, by week"),
+    ]
 
 
 def _follow(

@@ -7,6 +7,7 @@ byte, so planted cohorts can be checked against the signals the rules raise.
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -68,11 +69,19 @@ def _response(promised_min: float, actual_min: float) -> dict[str, Any]:
     }
 
 
+REGIONS = ("north", "south", "east")
+# who delivers what (the organisation's view): couriers by region, support by channel
+SUPPORT_TEAMS = {"phone": "support-phone", "chat": "support-chat", "web": "support-web"}
+
+
 class _CustomerStory:
     """Writes one customer's events; each cohort changes a few dials of the same story."""
 
     def __init__(self, customer: Customer, start: datetime, end: datetime, seed: int) -> None:
         self.c = customer
+        # from the id, not the generator's random stream: the events of a seed stay the same
+        self.region = REGIONS[zlib.crc32(customer.customer_id.encode()) % len(REGIONS)]
+        self.agent = f"agent-{zlib.crc32(customer.customer_id.encode()) % 17:02d}"
         self.start = start
         self.end = end
         self.rng = random.Random(f"{seed}-{customer.customer_id}")
@@ -123,6 +132,7 @@ class _CustomerStory:
                 "purchase",
                 value={"amount": amount, "currency": "EUR"},
                 outcome="success",
+                site=f"store-{self.region}" if channel == "store" else None,
             )
             promised = rng.choice([1.0, 2.0, 3.0])
             late = self.late_days(at)
@@ -134,6 +144,7 @@ class _CustomerStory:
                     "delivery",
                     expectations=[delivery_expectation(promised, max(0.0, promised + late))],
                     outcome="success" if late <= 0.5 else "partial",
+                    team=f"courier-{self.region}",
                 )
             if cohort == "erratic" and rng.random() < 0.7:
                 # same company, two experiences: fast on the web, slow on the phone
@@ -144,6 +155,8 @@ class _CustomerStory:
                     "inquiry",
                     expectations=[_response(30.0, wait)],
                     outcome="success" if wait < 45 else "failure",
+                    team=SUPPORT_TEAMS.get(channel, "support-web"),
+                    agent=self.agent,
                 )
             if rng.random() < 0.25 and delivered < stop:
                 score = self._survey_score(late)
@@ -157,7 +170,15 @@ class _CustomerStory:
                 complained = True
                 opened = at + timedelta(days=1)
                 case = f"case-{self.c.customer_id}"
-                self.add(opened, "phone", "complaint", case_id=case, sentiment=-0.6)
+                self.add(
+                    opened,
+                    "phone",
+                    "complaint",
+                    case_id=case,
+                    sentiment=-0.6,
+                    team="support-phone",
+                    agent=self.agent,
+                )
                 resolved = opened + timedelta(hours=rng.uniform(2, 20))
                 self.add(
                     resolved,
@@ -166,6 +187,7 @@ class _CustomerStory:
                     case_id=case,
                     outcome="success",
                     expectations=[_response(24 * 60.0, (resolved - opened).total_seconds() / 60)],
+                    team="care-chat",
                 )
             if cohort == "promoter" and purchases % 3 == 0:
                 self.add(

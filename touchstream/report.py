@@ -52,12 +52,15 @@ def bar_chart(
     title: str,
     low: float = -1.0,
     high: float = 1.0,
-    width: int = 760,
+    width: int = 860,
+    fmt: str = "{:.2f}",
 ) -> str:
-    """Horizontal bars on a fixed scale [low, high] with a zero line."""
+    """Horizontal bars on a fixed scale [low, high] with a zero line; the label column as
+    wide as the longest label (up to half the chart)."""
     if not values:
         return f"<p>{html.escape(title)}: no data</p>"
-    row, left = 24, 110
+    longest = max(len(label) for label, _ in values)
+    row, left = 24, min(width // 2, max(110, 7 * longest + 12))
     height = row * len(values) + 20
     span = (width - left - 60) / (high - low)
     zero = left + (0 - low) * span
@@ -74,8 +77,9 @@ def bar_chart(
             f'<rect x="{start:.1f}" y="{y}" width="{max(1.0, end - start):.1f}" '
             f'height="{row - 6}" fill="{color}"/>'
         )
+        shown = html.escape(fmt.format(value))
         parts.append(
-            f'<text x="{max(start, end) + 4:.1f}" y="{y + 14}" font-size="11">{value:.2f}</text>'
+            f'<text x="{max(start, end) + 4:.1f}" y="{y + 14}" font-size="11">{shown}</text>'
         )
     parts.append("</svg>")
     return f"<h3>{html.escape(title)}</h3>" + "".join(parts)

@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     topic_dead_letters: str = "touchpoints-dead-letters"
     topic_metrics: str = "customer-metrics"
     topic_signals: str = "signals"
+    topic_promise_alerts: str = "promise-alerts"
     partitions: int = Field(default=4, ge=1, le=1024, description="Partitions of new topics.")
     max_payload_bytes: int = Field(default=64 * 1024, ge=1024)
     max_future_skew_seconds: float = Field(default=300.0, ge=0)
@@ -121,6 +122,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Live mode: publish a wall-clock tick to every partition this often, so "
         "silence is detected on quiet partitions too. 0 = off (backfills through the broker).",
+    )
+    promise_check_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="Worker (leader): judge promise calibration this often (company-level "
+        "promise_overcommitted alerts, into ClickHouse and the promise-alerts topic). 0 = off.",
     )
     webhooks: list[WebhookConfig] = Field(
         default_factory=list,

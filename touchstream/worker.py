@@ -46,6 +46,7 @@ def output_topics(settings: Settings) -> list[str]:
         settings.topic_dead_letters,
         settings.topic_metrics,
         settings.topic_signals,
+        settings.topic_promise_alerts,
     ]
 
 

@@ -16,6 +16,7 @@ def worker_env(broker: EmbeddedBroker, name: str, data_dir: Path, **extra: str) 
         "TOUCHSTREAM_TOPIC_DEAD_LETTERS": f"{name}-dead",
         "TOUCHSTREAM_TOPIC_METRICS": f"{name}-metrics",
         "TOUCHSTREAM_TOPIC_SIGNALS": f"{name}-signals",
+        "TOUCHSTREAM_TOPIC_PROMISE_ALERTS": f"{name}-promise-alerts",
         "TOUCHSTREAM_PARTITIONS": "4",
         "TOUCHSTREAM_WEB_PORT": "0",
         "TOUCHSTREAM_DATA_DIR": str(data_dir),

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from tests.e2e.browser import render
 from touchstream.demo import run_demo
 from touchstream.settings import Settings
 
@@ -27,3 +28,17 @@ def test_demo_finds_the_planted_cohorts_and_writes_the_report(tmp_path: Path) ->
     assert re.search(r"about_to_defect", report)
     printed = (tmp_path / "out.txt").read_text()
     assert "top 10 at-risk customers" in printed and "top 10 wow opportunities" in printed
+    # the report as a browser shows it: every chart built, the organisation's views in it
+    dom, shot, log = render(Path(summary["report"]), tmp_path)
+    charts = re.findall(r'<svg[^>]*aria-label="([^"]+)"', dom)
+    for title in (
+        "signals per day",
+        "where promises break",
+        "complaint resolution",
+        "revenue at risk",
+        "came back within 30 days",
+    ):
+        assert any(title in chart for chart in charts), (title, charts)
+    assert "promise types over-committed" in dom and "courier-" in dom
+    assert "Uncaught" not in log and "ERROR:CONSOLE" not in log
+    assert shot.stat().st_size > 20_000  # a page with charts, not a blank one

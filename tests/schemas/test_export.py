@@ -22,5 +22,6 @@ def test_export_writes_every_model(tmp_path: Path) -> None:
         "signal.schema.json",
         "metrics_snapshot.schema.json",
         "dead_letter.schema.json",
+        "promise_alert.schema.json",
     }
     assert '"occurred_at"' in (tmp_path / "touchpoint.schema.json").read_text()

@@ -10,13 +10,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests import scenarios
+from tests import histories, scenarios
 from touchstream.generator import generate
 from touchstream.inputs import InputRecord
 from touchstream.query_endpoint import readonly_query
 from touchstream.replay import replay, write_to_clickhouse
+from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.sinks.forget import WHERE, forget_rows
+from touchstream.sinks.queries import VIEWS
 from touchstream.streams.bgnbd import BGNBDParams
 from touchstream.streams.rules import Rules
 
@@ -27,11 +29,15 @@ BLOCKS = re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.S)
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory: pytest.TempPathFactory) -> ClickHouse:
     _, events = generate(customers=120, months=4, seed=9)
-    records = [InputRecord(i, orjson.dumps(e)) for i, e in enumerate(events + scenarios.story(), 1)]
+    # and a courier team that breaks half its promises one week: a promise_overcommitted alert
+    overcommitted = [e for h in histories.deliveries_by_team(20, late_share=0.5) for e in h.events]
+    events = sorted(events + overcommitted, key=lambda e: e["occurred_at"]) + scenarios.story()
+    records = [InputRecord(i, orjson.dumps(e)) for i, e in enumerate(events, 1)]
     records.append(InputRecord(len(records) + 1, b'{"broken": '))
     result = replay(records, rules=Rules(), population=BGNBDParams(), partitions=4, source="doc")
     clickhouse = ClickHouse(f"chdb://{tmp_path_factory.mktemp('docs') / 'ch'}")
     write_to_clickhouse(result, clickhouse, 1.0)
+    assert judge(clickhouse, Rules(), lookback_windows=None)
     requested = datetime.now(UTC)
     removed = {t: forget_rows(clickhouse, t, scenarios.STEADY, requested) for t in WHERE}
     assert removed["touchpoints"] > 0 and removed["customer_metrics"] == 1
@@ -50,3 +56,10 @@ def test_query_runs_and_returns_rows(filled: ClickHouse, block: str) -> None:
     result = readonly_query(filled, block, json.loads(params_line[1]))
     assert result["rows"], "the sample data answers every question"
     assert len(result["columns"]) == len(result["rows"][0])
+
+
+@pytest.mark.parametrize("title", list(VIEWS))
+def test_the_ops_views_in_code_are_the_documented_ones(title: str) -> None:
+    """The demo report and the dashboard run these; the doc shows them: one text."""
+    section = DOC.read_text().split(f"## {title}\n", 1)[1]
+    assert re.search(r"```sql\n(.*?)```", section, flags=re.S)[1] == VIEWS[title].lstrip("\n")

@@ -204,6 +204,8 @@ def test_every_field_survives_the_positional_row() -> None:
         "seen": {"abc": 9.0},
         "signal_state": {"about_to_defect": [True, 3.0]},
         "resolved_cases": ["case-0"],
+        "miss_by": {"delivery_days|delivery|courier-a": 1.5},
+        "complaint_where": {"case": "phone|support"},
     }
     values: dict[str, object] = {"customer_id": "c-distinct"}
     blank = CustomerState("c")
