@@ -67,8 +67,8 @@ WITH (SELECT max(occurred_at) FROM touchpoints) AS latest
 SELECT metric, channel, team,
        count() AS promises,
        round(countIf(units < -1) / count(), 3) AS broken_share,
-       round(quantileExactIf(0.5)(-ifNull(relative, 0), units < -1), 2) AS miss_p50,
-       round(quantileExactIf(0.9)(-ifNull(relative, 0), units < -1), 2) AS miss_p90,
+       round(ifNotFinite(quantileExactIf(0.5)(-ifNull(relative, 0), units < -1), 0), 2) AS miss_p50,
+       round(ifNotFinite(quantileExactIf(0.9)(-ifNull(relative, 0), units < -1), 0), 2) AS miss_p90,
        countIf(occurred_at >= latest - toIntervalWeek({weeks:UInt32})) AS recent_promises,
        round(countIf(units < -1 AND occurred_at >= latest - toIntervalWeek({weeks:UInt32}))
              / greatest(1, recent_promises), 3) AS recent_broken_share

@@ -83,6 +83,7 @@ class Metrics:
     silence_z: float  # days silent past the usual gap, in spreads of the customer's gaps
     lapse: float
     involvement: float
+    involvement_parts: tuple[float, ...]  # reach of feedback, channels, tenure, spend, referrals
     affinity: float
     revenue_at_risk: float
     worst_account: str  # "metric|channel|team" with the most broken promises, "" if none
@@ -124,6 +125,7 @@ class Metrics:
         silence_z: float,
         lapse: float,
         involvement: float = 0.0,
+        involvement_parts: tuple[float, ...] = (),
         affinity: float = 0.5,
         revenue_at_risk: float = 0.0,
         worst_account: str = "",
@@ -161,6 +163,7 @@ class Metrics:
         self.silence_z = silence_z
         self.lapse = lapse
         self.involvement = involvement
+        self.involvement_parts = involvement_parts
         self.affinity = affinity
         self.revenue_at_risk = revenue_at_risk
         self.worst_account = worst_account
@@ -218,25 +221,30 @@ def gap_spread(state: CustomerState, usual: float) -> float:
 
 def involvement_parts(
     state: CustomerState, channels: int, tenure_days: float, rules: Rules
-) -> list[tuple[str, float]]:
-    """Each component's reach (weight x strength): feedback given (more when it was
-    answered), channels used, tenure, spend, referrals."""
+) -> tuple[float, ...]:
+    """Each component's reach (weight x strength), in INVOLVEMENT_PARTS order: feedback given
+    (more when it was answered), channels used, tenure, spend, referrals."""
     w = rules.loyalty.involvement
     given = state.feedback_given
     answered = min(1.0, state.feedback_answered / given) if given else 0.0
-    return [
-        ("feedback", w.feedback * min(1.0, given / 5.0) * (0.6 + 0.4 * answered)),
-        ("channels", w.channels * clamp01((channels - 1) / 3.0)),
-        ("tenure", w.tenure * clamp01(tenure_days / 365.0)),
-        ("spend", w.spend * clamp01(state.spend / rules.wow.high_value_amount)),
-        ("referrals", w.referrals * clamp01(state.referrals / 2.0)),
-    ]
+    return (
+        w.feedback * min(1.0, given / 5.0) * (0.6 + 0.4 * answered),
+        w.channels * clamp01((channels - 1) / 3.0),
+        w.tenure * clamp01(tenure_days / 365.0),
+        w.spend * clamp01(state.spend / rules.wow.high_value_amount),
+        w.referrals * clamp01(state.referrals / 2.0),
+    )
 
 
-def involvement_score(parts: list[tuple[str, float]]) -> float:
+INVOLVEMENT_PARTS = (
+    "feedback {:.2f}, channels {:.2f}, tenure {:.2f}, spend {:.2f}, referrals {:.2f}"
+)
+
+
+def involvement_score(parts: tuple[float, ...]) -> float:
     """A noisy-OR of the parts: each reaches its weight alone, together they saturate."""
     survival = 1.0
-    for _, reach in parts:
+    for reach in parts:
         survival *= 1.0 - clamp01(reach)
     return clamp01(1.0 - survival)
 
@@ -302,6 +310,7 @@ def measure(state: CustomerState, now: float, rules: Rules, population: BGNBDPar
     channels = bin(state.channels_mask).count("1")
     tenure_days = max(0.0, state.last_seen - state.first_seen) / DAY
     pace = max(tenure_days, rules.loyalty.pace_min_days)
+    parts = involvement_parts(state, channels, tenure_days, rules)
     return Metrics(
         now=now,
         expectation_gap=state.s_gap / state.w_gap if state.w_gap > 0 else 0.0,
@@ -335,7 +344,8 @@ def measure(state: CustomerState, now: float, rules: Rules, population: BGNBDPar
         spend=state.spend,
         silence_z=silence_z,
         lapse=lapse_strength(silence_z, alive, x, rules),
-        involvement=involvement_score(involvement_parts(state, channels, tenure_days, rules)),
+        involvement=involvement_score(parts),
+        involvement_parts=parts,
         affinity=affinity_score(state, rating, trend),
         revenue_at_risk=state.spend * 365.0 / pace,
         worst_account=worst_miss_key(state) or "",
@@ -460,7 +470,11 @@ def protected(raw: Score, m: Metrics, rules: Rules) -> Score:
                 "involvement",
                 m.involvement,
                 -taken * by_involvement / protection,
-                ("an involved customer (involvement {:.2f}) forgives more", (m.involvement,)),
+                (
+                    "an involved customer forgives more: involvement {:.2f} from "
+                    + INVOLVEMENT_PARTS,
+                    (m.involvement, *m.involvement_parts),
+                ),
             )
         )
     if by_affinity > 0.0:
@@ -469,7 +483,16 @@ def protected(raw: Score, m: Metrics, rules: Rules) -> Score:
                 "affinity",
                 m.affinity,
                 -taken * by_affinity / protection,
-                ("an attached customer (affinity {:.2f})", (m.affinity,)),
+                (
+                    "an attached customer: affinity {:.2f} (mean rating {}, trend {:+.2f}, "
+                    "{} bad public reviews)",
+                    (
+                        m.affinity,
+                        "none" if m.rating is None else f"{m.rating:.2f}",
+                        m.rating_trend,
+                        m.bad_reviews,
+                    ),
+                ),
             )
         )
     return Score(raw.kind, raw.value - taken, tuple(factors), raw.suggested_action)

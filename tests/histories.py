@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from touchstream.generator import delivery_expectation
+from touchstream.generator import delivery_expectation, response_expectation
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -141,18 +141,6 @@ def fast_complaint_fix() -> tuple[History, str]:
     return h, fixed
 
 
-def response(promised: float, actual: float) -> dict[str, Any]:
-    """A response-time promise in minutes, on time within 15."""
-    return {
-        "metric": "response_minutes",
-        "unit": "minutes",
-        "promised": promised,
-        "actual": actual,
-        "direction": "lower_is_better",
-        "tolerance": {"kind": "absolute", "value": 15},
-    }
-
-
 def phone_fails_chat_excels(customer: str = "caller") -> History:
     """Chat answers in minutes, three weeks running; then the phone line, three times, an
     hour and a half for a promised half hour."""
@@ -160,10 +148,20 @@ def phone_fails_chat_excels(customer: str = "caller") -> History:
     for week in range(6):
         h.add(7 * week, value={"amount": 60.0, "currency": "EUR"}, outcome="success")
     for week in range(3):
-        h.add(7 * week + 1, "inquiry", "chat", expectations=[response(30, 3)], team="support-chat")
+        h.add(
+            7 * week + 1,
+            "inquiry",
+            "chat",
+            expectations=[response_expectation(30, 3)],
+            team="support-chat",
+        )
     for week in range(3, 6):
         h.add(
-            7 * week + 1, "inquiry", "phone", expectations=[response(30, 90)], team="support-phone"
+            7 * week + 1,
+            "inquiry",
+            "phone",
+            expectations=[response_expectation(30, 90)],
+            team="support-phone",
         )
     return h
 
@@ -201,16 +199,7 @@ def deliveries_by_team(customers: int, late_share: float, weeks: int = 4) -> lis
                 7 * week + 2 + i / 1000,  # one after the other, not all at one instant
                 "delivery",
                 "delivery",
-                expectations=[
-                    {
-                        "metric": "delivery_days",
-                        "unit": "days",
-                        "promised": 2,
-                        "actual": 5 if late else 2,
-                        "direction": "lower_is_better",
-                        "tolerance": {"kind": "absolute", "value": 0.5},
-                    }
-                ],
+                expectations=[delivery_expectation(2, 5 if late else 2)],
                 team="courier-west",
             )
         stories.append(h)

@@ -58,7 +58,8 @@ def delivery_expectation(promised: float, actual: float) -> dict[str, Any]:
     }
 
 
-def _response(promised_min: float, actual_min: float) -> dict[str, Any]:
+def response_expectation(promised_min: float, actual_min: float) -> dict[str, Any]:
+    """A response-time promise in minutes, on time within 15."""
     return {
         "metric": "response_minutes",
         "unit": "minutes",
@@ -153,7 +154,7 @@ class _CustomerStory:
                     at + timedelta(hours=2),
                     channel,
                     "inquiry",
-                    expectations=[_response(30.0, wait)],
+                    expectations=[response_expectation(30.0, wait)],
                     outcome="success" if wait < 45 else "failure",
                     team=SUPPORT_TEAMS.get(channel, "support-web"),
                     agent=self.agent,
@@ -186,7 +187,9 @@ class _CustomerStory:
                     "complaint_resolved",
                     case_id=case,
                     outcome="success",
-                    expectations=[_response(24 * 60.0, (resolved - opened).total_seconds() / 60)],
+                    expectations=[
+                        response_expectation(24 * 60.0, (resolved - opened).total_seconds() / 60)
+                    ],
                     team="care-chat",
                 )
             if cohort == "promoter" and purchases % 3 == 0:
