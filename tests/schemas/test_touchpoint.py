@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
@@ -335,3 +336,19 @@ def test_the_fast_duplicate_check_never_passes_a_repeated_key(text: str) -> None
         assert not _surely_unique_keys(text.encode())
     elif "\\" not in text:
         assert _surely_unique_keys(text)  # the fast path is taken for the usual payload
+
+
+def test_who_delivered_it_is_optional_and_checked() -> None:
+    """team, agent and site: the organisation's view of a touchpoint (ids, not free text)."""
+    event = parse_touchpoint(
+        json.dumps(event_dict(team="courier-north", agent="agent-07", site="store-3")), now=NOW
+    )
+    assert (event.team, event.agent, event.site) == ("courier-north", "agent-07", "store-3")
+    assert parse_touchpoint(json.dumps(event_dict()), now=NOW).team is None
+    with pytest.raises(TouchpointRejected) as refused:
+        parse_touchpoint(json.dumps(event_dict(team="Jane Doe, night shift")), now=NOW)
+    assert refused.value.errors[0].loc == "team"
+    schema = json.loads(
+        (Path(__file__).resolve().parents[2] / "schemas/json/touchpoint.schema.json").read_text()
+    )
+    assert {"team", "agent", "site"} <= set(schema["properties"])
