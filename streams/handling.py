@@ -30,7 +30,7 @@ from touchstream.streams.rows import touchpoint_row
 
 log = logging.getLogger("touchstream.worker")
 
-__all__ = ["CLOCK_KEY", "FORGET_KEY", "Handled", "Record", "handle_message", "handle_messages"]
+__all__ = ["Handled", "Record", "handle_message", "handle_messages"]
 
 Record = tuple[str, bytes | None, bytes]  # output name, key, value
 
