@@ -109,10 +109,12 @@ class Engine:
         as such even when it is older than the grace."""
         t = event.occurred_at.timestamp()
         self.members(partition).add(event.customer_id)
-        self._timer_skip.discard(event.customer_id)
-        self._due.pop(event.customer_id, None)
         outcome = Outcome("applied")
         self.advance(partition, t, outcome)
+        # after the checks the event's time passes (they judge the state before it): what the
+        # timer remembers is then always derived from the state it has, as after a restart
+        self._timer_skip.discard(event.customer_id)
+        self._due.pop(event.customer_id, None)
         state = self.states.get(event.customer_id) or CustomerState(event.customer_id)
         if offset is not None and offset <= state.last_offset:
             outcome.status = "duplicate"
@@ -189,7 +191,14 @@ class Engine:
             if silence_ceiling(state, now, self.rules, self.population) < (
                 self.rules.risk.trigger.raise_at
             ):
-                due[customer_id] = now + usual * DAY
+                # silence alone cannot raise: looked at once per usual interval, on a grid
+                # anchored at the last contact, so a restart (which loses `_due`) looks at
+                # the very same boundaries (a restart once wrote a snapshot a day early)
+                step, since = usual * DAY, now - last
+                if since > usual * DAY:
+                    due[customer_id] = last + step * (math.floor(since / step) + 1)
+                    if not _first_or_on_grid(since, self.period, step):
+                        continue
             before = [list(v) for v in state.signal_state.values()]
             result = evaluate(state, now, self.rules, self.population)
             changed = before != [list(v) for v in state.signal_state.values()]
@@ -203,6 +212,13 @@ class Engine:
             if changed:
                 self.states[customer_id] = state
             into.signals.extend(result.signals)
+
+
+def _first_or_on_grid(since: float, period: float, step: float) -> bool:
+    """Whether the check at `since` after the last contact is the first one past the usual
+    interval, or the first one past a later multiple of it."""
+    before = since - period
+    return before <= step or math.floor(since / step) > math.floor(before / step)
 
 
 def late_rejection(event: TouchpointEvent, horizon: float) -> TouchpointRejected:

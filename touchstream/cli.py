@@ -224,7 +224,12 @@ def replay(
     ] = False,
     rules_file: Annotated[Path | None, typer.Option("--rules", help="Rules file to try.")] = None,
     clickhouse: Annotated[
-        bool, typer.Option("--clickhouse", help="Also write everything into ClickHouse.")
+        bool,
+        typer.Option(
+            "--clickhouse",
+            help="Also write everything into ClickHouse, then judge promise calibration over "
+            "the history (promise_overcommitted alerts, as the live worker does).",
+        ),
     ] = False,
 ) -> None:
     """Run the live stream logic over a file, without a broker: backfills and rule tuning.
