@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from itertools import pairwise
 
-from touchstream.schemas import Attribution, Kind, Signal, SignalKind, TouchpointEvent
+from touchstream.schemas import Attribution, Kind, Reason, Signal, SignalKind, TouchpointEvent
 from touchstream.schemas.signal import Snapshot
 from touchstream.streams.bgnbd import BGNBDParams, p_alive
 from touchstream.streams.rules import Rules
@@ -86,8 +86,6 @@ class Metrics:
     involvement_parts: tuple[float, ...]  # reach of feedback, channels, tenure, spend, referrals
     affinity: float
     revenue_at_risk: float
-    worst_account: str  # "metric|channel|team" with the most broken promises, "" if none
-    complaint_account: str  # "channel|team" of the oldest open complaint, "" if none
     bad_reviews: int
 
     # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
@@ -128,8 +126,6 @@ class Metrics:
         involvement_parts: tuple[float, ...] = (),
         affinity: float = 0.5,
         revenue_at_risk: float = 0.0,
-        worst_account: str = "",
-        complaint_account: str = "",
         bad_reviews: int = 0,
     ) -> None:
         self.now = now
@@ -166,8 +162,6 @@ class Metrics:
         self.involvement_parts = involvement_parts
         self.affinity = affinity
         self.revenue_at_risk = revenue_at_risk
-        self.worst_account = worst_account
-        self.complaint_account = complaint_account
         self.bad_reviews = bad_reviews
 
 
@@ -249,13 +243,15 @@ def involvement_score(parts: tuple[float, ...]) -> float:
     return clamp01(1.0 - survival)
 
 
-def affinity_score(state: CustomerState, rating: float | None, trend: float) -> float:
+def affinity_score(
+    state: CustomerState, rating: float | None, trend: float, trend_full: float
+) -> float:
     """Attachment, 0.5 when nothing is known: ratings (0..1) and their trend, promoter
     moments, and public bad reviews, each a heavy blow (word of mouth)."""
     value = 0.5
     if rating is not None:
         value += 0.35 * (2.0 * rating - 1.0)
-    value += 0.15 * max(-1.0, min(1.0, trend / 0.3))
+    value += 0.15 * max(-1.0, min(1.0, trend / trend_full))
     value += 0.1 * min(2, state.promoter_moments) / 2.0
     value -= 0.25 * min(2, state.bad_reviews)
     return clamp01(value)
@@ -346,10 +342,8 @@ def measure(state: CustomerState, now: float, rules: Rules, population: BGNBDPar
         lapse=lapse_strength(silence_z, alive, x, rules),
         involvement=involvement_score(parts),
         involvement_parts=parts,
-        affinity=affinity_score(state, rating, trend),
+        affinity=affinity_score(state, rating, trend, rules.risk.trend_full),
         revenue_at_risk=state.spend * 365.0 / pace,
-        worst_account=worst_miss_key(state) or "",
-        complaint_account=_complaint_account(state),
         bad_reviews=state.bad_reviews,
     )
 
@@ -394,13 +388,8 @@ def risk(m: Metrics, rules: Rules) -> Score:
                 w.broken_promises,
                 (
                     "{} broken promises in a row, {:.0%} of recent promises broken, "
-                    "worst missed by {:.1f}x the promise; most broken: {}",
-                    (
-                        m.consecutive_misses,
-                        m.broken_promise_rate,
-                        m.worst_recent_miss,
-                        _account_text(m.worst_account),
-                    ),
+                    "worst missed by {:.1f}x the promise",
+                    (m.consecutive_misses, m.broken_promise_rate, m.worst_recent_miss),
                 ),
             ),
             (
@@ -409,13 +398,8 @@ def risk(m: Metrics, rules: Rules) -> Score:
                 complaints,
                 w.open_complaints,
                 (
-                    "{} open, oldest {:.1f} days (SLA {:.0f}), raised {}",
-                    (
-                        m.open_complaints,
-                        m.oldest_open_complaint_days,
-                        r.complaint_sla_days,
-                        _account_text("complaint|" + m.complaint_account),
-                    ),
+                    "{} open, oldest {:.1f} days (SLA {:.0f})",
+                    (m.open_complaints, m.oldest_open_complaint_days, r.complaint_sla_days),
                 ),
             ),
             (
@@ -514,16 +498,34 @@ def _account_text(account: str) -> str:
     return f"{where} (team {team})" if team else where
 
 
-def attribution(m: Metrics) -> Attribution | None:
+def attribution(state: CustomerState) -> Attribution | None:
     """The worst metric, channel and team behind a risk: the account with the most broken
     promises, else the oldest open complaint's."""
-    if m.worst_account:
-        metric, channel, team = _split_account(m.worst_account)
+    worst = worst_miss_key(state)
+    if worst:
+        metric, channel, team = _split_account(worst)
         return Attribution(metric=metric, channel=channel, team=team)
-    if m.complaint_account:
-        channel, _, team = m.complaint_account.partition("|")
+    complaint = _complaint_account(state)
+    if complaint:
+        channel, _, team = complaint.partition("|")
         return Attribution(metric="complaint", channel=channel, team=team)
     return None
+
+
+def named_reasons(score: Score, state: CustomerState) -> list[Reason]:
+    """A risk's reasons, the broken promises and the open complaints named by their metric,
+    channel and team: looked up only when a signal is raised, not for every event."""
+    reasons = score.reasons
+    for i, reason in enumerate(reasons):
+        if reason.factor == "broken_promises":
+            where = _account_text(worst_miss_key(state) or "")
+            reasons[i] = reason.model_copy(
+                update={"detail": f"{reason.detail}; most broken: {where}"}
+            )
+        elif reason.factor == "open_complaints":
+            where = _account_text("complaint|" + _complaint_account(state))
+            reasons[i] = reason.model_copy(update={"detail": f"{reason.detail}, raised {where}"})
+    return reasons
 
 
 def silence_ceiling(
@@ -740,11 +742,11 @@ def evaluate(
                 trigger="event" if event is not None else "timer",
                 trigger_event_id=event.event_id if event is not None else None,
                 channel=event.channel.value if event is not None else None,
-                reasons=score.reasons,
+                reasons=named_reasons(score, state) if is_risk else score.reasons,
                 suggested_action=score.suggested_action,
                 metrics=snap.model(),
                 rules_version=rules.version,
-                attribution=attribution(m) if is_risk else None,
+                attribution=attribution(state) if is_risk else None,
                 revenue_at_risk=m.revenue_at_risk,
             )
         )

@@ -147,21 +147,11 @@ def phone_fails_chat_excels(customer: str = "caller") -> History:
     h = History(customer)
     for week in range(6):
         h.add(7 * week, value={"amount": 60.0, "currency": "EUR"}, outcome="success")
-    for week in range(3):
+    for week in range(6):
+        channel, minutes = ("chat", 3) if week < 3 else ("phone", 90)
+        expectations = [response_expectation(30, minutes)]
         h.add(
-            7 * week + 1,
-            "inquiry",
-            "chat",
-            expectations=[response_expectation(30, 3)],
-            team="support-chat",
-        )
-    for week in range(3, 6):
-        h.add(
-            7 * week + 1,
-            "inquiry",
-            "phone",
-            expectations=[response_expectation(30, 90)],
-            team="support-phone",
+            7 * week + 1, "inquiry", channel, expectations=expectations, team=f"support-{channel}"
         )
     return h
 

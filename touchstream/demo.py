@@ -186,17 +186,12 @@ def ops_views(clickhouse: ClickHouse) -> list[str]:
     """The organisation's views (docs/queries.md), as charts: where promises break, which
     promise types are over-committed, complaint handling per team, revenue at risk, and
     whether customers flagged at risk stayed."""
-
-    def rows(sql: str, **params: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
-        columns, found = clickhouse.query(sql, params)
-        return list(columns), list(found)
-
-    columns, breaks = rows(queries.PROMISE_BREAKS, weeks=4)
-    share = columns.index("broken_share")
-    _, alerts = rows(queries.PROMISE_ALERTS)
-    _, resolution = rows(queries.COMPLAINT_RESOLUTION, sla_hours=48)
-    _, revenue = rows(queries.REVENUE_AT_RISK, at_risk=0.5)
-    _, outcomes = rows(queries.SIGNAL_OUTCOMES, days=30)
+    columns, breaks = clickhouse.query(queries.PROMISE_BREAKS, {"weeks": 4})
+    share = list(columns).index("broken_share")
+    _, alerts = clickhouse.query(queries.PROMISE_ALERTS)
+    _, resolution = clickhouse.query(queries.COMPLAINT_RESOLUTION, {"sla_hours": 48})
+    _, revenue = clickhouse.query(queries.REVENUE_AT_RISK, {"at_risk": 0.5})
+    _, outcomes = clickhouse.query(queries.SIGNAL_OUTCOMES, {"days": 30})
     stayed: dict[str, list[tuple[str, float]]] = {}
     for week, severity, _, _, stayed_share in outcomes:
         stayed.setdefault(str(severity), []).append((str(week), float(stayed_share)))
