@@ -42,8 +42,8 @@ test-fast: $(NATIVE) ## unit tests only, no broker
 bench: $(NATIVE) ## the benchmark: pipeline vs a bare aiokafka loop (BENCH_ARGS="--events 200000")
 	$(BIN)/python -m bench.harness $(BENCH_ARGS)
 
-eval: $(NATIVE) ## risk on real customers: CDNOW holdout AUC beside recency and BG/NBD
-	$(BIN)/python -m bench.cdnow
+eval: $(NATIVE) ## the risk on four public data sets split by time, beside baselines
+	$(BIN)/python -m bench.eval $(EVAL_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -146,14 +146,14 @@ def engine_only(records: list[tuple[bytes, bytes]], partitions: int) -> float:
     """Validation + the engine (state, metrics, rules, snapshots) with no broker and no
     ClickHouse: the part of the work that is ours, per event."""
     from touchstream.schemas import parse_touchpoint
-    from touchstream.streams.bgnbd import BGNBDParams
+    from touchstream.streams.churn import RiskModel
     from touchstream.streams.engine import Engine, partition_for
     from touchstream.streams.rules import Rules
     from touchstream.streams.state import CustomerState
     from touchstream.worker import tune_gc
 
     states: dict[str, CustomerState] = {}
-    engine = Engine(Rules(), BGNBDParams(), states, {}, partitions)
+    engine = Engine(Rules(), RiskModel(), states, {}, partitions)
     thresholds = gc.get_threshold()
     tune_gc()  # as the worker runs
     try:

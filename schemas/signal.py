@@ -81,9 +81,12 @@ class MetricsSnapshot(_Wire):
     involvement: Unit = 0.0
     affinity: Unit = 0.5
     revenue_at_risk: float = Field(default=0.0, ge=0)  # spend a year at the customer's pace
-    # scores
+    # scores: the risk is P(no contact within `horizon_days`), from `risk_model`
     risk_score: Unit
     wow_score: Unit
+    expected_loss: float = Field(default=0.0, ge=0)  # risk_score x revenue_at_risk
+    horizon_days: float = Field(default=90.0, gt=0)
+    risk_model: Annotated[str, StringConstraints(max_length=64)] = "default"
 
 
 def trusted_snapshot(**values: Any) -> MetricsSnapshot:
@@ -143,6 +146,9 @@ class Snapshot(NamedTuple):
     revenue_at_risk: float
     risk_score: float
     wow_score: float
+    expected_loss: float
+    horizon_days: float
+    risk_model: str
 
     def json(self) -> bytes:
         data = orjson.dumps(dict(zip(self._fields, self, strict=True)), option=orjson.OPT_UTC_Z)
@@ -194,3 +200,7 @@ class Signal(_Wire):
     rules_version: Annotated[str, StringConstraints(max_length=64)] = "default"
     attribution: Attribution | None = None  # the worst metric, channel and team behind it
     revenue_at_risk: float = Field(default=0.0, ge=0)  # the customer's spend a year
+    # a risk: score x revenue_at_risk; the score is P(no contact within horizon_days)
+    expected_loss: float = Field(default=0.0, ge=0)
+    horizon_days: float = Field(default=90.0, gt=0)
+    risk_model: Annotated[str, StringConstraints(max_length=64)] = "default"

@@ -21,7 +21,7 @@ from mypy_extensions import mypyc_attr
 
 from touchstream.schemas import FieldError, Signal, TouchpointEvent, TouchpointRejected
 from touchstream.schemas.signal import Snapshot
-from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.churn import RiskModel
 from touchstream.streams.evaluate import evaluate, silence_ceiling, usual_gap_days
 from touchstream.streams.rules import Rules
 from touchstream.streams.state import DAY, CustomerState, StateParams, apply_event, dedup_horizon
@@ -57,13 +57,13 @@ class Engine:
     def __init__(
         self,
         rules: Rules,
-        population: BGNBDParams,
+        model: RiskModel,
         states: MutableMapping[str, CustomerState],
         watermarks: MutableMapping[str, float],
         partitions: int,
     ) -> None:
         self.rules = rules
-        self.population = population
+        self.model = model
         self.states = states
         self.watermarks = watermarks
         self.partitions = partitions
@@ -131,7 +131,7 @@ class Engine:
         if applied.status == "duplicate":
             return outcome
         outcome.assessment = applied.assessment
-        result = evaluate(state, t, self.rules, self.population, event, applied)
+        result = evaluate(state, t, self.rules, self.model, event, applied)
         if (
             not state.open_complaints
             and applied.assessment is not None
@@ -188,7 +188,7 @@ class Engine:
                 if wake > now:
                     due[customer_id] = wake
                     continue
-            if silence_ceiling(state, now, self.rules, self.population) < (
+            if silence_ceiling(state, now, self.rules, self.model) < (
                 self.rules.risk.trigger.raise_at
             ):
                 # silence alone cannot raise: looked at once per usual interval, on a grid
@@ -200,7 +200,7 @@ class Engine:
                     if not _first_or_on_grid(since, self.period, step):
                         continue
             before = [list(v) for v in state.signal_state.values()]
-            result = evaluate(state, now, self.rules, self.population)
+            result = evaluate(state, now, self.rules, self.model)
             changed = before != [list(v) for v in state.signal_state.values()]
             if result.signals or abs(result.risk.value - state.last_snapshot_risk) >= (
                 SNAPSHOT_RISK_STEP

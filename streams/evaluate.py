@@ -9,7 +9,8 @@ from itertools import pairwise
 
 from touchstream.schemas import Attribution, Kind, Reason, Signal, SignalKind, TouchpointEvent
 from touchstream.schemas.signal import Snapshot
-from touchstream.streams.bgnbd import BGNBDParams, p_alive
+from touchstream.streams.bgnbd import p_alive
+from touchstream.streams.churn import RiskModel
 from touchstream.streams.rules import Rules
 from touchstream.streams.scoring import (
     Score,
@@ -22,6 +23,7 @@ from touchstream.streams.scoring import (
     wow_severity,
 )
 from touchstream.streams.state import (
+    CHANNELS,
     DAY,
     Applied,
     CustomerState,
@@ -87,6 +89,9 @@ class Metrics:
     affinity: float
     revenue_at_risk: float
     bad_reviews: int
+    p_leave: float  # P(no contact within the horizon), from the rhythm (`streams.churn`)
+    horizon_days: float
+    model_version: str
 
     # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
     def __init__(
@@ -127,6 +132,9 @@ class Metrics:
         affinity: float = 0.5,
         revenue_at_risk: float = 0.0,
         bad_reviews: int = 0,
+        p_leave: float = 0.0,
+        horizon_days: float = 90.0,
+        model_version: str = "default",
     ) -> None:
         self.now = now
         self.expectation_gap = expectation_gap
@@ -163,6 +171,9 @@ class Metrics:
         self.affinity = affinity
         self.revenue_at_risk = revenue_at_risk
         self.bad_reviews = bad_reviews
+        self.p_leave = p_leave
+        self.horizon_days = horizon_days
+        self.model_version = model_version
 
 
 PRIOR_GAPS = 2.0  # pseudo-observations of the population's usual gap between contacts
@@ -264,7 +275,7 @@ def _complaint_account(state: CustomerState) -> str:
     return state.complaint_where.get(oldest, "")
 
 
-def measure(state: CustomerState, now: float, rules: Rules, population: BGNBDParams) -> Metrics:
+def measure(state: CustomerState, now: float, rules: Rules, model: RiskModel) -> Metrics:
     h = rules.half_life_days * DAY
     decay = decay_to(state, now, h)
     judged = state.w_judged
@@ -291,7 +302,8 @@ def measure(state: CustomerState, now: float, rules: Rules, population: BGNBDPar
     age = max(t_x, now / DAY - state.first_active_day) if state.active_days else 0.0
     mean_ia = t_x / x if x > 0 else None
     since_last = max(0.0, now - (state.last_active or state.last_seen)) / DAY
-    alive = p_alive(x, t_x, age, population) if state.active_days else 1.0
+    alive = p_alive(x, t_x, age, model.population) if state.active_days else 1.0
+    leave = model.p_no_contact(x, t_x, age, rules.risk.horizon_days) if state.active_days else 0.0
 
     rating = state.s_rating / state.w_rating if state.w_rating > 0 else None
     fast = state.s_rating_fast / state.w_rating_fast if state.w_rating_fast > 0 else None
@@ -345,12 +357,16 @@ def measure(state: CustomerState, now: float, rules: Rules, population: BGNBDPar
         affinity=affinity_score(state, rating, trend, rules.risk.trend_full),
         revenue_at_risk=state.spend * 365.0 / pace,
         bad_reviews=state.bad_reviews,
+        p_leave=leave,
+        horizon_days=rules.risk.horizon_days,
+        model_version=model.version,
     )
 
 
-def risk(m: Metrics, rules: Rules) -> Score:
-    """About to defect: a noisy-OR of the factors (`scoring.combined`); each weight is the
-    most that factor reaches alone."""
+def service_risk(m: Metrics, rules: Rules) -> Score:
+    """What purchase models cannot see: broken promises, complaints, failures, ratings. A
+    noisy-OR (`scoring.combined`), each weight the most that factor reaches alone, lessened
+    by involvement and affinity (`protected`)."""
     r, w = rules.risk, rules.risk.weights
     consecutive = min(1.0, m.consecutive_misses / r.consecutive_full) ** 2
     # a high share of broken promises counts, the more the bigger the misses, but less than
@@ -370,17 +386,6 @@ def risk(m: Metrics, rules: Rules) -> Score:
     raw = combined(
         SignalKind.about_to_defect,
         [
-            (
-                "lapse",
-                m.overdue_ratio,
-                m.lapse,
-                w.lapse,
-                (
-                    "silent {:.1f}x their usual gap between contacts, {:.1f} spreads past "
-                    "their rhythm, P(alive) {:.2f}, {} repeat visits, spend {:.0f}",
-                    (m.overdue_ratio, m.silence_z, m.p_alive, m.repeat_days, m.spend),
-                ),
-            ),
             (
                 "broken_promises",
                 m.broken_promise_rate,
@@ -434,6 +439,54 @@ def risk(m: Metrics, rules: Rules) -> Score:
         None,
     )
     return protected(raw, m, rules)
+
+
+def risk(m: Metrics, rules: Rules, model: RiskModel) -> Score:
+    """About to defect: P(leave) = 1 - (1 - p_leave) * (1 - service), the customer leaves
+    on their own rhythm (`Metrics.p_leave`, learned from the business's history) or is
+    driven away by the service. Contributions add up to it: `lapse` is p_leave, the service
+    factors share (1 - p_leave) * service by their shares of it."""
+    service = service_risk(m, rules)
+    keep = 1.0 - m.p_leave
+    factors = [(name, value, keep * part, detail) for name, value, part, detail in service.factors]
+    if m.p_leave > 0.0:
+        factors.append(
+            (
+                "lapse",
+                m.p_leave,
+                m.p_leave,
+                (
+                    "P(no contact within {:.0f} days) {:.2f} from their rhythm: {} repeat "
+                    "visits, silent {:.1f}x their usual gap, P(alive) {:.2f}; {}",
+                    (
+                        rules.risk.horizon_days,
+                        m.p_leave,
+                        m.repeat_days,
+                        m.overdue_ratio,
+                        m.p_alive,
+                        model.describe(),
+                    ),
+                ),
+            )
+        )
+    factors.sort(key=lambda f: -f[2])
+    value = clamp01(m.p_leave + keep * service.value)
+    return Score(SignalKind.about_to_defect, value, tuple(factors), None, service.value)
+
+
+def raisable(m: Metrics, score: Score, rules: Rules, model: RiskModel) -> float:
+    """The risk a signal is raised on. Before the customer has missed their usual visit only
+    the service can raise it (P(leave) is high right after a first purchase in a business
+    where most buy once: true, but no one to call yet). And a customer whose expected loss
+    (P x yearly value) is under `min_loss_share` of the business's typical yearly value is
+    not raised by their rhythm alone."""
+    r = rules.risk
+    if m.overdue_ratio < 1.0:
+        return score.service
+    floor = r.min_loss_share * model.typical_value
+    if floor > 0.0 and score.value * m.revenue_at_risk < floor:
+        return score.service
+    return score.value
 
 
 def protected(raw: Score, m: Metrics, rules: Rules) -> Score:
@@ -528,26 +581,22 @@ def named_reasons(score: Score, state: CustomerState) -> list[Reason]:
     return reasons
 
 
-def silence_ceiling(
-    state: CustomerState, now: float, rules: Rules, population: BGNBDParams
-) -> float:
-    """The highest risk this customer can reach by silence alone, from `now` on.
+def silence_ceiling(state: CustomerState, now: float, rules: Rules, model: RiskModel) -> float:
+    """The highest risk this customer can be raised at by silence alone, from `now` on.
 
     With no new event only silence and complaint age grow; every other factor is a ratio of
-    anchored sums (constant) or shrinks (channel spread). So if even full silence and an
-    overdue complaint stay below the threshold, the timer can skip the customer until their
-    next event, and the outcome is exactly the same as checking them every day.
+    anchored sums (constant) or shrinks (channel spread). Silence can take P(leave) to 1, so
+    only a customer whose expected loss stays under the floor even then, and whose service
+    risk with an overdue complaint stays below the threshold, can be skipped by the timer
+    until their next event; the outcome is exactly that of checking them every day.
     """
-    m = measure(state, now, rules, population)
-    worst = replace(
-        m,
-        overdue_ratio=max(m.overdue_ratio, 1e9),
-        silence_z=1e9,
-        p_alive=0.0,
-        oldest_open_complaint_days=1e9,
-        lapse=lapse_strength(1e9, 0.0, m.repeat_days, rules),
-    )
-    return risk(worst, rules).value
+    m = measure(state, now, rules, model)
+    worst = replace(m, overdue_ratio=max(m.overdue_ratio, 1e9), oldest_open_complaint_days=1e9)
+    service = service_risk(worst, rules).value
+    floor = rules.risk.min_loss_share * model.typical_value
+    if floor > 0.0 and m.revenue_at_risk < floor:
+        return service
+    return 1.0
 
 
 RECOVERY = "service-recovery gesture: personal thank-you call and a goodwill credit"
@@ -668,6 +717,9 @@ def snapshot(state: CustomerState, m: Metrics, risk_score: float, wow_score: flo
         revenue_at_risk=m.revenue_at_risk,
         risk_score=risk_score,
         wow_score=wow_score,
+        expected_loss=m.revenue_at_risk * risk_score,
+        horizon_days=m.horizon_days,
+        risk_model=m.model_version,
     )
 
 
@@ -692,7 +744,7 @@ def evaluate(
     state: CustomerState,
     now: float,
     rules: Rules,
-    population: BGNBDParams,
+    model: RiskModel,
     event: TouchpointEvent | None = None,
     applied: Applied | None = None,
 ) -> Evaluation:
@@ -703,16 +755,19 @@ def evaluate(
     per customer per `budget_days` (recovery excepted). Without an event this is the silence
     check of the event-time timer, which looks for risk only.
     """
-    m = measure(state, now, rules, population)
-    risk_score = risk(m, rules)
+    m = measure(state, now, rules, model)
+    risk_score = risk(m, rules, model)
     moment = _moment(event, applied, rules, m) if event is not None and applied else NO_MOMENT
-    wow_score = wow(m, risk_score.value, moment, rules, state.pre_incident)
+    # the service's part, not P(leave): in a business where most buy once, everyone's
+    # P(leave) is high, and a steady customer's next moment must still get its wow
+    wow_score = wow(m, risk_score.service, moment, rules, state.pre_incident)
     snap: Snapshot | None = None
     signals = []
     raised: list[Score] = []
     book = state.signal_state
     active, last_raised = book.get(SignalKind.about_to_defect.value, [False, None])
-    decision = decide(active, last_raised, risk_score.value, now, rules.risk.trigger)
+    trigger_value = raisable(m, risk_score, rules, model)
+    decision = decide(active, last_raised, trigger_value, now, rules.risk.trigger)
     if decision == "clear":
         book[SignalKind.about_to_defect.value] = [False, last_raised]
     elif decision == "raise":
@@ -729,13 +784,14 @@ def evaluate(
     for score in raised:
         snap = snap or snapshot(state, m, risk_score.value, wow_score.value)
         is_risk = score.kind is SignalKind.about_to_defect
+        version = f"{rules.version}|{model.version}" if is_risk else rules.version
         signals.append(
             Signal(
-                signal_id=signal_id(state.customer_id, score.kind, now, rules.version),
+                signal_id=signal_id(state.customer_id, score.kind, now, version),
                 kind=score.kind,
                 customer_id=state.customer_id,
                 score=score.value,
-                severity=severity(score.value + at_stake(m, rules))
+                severity=severity(score.value + at_stake(m, rules, model))
                 if is_risk
                 else wow_severity(score.value),
                 raised_at=_dt(now),
@@ -743,23 +799,58 @@ def evaluate(
                 trigger_event_id=event.event_id if event is not None else None,
                 channel=event.channel.value if event is not None else None,
                 reasons=named_reasons(score, state) if is_risk else score.reasons,
-                suggested_action=score.suggested_action,
+                suggested_action=risk_action(score, state, event, rules)
+                if is_risk
+                else score.suggested_action,
                 metrics=snap.model(),
                 rules_version=rules.version,
                 attribution=attribution(state) if is_risk else None,
                 revenue_at_risk=m.revenue_at_risk,
+                expected_loss=m.revenue_at_risk * score.value if is_risk else 0.0,
+                horizon_days=rules.risk.horizon_days,
+                risk_model=model.version,
             )
         )
     return Evaluation(m, risk_score, wow_score, tuple(signals))
 
 
-def at_stake(m: Metrics, rules: Rules) -> float:
+def usual_channel(state: CustomerState) -> str:
+    """The channel of most of the customer's recent judged touchpoints ("" if none)."""
+    if not state.channel_quality:
+        return ""
+    index = max(state.channel_quality, key=lambda c: (state.channel_quality[c][0], -c))
+    return CHANNELS[index]
+
+
+def risk_action(
+    score: Score, state: CustomerState, event: TouchpointEvent | None, rules: Rules
+) -> str:
+    """What to do follows from what drives the risk most (`risk.actions` of the rules):
+    the owning team fixes a broken promise, a lapse gets a personal check-in on the
+    customer's usual channel, an open complaint is escalated past its SLA."""
+    actions = rules.risk.actions
+    driver = score.factors[0][0] if score.factors else "lapse"
+    where = attribution(state)
+    text = actions.get(driver) or actions.get("lapse", "")
+    return text.format(
+        team=(where.team if where and where.team else "the owning team"),
+        channel=usual_channel(state) or (event.channel.value if event else "their usual channel"),
+        metric=(where.metric if where and where.metric else "the promise"),
+    )
+
+
+def at_stake(m: Metrics, rules: Rules, model: RiskModel) -> float:
     """What a defect would cost, added to the risk for its severity (up to 0.2): an
-    established rhythm (10 repeat visits) and a valuable customer (spend of
-    `wow.high_value_amount`) each raise it. A risk is raised when it crosses the threshold,
+    established rhythm (10 repeat visits), and the yearly value against the business's
+    typical customer's (twice the typical value counts fully; `wow.high_value_amount` until
+    a model has learned what is typical). A risk is raised when it crosses the threshold,
     so its score alone would make every timer-raised signal 'low'."""
     tenure = 0.1 * min(1.0, m.repeat_days / 10.0)
-    value = 0.1 * min(1.0, m.spend / rules.wow.high_value_amount)
+    typical = model.typical_value
+    if typical > 0.0:
+        value = 0.1 * min(1.0, m.revenue_at_risk / (2.0 * typical))
+    else:
+        value = 0.1 * min(1.0, m.spend / rules.wow.high_value_amount)
     return tenure + value
 
 

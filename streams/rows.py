@@ -168,6 +168,9 @@ SIGNAL_COLUMNS = (
     "worst_channel",
     "worst_team",
     "revenue_at_risk",
+    "expected_loss",
+    "horizon_days",
+    "risk_model",
 )
 
 
@@ -198,6 +201,9 @@ def signal_columns(signals: Iterable[Signal]) -> Columns:
             s.attribution.channel if s.attribution else "",
             s.attribution.team if s.attribution else "",
             s.revenue_at_risk,
+            s.expected_loss,
+            s.horizon_days,
+            s.risk_model,
         )
         for s in signals
     ]

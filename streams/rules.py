@@ -51,10 +51,11 @@ def _weights_sum_to_one(weights: BaseModel) -> None:
 
 
 class RiskWeights(_Config):
-    """The most each factor can add to the risk *alone* (a noisy-OR, `scoring.combined`):
-    above the raise threshold (0.5) for what a customer-success manager acts on by itself."""
+    """The most each service factor can add to the risk *alone* (a noisy-OR,
+    `scoring.combined`): above the raise threshold (0.5) for what a customer-success manager
+    acts on by itself. The lapse is no weight: it is the probability learned from the
+    business's history (`streams.churn`)."""
 
-    lapse: float = Field(0.8, ge=0, le=1)
     broken_promises: float = Field(0.7, ge=0, le=1)
     open_complaints: float = Field(0.65, ge=0, le=1)
     silent_failures: float = Field(0.35, ge=0, le=1)
@@ -74,14 +75,56 @@ class WowWeights(_Config):
         return self
 
 
+DEFAULT_RISK_ACTIONS = {
+    "lapse": "personal check-in on {channel}: ask how they are doing, no sales pitch",
+    "broken_promises": "{team} fixes the broken {metric} promise and apologises in person",
+    "open_complaints": "escalate the open complaint past its SLA to {team}",
+    "silent_failures": "reach out about the failures they did not complain about",
+    "detractor": "call back about their low rating and what went wrong",
+    "inconsistency": "review their recent experience across channels with {team}",
+    "falling_trend": "ask what changed: their ratings are falling",
+}
+
+
 class RiskRules(_Config):
+    """The risk is a probability: that the customer has no contact (a customer-initiated
+    touchpoint: a purchase, a visit, a call...) within `horizon_days`; for a feed of
+    purchases only, no purchase. A signal is raised on it at `trigger.raise_at`."""
+
+    horizon_days: float = Field(
+        90.0, gt=0, le=3650, description="the risk is P(no contact within this many days)"
+    )
+    min_loss_share: float = Field(
+        0.25,
+        ge=0,
+        description="a lapse alone raises a risk only when its expected loss (P x yearly "
+        "value) is at least this share of the business's typical customer's yearly value",
+    )
+    actions: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_RISK_ACTIONS),
+        description="suggested action by the factor driving the risk most; {team}, "
+        "{channel} and {metric} are filled in",
+    )
     weights: RiskWeights = RiskWeights()
     trigger: Trigger = Trigger(raise_at=0.5, clear_below=0.35, cooldown_days=14)
+
+    @model_validator(mode="after")
+    def _actions_format(self) -> RiskRules:
+        for factor, text in self.actions.items():
+            try:
+                text.format(team="", channel="", metric="")
+            except (KeyError, IndexError, ValueError) as error:
+                raise ValueError(
+                    f"risk.actions.{factor}: only {{team}}, {{channel}} and {{metric}} can be "
+                    f"filled in ({error!r})"
+                ) from None
+        return self
+
     lapse_from: float = Field(
         3.0,
         ge=0,
         description="silence, in the customer's own gap spreads past their usual gap, "
-        "where a lapse starts to count",
+        "where the displayed lapse (and wow's gate) starts to count",
     )
     lapse_full: float = Field(8.0, gt=0, description="...and where it counts fully")
     consecutive_full: int = Field(
@@ -173,7 +216,7 @@ class CalibrationRules(_Config):
 class Rules(_Config):
     """The whole rules file. `version` goes into every signal and its id."""
 
-    version: str = "default-3"
+    version: str = "default-4"
     half_life_days: float = Field(30.0, gt=0)
     wow_margin: float = Field(1.0, ge=0, description="gap (tolerance units) that counts as wow")
     grace_seconds: float = Field(24 * 3600.0, ge=0)

@@ -46,6 +46,7 @@ class Score:
     value: float
     factors: tuple[Factor, ...]  # contributing factors, largest first
     suggested_action: str | None
+    service: float  # a risk's part driven by the service (`evaluate.service_risk`)
 
     # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
     def __init__(
@@ -54,9 +55,11 @@ class Score:
         value: float,
         factors: tuple[Factor, ...],
         suggested_action: str | None = None,
+        service: float = 0.0,
     ) -> None:
         self.kind, self.value, self.factors = kind, value, factors
         self.suggested_action = suggested_action
+        self.service = service
 
     @property
     def reasons(self) -> list[Reason]:

@@ -47,21 +47,18 @@ def test_replay_backfill_twice_changes_nothing_and_fit_reads_it(tmp_path: Path) 
     dead = (tmp_path / "out" / "dead_letters.jsonl").read_bytes().splitlines()
     assert orjson.loads(dead[0])["line"] == len(events) + 1
 
-    fitted = runner.invoke(
+    learned = runner.invoke(
         app,
-        [
-            "fit",
-            "--clickhouse",
-            "--as-of",
-            "2026-05-01T00:00:00Z",
-            "--output",
-            str(tmp_path / "bgnbd.json"),
-        ],
+        ["learn", "--as-of", "2026-05-01T00:00:00Z", "--output", str(tmp_path / "model.json")],
         env=env,
     )
-    assert fitted.exit_code == 0, fitted.output
-    params = orjson.loads((tmp_path / "bgnbd.json").read_bytes())
-    assert params["customers"] == 60 and params["log_likelihood"] < 0
+    assert learned.exit_code == 0, learned.output
+    model = orjson.loads((tmp_path / "model.json").read_bytes())
+    # 60 customers: too few to learn a business's rhythm from, and it says so
+    assert (
+        model["never"] == [] and "too little history: 60 customers" in model["quality"]["fallback"]
+    )
+    assert "the default model stays" in learned.output
 
 
 def test_history_from_1997_is_kept_as_given(tmp_path: Path) -> None:

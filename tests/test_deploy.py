@@ -19,7 +19,7 @@ from touchstream.replay import replay, write_to_clickhouse
 from touchstream.settings import Settings
 from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
-from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.churn import RiskModel
 from touchstream.streams.rules import Rules
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -150,7 +150,7 @@ def clickhouse_with_history(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     ordered = sorted(planted + overcommitted, key=lambda e: e["occurred_at"])
     events = [orjson.dumps(e) for e in ordered]
     records = [InputRecord(i, raw) for i, raw in enumerate([*events, b"{broken"], 1)]
-    result = replay(records, rules=Rules(), population=BGNBDParams(), partitions=4, source="t")
+    result = replay(records, rules=Rules(), model=RiskModel(), partitions=4, source="t")
     clickhouse = ClickHouse(f"chdb://{tmp_path_factory.mktemp('deploy') / 'chdb'}")
     write_to_clickhouse(result, clickhouse, Rules().wow_margin)
     assert judge(clickhouse, Rules(), lookback_windows=None)

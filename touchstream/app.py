@@ -15,7 +15,9 @@ event_id and offset, signal ids are deterministic, sinks write idempotently.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -25,6 +27,7 @@ import orjson
 
 from touchstream.alerting import attach_webhooks
 from touchstream.ingest import attach_ingest
+from touchstream.learner import history_from_clickhouse, load_model, store_model
 from touchstream.query_endpoint import attach_query_endpoint
 from touchstream.rebuild import StateRebuild
 from touchstream.schemas.control import CLOCK_KEY
@@ -32,8 +35,9 @@ from touchstream.settings import Settings
 from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.sinks.writer import store_batch, store_dead_letters
-from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine
+from touchstream.streams.learning import learn
 from touchstream.streams.rules import Rules
 from touchstream.streams.runtime.batches import CommittedBatches
 from touchstream.streams.runtime.faust_api import set_fetch_max_wait
@@ -41,6 +45,7 @@ from touchstream.streams.runtime.pipeline import Pipeline
 from touchstream.streams.runtime.produce import BatchProducer
 from touchstream.streams.runtime.tables import StagedTable, decode_state, encode_state
 from touchstream.streams.runtime.telemetry import Progress, Telemetry
+from touchstream.streams.state import DAY
 from touchstream.telemetry import Health, attach_metrics_endpoint
 
 log = logging.getLogger("touchstream.worker")
@@ -50,7 +55,7 @@ def build_app(
     settings: Settings,
     bootstrap: str,
     rules: Rules,
-    population: BGNBDParams,
+    model: RiskModel,
     clickhouse: ClickHouse,
 ) -> faust.App:
     datadir = settings.data_dir / "faust"
@@ -105,7 +110,7 @@ def build_app(
     states = StagedTable(customers, encode_state, decode_state)
     # event times as their shortest round-trip text (what repr() writes), by C functions
     watermarks = StagedTable(clocks, orjson.dumps, float)
-    engine = Engine(rules, population, states, watermarks, settings.partitions)
+    engine = Engine(rules, model, states, watermarks, settings.partitions)
     outputs = {"dead_letters": dead_letters, "metrics": metrics, "signals": signals}
 
     spill_dir = settings.data_dir / "sink-rejected"
@@ -164,6 +169,34 @@ def build_app(
                 await promise_alerts.send(
                     key=alert.alert_id.encode(), value=alert.model_dump_json().encode()
                 )
+
+    if settings.learn_every_seconds > 0:
+
+        @app.timer(interval=settings.learn_every_seconds, on_leader=True)
+        async def relearn() -> None:
+            """The leader relearns the risk model from the stored history: the read on the
+            ClickHouse thread, the fit on another, so the writes never wait for it."""
+            until = datetime.now(UTC)
+            days, values = await clickhouse.run(
+                history_from_clickhouse,
+                clickhouse,
+                until,
+                rules.loyalty.pace_min_days,
+                settings.learn_max_customers,
+            )
+            model = await asyncio.to_thread(
+                learn, days, math.floor(until.timestamp() / DAY), values
+            )
+            if model.learned:
+                await clickhouse.run(store_model, clickhouse, model)
+
+        @app.timer(interval=max(60.0, settings.learn_every_seconds / 24))
+        async def refresh_model() -> None:
+            """Every worker takes the newest learned model, between two batches."""
+            latest = await clickhouse.run(load_model, clickhouse)
+            if latest.learned and latest.version != engine.model.version:
+                log.info("risk model now %s (was %s)", latest.describe(), engine.model.version)
+                engine.model = latest
 
     @app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
     async def _rebalanced(app: faust.App, assigned: Any, **kwargs: Any) -> None:

@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import logging.config
+import math
 import signal
 import sys
 import threading
@@ -220,8 +221,22 @@ def replay(
         list[str] | None, typer.Option("--map", help="CSV column=field.path.")
     ] = None,
     sort_by_time: Annotated[
-        bool, typer.Option(help="Sort by occurred_at first (for files not in event-time order).")
-    ] = False,
+        bool,
+        typer.Option(
+            help="Order the events by occurred_at first (in memory, up to 5,000,000 events): "
+            "files grouped by customer would skip the silence checks otherwise."
+        ),
+    ] = True,
+    model_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            exists=True,
+            dir_okay=False,
+            help="A risk model from `touchstream learn --output` (default: learned from the "
+            "file before --as-of, else the default model).",
+        ),
+    ] = None,
     rules_file: Annotated[Path | None, typer.Option("--rules", help="Rules file to try.")] = None,
     clickhouse: Annotated[
         bool,
@@ -239,28 +254,42 @@ def replay(
     events in the same order.
     """
     from touchstream.inputs import parse_mapping, read_records
+    from touchstream.learner import parse_model
+    from touchstream.replay import ReplayRefused
     from touchstream.replay import replay as run_replay
+    from touchstream.streams.churn import RiskModel
     from touchstream.streams.rules import Rules
-    from touchstream.worker import load_population
 
     settings = _settings()
     rules = Rules.load(rules_file or settings.rules_file)
+    model = parse_model(model_file.read_text(), str(model_file)) if model_file else RiskModel()
     total = _count_lines(file)
     with _progress() as progress:
         task = progress.add_task(f"replaying {file.name}", total=total)
-        result = run_replay(
-            read_records(file, fmt, parse_mapping(mapping or [])),
-            rules=rules,
-            population=load_population(settings),
-            partitions=settings.partitions_assumed or settings.partitions,
-            source=str(file),
-            as_of=_parse_time(as_of) if as_of else None,
-            sort_by_time=sort_by_time,
-            max_bytes=settings.max_payload_bytes,
-            earliest=settings.earliest_occurred_at,
-            progress=lambda n: progress.update(task, completed=n),
-        )
+        try:
+            result = run_replay(
+                read_records(file, fmt, parse_mapping(mapping or [])),
+                rules=rules,
+                model=model,
+                partitions=settings.partitions_assumed or settings.partitions,
+                source=str(file),
+                as_of=_parse_time(as_of) if as_of else None,
+                sort_by_time=sort_by_time,
+                learn_before_as_of=model_file is None,
+                max_bytes=settings.max_payload_bytes,
+                earliest=settings.earliest_occurred_at,
+                progress=lambda n: progress.update(task, completed=n),
+            )
+        except ReplayRefused as refused:
+            raise typer.BadParameter(str(refused), param_hint="--sort-by-time") from None
         progress.update(task, completed=total)
+    if result.out_of_order and not sort_by_time:
+        console.print(
+            f"[yellow]warning: {result.out_of_order:,} events came more than a day after a "
+            "later one in the file, and --no-sort-by-time kept that order: silence checks "
+            "were skipped for the customers before them[/]"
+        )
+    console.print(f"risk model: {result.model.describe()}")
     out.mkdir(parents=True, exist_ok=True)
     for name, models in (
         ("signals", result.signals),
@@ -326,86 +355,86 @@ def _warn_outside_ttl(touchpoints: list[Any], ttl_days: int) -> None:
 
 
 @app.command()
-def fit(
+def learn(
     events: Annotated[
-        Path | None, typer.Option(help="Fit from a JSONL/CSV file of touchpoints.")
+        Path | None,
+        typer.Option(help="Learn from a JSONL/CSV file of touchpoints instead of ClickHouse."),
     ] = None,
-    csv_file: Annotated[
-        Path | None, typer.Option("--csv", help="Fit from a CSV with columns x,t_x,T (days).")
-    ] = None,
-    from_clickhouse: Annotated[
-        bool, typer.Option("--clickhouse", help="Fit from the touchpoints table.")
-    ] = False,
     as_of: Annotated[
-        str | None, typer.Option(help="End of observation (default: last event).")
+        str | None,
+        typer.Option(help="Learn only from the history before this instant (default: now)."),
     ] = None,
-    output: Annotated[Path | None, typer.Option(help="Where to write the parameters.")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Also write the model as JSON here (for replay --model).")
+    ] = None,
 ) -> None:
-    """Fit the BG/NBD population parameters (r, alpha, a, b) by maximum likelihood.
+    """Learn the risk model from the business's own history and store it.
 
-    The worker and `replay` load them from DATA_DIR/bgnbd.json (or --output).
+    The risk is the probability of no contact within the rules' horizon (risk.horizon_days).
+    What it learns from: every customer's contact days before --as-of (the touchpoints table,
+    or --events), looked at weekly in the past, and when each came back; nobody's labels.
+    The model goes into ClickHouse (risk_models, with its quality and version), where every
+    worker picks it up; with too little history the default model stays, and says why.
     """
-    import csv as csv_module
-
-    from touchstream.inputs import read_records
-    from touchstream.replay import replay as run_replay
-    from touchstream.streams.bgnbd import fit as fit_bgnbd
+    from touchstream.learner import history_from_clickhouse, history_from_events, store_model
+    from touchstream.streams.learning import learn as learn_model
     from touchstream.streams.rules import Rules
-    from touchstream.worker import load_population
+    from touchstream.streams.state import DAY
 
     settings = _settings()
-    weights: list[float] | None = None
-    if sum((events is not None, csv_file is not None, from_clickhouse)) != 1:
-        raise typer.BadParameter("give exactly one of --events, --csv or --clickhouse")
-    if from_clickhouse:
-        from touchstream.sinks.queries import RFM
+    rules = Rules.load(settings.rules_file)
+    until = _parse_time(as_of) if as_of else datetime.now(UTC)
+    clickhouse = None
+    with console.status("reading the history..."):
+        if events is not None:
+            from touchstream.inputs import read_records
+            from touchstream.replay import validate_record
+            from touchstream.schemas import TouchpointRejected
 
-        end = _parse_time(as_of) if as_of else datetime.now(UTC)
-        grouped = _query_or_exit(settings, RFM, {"as_of": end.replace(tzinfo=None)})
-        if grouped["truncated"]:
-            console.print("[yellow]more (x, t_x, T) groups than query_max_rows: raise it[/]")
-        x = [float(r[0]) for r in grouped["rows"]]
-        t_x = [float(r[1]) for r in grouped["rows"]]
-        T = [float(r[2]) for r in grouped["rows"]]
-        weights = [float(r[3]) for r in grouped["rows"]]
-    elif csv_file is not None:
-        with csv_file.open(newline="") as handle:
-            rows = list(csv_module.DictReader(handle))
-        x = [float(r["x"]) for r in rows]
-        t_x = [float(r["t_x"]) for r in rows]
-        T = [float(r["T"]) for r in rows]
-    else:
-        assert events is not None
-        result = run_replay(
-            read_records(events),
-            rules=Rules(),
-            population=load_population(settings),
-            partitions=settings.partitions,
-            source=str(events),
-        )
-        end = (
-            _parse_time(as_of).timestamp()
-            if as_of
-            else max(s.last_seen for s in result.states.values())
-        )
-        from touchstream.streams.bgnbd import rfm
+            parsed = []
+            for record in read_records(events):
+                try:
+                    parsed.append(validate_record(record, settings.max_payload_bytes, None))
+                except TouchpointRejected:
+                    continue  # a bad line teaches nothing; `replay` reports them
+            days, values = history_from_events(
+                parsed, until.timestamp(), rules.loyalty.pace_min_days
+            )
+        else:
+            from touchstream.sinks.clickhouse import ClickHouse
 
-        x, t_x, T = rfm(result.states.values(), end)
-    params = fit_bgnbd(x, t_x, T, weights)
-    path = output or settings.population_path
-    params.save(path)
-    table = Table(title=f"BG/NBD fit over {params.customers:,} customers")
-    for column in ("r", "alpha (days)", "a", "b", "log-likelihood"):
-        table.add_column(column, justify="right")
-    table.add_row(
-        f"{params.r:.4f}",
-        f"{params.alpha:.4f}",
-        f"{params.a:.4f}",
-        f"{params.b:.4f}",
-        f"{params.log_likelihood:,.2f}",
-    )
+            clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
+            days, values = history_from_clickhouse(
+                clickhouse, until, rules.loyalty.pace_min_days, settings.learn_max_customers
+            )
+    with console.status(f"learning from {len(days):,} customers..."):
+        model = learn_model(
+            days, math.floor(until.timestamp() / DAY), values, settings.learn_max_customers
+        )
+    if clickhouse is not None:
+        try:
+            if model.learned:
+                store_model(clickhouse, model)
+        finally:
+            clickhouse.close()
+    if output is not None:
+        output.write_text(model.to_json() + "\n")
+    table = Table(title=f"risk model: {model.describe()}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("horizon (rules risk.horizon_days)", f"{rules.risk.horizon_days:g} days")
+    for name, value in model.quality.items():
+        table.add_row(name, f"{value:,.4g}" if isinstance(value, float) else str(value))
+    p = model.population
+    table.add_row("BG/NBD r, alpha, a, b", f"{p.r:.3f}, {p.alpha:.2f}, {p.a:.3f}, {p.b:.3f}")
+    table.add_row("typical yearly value", f"{model.typical_value:,.2f}")
     Console().print(table)
-    console.print(f"wrote {path}")
+    if not model.learned:
+        console.print("[yellow]the default model stays: signals say so in their reasons[/]")
+    elif clickhouse is not None:
+        console.print(f"stored as {model.version} in risk_models; workers take it within the hour")
+    if output is not None:
+        console.print(f"wrote {output}")
 
 
 class Output(StrEnum):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import Counter
@@ -17,13 +18,17 @@ from touchstream.broker import EmbeddedBroker
 from touchstream.generator import Customer, generate
 from touchstream.kafka import committed, ensure_topics, read_topic
 from touchstream.launcher import Worker
+from touchstream.learner import history_from_events, store_model
 from touchstream.publisher import TouchpointPublisher
 from touchstream.report import bar_chart, line_chart, table, write_report
+from touchstream.schemas import validate_touchpoint
 from touchstream.settings import Settings
 from touchstream.sinks import queries
 from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.streams.learning import learn
 from touchstream.streams.rules import Rules
+from touchstream.streams.state import DAY
 from touchstream.worker import output_topics
 
 
@@ -79,6 +84,7 @@ def run_demo(
         f"generated {len(events):,} touchpoints for {customers:,} customers over {months} months"
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _learn_first_half(settings, events, console)
     with EmbeddedBroker(log_file=settings.data_dir / "broker.log") as broker:
         console.print(f"embedded broker at {broker.url}")
         ensure_topics(broker.bootstrap, output_topics(settings), settings.partitions)
@@ -125,6 +131,24 @@ def run_demo(
     summary["report"] = str(path)
     console.print(f"HTML report: [bold]{path}[/]")
     return summary
+
+
+def _learn_first_half(settings: Settings, events: list[dict[str, Any]], console: Console) -> None:
+    """The business's risk model, learned from the first half of its history (as `touchstream
+    learn` would have been run then) and stored where the worker loads it at start."""
+    parsed = [validate_touchpoint(event) for event in events]
+    times = sorted(e.occurred_at.timestamp() for e in parsed)
+    until = times[0] + (times[-1] - times[0]) / 2
+    rules = Rules.load(settings.rules_file)
+    days, values = history_from_events(parsed, until, rules.loyalty.pace_min_days)
+    model = learn(days, math.floor(until / DAY), values)
+    clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
+    try:
+        if model.learned:
+            store_model(clickhouse, model)
+    finally:
+        clickhouse.close()
+    console.print(f"risk model: {model.describe()}")
 
 
 def at_risk_now(clickhouse: ClickHouse, clear_below: float) -> set[str]:

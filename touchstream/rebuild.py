@@ -28,7 +28,7 @@ from typing import Any
 
 from touchstream.schemas import TouchpointRejected, parse_touchpoint
 from touchstream.sinks.clickhouse import ClickHouse
-from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine
 from touchstream.streams.rules import Rules
 from touchstream.streams.state import CustomerState
@@ -42,14 +42,14 @@ _ANY_SIZE = 1 << 30
 def replay_history(
     payloads: Iterable[bytes],
     rules: Rules,
-    population: BGNBDParams,
+    model: RiskModel,
     partitions: int,
     partition: int,
 ) -> tuple[dict[str, CustomerState], float | None]:
     """The states (and the partition's watermark) that `payloads`, in order, lead to."""
     states: dict[str, CustomerState] = {}
     watermarks: dict[str, float] = {}
-    engine = Engine(rules, population, states, watermarks, partitions)
+    engine = Engine(rules, model, states, watermarks, partitions)
     for raw in payloads:
         try:
             event = parse_touchpoint(raw, max_bytes=_ANY_SIZE, earliest=_ANY_TIME)
@@ -166,7 +166,7 @@ class StateRebuild:
             )
         kept = [p if isinstance(p, bytes) else p.encode() for _, p in mine if p]
         rebuilt, mark = replay_history(
-            kept, self.engine.rules, self.engine.population, self.engine.partitions, partition
+            kept, self.engine.rules, self.engine.model, self.engine.partitions, partition
         )
         for customer, offset in last_offset.items():
             if customer in rebuilt:

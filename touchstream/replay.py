@@ -1,18 +1,24 @@
 """Replay / backfill: the live engine over a file of events, without a broker.
 
-Events are fed in file order through the same `Engine` the worker runs, partitioned the way
-Kafka's default partitioner would place them, so the signals are the live ones. Use
-`sort_by_time` for files that are not in event-time order (merged exports).
+Events are fed through the same `Engine` the worker runs, partitioned the way Kafka's
+default partitioner would place them, so the signals are the live ones. They are ordered by
+event time first (`sort_by_time`, the default): a file grouped by customer, as CRM and
+warehouse exports are, would otherwise move each partition's event-time clock customer by
+customer, and the silence checks of everyone before would never run. With `as_of`, the risk
+model is first learned from the file's history before that instant (`learn_before_as_of`),
+as the live system learns only from its past.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from touchstream.inputs import InputRecord
+from touchstream.learner import history_from_events
 from touchstream.schemas import (
     DeadLetter,
     MetricsSnapshot,
@@ -25,9 +31,10 @@ from touchstream.schemas import (
 )
 from touchstream.schemas.signal import Snapshot
 from touchstream.sinks.clickhouse import ClickHouse
-from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine, Outcome, partition_for
 from touchstream.streams.evaluate import evaluate
+from touchstream.streams.learning import learn
 from touchstream.streams.rows import (
     dead_letter_columns,
     metrics_columns,
@@ -35,7 +42,13 @@ from touchstream.streams.rows import (
     touchpoint_columns,
 )
 from touchstream.streams.rules import Rules
-from touchstream.streams.state import CustomerState
+from touchstream.streams.state import DAY, CustomerState
+
+MAX_SORTED_EVENTS = 5_000_000  # ~3 GB of parsed events: beyond, sort the file beforehand
+
+
+class ReplayRefused(ValueError):
+    """The replay cannot be done as asked (the message says what to do instead)."""
 
 
 @dataclass
@@ -49,9 +62,13 @@ class ReplayResult:
     late: int = 0
     states: dict[str, CustomerState] = field(default_factory=dict)
     touchpoints: list[tuple[TouchpointEvent, int, int]] = field(default_factory=list)
+    model: RiskModel = field(default_factory=RiskModel)
+    out_of_order: int = 0  # events older than one before them in the file, by over a day
 
 
-def _validate(record: InputRecord, max_bytes: int, earliest: datetime | None) -> TouchpointEvent:
+def validate_record(
+    record: InputRecord, max_bytes: int, earliest: datetime | None
+) -> TouchpointEvent:
     if isinstance(record.payload, bytes):
         return parse_touchpoint(record.payload, max_bytes=max_bytes, earliest=earliest)
     return validate_touchpoint(record.payload, earliest=earliest)
@@ -61,23 +78,23 @@ def replay(
     records: Iterable[InputRecord],
     *,
     rules: Rules,
-    population: BGNBDParams,
+    model: RiskModel,
     partitions: int,
     source: str,
     as_of: datetime | None = None,
-    sort_by_time: bool = False,
+    sort_by_time: bool = True,
+    learn_before_as_of: bool = False,
     max_bytes: int = 64 * 1024,
     earliest: datetime | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ReplayResult:
     result = ReplayResult()
     watermarks: dict[str, float] = {}
-    engine = Engine(rules, population, result.states, watermarks, partitions)
     received = datetime.now(UTC)
     events: list[tuple[InputRecord, TouchpointEvent]] = []
     for count, record in enumerate(records, start=1):
         try:
-            events.append((record, _validate(record, max_bytes, earliest)))
+            events.append((record, validate_record(record, max_bytes, earliest)))
         except TouchpointRejected as rejected:
             raw: Any = record.payload
             if not isinstance(raw, bytes):
@@ -89,8 +106,22 @@ def replay(
             )
         if progress and count % 5000 == 0:
             progress(count)
+        if sort_by_time and len(events) > MAX_SORTED_EVENTS:
+            raise ReplayRefused(
+                f"more than {MAX_SORTED_EVENTS:,} events to order by event time in memory: "
+                "sort the file by occurred_at first (e.g. `sort` on an ISO timestamp column) "
+                "and replay it with --no-sort-by-time"
+            )
+    result.out_of_order = _out_of_order(event for _, event in events)
     if sort_by_time:
         events.sort(key=lambda pair: pair[1].occurred_at)
+    if as_of is not None and learn_before_as_of:
+        days, values = history_from_events(
+            (event for _, event in events), as_of.timestamp(), rules.loyalty.pace_min_days
+        )
+        model = learn(days, math.floor(as_of.timestamp() / DAY), values)
+    result.model = model
+    engine = Engine(rules, model, result.states, watermarks, partitions)
     for record, event in events:
         partition = partition_for(event.customer_id, partitions)
         result.touchpoints.append((event, partition, record.line))
@@ -124,8 +155,20 @@ def replay(
         state = result.states[customer_id]
         when = max(end, state.last_seen)
         probe = CustomerState.from_dict(state.to_dict())  # scoring must not move signal state
-        result.final.append(evaluate(probe, when, rules, population).snapshot(probe).model())
+        result.final.append(evaluate(probe, when, rules, model).snapshot(probe).model())
     return result
+
+
+def _out_of_order(events: Iterable[TouchpointEvent], slack: float = DAY) -> int:
+    """Events more than `slack` older than the latest before them in the file."""
+    latest = -math.inf
+    count = 0
+    for event in events:
+        t = event.occurred_at.timestamp()
+        if t < latest - slack:
+            count += 1
+        latest = max(latest, t)
+    return count
 
 
 def write_to_clickhouse(

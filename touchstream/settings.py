@@ -85,8 +85,17 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     rules_file: Path | None = Field(default=None, description="YAML or TOML rules file.")
-    population_file: Path | None = Field(
-        default=None, description="Fitted BG/NBD parameters (default DATA_DIR/bgnbd.json)."
+    learn_every_seconds: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="The leader relearns the risk model from the stored history this often "
+        "and every worker loads the newest (0: only `touchstream learn` does).",
+    )
+    learn_max_customers: int = Field(
+        default=100_000,
+        ge=1,
+        description="Customers the risk model learns from at most (a stable sample by id): "
+        "bounds the memory and time of a fit.",
     )
     partitions_assumed: int | None = Field(
         default=None, description="Replay: partitions to emulate (default: partitions)."
@@ -252,10 +261,6 @@ class Settings(BaseSettings):
             max_bytes=self.max_payload_bytes,
             earliest=self.earliest_occurred_at,
         )
-
-    @property
-    def population_path(self) -> Path:
-        return self.population_file or self.data_dir / "bgnbd.json"
 
     @property
     def clickhouse(self) -> str:

@@ -1,4 +1,4 @@
-"""Starting the stream worker: topics, rules, fitted population, then Faust."""
+"""Starting the stream worker: topics, rules, the learned risk model, then Faust."""
 
 from __future__ import annotations
 
@@ -9,27 +9,9 @@ from touchstream.kafka import bootstrap_for, ensure_topics
 from touchstream.logs import logging_config
 from touchstream.settings import Settings
 from touchstream.sinks.clickhouse import ClickHouse, redact
-from touchstream.streams.bgnbd import BGNBDParams
 from touchstream.streams.rules import Rules
 
 log = logging.getLogger("touchstream.worker")
-
-
-def load_population(settings: Settings) -> BGNBDParams:
-    path = settings.population_path
-    if path.exists():
-        params = BGNBDParams.load(path)
-        log.info(
-            "BG/NBD parameters from %s: r=%.3f alpha=%.3f a=%.3f b=%.3f",
-            path,
-            params.r,
-            params.alpha,
-            params.a,
-            params.b,
-        )
-        return params
-    log.info("no fitted BG/NBD parameters at %s: using defaults (run `touchstream fit`)", path)
-    return BGNBDParams()
 
 
 def open_clickhouse(settings: Settings) -> ClickHouse:
@@ -72,6 +54,7 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
 
     from touchstream import native, ownership
     from touchstream.app import build_app
+    from touchstream.learner import load_model
 
     problems = settings.exposure_problems()
     if problems:
@@ -84,7 +67,9 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         log.info("created topics %s with %d partitions", created, settings.partitions)
     rules = Rules.load(settings.rules_file)
     clickhouse = open_clickhouse(settings)
-    app = build_app(settings, bootstrap, rules, load_population(settings), clickhouse)
+    model = load_model(clickhouse)
+    log.info("risk model: %s", model.describe())
+    app = build_app(settings, bootstrap, rules, model, clickhouse)
     token = ownership.claim(settings)
     ownership.attach_identity_endpoint(app, settings, token)
     log.info(

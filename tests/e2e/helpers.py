@@ -8,7 +8,7 @@ import orjson
 from touchstream.inputs import InputRecord
 from touchstream.kafka import read_topic
 from touchstream.replay import ReplayResult, replay
-from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.churn import RiskModel
 from touchstream.streams.rules import Rules
 
 
@@ -33,4 +33,4 @@ def wait_for_records(
 def replay_events(events: list[dict], source: str = "test") -> ReplayResult:
     """What the live worker must produce for these events: the replay over 4 partitions."""
     records = [InputRecord(i, orjson.dumps(e)) for i, e in enumerate(events, 1)]
-    return replay(records, rules=Rules(), population=BGNBDParams(), partitions=4, source=source)
+    return replay(records, rules=Rules(), model=RiskModel(), partitions=4, source=source)

@@ -24,7 +24,7 @@ from touchstream.kafka import ensure_topics, wait_until_committed
 from touchstream.launcher import running_worker
 from touchstream.schemas import TouchpointEvent
 from touchstream.sinks.clickhouse import ClickHouse
-from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine, partition_for
 from touchstream.streams.rules import Rules
 
@@ -42,7 +42,7 @@ Latest = dict[str, tuple[int, int]]  # customer -> (event_count, as_of in ms)
 
 def uninterrupted(events: list[dict]) -> tuple[set[str], Latest]:
     """Signal ids and each customer's latest metrics snapshot of a clean, in-order run."""
-    engine = Engine(Rules(), BGNBDParams(), {}, {}, PARTITIONS)
+    engine = Engine(Rules(), RiskModel(), {}, {}, PARTITIONS)
     signals: set[str] = set()
     latest: Latest = {}
     for offset, data in enumerate(events):

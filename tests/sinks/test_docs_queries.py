@@ -19,7 +19,7 @@ from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.sinks.forget import WHERE, forget_rows
 from touchstream.sinks.queries import VIEWS
-from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.churn import RiskModel
 from touchstream.streams.rules import Rules
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "queries.md"
@@ -34,7 +34,7 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> ClickHouse:
     events = sorted(events + overcommitted, key=lambda e: e["occurred_at"]) + scenarios.story()
     records = [InputRecord(i, orjson.dumps(e)) for i, e in enumerate(events, 1)]
     records.append(InputRecord(len(records) + 1, b'{"broken": '))
-    result = replay(records, rules=Rules(), population=BGNBDParams(), partitions=4, source="doc")
+    result = replay(records, rules=Rules(), model=RiskModel(), partitions=4, source="doc")
     clickhouse = ClickHouse(f"chdb://{tmp_path_factory.mktemp('docs') / 'ch'}")
     write_to_clickhouse(result, clickhouse, 1.0)
     assert judge(clickhouse, Rules(), lookback_windows=None)

@@ -15,7 +15,7 @@ from touchstream.schemas import InputLimits
 from touchstream.schemas.control import FORGET_KEY, forget_marker
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.sinks.writer import store_batch
-from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine
 from touchstream.streams.handling import Handled, handle_messages
 from touchstream.streams.rules import Rules
@@ -46,7 +46,7 @@ def counts(clickhouse: ClickHouse, customer: str) -> dict[str, int]:
 
 def test_one_batch_fills_every_table_and_a_forget_empties_them(tmp_path: Path) -> None:
     clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
-    engine = Engine(Rules(), BGNBDParams(), {}, {}, 1)
+    engine = Engine(Rules(), RiskModel(), {}, {}, 1)
     history, _ = three_late_deliveries()
     key = history.customer.encode()
     values = [(key, orjson.dumps(event)) for event in history.events]

@@ -7,7 +7,7 @@ import pytest
 from tests import scenarios
 from tests.streams.builders import FAR_FUTURE
 from touchstream.schemas import TouchpointEvent
-from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine, Outcome, partition_for
 from touchstream.streams.rules import Rules
 
@@ -15,7 +15,7 @@ PARTITIONS = 4
 
 
 def run(events: list[dict]) -> tuple[Engine, list]:
-    engine = Engine(Rules(), BGNBDParams(), {}, {}, PARTITIONS)
+    engine = Engine(Rules(), RiskModel(), {}, {}, PARTITIONS)
     signals = []
     for data in events:
         event = TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
@@ -60,8 +60,8 @@ def test_erratic_across_channels_is_less_consistent_than_steady(story_run) -> No
     from touchstream.streams.evaluate import measure
 
     now = max(s.last_seen for s in engine.states.values())
-    erratic = measure(engine.states[scenarios.ERRATIC], now, engine.rules, engine.population)
-    steady = measure(engine.states[scenarios.STEADY], now, engine.rules, engine.population)
+    erratic = measure(engine.states[scenarios.ERRATIC], now, engine.rules, engine.model)
+    steady = measure(engine.states[scenarios.STEADY], now, engine.rules, engine.model)
     assert erratic.quality_mean == pytest.approx(steady.quality_mean, abs=0.02)
     assert erratic.consistency < steady.consistency - 0.2
     assert erratic.channel_spread > steady.channel_spread
@@ -107,7 +107,7 @@ def test_the_timer_shortcuts_change_no_signal() -> None:
 
     _, events = generate(customers=300, months=5, seed=21)
     fast, fast_signals = run(events)
-    slow = UnskippingEngine(Rules(), BGNBDParams(), {}, {}, PARTITIONS)
+    slow = UnskippingEngine(Rules(), RiskModel(), {}, {}, PARTITIONS)
     slow_signals = []
     for data in events:
         event = TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
@@ -129,7 +129,7 @@ def test_every_snapshot_the_engine_builds_is_valid() -> None:
     from touchstream.schemas.signal import Snapshot
 
     _, events = generate(customers=150, months=4.0, seed=3)
-    engine = Engine(Rules(), BGNBDParams(), {}, {}, PARTITIONS)
+    engine = Engine(Rules(), RiskModel(), {}, {}, PARTITIONS)
     snapshots = []
     for offset, data in enumerate(events):
         event = TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
@@ -165,6 +165,7 @@ def test_the_metrics_record_is_one_list_in_every_place(tmp_path) -> None:
     assert list(METRIC_COLUMNS) == listed
     from_state = {"customer_id", "as_of", "event_count", "first_seen", "last_seen"}
     from_state |= {"feedback_given", "referrals", "risk_score", "wow_score"}
+    from_state |= {"expected_loss", "risk_model"}  # the risk x value; the model's version
     measured = {f.name for f in fields(Metrics)}
     assert set(listed) - from_state <= measured, "streams/evaluate.py: Metrics and measure()"
     clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")

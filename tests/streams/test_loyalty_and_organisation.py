@@ -17,7 +17,7 @@ from touchstream.replay import ReplayResult, replay, write_to_clickhouse
 from touchstream.schemas import Signal
 from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
-from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.churn import RiskModel
 from touchstream.streams.evaluate import evaluate
 from touchstream.streams.rules import Rules
 
@@ -28,7 +28,7 @@ QUERIES = (Path(__file__).resolve().parents[2] / "docs" / "queries.md").read_tex
 def run(*stories: History) -> ReplayResult:
     events = sorted((e for h in stories for e in h.events), key=lambda e: e["occurred_at"])
     records = [InputRecord(i, orjson.dumps(e)) for i, e in enumerate(events, 1)]
-    return replay(records, rules=RULES, population=BGNBDParams(), partitions=4, source="t")
+    return replay(records, rules=RULES, model=RiskModel(), partitions=4, source="t")
 
 
 def defects(result: ReplayResult, customer: str) -> list[Signal]:
@@ -115,7 +115,7 @@ def test_an_involved_customer_is_less_at_risk_after_the_same_failure() -> None:
         histories.one_failure("newcomer", involved=False),
     )
     at = {
-        name: evaluate(result.states[name], result.states[name].last_seen, RULES, BGNBDParams())
+        name: evaluate(result.states[name], result.states[name].last_seen, RULES, RiskModel())
         for name in ("involved", "newcomer")
     }
     involved, newcomer = at["involved"], at["newcomer"]
@@ -136,7 +136,7 @@ def test_a_public_bad_review_weighs_more_than_a_bad_private_rating() -> None:
     public.add(45, "review", "social", rating={"scale": "csat_5", "value": 2}, sentiment=-0.7)
     result = run(private, public)
     score = {
-        name: evaluate(result.states[name], result.states[name].last_seen, RULES, BGNBDParams())
+        name: evaluate(result.states[name], result.states[name].last_seen, RULES, RiskModel())
         for name in ("private", "public")
     }
     assert score["public"].metrics.affinity < score["private"].metrics.affinity

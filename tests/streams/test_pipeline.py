@@ -16,7 +16,7 @@ from tests.histories import three_late_deliveries
 from tests.streams.test_staged_table import Changelog
 from touchstream.schemas import InputLimits, Signal
 from touchstream.schemas.control import FORGET_KEY, forget_marker
-from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine
 from touchstream.streams.rules import Rules
 from touchstream.streams.runtime import produce
@@ -51,7 +51,7 @@ def table(name: str) -> SimpleNamespace:
 def pipeline(log: list[str]) -> tuple[Pipeline, Producer, list[Batch], list[Signal]]:
     states = StagedTable(table("state-changelog"), encode_state, decode_state)
     clocks = StagedTable(table("clock-changelog"), orjson.dumps, float)
-    engine = Engine(Rules(), BGNBDParams(), states, clocks, 1)
+    engine = Engine(Rules(), RiskModel(), states, clocks, 1)
     producer = Producer(log)
     stored: list[Batch] = []
     alerted: list[Signal] = []

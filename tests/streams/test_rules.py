@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from touchstream.schemas import SignalKind
+from touchstream.streams.churn import RiskModel
 from touchstream.streams.evaluate import (
     MILESTONE,
     NO_MOMENT,
@@ -61,6 +62,7 @@ def metrics(draw) -> Metrics:
         spend=spend,
         silence_z=silence_z,
         lapse=lapse_strength(silence_z, p_alive, repeat_days, RULES),
+        p_leave=draw(unit),
     )
 
 
@@ -71,7 +73,7 @@ moments = st.sampled_from(
 
 @given(metrics())
 def test_risk_in_unit_interval_and_reasons_sum_to_score(m: Metrics) -> None:
-    score = risk(m, RULES)
+    score = risk(m, RULES, RiskModel())
     assert 0.0 <= score.value <= 1.0
     assert sum(r.contribution for r in score.reasons) == pytest.approx(score.value, abs=1e-9)
     assert all(r.contribution > 0 for r in score.reasons)
@@ -95,17 +97,32 @@ def test_wow_in_unit_interval_and_reasons_sum_to_score(
         assert score.value == 0.0  # and kept promises
 
 
-@given(metrics())
-def test_more_silence_never_lowers_risk(m: Metrics) -> None:
+@given(metrics(), unit)
+def test_a_likelier_lapse_never_lowers_risk(m: Metrics, more: float) -> None:
     from dataclasses import replace
 
-    quieter = replace(
-        m,
-        overdue_ratio=m.overdue_ratio + 1.0,
-        silence_z=m.silence_z + 1.0,
-        lapse=lapse_strength(m.silence_z + 1.0, m.p_alive, m.repeat_days, RULES),
-    )
-    assert risk(quieter, RULES).value >= risk(m, RULES).value - 1e-12
+    quieter = replace(m, p_leave=m.p_leave + (1.0 - m.p_leave) * more)
+    model = RiskModel()
+    assert risk(quieter, RULES, model).value >= risk(m, RULES, model).value - 1e-12
+
+
+@given(
+    st.integers(0, 60),
+    st.floats(0, 400),
+    st.floats(0, 400),
+    st.floats(1, 400),
+    st.floats(1, 400),
+)
+def test_the_default_models_lapse_grows_with_silence_and_shrinks_with_horizon(
+    x: int, t_x: float, silent: float, more: float, horizon: float
+) -> None:
+    model = RiskModel()
+    t_x = t_x if x else 0.0
+    p = model.p_no_contact(x, t_x, t_x + silent, horizon)
+    assert 0.0 <= p <= 1.0
+    assert model.p_no_contact(x, t_x, t_x + silent + more, horizon) >= p - 1e-12
+    # a longer horizon leaves more time to come back
+    assert model.p_no_contact(x, t_x, t_x + silent, horizon + more) <= p + 1e-12
 
 
 TRIGGER = Trigger(raise_at=0.5, clear_below=0.3, cooldown_days=10)
@@ -165,11 +182,17 @@ def test_rules_files_yaml_and_toml(tmp_path: Path) -> None:
 
 def test_rules_file_errors_are_explained(tmp_path: Path) -> None:
     bad = tmp_path / "rules.yaml"
-    bad.write_text("risk:\n  weights: {lapse: 1.5}\n")
+    bad.write_text("risk:\n  weights: {broken_promises: 1.5}\n")
     with pytest.raises(ValidationError, match="less than or equal to 1"):
         Rules.load(bad)
     bad.write_text("wow:\n  weights: {moment: 0.9}\n")
     with pytest.raises(ValidationError, match="sum to 1"):
+        Rules.load(bad)
+    bad.write_text("risk:\n  horizon_days: 0\n")
+    with pytest.raises(ValidationError, match="horizon_days"):
+        Rules.load(bad)
+    bad.write_text("risk:\n  actions: {lapse: 'call {customer}'}\n")
+    with pytest.raises(ValidationError, match=r"only \{team\}, \{channel\} and \{metric\}"):
         Rules.load(bad)
     bad.write_text("risk:\n  surprise: 1\n")
     with pytest.raises(ValidationError, match="surprise"):

@@ -9,13 +9,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import orjson
+import pytest
 
 from tests import histories
 from tests.histories import History, at
 from touchstream.inputs import InputRecord
 from touchstream.replay import ReplayResult, replay
 from touchstream.schemas import Severity, Signal, TouchpointEvent
-from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.churn import RiskModel
 from touchstream.streams.rules import Rules
 from touchstream.streams.touchpoint import Level, assess
 
@@ -26,9 +27,7 @@ def run(history: History, silent_days: float = 0.0) -> ReplayResult:
     """The replay, with event time moved `silent_days` past the last event (the timer)."""
     records = [InputRecord(i, orjson.dumps(e)) for i, e in enumerate(history.events, 1)]
     as_of = at(history.last_day + silent_days) if silent_days else None
-    return replay(
-        records, rules=RULES, population=BGNBDParams(), partitions=4, source="t", as_of=as_of
-    )
+    return replay(records, rules=RULES, model=RiskModel(), partitions=4, source="t", as_of=as_of)
 
 
 def of_kind(result: ReplayResult, kind: str) -> list[Signal]:
@@ -49,7 +48,12 @@ def test_a_steady_customer_who_falls_silent_is_raised_once_their_rhythm_has_laps
     silent_for = (signal.raised_at - at(h.last_day)).days
     assert 14 <= silent_for <= 42, f"a weekly customer, raised after {silent_for} days"
     assert signal.severity in (Severity.medium, Severity.high)
-    assert signal.metrics.lapse > 0.5 and signal.metrics.p_alive < 0.5
+    lapse = next(r for r in signal.reasons if r.factor == "lapse")
+    assert lapse.contribution > 0.4 and signal.metrics.p_alive < 0.6
+    assert "within 90 days" in lapse.detail and "default model" in lapse.detail
+    assert signal.horizon_days == 90 and signal.risk_model == "default"
+    assert signal.expected_loss == pytest.approx(signal.score * signal.revenue_at_risk)
+    assert signal.suggested_action.startswith("personal check-in on ")
     # purchase-only data works too: no promises, no ratings
     plain = History("plain")
     for week in range(12):

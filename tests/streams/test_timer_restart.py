@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from touchstream.generator import generate
 from touchstream.schemas import TouchpointEvent
-from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine, Outcome, partition_for
 from touchstream.streams.rules import Rules
 
@@ -20,7 +20,7 @@ FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
 def run(events: list[dict], restart_every: int | None) -> list[tuple]:
     """Every event, then 120 days of daily ticks on each partition; `restart_every` n
     events or ticks, the engine forgets its in-memory timer bookkeeping."""
-    engine = Engine(Rules(), BGNBDParams(), {}, {}, 4)
+    engine = Engine(Rules(), RiskModel(), {}, {}, 4)
     out: list[tuple] = []
     step = 0
 

@@ -1,0 +1,217 @@
+"""Learning the risk model (`streams.churn`) from a business's own history, without labels.
+
+The examples are past moments: at each checkpoint (every `step` days of the history), every
+customer known by then, with their rhythm features as of that moment, and the outcome that
+history has since revealed: the days until their next active day, or "not yet" (censored)
+when the history ends first. Nobody labels anything: the outcome is what the customer did.
+Only the history before `until` is read, as the live system only knows its past.
+
+Fitted by maximum likelihood (L-BFGS, analytic gradient, a small ridge), after the BG/NBD
+population (`streams.bgnbd.fit`), whose P(alive) is one of the features. Bounded: at most
+`max_customers` customers (a stable sample by id) and `max_examples` examples (checkpoints
+spaced to fit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import expit, log_expit
+
+from touchstream.streams.bgnbd import BGNBDParams
+from touchstream.streams.bgnbd import fit as fit_bgnbd
+from touchstream.streams.churn import FEATURES, RiskModel, features, model_version
+
+log = logging.getLogger("touchstream.learning")
+
+MIN_CUSTOMERS = 200  # fewer who came back at least once: too little to learn a rhythm from
+MIN_REPEATERS = 50
+RIDGE = 1e-4
+
+
+class Examples:
+    """Feature rows (FEATURES order), the days to the next contact (or to the end of the
+    history, censored) and whether it came."""
+
+    def __init__(self, rows: np.ndarray, wait: np.ndarray, came: np.ndarray) -> None:
+        self.rows, self.wait, self.came = rows, wait, came
+
+    def __len__(self) -> int:
+        return len(self.wait)
+
+
+def sample(customers: Sequence[str], limit: int) -> list[str]:
+    """A stable sample: the same ids are kept whatever the order or the run."""
+    if len(customers) <= limit:
+        return list(customers)
+    keyed = sorted(customers, key=lambda c: hashlib.blake2b(c.encode(), digest_size=8).digest())
+    return keyed[:limit]
+
+
+def checkpoints(first: int, until: int, max_checkpoints: int, step: int = 7) -> list[int]:
+    """Days (epoch days) at which the past is looked at: weekly, or sparser to fit."""
+    span = until - first
+    if span <= step:
+        return []
+    step = max(step, math.ceil(span / max_checkpoints))
+    return list(range(first + step, until, step))
+
+
+def examples(
+    days: Mapping[str, Sequence[int]],
+    until: int,
+    population: BGNBDParams,
+    max_examples: int = 400_000,
+) -> Examples:
+    """Every (checkpoint, customer known by then) as a row, vectorised per checkpoint."""
+    ids = [c for c in days if len(days[c]) and days[c][0] < until]
+    if not ids:
+        return Examples(np.zeros((0, len(FEATURES))), np.zeros(0), np.zeros(0, bool))
+    lengths = np.array([len(days[c]) for c in ids])
+    flat = np.concatenate([np.asarray(days[c], dtype=np.int64) for c in ids])
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    owner = np.repeat(np.arange(len(ids)), lengths)
+    keys = owner * 10_000_000 + flat  # sorted: customer, then day
+    first_day = flat[starts]
+    grid = checkpoints(int(first_day.min()), until, max(2, max_examples // len(ids)))
+    rows: list[list[float]] = []
+    waits: list[float] = []
+    came: list[bool] = []
+    for t in grid:
+        known = np.nonzero(first_day < t)[0]
+        if len(known) == 0:
+            continue
+        seen = np.searchsorted(keys, known * 10_000_000 + t) - starts[known]  # days before t
+        last = flat[starts[known] + seen - 1]
+        has_next = (seen < lengths[known]) & (
+            flat[np.minimum(starts[known] + seen, len(flat) - 1)] < until
+        )
+        nxt = flat[np.minimum(starts[known] + seen, len(flat) - 1)]
+        for i, c_seen, c_last, c_next, c_has in zip(known, seen, last, nxt, has_next, strict=True):
+            x = float(c_seen - 1)
+            t_x = float(c_last - first_day[i])
+            age = float(t - first_day[i])
+            rows.append(features(x, t_x, age, population))
+            came.append(bool(c_has))
+            waits.append(float(c_next - t) + 0.5 if c_has else float(until - t))
+    return Examples(
+        np.asarray(rows, dtype=float).reshape(-1, len(FEATURES)),
+        np.asarray(waits, dtype=float),
+        np.asarray(came, dtype=bool),
+    )
+
+
+def _objective(theta: np.ndarray, ex: Examples) -> tuple[float, np.ndarray]:
+    """Mean negative log-likelihood of the mixture and its gradient (docs/metrics.md)."""
+    F, d, came = ex.rows, ex.wait, ex.came
+    n = F.shape[1]
+    A, B, kappa = theta[:n], theta[n : 2 * n], theta[2 * n]
+    k = math.exp(kappa)
+    z = F @ A
+    u = np.clip(F @ B, -20, 20)
+    lam = np.exp(u)
+    ratio = d * lam / k
+    L = np.log1p(ratio)
+    g = ratio / (1.0 + ratio)
+    log_pi, log_stay = log_expit(z), log_expit(-z)
+    sig = expit(z)
+    # came back after d days: (1 - pi) * density
+    ll_came = log_stay + u + (-k - 1.0) * L
+    # not yet after d days: pi + (1 - pi) * survival
+    a, b = log_pi, log_stay - k * L
+    ll_wait = np.logaddexp(a, b)
+    wa, wb = np.exp(a - ll_wait), np.exp(b - ll_wait)
+    ll = np.where(came, ll_came, ll_wait)
+    dz = np.where(came, -sig, wa * (1.0 - sig) - wb * sig)
+    du = np.where(came, 1.0 + (-k - 1.0) * g, -wb * k * g)
+    dk = np.where(came, -k * L + (k + 1.0) * g, wb * (-k * L + k * g))
+    m = len(d)
+    value = -float(ll.sum()) / m + RIDGE * float(theta @ theta)
+    grad = -np.concatenate([F.T @ dz, F.T @ du, [dk.sum()]]) / m + 2 * RIDGE * theta
+    return value, grad
+
+
+def fit_mixture(ex: Examples) -> tuple[np.ndarray, float]:
+    n = ex.rows.shape[1]
+    start = np.zeros(2 * n + 1)
+    start[n] = -3.0  # a rate of ~1/20 days
+    result = minimize(_objective, start, args=(ex,), jac=True, method="L-BFGS-B")
+    if not np.all(np.isfinite(result.x)):
+        raise ValueError("the fit did not converge to finite coefficients")
+    return result.x, float(result.fun)
+
+
+def _day(epoch_day: int) -> str:
+    return datetime.fromtimestamp(epoch_day * 86_400, UTC).date().isoformat()
+
+
+def learn(
+    days: Mapping[str, Sequence[int]],
+    until: int,
+    values: Mapping[str, float] | None = None,
+    max_customers: int = 100_000,
+    max_examples: int = 400_000,
+) -> RiskModel:
+    """The business's risk model from its customers' active days (sorted, unique epoch days)
+    before `until` (an epoch day). Too little history: the default model, saying why."""
+    kept = sample(sorted(days), max_customers)
+    history = {c: [d for d in days[c] if d < until] for c in kept}
+    history = {c: v for c, v in history.items() if v}
+    repeaters = sum(1 for v in history.values() if len(v) > 1)
+    typical = _typical_value(values or {}, history)
+    if len(history) < MIN_CUSTOMERS or repeaters < MIN_REPEATERS:
+        why = (
+            f"too little history: {len(history)} customers, {repeaters} who came back "
+            f"(needs {MIN_CUSTOMERS} and {MIN_REPEATERS})"
+        )
+        log.warning("risk model: %s; the default model stays", why)
+        return RiskModel(typical_value=typical, quality={"fallback": why})
+    x = [len(v) - 1 for v in history.values()]
+    t_x = [float(v[-1] - v[0]) for v in history.values()]
+    age = [float(until - v[0]) for v in history.values()]
+    population = fit_bgnbd(x, t_x, age)
+    ex = examples(history, until, population, max_examples)
+    if len(ex) < 10 * len(FEATURES) or ex.came.all() or not ex.came.any():
+        why = f"too little history: {len(ex)} examples"
+        log.warning("risk model: %s; the default model stays", why)
+        return RiskModel(population, typical_value=typical, quality={"fallback": why})
+    theta, loss = fit_mixture(ex)
+    n = len(FEATURES)
+    model = RiskModel(
+        population=population,
+        never=tuple(float(v) for v in theta[:n]),
+        rate=tuple(float(v) for v in theta[n : 2 * n]),
+        shape=float(math.exp(theta[2 * n])),
+        typical_value=typical,
+        fitted_until=_day(until),
+        quality={
+            "customers": len(history),
+            "repeaters": repeaters,
+            "examples": len(ex),
+            "came_back_share": round(float(ex.came.mean()), 4),
+            "mean_log_likelihood": round(-loss, 6),
+            "bgnbd_log_likelihood": population.log_likelihood,
+        },
+    )
+    model = replace(model, version=model_version(model))
+    model.check()
+    log.info(
+        "risk model %s learned from %d customers (%d examples) to %s",
+        model.version,
+        len(history),
+        len(ex),
+        model.fitted_until,
+    )
+    return model
+
+
+def _typical_value(values: Mapping[str, float], history: Mapping[str, Sequence[int]]) -> float:
+    known = [values[c] for c in history if values.get(c, 0.0) > 0]
+    return float(np.median(known)) if known else 0.0
