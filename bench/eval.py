@@ -69,6 +69,8 @@ def _cdnow(name: str) -> Callable[[], Iterator[Purchase]]:
     def read() -> Iterator[Purchase]:
         for line in _lifetimes_file(name).read_text().splitlines():
             parts = line.split()  # master: id, yyyymmdd, CDs, dollars; sample: id, id, ...
+            if not parts or not parts[-3].isdigit():
+                continue  # the master file's header line
             customer, day, amount = parts[0], parts[-3], float(parts[-1])
             yield customer, date(int(day[:4]), int(day[4:6]), int(day[6:])), amount
 

@@ -143,8 +143,9 @@ class RiskModel:
         data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError("a risk model is a JSON object")
+        given = data["population"]
         population = BGNBDParams(
-            **{k: float(data["population"][k]) for k in ["r", "alpha", "a", "b"]}
+            float(given["r"]), float(given["alpha"]), float(given["a"]), float(given["b"])
         )
         never = tuple(float(v) for v in data.get("never", ()))
         rate = tuple(float(v) for v in data.get("rate", ()))

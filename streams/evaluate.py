@@ -475,13 +475,14 @@ def risk(m: Metrics, rules: Rules, model: RiskModel) -> Score:
 
 
 def raisable(m: Metrics, score: Score, rules: Rules, model: RiskModel) -> float:
-    """The risk a signal is raised on. Before the customer has missed their usual visit only
-    the service can raise it (P(leave) is high right after a first purchase in a business
-    where most buy once: true, but no one to call yet). And a customer whose expected loss
-    (P x yearly value) is under `min_loss_share` of the business's typical yearly value is
-    not raised by their rhythm alone."""
+    """The risk a signal is raised on. Until the silence is clearly past the customer's own
+    rhythm (`Metrics.lapse` at `risk.min_lapse`) only the service can raise it: P(leave) is
+    high right after a first purchase where most buy once, true, but no one to call yet;
+    and a regular whose gaps are random has a rare long one now and then. And a customer
+    whose expected loss (P x yearly value) is under `min_loss_share` of the business's
+    typical yearly value is not raised by their rhythm alone."""
     r = rules.risk
-    if m.overdue_ratio < 1.0:
+    if m.lapse < r.min_lapse:
         return score.service
     floor = r.min_loss_share * model.typical_value
     if floor > 0.0 and score.value * m.revenue_at_risk < floor:

@@ -100,6 +100,13 @@ class RiskRules(_Config):
         description="a lapse alone raises a risk only when its expected loss (P x yearly "
         "value) is at least this share of the business's typical customer's yearly value",
     )
+    min_lapse: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="the rhythm raises a risk alone only once the silence is this far past "
+        "the customer's own rhythm (the lapse metric: 0.5 = 5.5 gap spreads past the usual gap)",
+    )
     actions: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_RISK_ACTIONS),
         description="suggested action by the factor driving the risk most; {team}, "
