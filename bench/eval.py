@@ -92,19 +92,15 @@ def _grocery() -> Iterator[Purchase]:
 DATA_SETS = {
     d.name: d
     for d in (
-        DataSet(
-            "cdnow_master",
-            "CDNOW master file (lifetimes): 23,570 customers, 1997-01..1998-06",
-            date(1997, 10, 1),
-            date(1998, 7, 1),
-            _cdnow("CDNOW_master.txt"),
-        ),
-        DataSet(
-            "cdnow_sample",
-            "CDNOW sample (lifetimes): 2,357 customers, 1997-01..1998-06",
-            date(1997, 10, 1),
-            date(1998, 7, 1),
-            _cdnow("CDNOW_sample.txt"),
+        *(
+            DataSet(
+                f"cdnow_{part}",
+                f"CDNOW {part} (lifetimes): {size} customers, 1997-01..1998-06",
+                date(1997, 10, 1),
+                date(1998, 7, 1),
+                _cdnow(f"CDNOW_{part}.txt"),
+            )
+            for part, size in (("master", "23,570"), ("sample", "2,357"))
         ),
         DataSet(
             "tafeng",

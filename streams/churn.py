@@ -185,10 +185,9 @@ class RiskModel:
 
 def model_version(model: RiskModel) -> str:
     """The same coefficients give the same version (it goes into signal ids)."""
-    rounded = [
-        round(v, 6) for v in (*model.never, *model.rate, model.shape, model.typical_value)
-    ] + [round(v, 6) for v in (model.population.r, model.population.alpha)]
-    rounded += [round(model.population.a, 6), round(model.population.b, 6)]
+    p = model.population
+    numbers = (*model.never, *model.rate, model.shape, model.typical_value, p.r, p.alpha, p.a, p.b)
+    rounded = [round(v, 6) for v in numbers]
     return "m-" + hashlib.sha256(json.dumps(rounded).encode()).hexdigest()[:12]
 
 

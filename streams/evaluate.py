@@ -268,6 +268,12 @@ def affinity_score(
     return clamp01(value)
 
 
+def yearly_value(spend: float, known_days: float, pace_min_days: float) -> float:
+    """Revenue at risk: the customer's spend a year at their own pace (over at least
+    `loyalty.pace_min_days`)."""
+    return spend * 365.0 / max(known_days, pace_min_days)
+
+
 def _complaint_account(state: CustomerState) -> str:
     if not state.open_complaints:
         return ""
@@ -317,7 +323,6 @@ def measure(state: CustomerState, now: float, rules: Rules, model: RiskModel) ->
     alive = clamp01(alive)
     channels = bin(state.channels_mask).count("1")
     tenure_days = max(0.0, state.last_seen - state.first_seen) / DAY
-    pace = max(tenure_days, rules.loyalty.pace_min_days)
     parts = involvement_parts(state, channels, tenure_days, rules)
     return Metrics(
         now=now,
@@ -355,7 +360,7 @@ def measure(state: CustomerState, now: float, rules: Rules, model: RiskModel) ->
         involvement=involvement_score(parts),
         involvement_parts=parts,
         affinity=affinity_score(state, rating, trend, rules.risk.trend_full),
-        revenue_at_risk=state.spend * 365.0 / pace,
+        revenue_at_risk=yearly_value(state.spend, tenure_days, rules.loyalty.pace_min_days),
         bad_reviews=state.bad_reviews,
         p_leave=leave,
         horizon_days=rules.risk.horizon_days,

@@ -90,10 +90,8 @@ def examples(
             continue
         seen = np.searchsorted(keys, known * 10_000_000 + t) - starts[known]  # days before t
         last = flat[starts[known] + seen - 1]
-        has_next = (seen < lengths[known]) & (
-            flat[np.minimum(starts[known] + seen, len(flat) - 1)] < until
-        )
-        nxt = flat[np.minimum(starts[known] + seen, len(flat) - 1)]
+        nxt = flat[np.minimum(starts[known] + seen, len(flat) - 1)]  # valid where has_next
+        has_next = (seen < lengths[known]) & (nxt < until)
         for i, c_seen, c_last, c_next, c_has in zip(known, seen, last, nxt, has_next, strict=True):
             x = float(c_seen - 1)
             t_x = float(c_last - first_day[i])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections import Counter
@@ -18,7 +17,7 @@ from touchstream.broker import EmbeddedBroker
 from touchstream.generator import Customer, generate
 from touchstream.kafka import committed, ensure_topics, read_topic
 from touchstream.launcher import Worker
-from touchstream.learner import history_from_events, store_model
+from touchstream.learner import learn_from_events, store_model
 from touchstream.publisher import TouchpointPublisher
 from touchstream.report import bar_chart, line_chart, table, write_report
 from touchstream.schemas import validate_touchpoint
@@ -26,9 +25,7 @@ from touchstream.settings import Settings
 from touchstream.sinks import queries
 from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
-from touchstream.streams.learning import learn
 from touchstream.streams.rules import Rules
-from touchstream.streams.state import DAY
 from touchstream.worker import output_topics
 
 
@@ -140,8 +137,7 @@ def _learn_first_half(settings: Settings, events: list[dict[str, Any]], console:
     times = sorted(e.occurred_at.timestamp() for e in parsed)
     until = times[0] + (times[-1] - times[0]) / 2
     rules = Rules.load(settings.rules_file)
-    days, values = history_from_events(parsed, until, rules.loyalty.pace_min_days)
-    model = learn(days, math.floor(until / DAY), values)
+    model = learn_from_events(parsed, until, rules.loyalty.pace_min_days)
     clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
     try:
         if model.learned:

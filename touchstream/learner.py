@@ -7,6 +7,7 @@ The learning itself is pure (`streams.learning`); this module reads and writes.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
@@ -16,6 +17,8 @@ import orjson
 from touchstream.schemas import TouchpointEvent
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.churn import FEATURES, RiskModel
+from touchstream.streams.evaluate import yearly_value
+from touchstream.streams.learning import learn
 from touchstream.streams.state import DAY
 from touchstream.streams.touchpoint import COMPANY_INITIATED, PURCHASE_KINDS
 
@@ -41,11 +44,6 @@ LIMIT {{limit:UInt32}}
 """
 
 
-def yearly_value(spend: float, known_days: float, pace_min_days: float) -> float:
-    """The engine's revenue at risk: spend a year at the customer's own pace."""
-    return spend * 365.0 / max(known_days, pace_min_days)
-
-
 def history_from_events(
     events: Iterable[TouchpointEvent], until: float, pace_min_days: float
 ) -> tuple[dict[str, list[int]], dict[str, float]]:
@@ -69,6 +67,14 @@ def history_from_events(
         for c in days
     }
     return {c: sorted(v) for c, v in days.items()}, values
+
+
+def learn_from_events(
+    events: Iterable[TouchpointEvent], until: float, pace_min_days: float
+) -> RiskModel:
+    """The risk model from events (a file, the demo's traffic) before `until` (epoch s)."""
+    days, values = history_from_events(events, until, pace_min_days)
+    return learn(days, math.floor(until / DAY), values)
 
 
 def history_from_clickhouse(

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from touchstream.inputs import InputRecord
-from touchstream.learner import history_from_events
+from touchstream.learner import learn_from_events
 from touchstream.schemas import (
     DeadLetter,
     MetricsSnapshot,
@@ -34,7 +34,6 @@ from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine, Outcome, partition_for
 from touchstream.streams.evaluate import evaluate
-from touchstream.streams.learning import learn
 from touchstream.streams.rows import (
     dead_letter_columns,
     metrics_columns,
@@ -116,10 +115,9 @@ def replay(
     if sort_by_time:
         events.sort(key=lambda pair: pair[1].occurred_at)
     if as_of is not None and learn_before_as_of:
-        days, values = history_from_events(
+        model = learn_from_events(
             (event for _, event in events), as_of.timestamp(), rules.loyalty.pace_min_days
         )
-        model = learn(days, math.floor(as_of.timestamp() / DAY), values)
     result.model = model
     engine = Engine(rules, model, result.states, watermarks, partitions)
     for record, event in events:
