@@ -204,3 +204,7 @@ class Signal(_Wire):
     expected_loss: float = Field(default=0.0, ge=0)
     horizon_days: float = Field(default=90.0, gt=0)
     risk_model: Annotated[str, StringConstraints(max_length=64)] = "default"
+    # who acts: a wow moment's owning team (a risk names its team in `attribution`)
+    team: Annotated[str, StringConstraints(max_length=64)] | None = None
+    # a wow offer's rank: the customer's yearly value x the wow score
+    expected_value: float = Field(default=0.0, ge=0)

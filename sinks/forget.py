@@ -19,6 +19,7 @@ WHERE = {
     "customer_metrics": "customer_id = {customer_id:String}",
     "customer_metrics_daily": "customer_id = {customer_id:String}",
     "signals": "customer_id = {customer_id:String}",
+    "wow_offers": "customer_id = {customer_id:String}",
     "dead_letters": "position(payload, {quoted:String}) > 0",
 }
 

@@ -34,7 +34,7 @@ UNDELIVERED_SQL = """
 SELECT signal_id, kind, customer_id, score, severity, raised_at, trigger, trigger_event_id,
        channel, suggested_action, reason_factors, reason_values, reason_contributions,
        reason_details, metrics_json, rules_version, worst_metric, worst_channel, worst_team,
-       revenue_at_risk
+       revenue_at_risk, expected_loss, horizon_days, risk_model, team, expected_value
 FROM signals FINAL
 WHERE stored_at >= now64(3) - toIntervalSecond({seconds:UInt64})
   AND signal_id NOT IN (
@@ -58,7 +58,7 @@ def undelivered_signals(clickhouse: ClickHouse, endpoint: str, hours: float) -> 
 def _signal_from_row(row: tuple[Any, ...]) -> Signal:
     (sid, kind, customer, score, severity, raised_at, trigger, event_id, channel, action) = row[:10]
     factors, values, contributions, details, metrics_json, rules_version = row[10:16]
-    metric, channel_of_worst, team, revenue = row[16:]
+    metric, channel_of_worst, worst_team, revenue, loss, horizon, model, team, value = row[16:]
     return Signal.model_validate(
         {
             "signal_id": sid,
@@ -77,9 +77,14 @@ def _signal_from_row(row: tuple[Any, ...]) -> Signal:
             ],
             "metrics": orjson.loads(metrics_json),
             "rules_version": rules_version,
-            "attribution": {"metric": metric, "channel": channel_of_worst, "team": team}
-            if metric or channel_of_worst or team
+            "attribution": {"metric": metric, "channel": channel_of_worst, "team": worst_team}
+            if metric or channel_of_worst or worst_team
             else None,
             "revenue_at_risk": revenue,
+            "expected_loss": loss,
+            "horizon_days": horizon,
+            "risk_model": model,
+            "team": team or None,
+            "expected_value": value,
         }
     )

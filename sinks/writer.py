@@ -24,10 +24,12 @@ from touchstream.schemas.signal import Snapshot
 from touchstream.sinks.clickhouse import ClickHouse, ClickHouseRejected, batch_id
 from touchstream.sinks.forget import WHERE, forget_rows
 from touchstream.streams.handling import Handled
+from touchstream.streams.offers import Offer
 from touchstream.streams.rows import (
     Columns,
     dead_letter_columns,
     metrics_columns,
+    offer_columns,
     signal_columns,
     touchpoint_row_columns,
 )
@@ -97,8 +99,9 @@ async def store_batch(
     observe: Observe | None = None,
 ) -> None:
     """Insert a batch's touchpoints, the latest metrics of each customer in it (the table
-    keeps the latest per customer anyway), its signals and its dead letters. A forget request
-    splits the batch: rows before it are removed from every table, rows after it stay."""
+    keeps the latest per customer anyway), its signals, wow offers and dead letters. A forget
+    request splits the batch: rows before it are removed from every table, rows after it
+    stay."""
     pending = _Pending()
     for handled, partition, offset in batch:
         pending.add(handled, f"{partition}:{offset}")
@@ -121,6 +124,7 @@ class _Pending:
         self.positions: list[str] = []
         self.latest: dict[str, tuple[Snapshot, str]] = {}
         self.signals: list[tuple[Signal, str]] = []
+        self.offers: list[tuple[Signal, str]] = []
         self.dead_letters: list[tuple[DeadLetter, str]] = []
 
     def add(self, handled: Handled, position: str) -> None:
@@ -130,12 +134,16 @@ class _Pending:
         for snapshot in handled.snapshots:
             self.latest[snapshot.customer_id] = (snapshot, position)
         self.signals.extend((signal, position) for signal in handled.signals)
+        self.offers.extend((offer, position) for offer in handled.offers)
         self.dead_letters.extend((letter, position) for letter in handled.dead_letters)
 
     async def write(self, clickhouse: ClickHouse, spill_dir: Path, observe: Observe | None) -> None:
         async def put(table: str, columns: Columns, keys: list[str]) -> None:
             await write_batch(clickhouse, table, columns, keys, spill_dir, observe)
 
+        if self.offers:  # before the touchpoints: their day is decided on the touchpoints' time
+            offers = offer_columns(Offer(signal) for signal, _ in self.offers)
+            await put("wow_offers", offers, _keys(self.offers))
         if self.touchpoints:
             columns = touchpoint_row_columns(self.touchpoints, datetime.now(UTC))
             await put("touchpoints", columns, self.positions)

@@ -42,6 +42,7 @@ class Outcome:
     snapshots: list[Snapshot]
     rejection: TouchpointRejected | None
     assessment: Assessment | None  # what the touchpoint said, when it was applied
+    behind: float  # seconds behind its partition's event time, past one silence-check period
 
     # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
     def __init__(self, status: str) -> None:
@@ -50,6 +51,7 @@ class Outcome:
         self.snapshots = []
         self.rejection = None
         self.assessment = None
+        self.behind = 0.0
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # compiled (touchstream/native.py), still open
@@ -110,6 +112,10 @@ class Engine:
         t = event.occurred_at.timestamp()
         self.members(partition).add(event.customer_id)
         outcome = Outcome("applied")
+        mark = self.watermarks.get(str(partition))
+        if mark is not None and mark - t > self.period:
+            # the silence checks of the time it belongs to have run without it
+            outcome.behind = mark - t
         self.advance(partition, t, outcome)
         # after the checks the event's time passes (they judge the state before it): what the
         # timer remembers is then always derived from the state it has, as after a restart

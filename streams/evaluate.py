@@ -453,7 +453,11 @@ def risk(m: Metrics, rules: Rules, model: RiskModel) -> Score:
     factors share (1 - p_leave) * service by their shares of it."""
     service = service_risk(m, rules)
     keep = 1.0 - m.p_leave
-    factors = [(name, value, keep * part, detail) for name, value, part, detail in service.factors]
+    factors = [
+        (name, value, keep * part, detail)
+        for name, value, part, detail in service.factors
+        if keep * part != 0.0  # nothing left to add once the rhythm alone is certain
+    ]
     if m.p_leave > 0.0:
         factors.append(
             (
@@ -605,39 +609,61 @@ def silence_ceiling(state: CustomerState, now: float, rules: Rules, model: RiskM
     return 1.0
 
 
-RECOVERY = "service-recovery gesture: personal thank-you call and a goodwill credit"
-MILESTONE = "milestone surprise: hand-written note and an unexpected upgrade"
-ADVOCACY = "advocacy invite: referral programme or a public review request"
-HIGH_VALUE = "VIP touch: priority service on the next order"
-
-
-Moment = tuple[float, str, str]  # strength, name, suggested action
+Moment = tuple[float, str, str]  # strength, name, what happened (for the action)
 NO_MOMENT: Moment = (0.0, "none", "")
 
 
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _moment(event: TouchpointEvent, applied: Applied, rules: Rules, m: Metrics) -> Moment:
-    """The strongest wow moment of this touchpoint: (strength, name, suggested action).
+    """The strongest wow moment of this touchpoint: (strength, name, what happened).
     A promoter rating is an advocacy moment only for a customer ready to advocate:
     involved and attached (`loyalty.advocacy_min_*`); a referral is advocacy itself."""
     w = rules.wow
-    candidates: list[tuple[float, str, str]] = [(0.0, "none", "")]
+    candidates: list[Moment] = [NO_MOMENT]
     if applied.resolved_complaint_after is not None:
         days = applied.resolved_complaint_after / DAY
         if days < rules.recovery_sla_days:  # the moment of the resolution is a recovery
-            return (clamp01(1.0 - days / rules.recovery_sla_days), "service_recovery", RECOVERY)
+            what = f"their complaint was resolved in {days * 24:.0f} hours"
+            return (clamp01(1.0 - days / rules.recovery_sla_days), "service_recovery", what)
     if applied.new_purchase_count in w.milestones:
-        candidates.append((1.0, "milestone", MILESTONE))
+        what = f"their {_ordinal(applied.new_purchase_count)} purchase"
+        candidates.append((1.0, "milestone", what))
     assessed = applied.assessment
     loyalty = rules.loyalty
     ready = (
         m.involvement >= loyalty.advocacy_min_involvement
         and m.affinity >= loyalty.advocacy_min_affinity
     )
-    if (assessed is not None and assessed.promoter and ready) or event.kind is Kind.referral:
-        candidates.append((1.0, "advocacy", ADVOCACY))
+    if event.kind is Kind.referral:
+        candidates.append((1.0, "advocacy", "they referred someone"))
+    elif assessed is not None and assessed.promoter and ready:
+        candidates.append((1.0, "advocacy", "a promoter rating"))
     if event.value is not None and event.value.amount >= w.high_value_amount:
-        candidates.append((0.7, "high_value", HIGH_VALUE))
+        what = f"an order of {event.value.amount:,.0f} {event.value.currency}"
+        candidates.append((0.7, "high_value", what))
     return max(candidates, key=lambda c: c[0])
+
+
+def offer_value(m: Metrics, model: RiskModel) -> float:
+    """What a customer is worth for ranking their wow offer: their yearly value, or the
+    business's typical one while their spend is unknown (a prospect, a service business)."""
+    if m.revenue_at_risk > 0.0:
+        return m.revenue_at_risk
+    return model.typical_value if model.typical_value > 0.0 else 1.0
+
+
+def wow_action(moment: Moment, value: float, channel: str, rules: Rules, model: RiskModel) -> str:
+    """The moment's action from the rules (`moment@top` for a customer worth
+    `top_value_share` x the typical one), with the team, channel, what happened and value."""
+    w = rules.wow
+    _, name, what = moment
+    top = model.typical_value > 0.0 and value >= w.top_value_share * model.typical_value
+    text = (w.actions.get(name + "@top") if top else None) or w.actions.get(name, "")
+    return text.format(team=w.owner(name), channel=channel, what=what, value=f"{value:,.0f}")
 
 
 def wow(
@@ -646,7 +672,7 @@ def wow(
     """Consistency first: no wow on top of an erratic service, broken promises, a risk or a
     lapse. A service recovery is judged on the record *before* the incident it recovers."""
     w, weights = rules.wow, rules.wow.weights
-    strength, name, action = moment
+    strength, name, what = moment
     consistency = m.consistency
     kept = 1.0 - m.broken_promise_rate if m.promises > 0.5 else 1.0
     if name == "service_recovery" and pre_incident >= 0.0:
@@ -670,7 +696,7 @@ def wow(
                 weights.consistent_record,
                 ("consistency {:.2f}, {:.0%} of recent promises kept", (consistency, kept)),
             ),
-            ("moment:" + name, strength, strength, weights.moment, (action, ())),
+            ("moment:" + name, strength, strength, weights.moment, (what, ())),
             (
                 "stealable",
                 stealable,
@@ -679,7 +705,7 @@ def wow(
                 ("satisfied (met) rather than already delighted: a competitor could win them", ()),
             ),
         ],
-        action or None,
+        None,
     )
 
 
@@ -790,6 +816,13 @@ def evaluate(
     for score in raised:
         snap = snap or snapshot(state, m, risk_score.value, wow_score.value)
         is_risk = score.kind is SignalKind.about_to_defect
+        if is_risk:
+            action, team, value = risk_action(score, state, event, rules), None, 0.0
+        else:
+            value = offer_value(m, model)
+            channel = usual_channel(state) or (event.channel.value if event else "")
+            action = wow_action(moment, value, channel, rules, model)
+            team, value = rules.wow.owner(moment[1]), value * score.value
         version = f"{rules.version}|{model.version}" if is_risk else rules.version
         signals.append(
             Signal(
@@ -805,9 +838,9 @@ def evaluate(
                 trigger_event_id=event.event_id if event is not None else None,
                 channel=event.channel.value if event is not None else None,
                 reasons=named_reasons(score, state) if is_risk else score.reasons,
-                suggested_action=risk_action(score, state, event, rules)
-                if is_risk
-                else score.suggested_action,
+                suggested_action=action,
+                team=team,
+                expected_value=value,
                 metrics=snap.model(),
                 rules_version=rules.version,
                 attribution=attribution(state) if is_risk else None,

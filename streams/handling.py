@@ -19,6 +19,7 @@ from touchstream.schemas import (
     FieldError,
     InputLimits,
     Signal,
+    SignalKind,
     TouchpointRejected,
     dead_letter_for,
     parse_touchpoint,
@@ -42,15 +43,18 @@ class Handled:
     Kept until the batch is written, so it holds plain values, not the pydantic event: every
     object alive across a cyclic GC pass is walked by it (a worker spent ~10 % there). The
     signals and dead letters are models (rare: a few per hundred events), written as rows by
-    the same loop that publishes them."""
+    the same loop that publishes them. Wow opportunities are `offers`: stored, not published,
+    until their day is decided against the teams' capacity (streams/offers.py)."""
 
     records: list[Record]
     row: tuple[Any, ...] | None  # the touchpoint's row (streams.rows.touchpoint_row)
     snapshots: list[Snapshot]
     signals: list[Signal]
+    offers: list[Signal]
     dead_letters: list[DeadLetter]
     forget: tuple[str, datetime] | None
     outcome: str  # for /metrics: applied | duplicate | late | rejected | error | control
+    behind: float  # seconds the event's time was behind its partition's (0: not far behind)
 
     # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
     def __init__(
@@ -62,11 +66,15 @@ class Handled:
         outcome: str = "control",
         signals: list[Signal] | None = None,
         dead_letters: list[DeadLetter] | None = None,
+        offers: list[Signal] | None = None,
+        behind: float = 0.0,
     ) -> None:
         self.records, self.row, self.forget, self.outcome = records, row, forget, outcome
         self.snapshots = [] if snapshots is None else snapshots
         self.signals = [] if signals is None else signals
+        self.offers = [] if offers is None else offers
         self.dead_letters = [] if dead_letters is None else dead_letters
+        self.behind = behind
 
     @property
     def dead_reasons(self) -> list[str]:
@@ -74,7 +82,8 @@ class Handled:
 
     @property
     def signal_kinds(self) -> list[str]:
-        return [signal.kind.value for signal in self.signals]
+        """Of the signals the engine raised (wow offers included, decided or not)."""
+        return [signal.kind.value for signal in (*self.signals, *self.offers)]
 
 
 def handle_messages(
@@ -159,6 +168,7 @@ def handle_message(
         outcome.signals,
         [] if outcome.rejection is None else [dead(outcome.rejection)],
         outcome.status,
+        outcome.behind,
     )
 
 
@@ -169,18 +179,25 @@ def _handled(
     signals: list[Signal] | None = None,
     dead_letters: list[DeadLetter] | None = None,
     outcome: str = "control",
+    behind: float = 0.0,
 ) -> Handled:
     """The records to publish for what a record produced. Dead letters are keyed by the
     customer (else as the input was): a forget request's marker, keyed by the customer,
-    follows them on their partition."""
+    follows them on their partition. Wow offers wait for their day's decision."""
     records: list[Record] = []
     for letter in dead_letters or ():
         records.append(("dead_letters", key, letter.model_dump_json().encode()))
     for snapshot in snapshots or ():
         records.append(("metrics", snapshot.customer_id.encode(), snapshot.json()))
+    published: list[Signal] = []
+    offers: list[Signal] = []
     for signal in signals or ():
+        if signal.kind is SignalKind.wow_opportunity:
+            offers.append(signal)
+            continue
+        published.append(signal)
         records.append(("signals", signal.customer_id.encode(), signal.model_dump_json().encode()))
-    return Handled(records, row, snapshots, None, outcome, signals, dead_letters)
+    return Handled(records, row, snapshots, None, outcome, published, dead_letters, offers, behind)
 
 
 def _control(engine: Engine, key: bytes, payload: bytes, partition: int) -> Handled:

@@ -11,6 +11,7 @@ from typing import Any
 from touchstream.schemas import DeadLetter, MetricsSnapshot, Signal, TouchpointEvent
 from touchstream.schemas.promise import PromiseAlert
 from touchstream.schemas.signal import Snapshot
+from touchstream.streams.offers import PENDING, Offer
 from touchstream.streams.touchpoint import Assessment, Level, assess
 
 Columns = dict[str, list]
@@ -171,6 +172,8 @@ SIGNAL_COLUMNS = (
     "expected_loss",
     "horizon_days",
     "risk_model",
+    "team",
+    "expected_value",
 )
 
 
@@ -204,10 +207,56 @@ def signal_columns(signals: Iterable[Signal]) -> Columns:
             s.expected_loss,
             s.horizon_days,
             s.risk_model,
+            s.team or "",
+            s.expected_value,
         )
         for s in signals
     ]
     return _transposed(SIGNAL_COLUMNS, rows)
+
+
+OFFER_COLUMNS = (
+    "signal_id",
+    "customer_id",
+    "raised_at",
+    "day",
+    "team",
+    "moment",
+    "score",
+    "expected_value",
+    "suggested_action",
+    "decision",
+    "rank",
+    "capacity",
+    "decided",
+    "decided_at",
+    "signal",
+)
+
+
+def offer_columns(offers: Iterable[Offer], decided_at: datetime | None = None) -> Columns:
+    """Wow offers, pending or decided (`decided_at`: when, for the decided ones)."""
+    rows = [
+        (
+            o.signal.signal_id,
+            o.signal.customer_id,
+            o.signal.raised_at,
+            o.signal.raised_at.date(),
+            o.team,
+            o.moment,
+            o.signal.score,
+            o.signal.expected_value,
+            o.signal.suggested_action or "",
+            o.decision,
+            o.rank,
+            o.capacity,
+            int(o.decision != PENDING),
+            None if o.decision == PENDING else decided_at,
+            o.signal.model_dump_json(),
+        )
+        for o in offers
+    ]
+    return _transposed(OFFER_COLUMNS, rows)
 
 
 DEAD_LETTER_COLUMNS = (

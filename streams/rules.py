@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # the arithmetic, compiled: re-exported for the rules' users
 from touchstream.streams.scoring import (
@@ -75,6 +83,36 @@ class WowWeights(_Config):
         return self
 
 
+DEFAULT_WOW_OWNERS = {
+    "service_recovery": "support",
+    "milestone": "customer_success",
+    "advocacy": "marketing",
+    "high_value": "account_management",
+}
+# A small company's gestures in a day (event time). Support closes a complaint with the
+# recovery gesture (a call and a credit, ~10 minutes: 5 a day); a hand-written note, an
+# upgrade to arrange, a referral invite or an account manager's thank-you take 30-45 minutes
+# of someone's attention (one a day each). 8 a day in all, about half a person-day; for the
+# demo's 2,000 customers that is at most 122 per 1,000 customers a month if every team were
+# full every day (docs/metrics.md has what the demo publishes).
+DEFAULT_WOW_CAPACITY = {
+    "support": 5,
+    "customer_success": 1,
+    "marketing": 1,
+    "account_management": 1,
+}
+DEFAULT_WOW_ACTIONS = {
+    "service_recovery": "service recovery by {team}: reach out personally on {channel} "
+    "after {what}, with a goodwill credit",
+    "service_recovery@top": "service recovery by {team}'s lead: reach out personally on "
+    "{channel} after {what}, with a credit in proportion to their {value} a year",
+    "milestone": "{team}: a hand-written thank-you note for {what}",
+    "milestone@top": "{team}: a hand-written note and an unexpected upgrade for {what}",
+    "advocacy": "{team}: invite them to the referral programme after {what}",
+    "advocacy@top": "{team}: ask for a public review or a case study after {what}",
+    "high_value": "{team}: priority service on their next order after {what}",
+    "high_value@top": "{team}: a personal thank-you from their account manager for {what}",
+}
 DEFAULT_RISK_ACTIONS = {
     "lapse": "personal check-in on {channel}: ask how they are doing, no sales pitch",
     "broken_promises": "{team} fixes the broken {metric} promise and apologises in person",
@@ -174,6 +212,70 @@ class WowRules(_Config):
     max_lapse: float = Field(0.25, ge=0, le=1, description="no wow for a customer who is lapsing")
     milestones: tuple[int, ...] = (5, 10, 25, 50, 100)
     high_value_amount: float = Field(500.0, gt=0)
+    owners: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_WOW_OWNERS),
+        description="the team that makes each moment's gesture",
+    )
+    capacity_per_day: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_WOW_CAPACITY),
+        description="gestures a team can make in a day (event time): the day's offers are "
+        "ranked by expected value and only this many are published, the rest are kept as "
+        "over_capacity (docs/metrics.md says why 8 a day in all)",
+    )
+    default_capacity_per_day: int = Field(
+        1, ge=0, description="for a team that `capacity_per_day` does not name"
+    )
+    decide_after_hours: float = Field(
+        2.0,
+        ge=0,
+        description="a day's offers are decided once event time on every partition is this "
+        "far past its end (so the day's late events are in)",
+    )
+    top_value_share: float = Field(
+        2.0,
+        gt=0,
+        description="a customer worth this many times the typical yearly value gets the "
+        "moment's `@top` action when there is one",
+    )
+    actions: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_WOW_ACTIONS),
+        description="suggested action by moment (and `moment@top` for the most valuable "
+        "customers); {team}, {channel}, {what} and {value} are filled in",
+    )
+
+    @field_validator("owners", "actions", "capacity_per_day", mode="before")
+    @classmethod
+    def _over_defaults(cls, given: Any, info: ValidationInfo) -> Any:
+        """A rules file names what it changes; the other moments and teams keep theirs."""
+        defaults: dict[str, dict[str, Any]] = {
+            "owners": DEFAULT_WOW_OWNERS,
+            "actions": DEFAULT_WOW_ACTIONS,
+            "capacity_per_day": DEFAULT_WOW_CAPACITY,
+        }
+        if not isinstance(given, dict):
+            return given
+        return {**defaults[info.field_name or ""], **given}
+
+    @model_validator(mode="after")
+    def _actions_format(self) -> WowRules:
+        for key, text in self.actions.items():
+            try:
+                text.format(team="", channel="", what="", value="")
+            except (KeyError, IndexError, ValueError) as error:
+                raise ValueError(
+                    f"wow.actions.{key}: only {{team}}, {{channel}}, {{what}} and {{value}} "
+                    f"can be filled in ({error!r})"
+                ) from None
+        for team, capacity in self.capacity_per_day.items():
+            if capacity < 0:
+                raise ValueError(f"wow.capacity_per_day.{team}: must be 0 or more")
+        return self
+
+    def owner(self, moment: str) -> str:
+        return self.owners.get(moment, "customer_success")
+
+    def capacity(self, team: str) -> int:
+        return self.capacity_per_day.get(team, self.default_capacity_per_day)
 
 
 class InvolvementWeights(_Config):

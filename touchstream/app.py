@@ -34,6 +34,7 @@ from touchstream.schemas.control import CLOCK_KEY
 from touchstream.settings import Settings
 from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.sinks.offers import decide, published, store_decisions, store_published
 from touchstream.sinks.writer import store_batch, store_dead_letters
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine
@@ -125,6 +126,7 @@ def build_app(
     attach_query_endpoint(app, clickhouse, settings)
     attach_ingest(app, settings, touchpoints, dead_letters, keep)
 
+    alerts = attach_webhooks(app, clickhouse, settings, raw, telemetry)
     committed = CommittedBatches(
         app, touchpoints, settings.batch_size, settings.batch_seconds, telemetry
     )
@@ -137,7 +139,7 @@ def build_app(
         BatchProducer(app),
         {name: topic.get_topic_name() for name, topic in outputs.items()},
         store,
-        alerts=attach_webhooks(app, clickhouse, settings, raw, telemetry),
+        alerts=alerts,
         prepare=rebuild.ensure,
         progress=Progress(telemetry),
         end_marker=settings.changelog_end_marker,
@@ -169,6 +171,28 @@ def build_app(
                 await promise_alerts.send(
                     key=alert.alert_id.encode(), value=alert.model_dump_json().encode()
                 )
+
+    if settings.wow_check_seconds > 0:
+
+        @app.timer(interval=settings.wow_check_seconds, on_leader=True)
+        async def decide_wow_offers() -> None:
+            """Company level: the wow offers of the days event time has left behind, within
+            each team's capacity. Published ones are stored, sent and handed to the
+            webhooks before the decision is stored, so a crash between decides them again."""
+            decided = await clickhouse.run(decide, clickhouse, rules.wow)
+            if not decided:
+                return
+            await clickhouse.run(store_published, clickhouse, decided)
+            shown = published(decided)
+            for signal in shown:
+                await signals.send(
+                    key=signal.customer_id.encode(), value=signal.model_dump_json().encode()
+                )
+            if alerts is not None and shown:
+                await alerts(shown)
+            await clickhouse.run(store_decisions, clickhouse, decided)
+            for offer in decided:
+                telemetry.offers.labels(offer.decision, offer.team).inc()
 
     if settings.learn_every_seconds > 0:
 

@@ -249,9 +249,10 @@ def replay(
 ) -> None:
     """Run the live stream logic over a file, without a broker: backfills and rule tuning.
 
-    Writes signals.jsonl, customers.jsonl (final metrics and both scores for every customer)
-    and dead_letters.jsonl to --out. Gives exactly the signals the worker gives for the same
-    events in the same order.
+    Writes signals.jsonl, customers.jsonl (final metrics and both scores for every customer),
+    dead_letters.jsonl and offers.jsonl (every wow offer, published or over the teams'
+    capacity, with its rank) to --out. Gives exactly the signals the worker gives for the
+    same events in the same order.
     """
     from touchstream.inputs import parse_mapping, read_records
     from touchstream.learner import parse_model
@@ -299,6 +300,11 @@ def replay(
         with (out / f"{name}.jsonl").open("wb") as handle:
             for model in models:
                 handle.write(model.model_dump_json().encode() + b"\n")
+    with (out / "offers.jsonl").open("wb") as handle:
+        for offer in result.offers:
+            line = {"decision": offer.decision, "rank": offer.rank, "capacity": offer.capacity}
+            handle.write(orjson.dumps({**line, "signal": offer.signal.model_dump(mode="json")}))
+            handle.write(b"\n")
     table = Table(title=f"replay of {file.name} (rules {rules.version})")
     for column in (
         "events applied",
@@ -308,6 +314,7 @@ def replay(
         "customers",
         "about_to_defect",
         "wow_opportunity",
+        "over capacity",
     ):
         table.add_column(column, justify="right")
     kinds = Counter(signal.kind.value for signal in result.signals)
@@ -319,9 +326,12 @@ def replay(
         str(len(result.final)),
         str(kinds["about_to_defect"]),
         str(kinds["wow_opportunity"]),
+        str(result.over_capacity),
     )
     Console().print(table)
-    console.print(f"results in {out}/ (signals.jsonl, customers.jsonl, dead_letters.jsonl)")
+    console.print(
+        f"results in {out}/ (signals.jsonl, customers.jsonl, dead_letters.jsonl, offers.jsonl)"
+    )
     if clickhouse:
         from touchstream.replay import write_to_clickhouse
         from touchstream.sinks.calibration import judge

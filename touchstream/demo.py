@@ -25,6 +25,7 @@ from touchstream.settings import Settings
 from touchstream.sinks import queries
 from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.sinks.offers import decide_and_store
 from touchstream.streams.rules import Rules
 from touchstream.worker import output_topics
 
@@ -116,11 +117,24 @@ def run_demo(
     clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
     try:
         rules = Rules.load(settings.rules_file)
-        # the windows the worker's timer had not judged yet when it stopped (same function)
+        # the windows and days the worker's timers had not decided yet when it stopped
+        # (same functions): the last days of the history are never behind its event time
         judge(clickhouse, rules, lookback_windows=None)
+        late = decide_and_store(clickhouse, rules.wow, final=True)
+        signals += [o.signal.model_dump(mode="json") for o in late if o.decision == "published"]
+        _, decisions = clickhouse.query(
+            "SELECT decision, count() FROM wow_offers FINAL GROUP BY decision"
+        )
+        offers = {str(decision): int(n) for decision, n in decisions}
         at_risk = at_risk_now(clickhouse, rules.risk.trigger.clear_below)
         summary = _summarise(
             planted, signals, at_risk, report.accepted, dead, elapsed, months, console
+        )
+        summary["wow_offers"] = offers
+        console.print(
+            f"wow offers: {offers.get('published', 0):,} published, "
+            f"{offers.get('over_capacity', 0):,} over the teams' capacity "
+            "(rules: wow.capacity_per_day; query wow_offers for them)"
         )
         path = build_report(clickhouse, settings.data_dir, summary)
     finally:
@@ -317,13 +331,20 @@ def _summarise(
     console.print(top)
 
     wows = sorted(
-        (s for s in signals if s["kind"] == "wow_opportunity"), key=lambda s: -s["score"]
+        (s for s in signals if s["kind"] == "wow_opportunity"),
+        key=lambda s: (-s.get("expected_value", 0.0), s["signal_id"]),
     )[:10]
-    wow_table = Table(title="top 10 wow opportunities")
-    for column in ("customer", "score", "suggested action"):
+    wow_table = Table(title="top 10 wow offers published (by expected value)")
+    for column in ("customer", "score", "value", "team", "suggested action"):
         wow_table.add_column(column)
     for s in wows:
-        wow_table.add_row(s["customer_id"], f"{s['score']:.2f}", s.get("suggested_action") or "")
+        wow_table.add_row(
+            s["customer_id"],
+            f"{s['score']:.2f}",
+            f"{s.get('expected_value', 0.0):,.0f}",
+            s.get("team") or "",
+            s.get("suggested_action") or "",
+        )
     console.print(wow_table)
 
     scores = cohort_scores(planted, signals, at_risk)

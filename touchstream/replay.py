@@ -34,9 +34,11 @@ from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine, Outcome, partition_for
 from touchstream.streams.evaluate import evaluate
+from touchstream.streams.offers import OVER_CAPACITY, Offer, allot, is_offer
 from touchstream.streams.rows import (
     dead_letter_columns,
     metrics_columns,
+    offer_columns,
     signal_columns,
     touchpoint_columns,
 )
@@ -63,6 +65,11 @@ class ReplayResult:
     touchpoints: list[tuple[TouchpointEvent, int, int]] = field(default_factory=list)
     model: RiskModel = field(default_factory=RiskModel)
     out_of_order: int = 0  # events older than one before them in the file, by over a day
+    offers: list[Offer] = field(default_factory=list)  # every wow offer, decided
+
+    @property
+    def over_capacity(self) -> int:
+        return sum(1 for offer in self.offers if offer.decision == OVER_CAPACITY)
 
 
 def validate_record(
@@ -149,6 +156,10 @@ def replay(
                 engine.advance(partition, end, checked)
                 result.signals.extend(checked.signals)
                 result.history += checked.snapshots
+    # every day of the file decided, as the live leader decides each once it is behind
+    result.offers = allot((Offer(s) for s in result.signals if is_offer(s)), rules.wow)
+    dropped = {o.signal.signal_id for o in result.offers if o.decision == OVER_CAPACITY}
+    result.signals = [s for s in result.signals if s.signal_id not in dropped]
     for customer_id in sorted(result.states):
         state = result.states[customer_id]
         when = max(end, state.last_seen)
@@ -191,6 +202,7 @@ def write_to_clickhouse(
         lambda rows: touchpoint_columns(rows, ingested, wow_margin),
     )
     put("signals", result.signals, signal_columns)
+    put("wow_offers", result.offers, lambda offers: offer_columns(offers, ingested))
     # the snapshots along the way (as the live worker writes them: the daily history), then
     # each customer's final one
     put("customer_metrics", [*result.history, *result.final], metrics_columns)

@@ -138,6 +138,14 @@ class Settings(BaseSettings):
         description="Worker (leader): judge promise calibration this often (company-level "
         "promise_overcommitted alerts, into ClickHouse and the promise-alerts topic). 0 = off.",
     )
+    wow_check_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="Worker (leader): decide the wow offers of the days event time has left "
+        "behind this often, within each team's capacity (rules: wow.capacity_per_day); the "
+        "published ones go to the signals topic and the webhooks. 0 = off (offers stay "
+        "pending in wow_offers).",
+    )
     webhooks: list[WebhookConfig] = Field(
         default_factory=list,
         description="Alert subscribers (JSON list): name, url, secret, kinds, min_severity, "

@@ -64,6 +64,18 @@ class Telemetry:
             ["topic"],
             registry=self.registry,
         )
+        self.behind = Counter(
+            "touchstream_events_behind_watermark",
+            "Touchpoints that arrived more than a silence-check period behind their "
+            "partition's event time (their silence checks ran without them)",
+            registry=self.registry,
+        )
+        self.offers = Counter(
+            "touchstream_wow_offers",
+            "Wow offers decided against the teams' capacity, by decision and team",
+            ["decision", "team"],
+            registry=self.registry,
+        )
         self.webhooks = Counter(
             "touchstream_webhook_attempts",
             "Webhook delivery attempts, by endpoint and outcome",
@@ -89,6 +101,8 @@ class Progress:
         self.kinds: dict[str, int] = {}
         self.window_start = time.monotonic()
         self.window_events = 0
+        self.window_behind = 0
+        self.window_most_behind = 0.0
 
     def add(self, batch: list[tuple[Handled, int, int]], records: list[Record]) -> None:
         counts: Tally[tuple[Any, str]] = Tally()
@@ -98,6 +112,10 @@ class Progress:
                 counts[(self.telemetry.dead_letters, reason)] += 1
             for kind in handled.signal_kinds:
                 counts[(self.telemetry.signals, kind)] += 1
+            if handled.behind > 0.0:
+                self.telemetry.behind.inc()
+                self.window_behind += 1
+                self.window_most_behind = max(self.window_most_behind, handled.behind)
         for (metric, label), n in counts.items():
             metric.labels(label).inc(n)
         events = len(batch)
@@ -114,4 +132,14 @@ class Progress:
                 elapsed,
                 self.kinds,
             )
+            if self.window_behind:
+                log.warning(
+                    "%d events arrived more than a silence-check period behind their "
+                    "partition's event time "
+                    "(up to %.1f days): the silence checks of their time ran without them. "
+                    "History belongs in a replay, not the live topic (README: Backfill)",
+                    self.window_behind,
+                    self.window_most_behind / 86_400.0,
+                )
             self.window_start, self.window_events = time.monotonic(), 0
+            self.window_behind, self.window_most_behind = 0, 0.0

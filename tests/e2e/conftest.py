@@ -22,6 +22,7 @@ def worker_env(broker: EmbeddedBroker, name: str, data_dir: Path, **extra: str) 
         "TOUCHSTREAM_DATA_DIR": str(data_dir),
         "TOUCHSTREAM_CONSUMER_SESSION_TIMEOUT_SECONDS": "6",
         "TOUCHSTREAM_LOG_LEVEL": "INFO",
+        "TOUCHSTREAM_WOW_CHECK_SECONDS": "1",
     }
     env.update(extra)
     return env

@@ -30,7 +30,9 @@ def wait_for_records(
     return records
 
 
-def replay_events(events: list[dict], source: str = "test") -> ReplayResult:
+def replay_events(
+    events: list[dict], source: str = "test", rules: Rules | None = None
+) -> ReplayResult:
     """What the live worker must produce for these events: the replay over 4 partitions."""
     records = [InputRecord(i, orjson.dumps(e)) for i, e in enumerate(events, 1)]
-    return replay(records, rules=Rules(), model=RiskModel(), partitions=4, source=source)
+    return replay(records, rules=rules or Rules(), model=RiskModel(), partitions=4, source=source)

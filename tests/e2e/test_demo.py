@@ -27,7 +27,12 @@ def test_demo_finds_the_planted_cohorts_and_writes_the_report(tmp_path: Path) ->
     assert report.count("<svg") >= 4 and "signals per day" in report
     assert re.search(r"about_to_defect", report)
     printed = (tmp_path / "out.txt").read_text()
-    assert "top 10 at-risk customers" in printed and "top 10 wow opportunities" in printed
+    assert "top 10 at-risk customers" in printed and "top 10 wow offers published" in printed
+    # offers within the teams' capacity (8 a day in all by default), the rest kept
+    offers = summary["wow_offers"]
+    assert offers["published"] == summary["signals"]["wow_opportunity"]
+    assert offers["published"] <= 8 * 4 * 31
+    assert offers["over_capacity"] > 0 and "over the teams' capacity" in printed
     # the report as a browser shows it: every chart built, the organisation's views in it
     dom, shot, log = render(Path(summary["report"]), tmp_path)
     charts = re.findall(r'<svg[^>]*aria-label="([^"]+)"', dom)

@@ -254,6 +254,13 @@ def test_outbox_finds_the_signals_an_endpoint_has_no_final_delivery_for(tmp_path
     clickhouse = ClickHouse(f"chdb://{tmp_path / 'chdb'}")
     try:
         signals = [make_signal(n) for n in range(4)]
+        # every field comes back: a risk's expected loss and model, a wow's team and value
+        signals[2] = signals[2].model_copy(
+            update={"expected_loss": 120.5, "horizon_days": 60.0, "risk_model": "m-1a2b"}
+        )
+        signals[3] = make_signal(3, "low", "wow_opportunity").model_copy(
+            update={"team": "support", "expected_value": 42.25}
+        )
         clickhouse.insert_columns("signals", signal_columns(signals))
 
         def attempt(n: int, endpoint: str, outcome: str) -> Attempt:

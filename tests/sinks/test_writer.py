@@ -85,5 +85,6 @@ def test_one_batch_fills_every_table_and_a_forget_empties_them(tmp_path: Path) -
         "dead_letters",
         "signals",
         "touchpoints",
+        "wow_offers",
     ]
     clickhouse.close()

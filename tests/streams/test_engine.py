@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import orjson
 import pytest
 
 from tests import scenarios
+from tests.factories import event_dict
 from tests.streams.builders import FAR_FUTURE
-from touchstream.schemas import TouchpointEvent
+from touchstream.schemas import InputLimits, TouchpointEvent
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine, Outcome, partition_for
+from touchstream.streams.handling import handle_messages
 from touchstream.streams.rules import Rules
+from touchstream.streams.runtime.telemetry import Progress, Telemetry
 
 PARTITIONS = 4
 
@@ -176,3 +182,33 @@ def test_the_metrics_record_is_one_list_in_every_place(tmp_path) -> None:
     finally:
         clickhouse.close()
     assert set(listed) <= {r[0] for r in rows}, "sinks/migrations: a column per metric"
+
+
+def test_an_event_far_behind_its_partition_is_counted_and_logged(caplog) -> None:
+    """Its silence checks ran without it: the operator learns of it (README: Backfill)."""
+    engine = Engine(Rules(), RiskModel(), {}, {}, 1)
+    events = [
+        event_dict(event_id="now", customer_id="a", occurred_at="2026-03-10T10:00:00Z"),
+        event_dict(event_id="hour", customer_id="b", occurred_at="2026-03-10T09:00:00Z"),
+        event_dict(event_id="week", customer_id="c", occurred_at="2026-03-03T10:00:00Z"),
+    ]
+    messages = [
+        SimpleNamespace(
+            key=e["customer_id"].encode(), value=orjson.dumps(e), topic="in", partition=0, offset=i
+        )
+        for i, e in enumerate(events)
+    ]
+    batch: list = []
+    handle_messages(engine, InputLimits(), messages, (), batch)
+    assert [round(h.behind / 86_400, 3) for h, _, _ in batch] == [0.0, 0.0, 7.0]
+    assert [h.outcome for h, _, _ in batch] == ["applied"] * 3  # still counted
+    telemetry = Telemetry()
+    progress = Progress(telemetry)
+    progress.window_start -= 60  # a log line is due
+    with caplog.at_level("WARNING", logger="touchstream.worker"):
+        progress.add(batch, [])
+    assert telemetry.behind._value.get() == 1
+    assert "1 events arrived more than a silence-check period behind" in caplog.text
+    assert "up to 7.0 days" in caplog.text
+    text, _ = telemetry.render()
+    assert b"touchstream_events_behind_watermark_total 1.0" in text

@@ -10,9 +10,7 @@ from pydantic import ValidationError
 from touchstream.schemas import SignalKind
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.evaluate import (
-    MILESTONE,
     NO_MOMENT,
-    RECOVERY,
     Metrics,
     lapse_strength,
     risk,
@@ -67,7 +65,11 @@ def metrics(draw) -> Metrics:
 
 
 moments = st.sampled_from(
-    [NO_MOMENT, (1.0, "milestone", MILESTONE), (0.9, "service_recovery", RECOVERY)]
+    [
+        NO_MOMENT,
+        (1.0, "milestone", "their 10th purchase"),
+        (0.9, "service_recovery", "their complaint was resolved in 5 hours"),
+    ]
 )
 
 

@@ -1,0 +1,114 @@
+"""Wow offers through the live write path into a real chDB, decided on the leader's timer as
+event time moves: the same decisions as a replay of the same traffic, over-capacity rows
+queryable, each day decided once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import orjson
+
+from tests.e2e.helpers import replay_events
+from touchstream.generator import generate
+from touchstream.schemas import InputLimits
+from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.sinks.offers import decide, decide_and_store, store_decisions, store_published
+from touchstream.sinks.writer import store_batch
+from touchstream.streams.churn import RiskModel
+from touchstream.streams.engine import Engine, partition_for
+from touchstream.streams.handling import Handled, handle_messages
+from touchstream.streams.offers import OVER_CAPACITY, PUBLISHED, Offer, ranking_key
+from touchstream.streams.rules import Rules
+
+PARTITIONS = 4
+DAY = 86_400.0
+
+
+def test_live_decisions_equal_the_replay_and_the_rest_are_kept(tmp_path: Path) -> None:
+    # a small team: two gestures a day in all, so capacity binds on most days
+    rules = Rules.model_validate(
+        {
+            "wow": {
+                "capacity_per_day": {
+                    "support": 1,
+                    "customer_success": 1,
+                    "marketing": 0,
+                    "account_management": 0,
+                }
+            }
+        }
+    )
+    _, events = generate(customers=400, months=4, seed=11)
+    expected = replay_events(events, rules=rules)
+    assert expected.over_capacity > 0, "the test needs days over capacity"
+
+    clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
+    engine = Engine(rules, RiskModel(), {}, {}, PARTITIONS)
+    limits = InputLimits()
+    timer_runs = []
+    try:
+        for start in range(0, len(events), 1_000):
+            messages = [
+                SimpleNamespace(
+                    key=e["customer_id"].encode(),
+                    value=orjson.dumps(e),
+                    topic="in",
+                    partition=partition_for(e["customer_id"], PARTITIONS),
+                    offset=start + i,
+                )
+                for i, e in enumerate(events[start : start + 1_000])
+            ]
+            batch: list[tuple[Handled, int, int]] = []
+            handle_messages(engine, limits, messages, (), batch)
+            asyncio.run(store_batch(clickhouse, batch, tmp_path / "spill"))
+            # the leader's timer between two batches: only the days event time has left
+            decided = decide(clickhouse, rules.wow)
+            store_published(clickhouse, decided)
+            store_decisions(clickhouse, decided)
+            timer_runs.append(decided)
+            assert decide(clickhouse, rules.wow) == []  # a day is decided once
+        _, pending = clickhouse.query("SELECT count() FROM wow_offers FINAL WHERE decided = 0")
+        assert pending[0][0] > 0  # the last day(s): event time has not left them behind yet
+        decide_and_store(clickhouse, rules.wow, final=True)  # as the demo does at its end
+
+        _, rows = clickhouse.query(
+            "SELECT signal_id, decision, rank, team FROM wow_offers FINAL ORDER BY signal_id"
+        )
+        _, shown = clickhouse.query(
+            "SELECT signal_id FROM signals FINAL WHERE kind = 'wow_opportunity'"
+        )
+    finally:
+        clickhouse.close()
+
+    assert sum(1 for run in timer_runs if run) >= 8  # decided along the way, day by day
+    live = {sid: (decision, rank) for sid, decision, rank, _ in rows}
+    replayed = {o.signal.signal_id: (o.decision, o.rank) for o in expected.offers}
+    assert live == replayed
+    assert {sid for (sid,) in shown} == {
+        sid for sid, (decision, _) in replayed.items() if decision == PUBLISHED
+    }
+    assert sum(1 for d, _ in live.values() if d == OVER_CAPACITY) == expected.over_capacity
+    assert {team for *_, team in rows if live} >= {"support", "customer_success"}
+
+
+def test_published_offers_are_the_top_of_the_full_ranked_list() -> None:
+    rules = Rules()
+    _, events = generate(customers=2_000, months=2, seed=3)
+    result = replay_events(events, rules=rules)
+    ranked: dict[tuple[str, int], list[Offer]] = {}
+    for offer in sorted(result.offers, key=ranking_key):
+        ranked.setdefault((offer.team, offer.day), []).append(offer)
+    for (team, _), offers in ranked.items():
+        top = offers[: rules.wow.capacity(team)]
+        assert {o.signal.signal_id for o in offers if o.decision == PUBLISHED} == {
+            o.signal.signal_id for o in top
+        }
+    shown = Counter(s.kind.value for s in result.signals)["wow_opportunity"]
+    assert shown == sum(1 for o in result.offers if o.decision == PUBLISHED)
+    days = (max(o.day for o in result.offers) - min(o.day for o in result.offers)) + 1
+    per_thousand_a_month = shown / 2_000 * 1000 / (days / 30.4)
+    assert per_thousand_a_month <= 100, per_thousand_a_month
+    assert len(result.offers) > shown  # the demo's traffic asks for more than a team can do
