@@ -429,7 +429,8 @@ def service_risk(m: Metrics, rules: Rules) -> Score:
             (
                 "inconsistency",
                 m.consistency,
-                1.0 - m.consistency,
+                # nothing judged yet is no evidence (its consistency is a neutral 0.5)
+                1.0 - m.consistency if m.failed + m.met + m.exceeded > 0.0 else 0.0,
                 w.inconsistency,
                 ("consistency {:.2f}", (m.consistency,)),
             ),

@@ -66,7 +66,8 @@ def publish(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> No
 
 def stored(data_dirs: list[Path]) -> tuple[int, set[str], set[str], Latest]:
     """What the workers' ClickHouse holds, read after they stopped: touchpoint rows (FINAL),
-    distinct event ids, signal ids, and the latest metrics per customer."""
+    distinct event ids, the ids of the signals the engine raised, and the latest metrics per
+    customer."""
     rows, events, signals, latest = 0, set(), set(), {}
     for data_dir in data_dirs:
         clickhouse = ClickHouse(f"chdb://{data_dir / 'chdb'}")
@@ -74,7 +75,15 @@ def stored(data_dirs: list[Path]) -> tuple[int, set[str], set[str], Latest]:
             found = clickhouse.query("SELECT event_id FROM touchpoints FINAL")[1]
             rows += len(found)
             events |= {r[0] for r in found}
-            signals |= {r[0] for r in clickhouse.query("SELECT signal_id FROM signals FINAL")[1]}
+            # what the engine raised: risks in `signals`, every wow offer (decided or not,
+            # published or over capacity) in `wow_offers`
+            signals |= {
+                r[0]
+                for r in clickhouse.query(
+                    "SELECT signal_id FROM signals FINAL WHERE kind != 'wow_opportunity' "
+                    "UNION ALL SELECT signal_id FROM wow_offers FINAL"
+                )[1]
+            }
             for customer, count, as_of in clickhouse.query(
                 "SELECT customer_id, event_count, toUnixTimestamp64Milli(as_of) "
                 "FROM customer_metrics FINAL"

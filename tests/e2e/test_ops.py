@@ -15,6 +15,7 @@ from touchstream.cli import app
 from touchstream.generator import generate
 from touchstream.launcher import running_worker
 from touchstream.query_client import QueryFailed, query_worker
+from touchstream.sinks.forget import WHERE
 
 pytestmark = pytest.mark.e2e
 
@@ -92,11 +93,11 @@ def test_ops_cli_endpoint_safety_and_forget(broker: EmbeddedBroker, tmp_path: Pa
                 port,
                 "SELECT uniqExact(table_name) FROM forgotten_customers "
                 f"WHERE customer_id = '{victim}'",
-                5,
+                len(WHERE),
             )
-            == 5
+            == len(WHERE)
         )
-        for table in ("touchpoints", "customer_metrics", "signals"):
+        for table in ("touchpoints", "customer_metrics", "signals", "wow_offers"):
             left = scalar(port, f"SELECT count() FROM {table} WHERE customer_id = '{victim}'")
             assert left == 0, table
         assert query_worker(url, victims_dead, quoted)["rows"] == [[0]]
