@@ -88,15 +88,11 @@ def test_ops_cli_endpoint_safety_and_forget(broker: EmbeddedBroker, tmp_path: Pa
         assert mine > 0
         forgot = runner.invoke(app, ["forget", victim], env=cli_env)
         assert forgot.exit_code == 0, forgot.output
-        assert (
-            wait_for(
-                port,
-                "SELECT uniqExact(table_name) FROM forgotten_customers "
-                f"WHERE customer_id = '{victim}'",
-                len(WHERE),
-            )
-            == len(WHERE)
-        )
+        assert wait_for(
+            port,
+            f"SELECT uniqExact(table_name) FROM forgotten_customers WHERE customer_id = '{victim}'",
+            len(WHERE),
+        ) == len(WHERE)
         for table in ("touchpoints", "customer_metrics", "signals", "wow_offers"):
             left = scalar(port, f"SELECT count() FROM {table} WHERE customer_id = '{victim}'")
             assert left == 0, table
