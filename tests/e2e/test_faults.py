@@ -40,6 +40,11 @@ EVENTS = int(os.environ.get("TOUCHSTREAM_FAULT_EVENTS", "200000"))
 Latest = dict[str, tuple[int, int]]  # customer -> (event_count, as_of in ms)
 
 
+# the engine's wow opportunities are read from wow_offers whether decided or not: the
+# leader's once-a-second decisions (conftest) only compete with the kills for the CPU
+QUIET_LEADER = {"TOUCHSTREAM_WOW_CHECK_SECONDS": "60"}
+
+
 def uninterrupted(events: list[dict]) -> tuple[set[str], Latest]:
     """Signal ids and each customer's latest metrics snapshot of a clean, in-order run."""
     engine = Engine(Rules(), RiskModel(), {}, {}, PARTITIONS)
@@ -131,7 +136,7 @@ def test_repeated_sigkill_during_a_run_changes_nothing(
     events = traffic["events"]
     budget = Budget()
     port = free_port()
-    env = worker_env(broker, "kills", tmp_path, TOUCHSTREAM_WEB_PORT=str(port))
+    env = worker_env(broker, "kills", tmp_path, TOUCHSTREAM_WEB_PORT=str(port), **QUIET_LEADER)
     topic = env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"]
     publish(broker.bootstrap, topic, traffic["values"])
     chance = random.Random(5)
@@ -160,7 +165,7 @@ def test_two_workers_one_killed_the_survivor_finishes_exactly(
     budget = Budget()
     port = free_port()  # the first worker's
     envs = [
-        worker_env(broker, "pair", tmp_path / f"w{i}", TOUCHSTREAM_WEB_PORT=str(p))
+        worker_env(broker, "pair", tmp_path / f"w{i}", TOUCHSTREAM_WEB_PORT=str(p), **QUIET_LEADER)
         for i, p in enumerate((port, free_port()))
     ]
     topic = envs[0]["TOUCHSTREAM_TOPIC_TOUCHPOINTS"]
@@ -187,7 +192,7 @@ def test_a_flood_of_duplicates_changes_nothing(broker: EmbeddedBroker, tmp_path:
     signals, latest = uninterrupted(events)
     values = [(e["customer_id"].encode(), orjson.dumps(e)) for e in events]
     flood = [v for i in range(0, len(values), 50) for _ in range(10) for v in values[i : i + 50]]
-    env = worker_env(broker, "flood", tmp_path)
+    env = worker_env(broker, "flood", tmp_path, **QUIET_LEADER)
     topic = env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"]
     publish(broker.bootstrap, topic, flood)
     with running_worker(env, tmp_path / "worker.log"):
