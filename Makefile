@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 NATIVE := $(VENV)/.native-stamp
 ENGINE := streams/state.py streams/evaluate.py streams/scoring.py streams/touchpoint.py \
-          streams/bgnbd.py streams/engine.py streams/handling.py streams/rows.py \
+          streams/bgnbd.py streams/churn.py streams/engine.py streams/handling.py streams/rows.py \
           schemas/validation.py
 
 .PHONY: install demo test test-fast lint check schemas bench eval clean browser

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,7 +43,10 @@ FEATURES = (
     "silence_share",
     "log_usual_gap",
     "log_overdue",
+    "log_irregularity",
+    "log_spreads_overdue",
 )
+PRIOR_GAPS = 2.0  # pseudo-gaps of an exponential rhythm (spread = mean) shrinking a spread
 DEFAULT_VERSION = "default"
 
 
@@ -58,12 +62,31 @@ def _logit_p_alive(x: float, t_x: float, age: float, population: BGNBDParams) ->
     return -max(-30.0, min(30.0, log_ratio))
 
 
-def features(x: float, t_x: float, age: float, population: BGNBDParams) -> list[float]:
+def gap_spread(days: Sequence[int], usual: float) -> float:
+    """The spread (standard deviation) of the gaps between the recent active `days`, in
+    days, shrunk by PRIOR_GAPS pseudo-gaps of an exponential rhythm (spread = `usual`): two
+    gaps of the same length do not make a customer a clockwork."""
+    squares = PRIOR_GAPS * usual * usual
+    n = len(days) - 1
+    if n > 0:
+        mean = (days[-1] - days[0]) / n
+        for i in range(n):
+            g = days[i + 1] - days[i] - mean
+            squares += g * g
+    return max(1.0, math.sqrt(squares / (max(0, n) + PRIOR_GAPS)))
+
+
+def features(
+    x: float, t_x: float, age: float, population: BGNBDParams, spread: float = 0.0
+) -> list[float]:
     """The rhythm features, in FEATURES order: x = active days after the first, t_x = days
-    from the first to the last, age = days from the first to now (all in days)."""
+    from the first to the last, age = days from the first to now (all in days), spread =
+    `gap_spread` of the recent active days around the usual gap t_x / x (how regular the
+    customer is: a silence of three gaps says more of a clockwork than of a random buyer)."""
     silence = max(0.0, age - t_x)
     log_silence = math.log1p(silence)
     gap = t_x / x if x > 0 else 0.0
+    spread = max(1.0, spread)
     return [
         1.0,
         _logit_p_alive(x, t_x, age, population),
@@ -75,6 +98,8 @@ def features(x: float, t_x: float, age: float, population: BGNBDParams) -> list[
         silence / (age + 1.0),
         math.log1p(gap),
         math.log1p(silence / max(gap, 1.0)) if x > 0 else 0.0,
+        math.log(spread / max(gap, 1.0)) if x > 0 else 0.0,
+        math.log1p(max(0.0, silence - gap) / spread) if x > 0 else 0.0,
     ]
 
 
@@ -97,6 +122,10 @@ class RiskModel:
     rate: tuple[float, ...] = ()
     shape: float = 1.0
     typical_value: float = 0.0
+    # logit(P) -> a + b logit(P) for the horizon it was learned at (`learning.recalibrate`):
+    # what came of past moments whose whole horizon the history has seen; () none
+    recalibration: tuple[float, ...] = ()
+    recalibrated_for: float = 0.0  # that horizon, in days
     version: str = DEFAULT_VERSION
     fitted_until: str = ""  # ISO date of the end of the history it learned from
     quality: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -105,11 +134,14 @@ class RiskModel:
     def learned(self) -> bool:
         return bool(self.never)
 
-    def p_no_contact(self, x: float, t_x: float, age: float, horizon_days: float) -> float:
-        """P(no active day within `horizon_days` from now), in [0, 1]."""
+    def p_no_contact(
+        self, x: float, t_x: float, age: float, horizon_days: float, spread: float = 0.0
+    ) -> float:
+        """P(no active day within `horizon_days` from now), in [0, 1]; `spread` as for
+        `features`."""
         if not self.never:
             return bgnbd_no_purchase(x, t_x, age, horizon_days, self.population)
-        f = features(x, t_x, age, self.population)
+        f = features(x, t_x, age, self.population, spread)
         z = 0.0
         u = 0.0
         for value, a, b in zip(f, self.never, self.rate, strict=True):
@@ -119,7 +151,12 @@ class RiskModel:
         lam = math.exp(max(-20.0, min(20.0, u)))
         k = self.shape
         stay = math.exp(-k * math.log1p(horizon_days * lam / k))
-        return min(1.0, max(0.0, pi + (1.0 - pi) * stay))
+        p = min(1.0, max(0.0, pi + (1.0 - pi) * stay))
+        if self.recalibration and abs(horizon_days - self.recalibrated_for) < 0.5:
+            a, b = self.recalibration
+            q = min(1.0 - 1e-9, max(1e-9, p))
+            p = _sigmoid(a + b * math.log(q / (1.0 - q)))
+        return p
 
     def describe(self) -> str:
         """For a reason's detail: which model, learned from what."""
@@ -128,6 +165,9 @@ class RiskModel:
             return f"default model ({why})"
         customers = self.quality.get("customers", 0)
         return f"model {self.version} learned on {customers:,} customers to {self.fitted_until}"
+
+    def __str__(self) -> str:
+        return self.describe()
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -155,6 +195,8 @@ class RiskModel:
             rate=rate,
             shape=float(data.get("shape", 1.0)),
             typical_value=float(data.get("typical_value", 0.0)),
+            recalibration=tuple(float(v) for v in data.get("recalibration", ())),
+            recalibrated_for=float(data.get("recalibrated_for", 0.0)),
             version=str(data.get("version", DEFAULT_VERSION)),
             fitted_until=str(data.get("fitted_until", "")),
             quality=dict(data.get("quality") or {}),
@@ -166,6 +208,8 @@ class RiskModel:
         numbers = [
             *self.never,
             *self.rate,
+            *self.recalibration,
+            self.recalibrated_for,
             self.shape,
             self.typical_value,
             self.population.r,
@@ -179,6 +223,8 @@ class RiskModel:
             raise ValueError("BG/NBD parameters must be positive")
         if self.never and not (len(self.never) == len(self.rate) == len(FEATURES)):
             raise ValueError(f"a risk model needs {len(FEATURES)} coefficients of each kind")
+        if self.recalibration and (len(self.recalibration) != 2 or self.recalibrated_for <= 0):
+            raise ValueError("a recalibration is two numbers for a positive horizon")
         if self.shape <= 0 or self.typical_value < 0:
             raise ValueError("shape must be positive and typical_value not negative")
 
@@ -187,6 +233,8 @@ def model_version(model: RiskModel) -> str:
     """The same coefficients give the same version (it goes into signal ids)."""
     p = model.population
     numbers = (*model.never, *model.rate, model.shape, model.typical_value, p.r, p.alpha, p.a, p.b)
+    if model.recalibration:  # models learned before it had none: their versions stay
+        numbers += (*model.recalibration, model.recalibrated_for)
     rounded = [round(v, 6) for v in numbers]
     return "m-" + hashlib.sha256(json.dumps(rounded).encode()).hexdigest()[:12]
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from itertools import pairwise
 
 from touchstream.schemas import Attribution, Kind, Reason, Signal, SignalKind, TouchpointEvent
 from touchstream.schemas.signal import Snapshot
 from touchstream.streams.bgnbd import p_alive
-from touchstream.streams.churn import RiskModel
+from touchstream.streams.churn import RiskModel, gap_spread
 from touchstream.streams.rules import Rules
 from touchstream.streams.scoring import (
     Score,
@@ -211,19 +210,6 @@ def lapse_strength(silence_z: float, p_alive: float, repeat_days: int, rules: Ru
     return clamp01(overdue * model)
 
 
-def gap_spread(state: CustomerState, usual: float) -> float:
-    """The spread (standard deviation) of the recent gaps between active days, in days,
-    shrunk by PRIOR_GAPS pseudo-gaps of an exponential rhythm (spread = the usual gap): two
-    gaps of the same length do not make a customer a clockwork."""
-    days = state.recent_days
-    gaps = [float(b - a) for a, b in pairwise(days)]
-    squares = PRIOR_GAPS * usual * usual
-    if gaps:
-        mean = sum(gaps) / len(gaps)
-        squares += sum((g - mean) * (g - mean) for g in gaps)
-    return max(1.0, math.sqrt(squares / (len(gaps) + PRIOR_GAPS)))
-
-
 def involvement_parts(
     state: CustomerState, channels: int, tenure_days: float, rules: Rules
 ) -> tuple[float, ...]:
@@ -309,7 +295,11 @@ def measure(state: CustomerState, now: float, rules: Rules, model: RiskModel) ->
     mean_ia = t_x / x if x > 0 else None
     since_last = max(0.0, now - (state.last_active or state.last_seen)) / DAY
     alive = p_alive(x, t_x, age, model.population) if state.active_days else 1.0
-    leave = model.p_no_contact(x, t_x, age, rules.risk.horizon_days) if state.active_days else 0.0
+    leave = 0.0
+    if state.active_days:
+        # the spread of their gaps: for a learned model only (the default has no use for it)
+        rhythm = gap_spread(state.recent_days, mean_ia) if model.learned and mean_ia else 0.0
+        leave = model.p_no_contact(x, t_x, age, rules.risk.horizon_days, rhythm)
 
     rating = state.s_rating / state.w_rating if state.w_rating > 0 else None
     fast = state.s_rating_fast / state.w_rating_fast if state.w_rating_fast > 0 else None
@@ -319,7 +309,9 @@ def measure(state: CustomerState, now: float, rules: Rules, model: RiskModel) ->
     overdue_ratio = since_last / usual
     # the spread of the gaps only matters past the usual gap (most evaluations follow the
     # customer's own event, at a silence of 0): computed then only
-    silence_z = (since_last - usual) / gap_spread(state, usual) if since_last > usual else 0.0
+    silence_z = 0.0
+    if since_last > usual:
+        silence_z = (since_last - usual) / gap_spread(state.recent_days, usual)
     alive = clamp01(alive)
     channels = bin(state.channels_mask).count("1")
     tenure_days = max(0.0, state.last_seen - state.first_seen) / DAY
@@ -474,7 +466,7 @@ def risk(m: Metrics, rules: Rules, model: RiskModel) -> Score:
                         m.repeat_days,
                         m.overdue_ratio,
                         m.p_alive,
-                        model.describe(),
+                        model,  # str(model) is its description: made only for a signal
                     ),
                 ),
             )

@@ -27,21 +27,26 @@ from scipy.special import expit, log_expit
 
 from touchstream.streams.bgnbd import BGNBDParams
 from touchstream.streams.bgnbd import fit as fit_bgnbd
-from touchstream.streams.churn import FEATURES, RiskModel, features, model_version
+from touchstream.streams.churn import FEATURES, RiskModel, features, gap_spread, model_version
+from touchstream.streams.state import RECENT_KEEP
 
 log = logging.getLogger("touchstream.learning")
 
 MIN_CUSTOMERS = 200  # fewer who came back at least once: too little to learn a rhythm from
 MIN_REPEATERS = 50
+MIN_RECALIBRATION = 1_000  # past moments whose whole horizon was seen, to recalibrate on
 RIDGE = 1e-4
 
 
 class Examples:
     """Feature rows (FEATURES order), the days to the next contact (or to the end of the
-    history, censored) and whether it came."""
+    history, censored), whether it came, and how many days of history followed the
+    moment (`seen`)."""
 
-    def __init__(self, rows: np.ndarray, wait: np.ndarray, came: np.ndarray) -> None:
-        self.rows, self.wait, self.came = rows, wait, came
+    def __init__(
+        self, rows: np.ndarray, wait: np.ndarray, came: np.ndarray, seen: np.ndarray
+    ) -> None:
+        self.rows, self.wait, self.came, self.seen = rows, wait, came, seen
 
     def __len__(self) -> int:
         return len(self.wait)
@@ -73,7 +78,7 @@ def examples(
     """Every (checkpoint, customer known by then) as a row, vectorised per checkpoint."""
     ids = [c for c in days if len(days[c]) and days[c][0] < until]
     if not ids:
-        return Examples(np.zeros((0, len(FEATURES))), np.zeros(0), np.zeros(0, bool))
+        return Examples(np.zeros((0, len(FEATURES))), np.zeros(0), np.zeros(0, bool), np.zeros(0))
     lengths = np.array([len(days[c]) for c in ids])
     flat = np.concatenate([np.asarray(days[c], dtype=np.int64) for c in ids])
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
@@ -84,6 +89,7 @@ def examples(
     rows: list[list[float]] = []
     waits: list[float] = []
     came: list[bool] = []
+    seen_after: list[float] = []
     for t in grid:
         known = np.nonzero(first_day < t)[0]
         if len(known) == 0:
@@ -96,13 +102,18 @@ def examples(
             x = float(c_seen - 1)
             t_x = float(c_last - first_day[i])
             age = float(t - first_day[i])
-            rows.append(features(x, t_x, age, population))
+            end = starts[i] + c_seen
+            recent = flat[max(starts[i], end - RECENT_KEEP) : end].tolist()
+            spread = gap_spread(recent, t_x / x) if x > 0 else 0.0
+            rows.append(features(x, t_x, age, population, spread))
             came.append(bool(c_has))
             waits.append(float(c_next - t) + 0.5 if c_has else float(until - t))
+            seen_after.append(float(until - t))
     return Examples(
         np.asarray(rows, dtype=float).reshape(-1, len(FEATURES)),
         np.asarray(waits, dtype=float),
         np.asarray(came, dtype=bool),
+        np.asarray(seen_after, dtype=float),
     )
 
 
@@ -146,6 +157,42 @@ def fit_mixture(ex: Examples) -> tuple[np.ndarray, float]:
     return result.x, float(result.fun)
 
 
+def p_no_contact(theta: np.ndarray, rows: np.ndarray, horizon_days: float) -> np.ndarray:
+    """`RiskModel.p_no_contact` of the mixture `theta` (no recalibration), vectorised."""
+    n = rows.shape[1]
+    k = math.exp(theta[2 * n])
+    pi = expit(rows @ theta[:n])
+    lam = np.exp(np.clip(rows @ theta[n : 2 * n], -20, 20))
+    return pi + (1.0 - pi) * np.exp(-k * np.log1p(horizon_days * lam / k))
+
+
+def recalibrate(
+    theta: np.ndarray, ex: Examples, horizon_days: float
+) -> tuple[tuple[float, float], int]:
+    """(a, b) with P' = sigmoid(a + b logit(P)), fitted on the past moments whose whole
+    horizon the history has seen, against whether the customer came back within it: the
+    mixture's shape is fitted to every wait, this map to the one question asked of it.
+    Identity (0, 1) when fewer than MIN_RECALIBRATION such moments, or one outcome only."""
+    full = ex.seen >= horizon_days
+    stayed_away = ~(ex.came & (ex.wait < horizon_days))[full]
+    if full.sum() < MIN_RECALIBRATION or stayed_away.all() or not stayed_away.any():
+        return (0.0, 1.0), int(full.sum())
+    p = np.clip(p_no_contact(theta, ex.rows[full], horizon_days), 1e-9, 1 - 1e-9)
+    logits = np.log(p / (1.0 - p))
+    y = stayed_away.astype(float)
+
+    def loss(ab: np.ndarray) -> tuple[float, np.ndarray]:
+        z = ab[0] + ab[1] * logits
+        value = -float(np.mean(y * log_expit(z) + (1.0 - y) * log_expit(-z)))
+        r = expit(z) - y
+        return value, np.array([r.mean(), (r * logits).mean()])
+
+    result = minimize(loss, np.array([0.0, 1.0]), jac=True, method="L-BFGS-B")
+    if not np.all(np.isfinite(result.x)) or result.x[1] <= 0:
+        return (0.0, 1.0), int(full.sum())  # a map that reverses the order is not trusted
+    return (float(result.x[0]), float(result.x[1])), int(full.sum())
+
+
 def _day(epoch_day: int) -> str:
     return datetime.fromtimestamp(epoch_day * 86_400, UTC).date().isoformat()
 
@@ -154,11 +201,13 @@ def learn(
     days: Mapping[str, Sequence[int]],
     until: int,
     values: Mapping[str, float] | None = None,
+    horizon_days: float = 90.0,
     max_customers: int = 100_000,
     max_examples: int = 400_000,
 ) -> RiskModel:
     """The business's risk model from its customers' active days (sorted, unique epoch days)
-    before `until` (an epoch day). Too little history: the default model, saying why."""
+    before `until` (an epoch day), recalibrated for `horizon_days` where the history is
+    long enough. Too little history: the default model, saying why."""
     kept = sample(sorted(days), max_customers)
     history = {c: [d for d in days[c] if d < until] for c in kept}
     history = {c: v for c, v in history.items() if v}
@@ -181,6 +230,8 @@ def learn(
         log.warning("risk model: %s; the default model stays", why)
         return RiskModel(population, typical_value=typical, quality={"fallback": why})
     theta, loss = fit_mixture(ex)
+    (a, b), moments = recalibrate(theta, ex, horizon_days)
+    recalibrated = moments >= MIN_RECALIBRATION and (a, b) != (0.0, 1.0)
     n = len(FEATURES)
     model = RiskModel(
         population=population,
@@ -188,6 +239,8 @@ def learn(
         rate=tuple(float(v) for v in theta[n : 2 * n]),
         shape=float(math.exp(theta[2 * n])),
         typical_value=typical,
+        recalibration=(a, b) if recalibrated else (),
+        recalibrated_for=horizon_days if recalibrated else 0.0,
         fitted_until=_day(until),
         quality={
             "customers": len(history),
@@ -196,6 +249,7 @@ def learn(
             "came_back_share": round(float(ex.came.mean()), 4),
             "mean_log_likelihood": round(-loss, 6),
             "bgnbd_log_likelihood": population.log_likelihood,
+            "horizon_moments": moments,  # past moments whose whole horizon was seen
         },
     )
     model = replace(model, version=model_version(model))

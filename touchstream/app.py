@@ -209,7 +209,7 @@ def build_app(
                 settings.learn_max_customers,
             )
             model = await asyncio.to_thread(
-                learn, days, math.floor(until.timestamp() / DAY), values
+                learn, days, math.floor(until.timestamp() / DAY), values, rules.risk.horizon_days
             )
             if model.learned:
                 await clickhouse.run(store_model, clickhouse, model)

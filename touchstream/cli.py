@@ -419,7 +419,11 @@ def learn(
             )
     with console.status(f"learning from {len(days):,} customers..."):
         model = learn_model(
-            days, math.floor(until.timestamp() / DAY), values, settings.learn_max_customers
+            days,
+            math.floor(until.timestamp() / DAY),
+            values,
+            horizon_days=rules.risk.horizon_days,
+            max_customers=settings.learn_max_customers,
         )
     if clickhouse is not None:
         try:

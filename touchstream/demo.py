@@ -151,7 +151,7 @@ def _learn_first_half(settings: Settings, events: list[dict[str, Any]], console:
     times = sorted(e.occurred_at.timestamp() for e in parsed)
     until = times[0] + (times[-1] - times[0]) / 2
     rules = Rules.load(settings.rules_file)
-    model = learn_from_events(parsed, until, rules.loyalty.pace_min_days)
+    model = learn_from_events(parsed, until, rules)
     clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
     try:
         if model.learned:

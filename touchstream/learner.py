@@ -19,6 +19,7 @@ from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.churn import FEATURES, RiskModel
 from touchstream.streams.evaluate import yearly_value
 from touchstream.streams.learning import learn
+from touchstream.streams.rules import Rules
 from touchstream.streams.state import DAY
 from touchstream.streams.touchpoint import COMPANY_INITIATED, PURCHASE_KINDS
 
@@ -69,12 +70,10 @@ def history_from_events(
     return {c: sorted(v) for c, v in days.items()}, values
 
 
-def learn_from_events(
-    events: Iterable[TouchpointEvent], until: float, pace_min_days: float
-) -> RiskModel:
+def learn_from_events(events: Iterable[TouchpointEvent], until: float, rules: Rules) -> RiskModel:
     """The risk model from events (a file, the demo's traffic) before `until` (epoch s)."""
-    days, values = history_from_events(events, until, pace_min_days)
-    return learn(days, math.floor(until / DAY), values)
+    days, values = history_from_events(events, until, rules.loyalty.pace_min_days)
+    return learn(days, math.floor(until / DAY), values, rules.risk.horizon_days)
 
 
 def history_from_clickhouse(

@@ -122,9 +122,7 @@ def replay(
     if sort_by_time:
         events.sort(key=lambda pair: pair[1].occurred_at)
     if as_of is not None and learn_before_as_of:
-        model = learn_from_events(
-            (event for _, event in events), as_of.timestamp(), rules.loyalty.pace_min_days
-        )
+        model = learn_from_events((event for _, event in events), as_of.timestamp(), rules)
     result.model = model
     engine = Engine(rules, model, result.states, watermarks, partitions)
     for record, event in events:

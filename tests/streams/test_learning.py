@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -16,9 +17,10 @@ from touchstream.inputs import InputRecord
 from touchstream.learner import parse_model
 from touchstream.replay import replay
 from touchstream.streams.bgnbd import BGNBDParams
-from touchstream.streams.churn import FEATURES, RiskModel
+from touchstream.streams.churn import FEATURES, RiskModel, gap_spread
 from touchstream.streams.learning import Examples, _objective, examples, learn
 from touchstream.streams.rules import Rules
+from touchstream.streams.state import RECENT_KEEP
 
 
 def simulated_days(customers: int, days: int, seed: int = 1) -> dict[str, list[int]]:
@@ -44,7 +46,12 @@ def simulated_days(customers: int, days: int, seed: int = 1) -> dict[str, list[i
 def test_the_gradient_is_the_likelihoods() -> None:
     rng = np.random.default_rng(0)
     n = len(FEATURES)
-    ex = Examples(rng.normal(size=(300, n)), rng.uniform(0.5, 60, 300), rng.random(300) < 0.6)
+    ex = Examples(
+        rng.normal(size=(300, n)),
+        rng.uniform(0.5, 60, 300),
+        rng.random(300) < 0.6,
+        rng.uniform(0, 90, 300),
+    )
     theta = rng.normal(scale=0.2, size=2 * n + 1)
     error = check_grad(lambda t: _objective(t, ex)[0], lambda t: _objective(t, ex)[1], theta)
     assert error < 1e-4
@@ -52,15 +59,18 @@ def test_the_gradient_is_the_likelihoods() -> None:
 
 def test_learned_probabilities_match_what_the_customers_then_did() -> None:
     """Learn on days [0, 300), predict at 300 for a 60-day horizon, compare with days 300-360
-    of the same simulated customers: calibrated by decile, and ranking well."""
+    of the same simulated customers: calibrated by decile, and ranking well. The history
+    holds moments whose whole 60-day horizon it has seen, so the model is recalibrated."""
     everything = simulated_days(4000, 360)
-    model = learn(everything, 300)
+    model = learn(everything, 300, horizon_days=60.0)
     assert model.learned and model.version.startswith("m-")
+    assert model.recalibrated_for == 60.0 and len(model.recalibration) == 2
     p, left = [], []
     for days in everything.values():
         before = [d for d in days if d < 300]
         x, t_x, age = len(before) - 1, before[-1] - before[0], 300 - before[0]
-        p.append(model.p_no_contact(x, t_x, age, 60.0))
+        spread = gap_spread(before[-RECENT_KEEP:], t_x / x) if x else 0.0
+        p.append(model.p_no_contact(x, t_x, age, 60.0, spread))
         left.append(not any(300 <= d < 360 for d in days))
     p_arr, y = np.array(p), np.array(left)
     for part in np.array_split(np.argsort(p_arr), 10):
@@ -114,6 +124,27 @@ def test_a_corrupt_or_stale_model_row_falls_back_with_a_log_line(
             model = parse_model(text, "risk_models row")
         assert not model.learned, text
         assert problem in caplog.text and "the default model instead" in caplog.text
+
+
+def test_the_recalibration_is_learned_only_where_the_history_saw_whole_horizons() -> None:
+    """A 300-day horizon after 300 days of history: no moment's outcome is known, so no
+    map; a 30-day one: a map, applied at that horizon only, that keeps the order."""
+    history = simulated_days(1500, 300)
+    long = learn(history, 300, horizon_days=300.0)
+    assert long.learned and long.recalibration == () and long.quality["horizon_moments"] == 0
+    short = learn(history, 300, horizon_days=30.0)
+    assert short.recalibrated_for == 30.0 and short.recalibration[1] > 0
+    assert short.quality["horizon_moments"] >= 1_000
+    raw = replace(short, recalibration=(), recalibrated_for=0.0)
+    rhythms = [(0, 0.0, 40.0), (3, 30.0, 45.0), (8, 80.0, 200.0), (2, 10.0, 150.0)]
+    for x, t_x, age in rhythms:
+        assert short.p_no_contact(x, t_x, age, 60.0) == raw.p_no_contact(x, t_x, age, 60.0)
+    at_30 = [short.p_no_contact(x, t_x, age, 30.0) for x, t_x, age in rhythms]
+    raw_30 = [raw.p_no_contact(x, t_x, age, 30.0) for x, t_x, age in rhythms]
+    assert at_30 != raw_30 and np.argsort(at_30).tolist() == np.argsort(raw_30).tolist()
+    assert RiskModel.from_json(short.to_json()).to_json() == short.to_json()
+    with pytest.raises(ValueError, match="recalibration"):
+        replace(short, recalibrated_for=0.0).check()
 
 
 def test_the_default_model_is_bgnbds_own_answer() -> None:

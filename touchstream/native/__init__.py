@@ -42,6 +42,7 @@ MODULES = (  # the Makefile's ENGINE lists their sources
     "touchstream.streams.scoring",
     "touchstream.streams.touchpoint",
     "touchstream.streams.bgnbd",
+    "touchstream.streams.churn",
     "touchstream.streams.engine",
     "touchstream.streams.handling",
     "touchstream.streams.rows",
