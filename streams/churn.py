@@ -46,7 +46,7 @@ FEATURES = (
     "log_irregularity",
     "log_spreads_overdue",
 )
-PRIOR_GAPS = 2.0  # pseudo-gaps of an exponential rhythm (spread = mean) shrinking a spread
+PRIOR_GAPS = 2.0  # pseudo-gaps of the prior rhythm that shrink a customer's mean and spread
 DEFAULT_VERSION = "default"
 
 

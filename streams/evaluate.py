@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from touchstream.schemas import Attribution, Kind, Reason, Signal, SignalKind, TouchpointEvent
 from touchstream.schemas.signal import Snapshot
 from touchstream.streams.bgnbd import p_alive
-from touchstream.streams.churn import RiskModel, gap_spread
+from touchstream.streams.churn import PRIOR_GAPS, RiskModel, gap_spread
 from touchstream.streams.rules import Rules
 from touchstream.streams.scoring import (
     Score,
@@ -173,9 +173,6 @@ class Metrics:
         self.p_leave = p_leave
         self.horizon_days = horizon_days
         self.model_version = model_version
-
-
-PRIOR_GAPS = 2.0  # pseudo-observations of the population's usual gap between contacts
 
 
 def usual_gap_days(state: CustomerState, rules: Rules) -> float:

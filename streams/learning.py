@@ -168,15 +168,17 @@ def p_no_contact(theta: np.ndarray, rows: np.ndarray, horizon_days: float) -> np
 
 def recalibrate(
     theta: np.ndarray, ex: Examples, horizon_days: float
-) -> tuple[tuple[float, float], int]:
+) -> tuple[tuple[float, ...], int]:
     """(a, b) with P' = sigmoid(a + b logit(P)), fitted on the past moments whose whole
     horizon the history has seen, against whether the customer came back within it: the
     mixture's shape is fitted to every wait, this map to the one question asked of it.
-    Identity (0, 1) when fewer than MIN_RECALIBRATION such moments, or one outcome only."""
+    Also how many such moments there were. None, (), when fewer than MIN_RECALIBRATION, or
+    one outcome only."""
     full = ex.seen >= horizon_days
+    moments = int(full.sum())
     stayed_away = ~(ex.came & (ex.wait < horizon_days))[full]
-    if full.sum() < MIN_RECALIBRATION or stayed_away.all() or not stayed_away.any():
-        return (0.0, 1.0), int(full.sum())
+    if moments < MIN_RECALIBRATION or stayed_away.all() or not stayed_away.any():
+        return (), moments
     p = np.clip(p_no_contact(theta, ex.rows[full], horizon_days), 1e-9, 1 - 1e-9)
     logits = np.log(p / (1.0 - p))
     y = stayed_away.astype(float)
@@ -189,8 +191,8 @@ def recalibrate(
 
     result = minimize(loss, np.array([0.0, 1.0]), jac=True, method="L-BFGS-B")
     if not np.all(np.isfinite(result.x)) or result.x[1] <= 0:
-        return (0.0, 1.0), int(full.sum())  # a map that reverses the order is not trusted
-    return (float(result.x[0]), float(result.x[1])), int(full.sum())
+        return (), moments  # a map that reverses the order is not trusted
+    return (float(result.x[0]), float(result.x[1])), moments
 
 
 def _day(epoch_day: int) -> str:
@@ -230,8 +232,7 @@ def learn(
         log.warning("risk model: %s; the default model stays", why)
         return RiskModel(population, typical_value=typical, quality={"fallback": why})
     theta, loss = fit_mixture(ex)
-    (a, b), moments = recalibrate(theta, ex, horizon_days)
-    recalibrated = moments >= MIN_RECALIBRATION and (a, b) != (0.0, 1.0)
+    recalibration, moments = recalibrate(theta, ex, horizon_days)
     n = len(FEATURES)
     model = RiskModel(
         population=population,
@@ -239,8 +240,8 @@ def learn(
         rate=tuple(float(v) for v in theta[n : 2 * n]),
         shape=float(math.exp(theta[2 * n])),
         typical_value=typical,
-        recalibration=(a, b) if recalibrated else (),
-        recalibrated_for=horizon_days if recalibrated else 0.0,
+        recalibration=recalibration,
+        recalibrated_for=horizon_days if recalibration else 0.0,
         fitted_until=_day(until),
         quality={
             "customers": len(history),
