@@ -175,14 +175,15 @@ class Metrics:
         self.model_version = model_version
 
 
-def usual_gap_days(state: CustomerState, rules: Rules) -> float:
-    """Expected days between contacts: the customer's own mean, shrunk towards the default.
+def usual_gap_days(state: CustomerState, rules: Rules, model: RiskModel) -> float:
+    """Expected days between contacts: the customer's own mean, shrunk towards the
+    business's typical gap (learned with the model; `default_interarrival_days` before).
 
     Two early contacts a day apart must not make a week of quiet look like desertion.
     """
     x = max(0, state.active_days - 1)
     span = float(state.last_active_day - state.first_active_day)
-    prior = rules.default_interarrival_days
+    prior = model.typical_gap_days or rules.default_interarrival_days
     return max(1.0, (span + PRIOR_GAPS * prior) / (x + PRIOR_GAPS))
 
 
@@ -302,7 +303,7 @@ def measure(state: CustomerState, now: float, rules: Rules, model: RiskModel) ->
     fast = state.s_rating_fast / state.w_rating_fast if state.w_rating_fast > 0 else None
     trend = (fast - rating) if rating is not None and fast is not None else 0.0
     oldest = min((case[0] for case in state.open_complaints.values()), default=None)
-    usual = usual_gap_days(state, rules)
+    usual = usual_gap_days(state, rules, model)
     overdue_ratio = since_last / usual
     # the spread of the gaps only matters past the usual gap (most evaluations follow the
     # customer's own event, at a silence of 0): computed then only
@@ -474,14 +475,17 @@ def risk(m: Metrics, rules: Rules, model: RiskModel) -> Score:
 
 
 def raisable(m: Metrics, score: Score, rules: Rules, model: RiskModel) -> float:
-    """The risk a signal is raised on. Until the silence is clearly past the customer's own
-    rhythm (`Metrics.lapse` at `risk.min_lapse`) only the service can raise it: P(leave) is
-    high right after a first purchase where most buy once, true, but no one to call yet;
-    and a regular whose gaps are random has a rare long one now and then. And a customer
-    whose expected loss (P x yearly value) is under `min_loss_share` of the business's
-    typical yearly value is not raised by their rhythm alone."""
+    """The risk a signal is raised on. The rhythm's part counts only once the customer is
+    late: silent past their usual gap (shrunk towards the business's typical gap). Before
+    that P(leave) can be high, right after a first purchase where most buy once, true but
+    no one to call yet. Until a model is learned, P comes from default BG/NBD parameters
+    and means little for this business: then the silence must be clearly past the
+    customer's own rhythm (`Metrics.lapse` at `risk.min_lapse`), a regular with random
+    gaps having a long one now and then. And a customer whose expected loss (P x yearly
+    value) is under `min_loss_share` of the business's typical yearly value is not raised
+    by their rhythm alone."""
     r = rules.risk
-    if m.lapse < r.min_lapse:
+    if (m.overdue_ratio <= 1.0) if model.learned else (m.lapse < r.min_lapse):
         return score.service
     floor = r.min_loss_share * model.typical_value
     if floor > 0.0 and score.value * m.revenue_at_risk < floor:

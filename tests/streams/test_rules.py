@@ -8,11 +8,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from touchstream.schemas import SignalKind
-from touchstream.streams.churn import RiskModel
+from touchstream.streams.churn import FEATURES, RiskModel
 from touchstream.streams.evaluate import (
     NO_MOMENT,
     Metrics,
     lapse_strength,
+    raisable,
     risk,
     wow,
 )
@@ -62,6 +63,16 @@ def metrics(draw) -> Metrics:
         lapse=lapse_strength(silence_z, p_alive, repeat_days, RULES),
         p_leave=draw(unit),
     )
+
+
+@given(metrics())
+def test_the_rhythm_raises_a_late_customer_only(m: Metrics) -> None:
+    """A learned model's P counts once the customer is past their usual gap; the default
+    model's only once the silence is clearly past their rhythm (`risk.min_lapse`)."""
+    learned = RiskModel(never=(0.0,) * len(FEATURES), rate=(0.0,) * len(FEATURES))
+    for model, late in ((learned, m.overdue_ratio > 1.0), (RiskModel(), m.lapse >= 0.5)):
+        score = risk(m, RULES, model)
+        assert raisable(m, score, RULES, model) == (score.value if late else score.service)
 
 
 moments = st.sampled_from(
