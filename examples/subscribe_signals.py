@@ -27,11 +27,14 @@ def signals(
         enable_auto_commit=True,
         consumer_timeout_ms=idle_ms or float("inf"),
     )
-    for record in consumer:
-        yield Signal.model_validate_json(record.value)
+    try:
+        for record in consumer:
+            yield Signal.model_validate_json(record.value)
+    finally:  # leave the group now, not when the process ends
+        consumer.close()
 
 
 if __name__ == "__main__":
     for signal in signals(sys.argv[1], sys.argv[2]):
-        why = ", ".join(f"{r.factor} +{r.contribution:.2f}" for r in signal.reasons)
+        why = ", ".join(f"{r.factor} {r.contribution:+.2f}" for r in signal.reasons)
         print(f"{signal.kind.value} {signal.customer_id} {signal.score:.2f}: {why}")

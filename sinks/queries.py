@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+# a signal's reasons in one line, "factor +0.42; other -0.07", leaving out those that
+# round to nothing
 WHY = (
-    "arrayStringConcat(arrayMap((f, c) -> concat(f, ' +', toString(round(c, 2))), "
-    "reason_factors, reason_contributions), '; ')"
+    "arrayStringConcat(arrayMap((f, c) -> concat(f, if(c < 0, ' ', ' +'), "
+    "toString(round(c, 2))), "
+    "arrayFilter((f, c) -> abs(c) >= 0.005, reason_factors, reason_contributions), "
+    "arrayFilter((c, f) -> abs(c) >= 0.005, reason_contributions, reason_factors)), '; ')"
 )
 
 SIGNALS = f"""

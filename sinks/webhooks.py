@@ -82,7 +82,7 @@ def verify(
 def slack_body(signal: Signal) -> bytes:
     """Slack incoming-webhook format: a headline and the reasons."""
     title = signal.kind.value.replace("_", " ")
-    reasons = "\n".join(f"• {r.factor}: +{r.contribution:.2f} ({r.detail})" for r in signal.reasons)
+    reasons = "\n".join(f"• {r.factor}: {r.contribution:+.2f} ({r.detail})" for r in signal.reasons)
     action = f"\n*Suggested:* {signal.suggested_action}" if signal.suggested_action else ""
     text = (
         f"*{title}* for `{signal.customer_id}`: score {signal.score:.2f} "

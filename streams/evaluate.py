@@ -475,17 +475,19 @@ def risk(m: Metrics, rules: Rules, model: RiskModel) -> Score:
 
 
 def raisable(m: Metrics, score: Score, rules: Rules, model: RiskModel) -> float:
-    """The risk a signal is raised on. The rhythm's part counts only once the customer is
-    late: silent past their usual gap (shrunk towards the business's typical gap). Before
-    that P(leave) can be high, right after a first purchase where most buy once, true but
-    no one to call yet. Until a model is learned, P comes from default BG/NBD parameters
-    and means little for this business: then the silence must be clearly past the
-    customer's own rhythm (`Metrics.lapse` at `risk.min_lapse`), a regular with random
-    gaps having a long one now and then. And a customer whose expected loss (P x yearly
-    value) is under `min_loss_share` of the business's typical yearly value is not raised
-    by their rhythm alone."""
+    """The risk a signal is raised on. Where the model's P has been checked at this horizon
+    against the business's own history (`RiskModel.recalibration`: past moments whose
+    whole horizon was seen), the rhythm's part counts once the customer is late: silent
+    past their usual gap. Before that P(leave) can be high, right after a first purchase
+    where most buy once, true but no one to call yet. Where it has not (default BG/NBD
+    parameters, or a horizon longer than the history has shown whole: an extrapolation),
+    the silence must be clearly past the customer's own rhythm (`Metrics.lapse` at
+    `risk.min_lapse`): a regular with random gaps has a long one now and then. And a
+    customer whose expected loss (P x yearly value) is under `min_loss_share` of the
+    business's typical yearly value is not raised by their rhythm alone."""
     r = rules.risk
-    if (m.overdue_ratio <= 1.0) if model.learned else (m.lapse < r.min_lapse):
+    checked = bool(model.recalibration) and abs(m.horizon_days - model.recalibrated_for) < 0.5
+    if (m.overdue_ratio <= 1.0) if checked else (m.lapse < r.min_lapse):
         return score.service
     floor = r.min_loss_share * model.typical_value
     if floor > 0.0 and score.value * m.revenue_at_risk < floor:
@@ -847,12 +849,18 @@ def evaluate(
     return Evaluation(m, risk_score, wow_score, tuple(signals))
 
 
-def usual_channel(state: CustomerState) -> str:
-    """The channel of most of the customer's recent judged touchpoints ("" if none)."""
-    if not state.channel_quality:
-        return ""
-    index = max(state.channel_quality, key=lambda c: (state.channel_quality[c][0], -c))
-    return CHANNELS[index]
+def usual_channel(state: CustomerState, to_talk: bool = False) -> str:
+    """The channel of most of the customer's recent judged touchpoints ("" if none); to
+    talk to them, not the delivery: no one checks in on a customer through a parcel."""
+    counts = state.channel_quality
+    candidates = [c for c in counts if not (to_talk and CHANNELS[c] == "delivery")]
+    if candidates:
+        return CHANNELS[max(candidates, key=lambda c: (counts[c][0], -c))]
+    if to_talk:  # judged only on deliveries: a channel they have used, in the schema's order
+        for index, name in enumerate(CHANNELS):
+            if state.channels_mask >> index & 1 and name != "delivery":
+                return name
+    return ""
 
 
 def risk_action(
@@ -867,9 +875,15 @@ def risk_action(
     text = actions.get(driver) or actions.get("lapse", "")
     return text.format(
         team=(where.team if where and where.team else "the owning team"),
-        channel=usual_channel(state) or (event.channel.value if event else "their usual channel"),
+        channel=usual_channel(state, to_talk=True) or _talk_channel(event),
         metric=(where.metric if where and where.metric else "the promise"),
     )
+
+
+def _talk_channel(event: TouchpointEvent | None) -> str:
+    if event is None or event.channel.value == "delivery":
+        return "their usual channel"
+    return event.channel.value
 
 
 def at_stake(m: Metrics, rules: Rules, model: RiskModel) -> float:

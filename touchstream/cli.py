@@ -24,6 +24,7 @@ from rich.table import Table
 
 from touchstream.logs import logging_config
 from touchstream.settings import Settings
+from touchstream.tables import show
 
 app = typer.Typer(
     help="touchstream: customer touchpoints in, consistency and expectation-gap metrics and "
@@ -457,7 +458,13 @@ class Output(StrEnum):
     json = "json"
 
 
-def _show(result: dict[str, Any], output: Output, title: str | None = None) -> None:
+WIDE = typer.Option("--wide", help="Every column, however wide the terminal.")
+LONG_TEXTS = ("suggested_action", "why", "detail")  # shown under each row when narrow
+
+
+def _show(
+    result: dict[str, Any], output: Output, title: str | None = None, wide: bool = False
+) -> None:
     columns, rows = result["columns"], result["rows"]
     if output is Output.json:
         for row in rows:
@@ -467,12 +474,7 @@ def _show(result: dict[str, Any], output: Output, title: str | None = None) -> N
         writer.writerow(columns)
         writer.writerows(rows)
     else:
-        table = Table(title=title)
-        for column in columns:
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*("" if v is None else str(v) for v in row))
-        Console().print(table)
+        show(Console(), columns, rows, title=title, wide=wide, details=LONG_TEXTS)
     if result.get("truncated"):
         console.print(f"[yellow]showing the first {len(rows)} rows (row limit reached)[/]")
 
@@ -500,13 +502,14 @@ def query(
     ] = None,
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
     max_rows: Annotated[int | None, typer.Option(help="Row limit (capped by settings).")] = None,
+    wide: Annotated[bool, WIDE] = False,
 ) -> None:
     """Run read-only SQL against ClickHouse (through the worker when it owns the chDB).
 
     Example: touchstream query "SELECT kind, count() FROM signals FINAL GROUP BY kind"
     """
     params = dict(pair.split("=", 1) for pair in (param or []) if "=" in pair)
-    _show(_query_or_exit(_settings(), sql, params, max_rows), output)
+    _show(_query_or_exit(_settings(), sql, params, max_rows), output, wide=wide)
 
 
 @app.command()
@@ -520,8 +523,12 @@ def signals(
     min_score: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
     limit: Annotated[int, typer.Option(min=1)] = 50,
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+    wide: Annotated[bool, WIDE] = False,
 ) -> None:
-    """Recent signals with the reasons behind them, newest first."""
+    """Recent signals with the reasons behind them, newest first.
+
+    In a terminal too narrow for every column, each signal is a card: kind, customer and
+    score on its rule, the action and the reasons (factor and contribution) below."""
     from touchstream.sinks.queries import SIGNALS
 
     if kind and kind not in ("about_to_defect", "wow_opportunity"):
@@ -532,7 +539,7 @@ def signals(
         "min_score": min_score,
         "limit": limit,
     }
-    _show(_query_or_exit(_settings(), SIGNALS, params), output, "signals")
+    _show(_query_or_exit(_settings(), SIGNALS, params), output, "signals", wide)
 
 
 @app.command()
@@ -540,6 +547,7 @@ def customer(
     customer_id: Annotated[str, typer.Argument(help="The customer to show.")],
     limit: Annotated[int, typer.Option(min=1, help="Recent touchpoints and signals.")] = 20,
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+    wide: Annotated[bool, WIDE] = False,
 ) -> None:
     """One customer: latest metrics, recent touchpoints, and signals with their reasons."""
     from touchstream.sinks.queries import CUSTOMER_METRICS, CUSTOMER_SIGNALS, CUSTOMER_TOUCHPOINTS
@@ -559,8 +567,9 @@ def customer(
         Console().print(table)
     else:
         _show(metrics, output)
-    _show(_query_or_exit(settings, CUSTOMER_TOUCHPOINTS, params), output, "recent touchpoints")
-    _show(_query_or_exit(settings, CUSTOMER_SIGNALS, params), output, "signals")
+    touchpoints = _query_or_exit(settings, CUSTOMER_TOUCHPOINTS, params)
+    _show(touchpoints, output, "recent touchpoints", wide)
+    _show(_query_or_exit(settings, CUSTOMER_SIGNALS, params), output, "signals", wide)
 
 
 @app.command()

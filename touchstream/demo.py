@@ -326,7 +326,7 @@ def _summarise(
     for column in ("customer", "score", "severity", "trigger", "why"):
         top.add_column(column)
     for s in risky:
-        why = "; ".join(f"{r['factor']} +{r['contribution']:.2f}" for r in s["reasons"][:3])
+        why = "; ".join(f"{r['factor']} {r['contribution']:+.2f}" for r in s["reasons"][:3])
         top.add_row(s["customer_id"], f"{s['score']:.2f}", s["severity"], s["trigger"], why)
     console.print(top)
 

@@ -35,4 +35,5 @@ def test_subscriber_example_reads_signals(broker: EmbeddedBroker, unique: str) -
     # a group join on Tansu takes seconds: stop at the three signals, give up after 40 s idle
     stream = example.signals(broker.bootstrap, f"{unique}-svc", topic, idle_ms=40_000)
     got = list(itertools.islice(stream, len(sent)))
+    stream.close()  # the consumer leaves its group: no retries after the broker stops
     assert sorted(s.signal_id for s in got) == sorted(s.signal_id for s in sent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from datetime import UTC, datetime
@@ -9,8 +10,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from rich.console import Console
 
 from tests import histories, scenarios
+from touchstream.cli import LONG_TEXTS
 from touchstream.generator import generate
 from touchstream.inputs import InputRecord
 from touchstream.query_endpoint import readonly_query
@@ -18,9 +21,10 @@ from touchstream.replay import replay, write_to_clickhouse
 from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.sinks.forget import WHERE, forget_rows
-from touchstream.sinks.queries import VIEWS
+from touchstream.sinks.queries import CUSTOMER_TOUCHPOINTS, SIGNALS, VIEWS, WHY
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.rules import Rules
+from touchstream.tables import show
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "queries.md"
 BLOCKS = re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.S)
@@ -63,3 +67,28 @@ def test_the_ops_views_in_code_are_the_documented_ones(title: str) -> None:
     """The demo report and the dashboard run these; the doc shows them: one text."""
     section = DOC.read_text().split(f"## {title}\n", 1)[1]
     assert re.search(r"```sql\n(.*?)```", section, flags=re.S)[1] == VIEWS[title].lstrip("\n")
+
+
+def test_signals_and_a_customers_touchpoints_read_at_80_columns(filled: ClickHouse) -> None:
+    """`touchstream signals` and `customer` as an 80-column terminal shows them: ids whole,
+    scores and reasons readable, one sign a contribution."""
+    params = {"kind": "", "since": datetime(1970, 1, 1), "min_score": 0.0, "limit": 50}
+    found = readonly_query(filled, SIGNALS, params)
+    _, signed = filled.query(
+        f"SELECT {WHY} FROM (SELECT ['lapse', 'inconsistency', 'involvement'] AS "
+        "reason_factors, [0.42, 0.001, -0.07] AS reason_contributions)"
+    )
+    assert signed == [("lapse +0.42; involvement -0.07",)]  # one sign; no "+0" noise
+    customer = found["rows"][0][found["columns"].index("customer_id")]
+    touched = readonly_query(filled, CUSTOMER_TOUCHPOINTS, {"customer_id": customer, "limit": 20})
+    shown = {}
+    for name, result in (("signals", found), ("touchpoints", touched)):
+        console = Console(file=io.StringIO(), width=80, color_system=None)
+        show(console, result["columns"], result["rows"], details=LONG_TEXTS)
+        shown[name] = console.file.getvalue()
+        assert max(len(line) for line in shown[name].splitlines()) <= 80
+        assert "…" not in shown[name]
+    for row in found["rows"]:  # every signal's customer and score, whole
+        assert row[2] in shown["signals"] and str(row[3]) in shown["signals"]
+    for row in touched["rows"]:  # every touchpoint's channel and kind
+        assert f"{row[1]}" in shown["touchpoints"] and f"{row[2]}" in shown["touchpoints"]

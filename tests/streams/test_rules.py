@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -67,10 +68,19 @@ def metrics(draw) -> Metrics:
 
 @given(metrics())
 def test_the_rhythm_raises_a_late_customer_only(m: Metrics) -> None:
-    """A learned model's P counts once the customer is past their usual gap; the default
-    model's only once the silence is clearly past their rhythm (`risk.min_lapse`)."""
-    learned = RiskModel(never=(0.0,) * len(FEATURES), rate=(0.0,) * len(FEATURES))
-    for model, late in ((learned, m.overdue_ratio > 1.0), (RiskModel(), m.lapse >= 0.5)):
+    """A model checked at this horizon on the business's history raises once the customer
+    is past their usual gap; one that was not (the default, or one learned on a history
+    shorter than the horizon) only once the silence is clearly past their rhythm."""
+    n = len(FEATURES)
+    learned = RiskModel(never=(0.0,) * n, rate=(0.0,) * n)
+    checked = replace(learned, recalibration=(0.0, 1.0), recalibrated_for=m.horizon_days)
+    elsewhere = replace(checked, recalibrated_for=m.horizon_days + 30.0)
+    for model, late in (
+        (checked, m.overdue_ratio > 1.0),
+        (elsewhere, m.lapse >= 0.5),
+        (learned, m.lapse >= 0.5),
+        (RiskModel(), m.lapse >= 0.5),
+    ):
         score = risk(m, RULES, model)
         assert raisable(m, score, RULES, model) == (score.value if late else score.service)
 

@@ -54,7 +54,8 @@ def test_a_steady_customer_who_falls_silent_is_raised_once_their_rhythm_has_laps
     assert "within 90 days" in lapse.detail and "default model" in lapse.detail
     assert signal.horizon_days == 90 and signal.risk_model == "default"
     assert signal.expected_loss == pytest.approx(signal.score * signal.revenue_at_risk)
-    assert signal.suggested_action.startswith("personal check-in on ")
+    # on the channel they buy on, not the delivery their promises were judged on
+    assert signal.suggested_action.startswith("personal check-in on web:")
     # purchase-only data works too: no promises, no ratings
     plain = History("plain")
     for week in range(12):
