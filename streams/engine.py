@@ -185,7 +185,7 @@ class Engine:
                 self._timer_skip.add(customer_id)  # raised; only an event can clear it
                 continue
             last = state.last_active or state.last_seen
-            usual = usual_gap_days(state, self.rules, self.model)
+            usual = usual_gap_days(state, self.rules)
             if (now - last) / DAY <= usual:  # not overdue: the silence factor is zero
                 wake = last + usual * DAY - 1.0  # a second early: no float doubt
                 if state.open_complaints:  # ...but a complaint's age grows all the same

@@ -175,15 +175,14 @@ class Metrics:
         self.model_version = model_version
 
 
-def usual_gap_days(state: CustomerState, rules: Rules, model: RiskModel) -> float:
-    """Expected days between contacts: the customer's own mean, shrunk towards the
-    business's typical gap (learned with the model; `default_interarrival_days` before).
+def usual_gap_days(state: CustomerState, rules: Rules) -> float:
+    """Expected days between contacts: the customer's own mean, shrunk towards the default.
 
     Two early contacts a day apart must not make a week of quiet look like desertion.
     """
     x = max(0, state.active_days - 1)
     span = float(state.last_active_day - state.first_active_day)
-    prior = model.typical_gap_days or rules.default_interarrival_days
+    prior = rules.default_interarrival_days
     return max(1.0, (span + PRIOR_GAPS * prior) / (x + PRIOR_GAPS))
 
 
@@ -303,7 +302,7 @@ def measure(state: CustomerState, now: float, rules: Rules, model: RiskModel) ->
     fast = state.s_rating_fast / state.w_rating_fast if state.w_rating_fast > 0 else None
     trend = (fast - rating) if rating is not None and fast is not None else 0.0
     oldest = min((case[0] for case in state.open_complaints.values()), default=None)
-    usual = usual_gap_days(state, rules, model)
+    usual = usual_gap_days(state, rules)
     overdue_ratio = since_last / usual
     # the spread of the gaps only matters past the usual gap (most evaluations follow the
     # customer's own event, at a silence of 0): computed then only

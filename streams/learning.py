@@ -232,7 +232,6 @@ def learn(
         log.warning("risk model: %s; the default model stays", why)
         return RiskModel(population, typical_value=typical, quality={"fallback": why})
     theta, loss = fit_mixture(ex)
-    repeat = [v for v in history.values() if len(v) > 1]
     recalibration, moments = recalibrate(theta, ex, horizon_days)
     n = len(FEATURES)
     model = RiskModel(
@@ -241,7 +240,6 @@ def learn(
         rate=tuple(float(v) for v in theta[n : 2 * n]),
         shape=float(math.exp(theta[2 * n])),
         typical_value=typical,
-        typical_gap_days=float(np.median([(v[-1] - v[0]) / (len(v) - 1) for v in repeat])),
         recalibration=recalibration,
         recalibrated_for=horizon_days if recalibration else 0.0,
         fitted_until=_day(until),

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -23,6 +24,20 @@ def pytest_report_header(config: pytest.Config) -> str:
     # a compiled module older than its source is never run (touchstream.native imports the
     # sources instead), so the tests always test the current code; `make test` compiles first
     return f"engine: {native.status()}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Every Kafka client a test opened is closed: one left open keeps retrying against
+    the stopped broker and logs tracebacks after the test summary."""
+    open_clients = [t for t in threading.enumerate() if t.name.startswith("kafka-io-")]
+    for thread in open_clients:
+        thread.join(timeout=5)
+    left = sorted(t.name for t in open_clients if t.is_alive())
+    if left:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"Kafka clients left open by the tests: {left}", red=True)
 
 
 @pytest.fixture(scope="session")

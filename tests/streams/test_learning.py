@@ -18,10 +18,9 @@ from touchstream.learner import parse_model
 from touchstream.replay import replay
 from touchstream.streams.bgnbd import BGNBDParams
 from touchstream.streams.churn import FEATURES, RiskModel, gap_spread
-from touchstream.streams.evaluate import usual_gap_days
 from touchstream.streams.learning import Examples, _objective, examples, learn
 from touchstream.streams.rules import Rules
-from touchstream.streams.state import RECENT_KEEP, CustomerState
+from touchstream.streams.state import RECENT_KEEP
 
 
 def simulated_days(customers: int, days: int, seed: int = 1) -> dict[str, list[int]]:
@@ -146,22 +145,6 @@ def test_the_recalibration_is_learned_only_where_the_history_saw_whole_horizons(
     assert RiskModel.from_json(short.to_json()).to_json() == short.to_json()
     with pytest.raises(ValueError, match="recalibration"):
         replace(short, recalibrated_for=0.0).check()
-
-
-def test_the_typical_gap_is_learned_and_shrinks_the_usual_gap() -> None:
-    """A customer's usual gap is shrunk towards the business's typical gap (the median of
-    its repeat customers' mean gaps), not a fixed 30 days, once a model is learned."""
-    history = simulated_days(1500, 300)
-    model = learn(history, 300)
-    gaps = [(v[-1] - v[0]) / (len(v) - 1) for v in history.values() if len(v) > 1]
-    assert model.typical_gap_days == pytest.approx(float(np.median(gaps)))
-    assert RiskModel.from_json(model.to_json()).typical_gap_days == model.typical_gap_days
-    with pytest.raises(ValueError, match="gap not negative"):
-        replace(model, typical_gap_days=-1.0).check()
-    state = CustomerState("one-time", active_days=1, first_active_day=100, last_active_day=100)
-    rules = Rules()
-    assert usual_gap_days(state, rules, RiskModel()) == rules.default_interarrival_days
-    assert usual_gap_days(state, rules, model) == pytest.approx(model.typical_gap_days)
 
 
 def test_the_default_model_is_bgnbds_own_answer() -> None:
