@@ -142,10 +142,10 @@ class RiskRules(_Config):
         0.5,
         ge=0,
         le=1,
-        description="until a model is learned (default BG/NBD parameters), the rhythm raises a "
-        "risk alone only once the silence is this far past the customer's own rhythm (the "
-        "lapse metric: 0.5 = 5.5 gap spreads past the usual gap); a learned model's once the "
-        "customer is past their usual gap",
+        description="unless the risk model was checked at this horizon on the business's own "
+        "history (recalibrated; then past the usual gap is enough), the rhythm raises a risk "
+        "alone only once the silence is this far past the customer's own rhythm (the lapse "
+        "metric: 0.5 = 5.5 gap spreads past the usual gap)",
     )
     actions: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_RISK_ACTIONS),

@@ -40,6 +40,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             reporter.write_line(f"Kafka clients left open by the tests: {left}", red=True)
 
 
+@pytest.fixture(autouse=True)
+def _no_logging_to_closed_streams() -> Iterator[None]:
+    """A CLI run in a test configures logging onto the runner's stdout, closed after it:
+    later log lines would print 'Logging error' tracebacks. Such handlers go."""
+    yield
+    for handler in logging.root.handlers[:]:
+        if getattr(getattr(handler, "stream", None), "closed", False):
+            logging.root.removeHandler(handler)
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     """One real Tansu broker for the whole session; tests use their own topics."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,20 +29,6 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
-class CurrentStdout(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever `sys.stdout` is when a record is emitted, not the one of when
-    logging was configured: a CLI run inside a test runner, whose stdout is replaced and
-    then closed, leaves no handler on a closed stream behind."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stdout
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
 def logging_config(level: str, fmt: str) -> dict[str, Any]:
     """A `logging.config.dictConfig` for the CLI and for the Faust worker alike."""
     formatter: dict[str, Any] = (
@@ -53,7 +38,13 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"touchstream": formatter},
-        "handlers": {"default": {"class": f"{__name__}.CurrentStdout", "formatter": "touchstream"}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "touchstream",
+                "stream": "ext://sys.stdout",
+            }
+        },
         "root": {"level": level.upper(), "handlers": ["default"]},
         "loggers": {
             **{name: {"level": "WARNING"} for name in NOISY},
