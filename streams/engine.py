@@ -54,7 +54,7 @@ class Outcome:
         self.behind = 0.0
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)  # compiled (touchstream/native.py), still open
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled (touchstream/native/), still open
 class Engine:
     def __init__(
         self,

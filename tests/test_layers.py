@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections import Counter
+from pathlib import Path
 
-from tests.layers import cycles, graph, imports, layer_of, modules
+from tests.layers import cycles, graph, imports, layer_of, main, modules
+
+ARCHITECTURE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 
 
 def test_no_upward_import_and_no_cycle_in_the_package() -> None:
@@ -37,3 +42,10 @@ def test_layers_of_names_and_relative_imports() -> None:
         "touchstream.schemas",
         "touchstream.schemas.Signal",
     ]
+
+
+def test_the_architecture_doc_shows_the_graph_as_it_is() -> None:
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main() == 0
+    assert printed.getvalue() in ARCHITECTURE.read_text(), "docs/architecture.md: rerun it"
