@@ -152,7 +152,7 @@ class RiskModel:
         k = self.shape
         stay = math.exp(-k * math.log1p(horizon_days * lam / k))
         p = min(1.0, max(0.0, pi + (1.0 - pi) * stay))
-        if self.recalibration and abs(horizon_days - self.recalibrated_for) < 0.5:
+        if self.recalibrated_at(horizon_days):
             a, b = self.recalibration
             q = min(1.0 - 1e-9, max(1e-9, p))
             p = _sigmoid(a + b * math.log(q / (1.0 - q)))
@@ -165,6 +165,10 @@ class RiskModel:
             return f"default model ({why})"
         customers = self.quality.get("customers", 0)
         return f"model {self.version} learned on {customers:,} customers to {self.fitted_until}"
+
+    def recalibrated_at(self, horizon_days: float) -> bool:
+        """Whether its P was checked at this horizon on the history (and mapped there)."""
+        return bool(self.recalibration) and abs(horizon_days - self.recalibrated_for) < 0.5
 
     def __str__(self) -> str:
         return self.describe()

@@ -485,8 +485,8 @@ def raisable(m: Metrics, score: Score, rules: Rules, model: RiskModel) -> float:
     customer whose expected loss (P x yearly value) is under `min_loss_share` of the
     business's typical yearly value is not raised by their rhythm alone."""
     r = rules.risk
-    checked = bool(model.recalibration) and abs(m.horizon_days - model.recalibrated_for) < 0.5
-    if (m.overdue_ratio <= 1.0) if checked else (m.lapse < r.min_lapse):
+    checked = model.recalibrated_at(m.horizon_days)
+    if not (m.overdue_ratio > 1.0 if checked else m.lapse >= r.min_lapse):
         return score.service
     floor = r.min_loss_share * model.typical_value
     if floor > 0.0 and score.value * m.revenue_at_risk < floor:
