@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@# the base install's wheels, for the test that installs it offline in a fresh venv
+	$(BIN)/python -m pip wheel --quiet --wheel-dir $(VENV)/wheelhouse . 2>/dev/null
+	rm -f $(VENV)/wheelhouse/touchstream-*.whl
 	touch $(STAMP)
 
 # the engine compiled with mypyc (pure Python where it cannot be); again when a source changes

@@ -1,4 +1,4 @@
-"""Wire models of touchstream. Depends only on pydantic and the standard library."""
+"""Wire models of touchstream. Depends only on pydantic, orjson and the standard library."""
 
 from touchstream.schemas.dead_letter import DeadLetter, FieldError
 from touchstream.schemas.promise import PromiseAlert

@@ -1,7 +1,7 @@
 """The touchpoint event: one meeting between a customer and the company on one channel.
 
 This is the wire contract for publishers. It imports only pydantic and the standard
-library so a publishing service can depend on `schemas` alone.
+library; the package (with orjson) is in the base install a publishing service depends on.
 """
 
 from __future__ import annotations

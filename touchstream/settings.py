@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from touchstream.schemas import InputLimits
 from touchstream.schemas.touchpoint import EARLIEST_OCCURRED_AT
-from touchstream.sinks.webhooks import WebhookConfig
+from touchstream.sinks.subscribers import WebhookConfig
 
 EMBEDDED = "embedded"
 MIN_KEY_LENGTH = 16

@@ -15,11 +15,11 @@ from aiohttp import web
 from tests.factories import snapshot
 from touchstream.broker import free_port
 from touchstream.schemas import Reason, Signal
+from touchstream.sinks.subscribers import WebhookConfig
 from touchstream.sinks.webhooks import (
     Attempt,
     CircuitBreaker,
     Dispatcher,
-    WebhookConfig,
     slack_body,
     verify,
 )
