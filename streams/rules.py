@@ -10,7 +10,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -124,6 +123,19 @@ DEFAULT_RISK_ACTIONS = {
 }
 
 
+DEFAULT_MOMENT_COOLDOWN_DAYS = {
+    "service_recovery": 0.0,
+    "milestone": 0.0,
+    "advocacy": 180.0,
+    "high_value": 60.0,
+}
+
+
+def _over(defaults: dict[str, Any], given: Any) -> Any:
+    """A rules file names the entries of a table it changes; the others keep their default."""
+    return {**defaults, **given} if isinstance(given, dict) else given
+
+
 class RiskRules(_Config):
     """The risk is a probability: that the customer has no contact (a customer-initiated
     touchpoint: a purchase, a visit, a call...) within `horizon_days`; for a feed of
@@ -154,6 +166,11 @@ class RiskRules(_Config):
     )
     weights: RiskWeights = RiskWeights()
     trigger: Trigger = Trigger(raise_at=0.5, clear_below=0.35, cooldown_days=14)
+
+    @field_validator("actions", mode="before")
+    @classmethod
+    def _over_defaults(cls, given: Any) -> Any:
+        return _over(DEFAULT_RISK_ACTIONS, given)
 
     @model_validator(mode="after")
     def _actions_format(self) -> RiskRules:
@@ -198,12 +215,7 @@ class WowRules(_Config):
     weights: WowWeights = WowWeights()
     raise_at: float = Field(0.6, ge=0, le=1)
     moment_cooldown_days: dict[str, float] = Field(
-        default_factory=lambda: {
-            "service_recovery": 0.0,
-            "milestone": 0.0,
-            "advocacy": 180.0,
-            "high_value": 60.0,
-        }
+        default_factory=lambda: dict(DEFAULT_MOMENT_COOLDOWN_DAYS)
     )
     budget_days: float = Field(30.0, ge=0, description="at most one wow per customer this often")
     min_consistency: float = Field(0.6, ge=0, le=1, description="consistency comes before wow")
@@ -245,18 +257,16 @@ class WowRules(_Config):
         "customers); {team}, {channel}, {what} and {value} are filled in",
     )
 
-    @field_validator("owners", "actions", "capacity_per_day", mode="before")
+    @field_validator("owners", "actions", "capacity_per_day", "moment_cooldown_days", mode="before")
     @classmethod
     def _over_defaults(cls, given: Any, info: ValidationInfo) -> Any:
-        """A rules file names what it changes; the other moments and teams keep theirs."""
         defaults: dict[str, dict[str, Any]] = {
             "owners": DEFAULT_WOW_OWNERS,
             "actions": DEFAULT_WOW_ACTIONS,
             "capacity_per_day": DEFAULT_WOW_CAPACITY,
+            "moment_cooldown_days": DEFAULT_MOMENT_COOLDOWN_DAYS,
         }
-        if not isinstance(given, dict):
-            return given
-        return {**defaults[info.field_name or ""], **given}
+        return _over(defaults[info.field_name or ""], given)
 
     @model_validator(mode="after")
     def _actions_format(self) -> WowRules:
@@ -344,8 +354,14 @@ class Rules(_Config):
 
     @classmethod
     def load(cls, path: Path | None) -> Rules:
-        if path is None:
-            return cls()
-        text = path.read_text()
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-        return cls.model_validate(data or {})
+        return cls() if path is None else cls.model_validate(read_rules_file(path))
+
+
+def read_rules_file(path: Path) -> dict[str, Any]:
+    """A rules file's own entries (TOML by its suffix, else YAML), before defaults."""
+    text = path.read_text()
+    if path.suffix == ".toml":
+        return tomllib.loads(text)
+    import yaml  # the worker's extra; a publisher's install reads TOML rules only
+
+    return yaml.safe_load(text) or {}

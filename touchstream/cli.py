@@ -29,7 +29,7 @@ from touchstream.tables import show
 app = typer.Typer(
     help="touchstream: customer touchpoints in, consistency and expectation-gap metrics and "
     "wow / about-to-defect signals out. Configure with TOUCHSTREAM_* environment variables. "
-    "`publish` and `schema` run on the base install; the other commands need "
+    "`publish`, `schema` and `config` run on the base install; the others need "
     "`pip install 'touchstream[worker]'`.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -38,7 +38,7 @@ schema_app = typer.Typer(help="JSON Schema files of the wire models.", no_args_i
 app.add_typer(schema_app, name="schema")
 console = Console(stderr=True)
 
-# the top-level modules of the `worker` extra: without them only `publish` and `schema` run
+# the top-level modules of the `worker` extra: without them only publish, schema, config run
 WORKER_MODULES = frozenset(
     [
         "faust",
@@ -643,6 +643,32 @@ def forget(
         f'touchstream query "SELECT * FROM forgotten_customers FINAL WHERE customer_id = '
         f'{{id:String}}" -p id={customer_id}'
     )
+
+
+@app.command()
+def config(
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+    wide: Annotated[bool, WIDE] = False,
+) -> None:
+    """The configuration in force: every setting (TOUCHSTREAM_*) and rule, secrets masked,
+    and where each value came from (default, environment, .env, rules file)."""
+    from touchstream.effective_config import COLUMNS, effective
+
+    entries = effective(_settings())
+    if output is not Output.table:
+        rows = [[e.group, e.name, e.value, e.source] for e in entries]
+        _show({"columns": COLUMNS, "rows": rows}, output)
+        return
+    out = Console(width=10_000) if wide else Console()
+    name_width = max(len(e.name) for e in entries)  # the same columns in every group
+    for group in dict.fromkeys(e.group for e in entries):
+        table = Table(title=group, title_justify="left", expand=not wide)
+        table.add_column("name", no_wrap=True, min_width=name_width)
+        table.add_column("value", overflow="fold", ratio=1)
+        table.add_column("source", no_wrap=True)
+        for e in (e for e in entries if e.group == group):
+            table.add_row(e.name, e.value, e.source if e.source == "default" else f"[b]{e.source}")
+        out.print(table)
 
 
 @app.command()

@@ -170,10 +170,6 @@ class Settings(BaseSettings):
     metrics_keys: list[SecretStr] = Field(
         default_factory=list, description="Keys for GET /metrics (Prometheus' bearer token)."
     )
-    api_keys: list[SecretStr] = Field(
-        default_factory=list,
-        description="Removed: one key for everything. Use INGEST_KEYS, QUERY_KEYS, METRICS_KEYS.",
-    )
     ingest_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     ingest_max_in_flight: int = Field(
         default=50_000, ge=1, description="HTTP ingest answers 429 above this many events."
@@ -210,16 +206,6 @@ class Settings(BaseSettings):
             refusal = weak_key(key.get_secret_value())
             if refusal:
                 raise ValueError(refusal)
-        return keys
-
-    @field_validator("api_keys")
-    @classmethod
-    def _removed(cls, keys: list[SecretStr]) -> list[SecretStr]:
-        if keys:
-            raise ValueError(
-                "TOUCHSTREAM_API_KEYS was one key for every endpoint; give each its own: "
-                "TOUCHSTREAM_INGEST_KEYS, TOUCHSTREAM_QUERY_KEYS, TOUCHSTREAM_METRICS_KEYS"
-            )
         return keys
 
     def endpoint_keys(self, scope: Literal["ingest", "query", "metrics"]) -> list[str]:

@@ -136,6 +136,10 @@ def test_the_cli_of_the_base_install_publishes_and_names_the_extra_it_lacks(
     rejects = (tmp_path / "events.jsonl.rejects.jsonl").read_text().splitlines()
     assert [json.loads(r)["line"] for r in rejects] == [26]
 
+    config = _run([base / "touchstream", "config", "-o", "json"], tmp_path).stdout
+    broker_url = next(json.loads(r) for r in config.splitlines() if "BROKER_URL" in r)
+    assert broker_url["value"] == f"kafka://{broker.bootstrap}" and broker_url["source"] == ".env"
+
     refused = _run([base / "touchstream", "worker"], tmp_path, check=False)
     assert refused.returncode == 2
     assert "pip install 'touchstream[worker]'" in refused.stderr

@@ -220,3 +220,18 @@ def test_rules_file_errors_are_explained(tmp_path: Path) -> None:
     bad.write_text("risk:\n  surprise: 1\n")
     with pytest.raises(ValidationError, match="surprise"):
         Rules.load(bad)
+
+
+def test_a_rules_file_changes_only_the_table_entries_it_names(tmp_path: Path) -> None:
+    """Overriding one action text or one cooldown keeps every other default: an operator
+    rewording the lapse check-in must not leave the broken promise without an action."""
+    path = tmp_path / "rules.toml"
+    path.write_text(
+        '[risk.actions]\nlapse = "call them on {channel}"\n'
+        "[wow.moment_cooldown_days]\nadvocacy = 90\n"
+    )
+    rules = Rules.load(path)
+    assert rules.risk.actions["lapse"] == "call them on {channel}"
+    assert rules.risk.actions.keys() == RULES.risk.actions.keys()
+    assert rules.risk.actions["broken_promises"] == RULES.risk.actions["broken_promises"]
+    assert rules.wow.moment_cooldown_days == {**RULES.wow.moment_cooldown_days, "advocacy": 90}
