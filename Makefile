@@ -32,12 +32,15 @@ demo: $(NATIVE) ## the whole pipeline on the embedded broker and chDB
 test: $(NATIVE) browser ## every test, the end-to-end ones through the real broker included
 	TOUCHSTREAM_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
 
-# Debian's Chromium, for the test that opens the demo report in a real browser
+# Debian's Chromium, for the test that opens the demo report in a real browser, and curl,
+# which runs the HTTP API's documented examples
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	    echo "installing Debian's chromium (the report test opens the demo report in it)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
-	        >/dev/null; }
+	@missing=""; for tool in chromium curl; do \
+	    command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing Debian's$$missing (the tests open the demo report and run the API examples)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing \
+	        >/dev/null; fi
 
 test-fast: $(NATIVE) ## unit tests only, no broker
 	$(BIN)/python -m pytest -q -m "not e2e"
@@ -59,8 +62,9 @@ check: lint ## lint, the import layers, and type-check the engine, the runtime a
 	    touchstream/streams/runtime/*.py touchstream/sinks/*.py touchstream/app.py \
 	    touchstream/rebuild.py touchstream/launcher.py touchstream/native/__init__.py
 
-schemas: $(STAMP) ## regenerate schemas/json after changing a wire model
+schemas: $(STAMP) ## regenerate schemas/json and docs/openapi.json after changing a wire model
 	$(BIN)/touchstream schema export schemas/json
+	$(BIN)/touchstream schema openapi docs/openapi.json
 
 clean:
 	rm -rf $(VENV) .touchstream .pytest_cache .hypothesis build *__mypyc.*.so touchstream/*__mypyc.*.so streams/*.so sinks/*.so schemas/*.so

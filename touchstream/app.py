@@ -28,6 +28,7 @@ import orjson
 from touchstream.alerting import attach_webhooks
 from touchstream.ingest import attach_ingest
 from touchstream.learner import history_from_clickhouse, load_model, store_model
+from touchstream.openapi import attach_openapi
 from touchstream.query_endpoint import attach_query_endpoint
 from touchstream.rebuild import StateRebuild
 from touchstream.schemas.control import CLOCK_KEY
@@ -125,6 +126,7 @@ def build_app(
     health.attach(app)
     attach_query_endpoint(app, clickhouse, settings)
     attach_ingest(app, settings, touchpoints, dead_letters, keep)
+    attach_openapi(app)
 
     alerts = attach_webhooks(app, clickhouse, settings, raw, telemetry)
     committed = CommittedBatches(

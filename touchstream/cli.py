@@ -34,7 +34,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-schema_app = typer.Typer(help="JSON Schema files of the wire models.", no_args_is_help=True)
+schema_app = typer.Typer(
+    help="JSON Schema files of the wire models, and the HTTP API's OpenAPI document.",
+    no_args_is_help=True,
+)
 app.add_typer(schema_app, name="schema")
 console = Console(stderr=True)
 
@@ -92,6 +95,17 @@ def schema_export(
 
     for path in export_schemas(directory):
         console.print(f"wrote {path}")
+
+
+@schema_app.command("openapi")
+def schema_openapi(
+    file: Annotated[Path, typer.Argument(help="Where to write it.")] = Path("docs/openapi.json"),
+) -> None:
+    """Write the OpenAPI document of the worker's HTTP API (what GET /openapi.json serves)."""
+    from touchstream.openapi import document
+
+    file.write_text(json.dumps(document(), indent=2) + "\n")
+    console.print(f"wrote {file}")
 
 
 @app.command()

@@ -25,15 +25,20 @@ log = logging.getLogger("touchstream.ingest")
 
 
 def split_items(body: bytes) -> list[bytes]:
-    """The items of a request body: an array's elements, NDJSON lines, or the one object."""
+    """The items of a request body: an array's elements, the one object (pretty-printed or
+    not), or NDJSON lines. A body that is not one JSON value is NDJSON; a broken array is
+    one broken item."""
     stripped = body.strip()
-    if stripped.startswith(b"["):
-        try:
-            return [orjson.dumps(item) for item in orjson.loads(stripped)]
-        except orjson.JSONDecodeError:
+    try:
+        whole = orjson.loads(stripped)
+    except orjson.JSONDecodeError:
+        if stripped.startswith(b"["):
             return [stripped]
-    lines = [line.strip() for line in stripped.split(b"\n")]
-    return [line for line in lines if line]
+        lines = [line.strip() for line in stripped.split(b"\n")]
+        return [line for line in lines if line]
+    if isinstance(whole, list):
+        return [orjson.dumps(item) for item in whole]
+    return [stripped]  # as sent: the duplicate-key check sees the publisher's bytes
 
 
 def attach_ingest(
