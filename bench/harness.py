@@ -41,7 +41,7 @@ from kafka import KafkaAdminClient
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from bench.report import cpu_us_per_event, machine_busy
+from bench.compare import cpu_us_per_event, machine_busy
 from touchstream.broker import EmbeddedBroker
 from touchstream.generator import generate
 from touchstream.kafka import ensure_topics, read_topic
@@ -162,7 +162,7 @@ def engine_only(records: list[tuple[bytes, bytes]], partitions: int) -> float:
             for offset, (_, value) in enumerate(records):
                 event = parse_touchpoint(value)
                 partition = partition_for(event.customer_id, partitions)
-                outcome = engine.handle(event, partition, offset)
+                outcome = engine.step(event, partition, offset)
                 for snapshot in outcome.snapshots:
                     snapshot.json()
                 for signal in outcome.signals:

@@ -70,7 +70,7 @@ def main(
     from touchstream.settings import Settings
     from touchstream.streams.bgnbd import BGNBDParams
     from touchstream.streams.engine import Engine, partition_for
-    from touchstream.streams.handling import handle_message
+    from touchstream.streams.records import process_record
     from touchstream.streams.rules import Rules
     from touchstream.streams.runtime.tables import StagedTable, decode_state, encode_state
     from touchstream.worker import tune_gc
@@ -100,7 +100,7 @@ def main(
     for offset, (customer, value) in enumerate(track(records, "handling", console=console)):
         partition = partition_for(customer, 4)
         states.partition = watermarks.partition = partition
-        handle_message(engine, limits, customer.encode(), value, "in", partition, offset)
+        process_record(engine, limits, customer.encode(), value, "in", partition, offset)
         if offset % batch == batch - 1:
             states.take()
             watermarks.take()

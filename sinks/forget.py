@@ -14,7 +14,7 @@ import orjson
 from touchstream.sinks.clickhouse import ClickHouse
 
 # how each table finds a customer's rows (dead letters only have the raw payload)
-WHERE = {
+CUSTOMER_ROWS = {
     "touchpoints": "customer_id = {customer_id:String}",
     "customer_metrics": "customer_id = {customer_id:String}",
     "customer_metrics_daily": "customer_id = {customer_id:String}",
@@ -29,7 +29,7 @@ def forget_rows(
 ) -> int:
     """Delete the customer's rows from one table and record the count (idempotent)."""
     params = {"customer_id": customer_id, "quoted": orjson.dumps(customer_id).decode()}
-    where = WHERE[table]
+    where = CUSTOMER_ROWS[table]
     _, rows = clickhouse.query(f"SELECT count() FROM {table} WHERE {where}", params)
     removed = int(rows[0][0])
     if removed:

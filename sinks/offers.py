@@ -14,8 +14,8 @@ import logging
 from datetime import UTC, date, datetime
 
 from touchstream.schemas import Signal
-from touchstream.sinks.calibration import watermark
 from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.sinks.promise_alerts import watermark
 from touchstream.streams.offers import DAY, PUBLISHED, Offer, allot, decidable_before
 from touchstream.streams.rows import offer_columns, signal_columns
 from touchstream.streams.rules import WowRules

@@ -1,10 +1,11 @@
 """The one way rows get into ClickHouse: batched, idempotent inserts, driven by the runtime.
 
-The processing loop (touchstream/app.py) calls `store_batch` with what a batch produced;
-the batch's offsets are committed only after it returns, and it returns only after every
-insert succeeded (retried with backoff while ClickHouse is away) or was refused. A batch
-ClickHouse *refuses* (a schema bug, not an outage) is spilled to DATA_DIR/sink-rejected/ and
-logged, so nothing is silently dropped. No loops of its own: no consumer, no timer.
+The processing loop (streams/runtime/pipeline.py, wired in touchstream/app.py) calls
+`store_batch` with what a batch produced; the batch's offsets are committed only after it
+returns, and it returns only after every insert succeeded (retried with backoff while
+ClickHouse is away) or was refused. A batch ClickHouse *refuses* (a schema bug, not an
+outage) is spilled to DATA_DIR/sink-rejected/ and logged, so nothing is silently dropped.
+No loops of its own: no consumer, no timer.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from touchstream.schemas import DeadLetter, Signal
 from touchstream.schemas.control import forget_marker, parse_marker
 from touchstream.schemas.signal import Snapshot
 from touchstream.sinks.clickhouse import ClickHouse, ClickHouseRejected, batch_id
-from touchstream.sinks.forget import WHERE, forget_rows
-from touchstream.streams.handling import Handled
+from touchstream.sinks.forget import CUSTOMER_ROWS, forget_rows
 from touchstream.streams.offers import Offer
+from touchstream.streams.records import Processed
 from touchstream.streams.rows import (
     Columns,
     dead_letter_columns,
@@ -94,7 +95,7 @@ async def forget_in(clickhouse: ClickHouse, table: str, marker: bytes) -> None:
 
 async def store_batch(
     clickhouse: ClickHouse,
-    batch: list[tuple[Handled, int, int]],
+    batch: list[tuple[Processed, int, int]],
     spill_dir: Path,
     observe: Observe | None = None,
 ) -> None:
@@ -108,7 +109,7 @@ async def store_batch(
         if handled.forget is not None:
             await pending.write(clickhouse, spill_dir, observe)
             marker = forget_marker(*handled.forget)
-            for table in WHERE:
+            for table in CUSTOMER_ROWS:
                 await forget_in(clickhouse, table, marker)
     await pending.write(clickhouse, spill_dir, observe)
 
@@ -127,7 +128,7 @@ class _Pending:
         self.offers: list[tuple[Signal, str]] = []
         self.dead_letters: list[tuple[DeadLetter, str]] = []
 
-    def add(self, handled: Handled, position: str) -> None:
+    def add(self, handled: Processed, position: str) -> None:
         if handled.row is not None:
             self.touchpoints.append(handled.row)
             self.positions.append(position)

@@ -1,6 +1,6 @@
 """Promise calibration, company level: which promise types (metric x channel x team) the
 company breaks too often, window by window of event time. Pure: the counts come from
-wherever the touchpoints are (ClickHouse live and after a replay: sinks/calibration.py), so
+wherever the touchpoints are (ClickHouse live and after a replay: sinks/promise_alerts.py), so
 the same history gives the same alerts, with the same ids."""
 
 from __future__ import annotations

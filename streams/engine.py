@@ -21,11 +21,11 @@ from mypy_extensions import mypyc_attr
 
 from touchstream.schemas import FieldError, Signal, TouchpointEvent, TouchpointRejected
 from touchstream.schemas.signal import Snapshot
+from touchstream.streams.assessment import Assessment, Level
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.evaluate import evaluate, silence_ceiling, usual_gap_days
 from touchstream.streams.rules import Rules
-from touchstream.streams.state import DAY, CustomerState, StateParams, apply_event, dedup_horizon
-from touchstream.streams.touchpoint import Assessment, Level
+from touchstream.streams.state import DAY, CustomerState, apply_event, dedup_horizon
 
 SNAPSHOT_RISK_STEP = 0.05  # a silence check writes a snapshot when risk moved this much
 
@@ -36,7 +36,7 @@ def partition_for(customer_id: str, partitions: int) -> int:
 
 
 @dataclass(init=False)
-class Outcome:
+class StepResult:
     status: str  # applied | duplicate | late | tick
     signals: list[Signal]
     snapshots: list[Snapshot]
@@ -75,13 +75,7 @@ class Engine:
         # customer -> when they become overdue; the timer need not read them before then
         # (exact: both sides of the comparison change only with the customer's own events)
         self._due: dict[str, float] = {}
-        self.params = StateParams(
-            rules.half_life_days,
-            rules.wow_margin,
-            rules.grace_seconds,
-            rules.recovery_sla_days,
-            tuple(sorted(rules.risk.metric_importance.items())),
-        )
+        self.params = rules.state_params()
         self.period = rules.silence_check_days * DAY
 
     def members(self, partition: int) -> set[str]:
@@ -106,12 +100,12 @@ class Engine:
         self._timer_skip.discard(customer_id)
         self._due.pop(customer_id, None)
 
-    def handle(self, event: TouchpointEvent, partition: int, offset: int | None = None) -> Outcome:
+    def step(self, event: TouchpointEvent, partition: int, offset: int | None = None) -> StepResult:
         """Apply one event. `offset` (live) lets a redelivery after a crash be recognised
         as such even when it is older than the grace."""
         t = event.occurred_at.timestamp()
         self.members(partition).add(event.customer_id)
-        outcome = Outcome("applied")
+        outcome = StepResult("applied")
         mark = self.watermarks.get(str(partition))
         if mark is not None and mark - t > self.period:
             # the silence checks of the time it belongs to have run without it
@@ -153,7 +147,7 @@ class Engine:
         self.states[event.customer_id] = state
         return outcome
 
-    def advance(self, partition: int, t: float, into: Outcome) -> None:
+    def advance(self, partition: int, t: float, into: StepResult) -> None:
         """Move the partition's watermark to `t`, running the silence checks it passes; their
         signals and snapshots go `into` the outcome."""
         key = str(partition)
@@ -169,7 +163,7 @@ class Engine:
             boundary += self.period
         self.watermarks[key] = t
 
-    def silence_check(self, partition: int, now: float, into: Outcome) -> None:
+    def silence_check(self, partition: int, now: float, into: StepResult) -> None:
         """Judge the partition's silent customers at `now`. A customer whose risk moved by
         SNAPSHOT_RISK_STEP since their last snapshot gets a new one, so the metrics keep up
         with silence. One who cannot reach the threshold by silence alone is looked at again

@@ -791,22 +791,22 @@ def evaluate(
     snap: Snapshot | None = None
     signals = []
     raised: list[Score] = []
-    book = state.signal_state
-    active, last_raised = book.get(SignalKind.about_to_defect.value, [False, None])
+    signal_state = state.signal_state
+    active, last_raised = signal_state.get(SignalKind.about_to_defect.value, [False, None])
     trigger_value = raisable(m, risk_score, rules, model)
     decision = decide(active, last_raised, trigger_value, now, rules.risk.trigger)
     if decision == "clear":
-        book[SignalKind.about_to_defect.value] = [False, last_raised]
+        signal_state[SignalKind.about_to_defect.value] = [False, last_raised]
     elif decision == "raise":
-        book[SignalKind.about_to_defect.value] = [True, now]
+        signal_state[SignalKind.about_to_defect.value] = [True, now]
         raised.append(risk_score)
     if (
         moment[1] != "none"
         and wow_score.value >= rules.wow.raise_at
-        and _wow_allowed(book, moment[1], now, rules)
+        and _wow_allowed(signal_state, moment[1], now, rules)
     ):
-        book["wow:" + moment[1]] = [False, now]
-        book[SignalKind.wow_opportunity.value] = [False, now]
+        signal_state["wow:" + moment[1]] = [False, now]
+        signal_state[SignalKind.wow_opportunity.value] = [False, now]
         raised.append(wow_score)
     for score in raised:
         snap = snap or snapshot(state, m, risk_score.value, wow_score.value)
@@ -900,14 +900,14 @@ def at_stake(m: Metrics, rules: Rules, model: RiskModel) -> float:
     return tenure + value
 
 
-def _wow_allowed(book: dict[str, list], moment: str, now: float, rules: Rules) -> bool:
+def _wow_allowed(signal_state: dict[str, list], moment: str, now: float, rules: Rules) -> bool:
     """The moment's own cooldown, then the customer's wow budget (recovery is exempt)."""
     w = rules.wow
-    last_moment = book.get("wow:" + moment, [False, None])[1]
+    last_moment = signal_state.get("wow:" + moment, [False, None])[1]
     cooldown = w.moment_cooldown_days.get(moment, w.budget_days) * DAY
     if last_moment is not None and now - last_moment < cooldown:
         return False
     if moment == "service_recovery":
         return True
-    last_any = book.get(SignalKind.wow_opportunity.value, [False, None])[1]
+    last_any = signal_state.get(SignalKind.wow_opportunity.value, [False, None])[1]
     return last_any is None or now - last_any >= w.budget_days * DAY

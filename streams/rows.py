@@ -11,8 +11,8 @@ from typing import Any
 from touchstream.schemas import DeadLetter, MetricsSnapshot, Signal, TouchpointEvent
 from touchstream.schemas.promise import PromiseAlert
 from touchstream.schemas.signal import Snapshot
+from touchstream.streams.assessment import Assessment, Level, assess
 from touchstream.streams.offers import PENDING, Offer
-from touchstream.streams.touchpoint import Assessment, Level, assess
 
 Columns = dict[str, list]
 

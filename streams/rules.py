@@ -19,17 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-# the arithmetic, compiled: re-exported for the rules' users
-from touchstream.streams.scoring import (
-    Score,
-    clamp01,
-    decide,
-    severity,
-    signal_id,
-    weighted,
-)
-
-__all__ = ["Rules", "Score", "Trigger", "clamp01", "decide", "severity", "signal_id", "weighted"]
+from touchstream.streams.state import StateParams
 
 
 class _Config(BaseModel):
@@ -351,6 +341,15 @@ class Rules(_Config):
     wow: WowRules = WowRules()
     loyalty: LoyaltyRules = LoyaltyRules()
     calibration: CalibrationRules = CalibrationRules()
+
+    def state_params(self) -> StateParams:
+        return StateParams(
+            self.half_life_days,
+            self.wow_margin,
+            self.grace_seconds,
+            self.recovery_sla_days,
+            tuple(sorted(self.risk.metric_importance.items())),
+        )
 
     @classmethod
     def load(cls, path: Path | None) -> Rules:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from touchstream.schemas import Kind, TouchpointEvent
-from touchstream.streams.touchpoint import (
+from touchstream.streams.assessment import (
     COMPANY_INITIATED,
     FEEDBACK_KINDS,
     PURCHASE_KINDS,
@@ -50,11 +50,14 @@ CHANNEL_INDEX = {name: i for i, name in enumerate(CHANNELS)}
 
 @dataclass(frozen=True, slots=True)
 class StateParams:
-    half_life_days: float = 30.0
-    wow_margin: float = 1.0
-    grace_seconds: float = 24 * 3600.0
-    recovery_sla_days: float = 2.0
-    importance: tuple[tuple[str, float], ...] = ()  # per-metric weight of a promise
+    """What the state update needs of the rules (`Rules.state_params()`; no defaults of its
+    own, so a number lives in the rules only)."""
+
+    half_life_days: float
+    wow_margin: float
+    grace_seconds: float
+    recovery_sla_days: float
+    importance: tuple[tuple[str, float], ...]  # per-metric weight of a promise
 
     @property
     def half_life(self) -> float:
@@ -113,7 +116,7 @@ class CustomerState:
     signal_state: dict[str, list[Any]]
     last_snapshot_at: float
     last_offset: int  # highest input offset applied (live only): redeliveries are known
-    # promises, loss-aware (appended in 0.2: older changelog rows decode with the defaults)
+    # promises, loss-aware (appended: changelog rows written before them decode with defaults)
     w_promises: float  # anchored weight of touchpoints that carried a promise
     broken: float  # anchored weight of those that broke one (never offset by a good one)
     s_miss: float  # anchored sum of the broken ones' miss strengths (touchpoint.miss_strength)
@@ -125,7 +128,7 @@ class CustomerState:
     resolved_cases: list[str]  # the last few complaint cases resolved: a new one is a reopening
     slow_resolutions: int  # complaints resolved after the recovery SLA
     reopened: int  # complaints opened again after being resolved
-    # the organisation's view (appended in 0.3): who broke the promises, and the voice
+    # the organisation's view (appended too): who broke the promises, and the voice
     miss_by: dict[str, float]  # "metric|channel|team" -> anchored weight of its broken promises
     complaint_where: dict[str, str]  # open case -> "channel|team" it was raised with
     feedback_answered: int  # the customer's voice answered: a resolution, a reply on a case

@@ -17,8 +17,8 @@ from touchstream.generator import generate
 from touchstream.inputs import InputRecord
 from touchstream.replay import replay, write_to_clickhouse
 from touchstream.settings import Settings
-from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.sinks.promise_alerts import judge
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.rules import Rules
 

@@ -36,7 +36,8 @@ def _code(text: str) -> list[str]:
 
 
 def _defines(source: Path, name: str) -> bool:
-    pattern = rf"^\s*(?:async def|def|class) {name}\b|^{name}\s*[:=]"
+    """A function, class, constant or attribute (`self.name =`) of that name in `source`."""
+    pattern = rf"^\s*(?:async def|def|class) {name}\b|^\s*(?:self\.)?{name}\s*[:=]"
     return re.search(pattern, source.read_text(), re.M) is not None
 
 
@@ -52,6 +53,16 @@ def test_every_path_named_exists(doc: Path) -> None:
             continue  # sinks/writer.store_batch: a function of sinks/writer.py
         missing.append(ref)
     assert missing == []
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_a_name_given_beside_a_module_is_in_it(doc: Path) -> None:
+    """`streams/runtime/tables.py` `StagedTable`: the name is defined in that module."""
+    pairs = re.findall(
+        r"`((?:touchstream|streams|sinks|schemas|bench)/[\w/]+\.py)` `([A-Za-z_]\w*)[\w.()=]*`",
+        doc.read_text(),
+    )
+    assert [f"{p} {n}" for p, n in pairs if not _defines(ROOT / p, n)] == []
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)

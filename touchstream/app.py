@@ -29,13 +29,14 @@ from touchstream.alerting import attach_webhooks
 from touchstream.ingest import attach_ingest
 from touchstream.learner import history_from_clickhouse, load_model, store_model
 from touchstream.openapi import attach_openapi
+from touchstream.probes import Health, attach_metrics_endpoint
 from touchstream.query_endpoint import attach_query_endpoint
 from touchstream.rebuild import StateRebuild
 from touchstream.schemas.control import CLOCK_KEY
 from touchstream.settings import Settings
-from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.sinks.offers import decide, published, store_decisions, store_published
+from touchstream.sinks.promise_alerts import judge
 from touchstream.sinks.writer import store_batch, store_dead_letters
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine
@@ -48,7 +49,6 @@ from touchstream.streams.runtime.produce import BatchProducer
 from touchstream.streams.runtime.tables import StagedTable, decode_state, encode_state
 from touchstream.streams.runtime.telemetry import Progress, Telemetry
 from touchstream.streams.state import DAY
-from touchstream.telemetry import Health, attach_metrics_endpoint
 
 log = logging.getLogger("touchstream.worker")
 
@@ -90,7 +90,7 @@ def build_app(
         table_standby_replicas=settings.standby_replicas,
     )
     set_fetch_max_wait(app, settings.consumer_fetch_max_wait_ms)
-    raw: dict[str, Any] = {
+    as_bytes: dict[str, Any] = {
         "key_type": bytes,
         "value_type": bytes,
         "key_serializer": "raw",
@@ -98,10 +98,10 @@ def build_app(
         "partitions": settings.partitions,
         "acks": False,  # offsets are ours to commit: streams/runtime/batches.py
     }
-    touchpoints = app.topic(settings.topic_touchpoints, **raw)
-    dead_letters = app.topic(settings.topic_dead_letters, **raw)
-    metrics = app.topic(settings.topic_metrics, **raw)
-    signals = app.topic(settings.topic_signals, **raw)
+    touchpoints = app.topic(settings.topic_touchpoints, **as_bytes)
+    dead_letters = app.topic(settings.topic_dead_letters, **as_bytes)
+    metrics = app.topic(settings.topic_metrics, **as_bytes)
+    signals = app.topic(settings.topic_signals, **as_bytes)
 
     customers = app.Table(
         "customer-state", key_type=str, value_type=bytes, partitions=settings.partitions
@@ -118,17 +118,17 @@ def build_app(
     spill_dir = settings.data_dir / "sink-rejected"
     telemetry = Telemetry()
     store = partial(store_batch, clickhouse, spill_dir=spill_dir, observe=telemetry.observe_write)
-    keep = partial(
+    store_letters = partial(
         store_dead_letters, clickhouse, spill_dir=spill_dir, observe=telemetry.observe_write
     )
     attach_metrics_endpoint(app, telemetry, settings.endpoint_keys("metrics"))
     health = Health()
     health.attach(app)
     attach_query_endpoint(app, clickhouse, settings)
-    attach_ingest(app, settings, touchpoints, dead_letters, keep)
+    attach_ingest(app, settings, touchpoints, dead_letters, store_letters)
     attach_openapi(app)
 
-    alerts = attach_webhooks(app, clickhouse, settings, raw, telemetry)
+    alerts = attach_webhooks(app, clickhouse, settings, as_bytes, telemetry)
     committed = CommittedBatches(
         app, touchpoints, settings.batch_size, settings.batch_seconds, telemetry
     )
@@ -151,7 +151,7 @@ def build_app(
     async def process() -> None:
         """One batch handled at a time (the `concurrency=1` of an agent; faust-streaming
         #606), the writes of the previous ones meanwhile."""
-        await committed.run(pipeline.handle, stages=2, in_flight=WRITES_IN_FLIGHT)
+        await committed.run(pipeline.run_batch, stages=2, in_flight=WRITES_IN_FLIGHT)
 
     if settings.clock_tick_seconds > 0:
 
@@ -164,7 +164,7 @@ def build_app(
                 await touchpoints.send(key=CLOCK_KEY, value=value, partition=partition)
 
     if settings.promise_check_seconds > 0:
-        promise_alerts = app.topic(settings.topic_promise_alerts, **raw)
+        promise_alerts = app.topic(settings.topic_promise_alerts, **as_bytes)
 
         @app.timer(interval=settings.promise_check_seconds, on_leader=True)
         async def calibrate_promises() -> None:

@@ -168,17 +168,7 @@ def publish(
     ensure_topics(bootstrap, [topic], settings.partitions, **settings.kafka_security())
     rejects = rejects or file.with_suffix(file.suffix + ".rejects.jsonl")
     columns = parse_mapping(mapping or [])
-    publisher = TouchpointPublisher(
-        bootstrap,
-        topic,
-        max_future_skew=settings.max_future_skew,
-        max_payload_bytes=settings.max_payload_bytes,
-        earliest_occurred_at=settings.earliest_occurred_at,
-        idempotence=settings.producer_idempotence,
-        linger_ms=settings.producer_linger_ms,
-        batch_bytes=settings.producer_batch_bytes,
-        **settings.kafka_security(),
-    )
+    publisher = TouchpointPublisher.from_settings(settings, bootstrap, topic)
     total_lines = _count_lines(file)
     with publisher, _progress() as progress:
         task = progress.add_task(f"publishing {file.name}", total=total_lines)
@@ -387,8 +377,8 @@ def replay(
     )
     if clickhouse:
         from touchstream.replay import write_to_clickhouse
-        from touchstream.sinks.calibration import judge
         from touchstream.sinks.clickhouse import ClickHouse, redact
+        from touchstream.sinks.promise_alerts import judge
 
         _warn_outside_ttl(result.touchpoints, settings.touchpoints_ttl_days)
         target = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)

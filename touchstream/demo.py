@@ -23,9 +23,9 @@ from touchstream.report import bar_chart, line_chart, table, write_report
 from touchstream.schemas import validate_touchpoint
 from touchstream.settings import Settings
 from touchstream.sinks import queries
-from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.sinks.offers import decide_and_store
+from touchstream.sinks.promise_alerts import judge
 from touchstream.streams.rules import Rules
 from touchstream.worker import output_topics
 

@@ -46,9 +46,9 @@ def attach_ingest(
     settings: Settings,
     touchpoints: Any,
     dead_letters: Any,
-    keep: Callable[[list[DeadLetter]], Awaitable[None]],
+    store_letters: Callable[[list[DeadLetter]], Awaitable[None]],
 ) -> None:
-    """`keep` stores the dead letters of a request (sinks/writer.py), before the answer;
+    """`store_letters` stores the dead letters of a request (sinks/writer.py), before the answer;
     they also go to the dead-letters topic, for its subscribers."""
     import faust
 
@@ -119,6 +119,6 @@ def attach_ingest(
                     )
                 )
             if letters:
-                pending.append(keep(letters))
+                pending.append(store_letters(letters))
             await asyncio.gather(*pending)  # stored and on the broker before we answer
             return {"accepted": len(items) - len(rejected), "rejected": rejected}

@@ -16,12 +16,12 @@ import orjson
 
 from touchstream.schemas import TouchpointEvent
 from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.streams.assessment import COMPANY_INITIATED, PURCHASE_KINDS
 from touchstream.streams.churn import FEATURES, RiskModel
 from touchstream.streams.evaluate import yearly_value
 from touchstream.streams.learning import learn
 from touchstream.streams.rules import Rules
 from touchstream.streams.state import DAY
-from touchstream.streams.touchpoint import COMPANY_INITIATED, PURCHASE_KINDS
 
 log = logging.getLogger("touchstream.learner")
 

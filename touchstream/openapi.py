@@ -17,7 +17,7 @@ from touchstream import __version__
 from touchstream.schemas import FieldError, TouchpointEvent
 
 REF = "#/components/schemas/{model}"
-BEARER = [{"bearer": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 class _Body(BaseModel):

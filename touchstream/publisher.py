@@ -16,14 +16,15 @@ from typing import Any
 from kafka import KafkaProducer
 
 from touchstream.schemas import (
-    DEFAULT_MAX_PAYLOAD_BYTES,
     FieldError,
     TouchpointEvent,
     TouchpointRejected,
     parse_touchpoint,
     validate_touchpoint,
 )
-from touchstream.schemas.touchpoint import DEFAULT_MAX_FUTURE_SKEW
+from touchstream.settings import Settings
+
+_DEFAULT = {name: field.default for name, field in Settings.model_fields.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,16 +62,17 @@ class TouchpointPublisher:
     def __init__(
         self,
         bootstrap: str,
-        topic: str = "touchpoints",
+        topic: str = _DEFAULT["topic_touchpoints"],
         *,
-        max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
-        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        max_future_skew: timedelta = timedelta(seconds=_DEFAULT["max_future_skew_seconds"]),
+        max_payload_bytes: int = _DEFAULT["max_payload_bytes"],
         earliest_occurred_at: datetime | None = None,
-        idempotence: bool = True,
-        linger_ms: int = 20,
-        batch_bytes: int = 256 * 1024,
+        idempotence: bool = _DEFAULT["producer_idempotence"],
+        linger_ms: int = _DEFAULT["producer_linger_ms"],
+        batch_bytes: int = _DEFAULT["producer_batch_bytes"],
         **kafka_options: Any,
     ) -> None:
+        """Defaults are the settings' (TOUCHSTREAM_*); `from_settings` takes them all."""
         self.topic = topic
         self.max_future_skew = max_future_skew
         self.max_payload_bytes = max_payload_bytes
@@ -87,6 +89,23 @@ class TouchpointPublisher:
         self._lock = threading.Lock()
         self._report = PublishReport()
         self._sent = 0
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, bootstrap: str, topic: str | None = None
+    ) -> TouchpointPublisher:
+        """A publisher configured as the worker validates: the same limits and security."""
+        return cls(
+            bootstrap,
+            topic or settings.topic_touchpoints,
+            max_future_skew=settings.max_future_skew,
+            max_payload_bytes=settings.max_payload_bytes,
+            earliest_occurred_at=settings.earliest_occurred_at,
+            idempotence=settings.producer_idempotence,
+            linger_ms=settings.producer_linger_ms,
+            batch_bytes=settings.producer_batch_bytes,
+            **settings.kafka_security(),
+        )
 
     def validate(
         self, item: TouchpointEvent | Mapping[str, Any] | bytes | str, now: datetime | None = None

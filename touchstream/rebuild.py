@@ -56,7 +56,7 @@ def replay_history(
         except TouchpointRejected as rejected:  # accepted when stored; rules changed since
             log.warning("a stored touchpoint no longer validates (%s): skipped", rejected)
             continue
-        engine.handle(event, partition)
+        engine.step(event, partition)
     return states, watermarks.get(str(partition))
 
 

@@ -32,7 +32,7 @@ from touchstream.schemas import (
 from touchstream.schemas.signal import Snapshot
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.churn import RiskModel
-from touchstream.streams.engine import Engine, Outcome, partition_for
+from touchstream.streams.engine import Engine, StepResult, partition_for
 from touchstream.streams.evaluate import evaluate
 from touchstream.streams.offers import OVER_CAPACITY, Offer, allot, is_offer
 from touchstream.streams.rows import (
@@ -128,7 +128,7 @@ def replay(
     for record, event in events:
         partition = partition_for(event.customer_id, partitions)
         result.touchpoints.append((event, partition, record.line))
-        outcome = engine.handle(event, partition)
+        outcome = engine.step(event, partition)
         result.signals.extend(outcome.signals)
         result.history += outcome.snapshots
         if outcome.status == "applied":
@@ -150,7 +150,7 @@ def replay(
     if as_of is not None:
         for partition in range(partitions):
             if str(partition) in watermarks:
-                checked = Outcome("tick")
+                checked = StepResult("tick")
                 engine.advance(partition, end, checked)
                 result.signals.extend(checked.signals)
                 result.history += checked.snapshots

@@ -12,8 +12,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from touchstream.schemas import InputLimits
-from touchstream.schemas.touchpoint import EARLIEST_OCCURRED_AT
+from touchstream.schemas import DEFAULT_MAX_PAYLOAD_BYTES, InputLimits
+from touchstream.schemas.touchpoint import DEFAULT_MAX_FUTURE_SKEW, EARLIEST_OCCURRED_AT
 from touchstream.sinks.subscribers import WebhookConfig
 
 EMBEDDED = "embedded"
@@ -64,8 +64,8 @@ class Settings(BaseSettings):
     topic_signals: str = "signals"
     topic_promise_alerts: str = "promise-alerts"
     partitions: int = Field(default=4, ge=1, le=1024, description="Partitions of new topics.")
-    max_payload_bytes: int = Field(default=64 * 1024, ge=1024)
-    max_future_skew_seconds: float = Field(default=300.0, ge=0)
+    max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, ge=1024)
+    max_future_skew_seconds: float = Field(default=DEFAULT_MAX_FUTURE_SKEW.total_seconds(), ge=0)
     earliest_occurred_at: datetime = Field(
         default=EARLIEST_OCCURRED_AT,
         description="Touchpoints before this are a zeroed clock (dead letters); the default "

@@ -44,7 +44,7 @@ from touchstream.streams.runtime.telemetry import Telemetry
 
 log = logging.getLogger("touchstream.offsets")
 
-# handle(records) -> the batch's writes, in stages, none started
+# run_batch(records) -> the batch's writes, in stages, none started
 Handler = Callable[[list[Any]], Awaitable[Sequence[Coroutine[Any, Any, None]]]]
 
 SEEK_EVERY_SECONDS = 0.5  # how often a partition that is waiting for its records re-seeks
@@ -153,7 +153,7 @@ class Cursors:
 
 class CommittedBatches:
     """The records of one topic in batches, each committed once its writes are done:
-    `await CommittedBatches(app, topic, n, s).run(handle)`.
+    `await CommittedBatches(app, topic, n, s).run(run_batch)`.
 
     Records arrive through a `Feed` (streams/runtime/feed.py), not a Faust stream."""
 
@@ -187,8 +187,8 @@ class CommittedBatches:
         reseek.__name__ = reseek.__qualname__ = f"reseek_{self.topic}"
         app.timer(interval=1.0)(reseek)
 
-    async def run(self, handle: Handler, stages: int = 1, in_flight: int | None = None) -> None:
-        """Forever: `await handle(records)` for each batch of admissible records, one batch
+    async def run(self, run_batch: Handler, stages: int = 1, in_flight: int | None = None) -> None:
+        """Forever: `await run_batch(records)` for each batch of admissible records, one batch
         at a time (the CPU part; it should yield to the loop now and then, so the writes of
         earlier batches move on meanwhile). It returns the batch's writes as `stages`
         coroutines *not yet started* (not tasks or a gather, which start at once). Stage k
@@ -211,12 +211,12 @@ class CommittedBatches:
                 self.cursors.start(tp, await self._start_offset(tp), assignment)
             async with self._busy:
                 ready = [m for m in messages if self.cursors.admit(m.tp, m.offset)]
-                writes = list(await handle(ready)) if ready else [None] * stages
+                writes = list(await run_batch(ready)) if ready else [None] * stages
                 if len(writes) != stages or any(
                     w is not None and inspect.getcoroutinestate(w) != inspect.CORO_CREATED
                     for w in writes
                 ):
-                    raise TypeError(f"handle() must return {stages} coroutines, not started")
+                    raise TypeError(f"run_batch() must return {stages} coroutines, not started")
                 offsets = self.cursors.to_commit()
                 await self._seek_waiting()
                 previous = self._chain(previous, [*writes, self._commit(offsets)])

@@ -1,6 +1,6 @@
 """One batch of touchpoint records -> the engine -> its writes, in two ordered stages.
 
-`handle` runs the per-record step (streams/handling.py) over the batch and returns, not yet
+`run_batch` runs the per-record step (streams/records.py) over the batch and returns, not yet
 started, the batch's two write stages for `CommittedBatches.run`:
 
 1. `publish`: the outputs to the broker and the rows into ClickHouse, together; then the
@@ -19,12 +19,12 @@ from typing import Any
 
 from touchstream.schemas import InputLimits, Signal
 from touchstream.streams.engine import Engine
-from touchstream.streams.handling import Handled, Record, handle_messages
+from touchstream.streams.records import Processed, Record, process_records
 from touchstream.streams.runtime.produce import BatchProducer, OutRecord, send_until_acked
 from touchstream.streams.runtime.tables import StagedTable
 from touchstream.streams.runtime.telemetry import Progress
 
-Batch = list[tuple[Handled, int, int]]  # what each record asked for, its partition and offset
+Batch = list[tuple[Processed, int, int]]  # what each record asked for, its partition and offset
 Store = Callable[[Batch], Awaitable[None]]
 Alerts = Callable[[list[Signal]], Awaitable[None]]
 Prepare = Callable[[set[int]], Awaitable[None]]
@@ -56,7 +56,7 @@ class Pipeline:
         self.store, self.alerts, self.prepare = store, alerts, prepare
         self.progress, self.end_marker = progress, end_marker
 
-    async def handle(self, messages: list[Any]) -> tuple[Coroutine[Any, Any, None], ...]:
+    async def run_batch(self, messages: list[Any]) -> tuple[Coroutine[Any, Any, None], ...]:
         """Handle a batch now; returns its writes in two stages, not started (`publish`,
         `persist`). Each stage starts after the same stage of the previous batch (a
         changelog write must not overtake an older one of the same key) and `persist` after
@@ -71,7 +71,7 @@ class Pipeline:
             if start:
                 await asyncio.sleep(0)
             chunk = messages[start : start + YIELD_EVERY]
-            handle_messages(self.engine, self.limits, chunk, tables, batch)
+            process_records(self.engine, self.limits, chunk, tables, batch)
         records = [record for handled, _, _ in batch for record in handled.records]
         if self.progress is not None:
             self.progress.add(batch, records)

@@ -2,8 +2,8 @@
 
 The engine reads and writes customer states and partition clocks through plain mappings;
 `StagedTable` turns that into one changelog write per key per batch, sent by the runtime
-after the batch's outputs (touchstream/app.py), and `encode_state`/`decode_state` are the
-stored format of a customer's state.
+after the batch's outputs (`persist` in streams/runtime/pipeline.py), and
+`encode_state`/`decode_state` are the stored format of a customer's state.
 """
 
 from __future__ import annotations

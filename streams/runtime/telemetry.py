@@ -1,4 +1,4 @@
-"""What a worker counts for Prometheus (served at GET /metrics by touchstream/telemetry.py)
+"""What a worker counts for Prometheus (served at GET /metrics by touchstream/probes.py)
 and for the operator's progress log line.
 
 One `Telemetry` per worker, built with the app and handed to the loops that count; its own
@@ -22,7 +22,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from touchstream.streams.handling import Handled, Record
+from touchstream.streams.records import Processed, Record
 
 log = logging.getLogger("touchstream.worker")
 
@@ -104,7 +104,7 @@ class Progress:
         self.window_behind = 0
         self.window_most_behind = 0.0
 
-    def add(self, batch: list[tuple[Handled, int, int]], records: list[Record]) -> None:
+    def add(self, batch: list[tuple[Processed, int, int]], records: list[Record]) -> None:
         counts: Tally[tuple[Any, str]] = Tally()
         for handled, _, _ in batch:
             counts[(self.telemetry.events, handled.outcome)] += 1

@@ -52,7 +52,7 @@ def uninterrupted(events: list[dict]) -> tuple[set[str], Latest]:
     latest: Latest = {}
     for offset, data in enumerate(events):
         event = TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
-        outcome = engine.handle(event, partition_for(event.customer_id, PARTITIONS), offset)
+        outcome = engine.step(event, partition_for(event.customer_id, PARTITIONS), offset)
         signals.update(s.signal_id for s in outcome.signals)
         for snap in outcome.snapshots:
             # as ClickHouse's DateTime64(3) keeps it: truncated to the millisecond

@@ -15,7 +15,7 @@ from touchstream.cli import app
 from touchstream.generator import generate
 from touchstream.launcher import running_worker
 from touchstream.query_client import QueryFailed, query_worker
-from touchstream.sinks.forget import WHERE
+from touchstream.sinks.forget import CUSTOMER_ROWS
 
 pytestmark = pytest.mark.e2e
 
@@ -91,8 +91,8 @@ def test_ops_cli_endpoint_safety_and_forget(broker: EmbeddedBroker, tmp_path: Pa
         assert wait_for(
             port,
             f"SELECT uniqExact(table_name) FROM forgotten_customers WHERE customer_id = '{victim}'",
-            len(WHERE),
-        ) == len(WHERE)
+            len(CUSTOMER_ROWS),
+        ) == len(CUSTOMER_ROWS)
         for table in ("touchpoints", "customer_metrics", "signals", "wow_offers"):
             left = scalar(port, f"SELECT count() FROM {table} WHERE customer_id = '{victim}'")
             assert left == 0, table

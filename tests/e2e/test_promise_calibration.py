@@ -17,8 +17,8 @@ from touchstream.broker import EmbeddedBroker
 from touchstream.kafka import ensure_topics, read_topic, wait_until_committed
 from touchstream.launcher import running_worker
 from touchstream.replay import write_to_clickhouse
-from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.sinks.promise_alerts import judge
 from touchstream.streams.rules import Rules
 
 pytestmark = pytest.mark.e2e

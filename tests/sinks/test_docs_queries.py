@@ -18,9 +18,9 @@ from touchstream.generator import generate
 from touchstream.inputs import InputRecord
 from touchstream.query_endpoint import readonly_query
 from touchstream.replay import replay, write_to_clickhouse
-from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
-from touchstream.sinks.forget import WHERE, forget_rows
+from touchstream.sinks.forget import CUSTOMER_ROWS, forget_rows
+from touchstream.sinks.promise_alerts import judge
 from touchstream.sinks.queries import CUSTOMER_TOUCHPOINTS, SIGNALS, VIEWS, WHY
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.rules import Rules
@@ -43,7 +43,7 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> ClickHouse:
     write_to_clickhouse(result, clickhouse, 1.0)
     assert judge(clickhouse, Rules(), lookback_windows=None)
     requested = datetime.now(UTC)
-    removed = {t: forget_rows(clickhouse, t, scenarios.STEADY, requested) for t in WHERE}
+    removed = {t: forget_rows(clickhouse, t, scenarios.STEADY, requested) for t in CUSTOMER_ROWS}
     assert removed["touchpoints"] > 0 and removed["customer_metrics"] == 1
     yield clickhouse
     clickhouse.close()

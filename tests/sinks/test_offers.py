@@ -19,8 +19,8 @@ from touchstream.sinks.offers import decide, decide_and_store, store_decisions, 
 from touchstream.sinks.writer import store_batch
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine, partition_for
-from touchstream.streams.handling import Handled, handle_messages
 from touchstream.streams.offers import OVER_CAPACITY, PUBLISHED, Offer, ranking_key
+from touchstream.streams.records import Processed, process_records
 from touchstream.streams.rules import Rules
 
 PARTITIONS = 4
@@ -61,8 +61,8 @@ def test_live_decisions_equal_the_replay_and_the_rest_are_kept(tmp_path: Path) -
                 )
                 for i, e in enumerate(events[start : start + 1_000])
             ]
-            batch: list[tuple[Handled, int, int]] = []
-            handle_messages(engine, limits, messages, (), batch)
+            batch: list[tuple[Processed, int, int]] = []
+            process_records(engine, limits, messages, (), batch)
             asyncio.run(store_batch(clickhouse, batch, tmp_path / "spill"))
             # the leader's timer between two batches: only the days event time has left
             decided = decide(clickhouse, rules.wow)

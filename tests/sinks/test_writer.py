@@ -17,19 +17,19 @@ from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.sinks.writer import store_batch
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine
-from touchstream.streams.handling import Handled, handle_messages
+from touchstream.streams.records import Processed, process_records
 from touchstream.streams.rules import Rules
 
 LIMITS = InputLimits(earliest=datetime(2000, 1, 1, tzinfo=UTC))
 
 
 def handled(engine: Engine, values: list[tuple[bytes, bytes]], first: int) -> list:
-    batch: list[tuple[Handled, int, int]] = []
+    batch: list[tuple[Processed, int, int]] = []
     records = [
         SimpleNamespace(key=k, value=v, topic="in", partition=0, offset=first + i)
         for i, (k, v) in enumerate(values)
     ]
-    handle_messages(engine, LIMITS, records, (), batch)
+    process_records(engine, LIMITS, records, (), batch)
     return batch
 
 

@@ -12,8 +12,8 @@ from tests.factories import event_dict
 from tests.streams.builders import FAR_FUTURE
 from touchstream.schemas import InputLimits, TouchpointEvent
 from touchstream.streams.churn import RiskModel
-from touchstream.streams.engine import Engine, Outcome, partition_for
-from touchstream.streams.handling import handle_messages
+from touchstream.streams.engine import Engine, StepResult, partition_for
+from touchstream.streams.records import process_records
 from touchstream.streams.rules import Rules
 from touchstream.streams.runtime.telemetry import Progress, Telemetry
 
@@ -25,7 +25,7 @@ def run(events: list[dict]) -> tuple[Engine, list]:
     signals = []
     for data in events:
         event = TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
-        signals.extend(engine.handle(event, partition_for(event.customer_id, PARTITIONS)).signals)
+        signals.extend(engine.step(event, partition_for(event.customer_id, PARTITIONS)).signals)
     return engine, signals
 
 
@@ -91,7 +91,7 @@ def test_late_event_is_rejected_with_reason_and_not_counted() -> None:
         {**scenarios.story()[0], "event_id": "late-1", "customer_id": scenarios.STEADY},
         context={"now": FAR_FUTURE},
     )
-    outcome = engine.handle(late, partition_for(scenarios.STEADY, PARTITIONS))
+    outcome = engine.step(late, partition_for(scenarios.STEADY, PARTITIONS))
     assert outcome.status == "late" and outcome.rejection is not None
     assert outcome.rejection.errors[0].loc == "occurred_at"
     assert engine.states[scenarios.STEADY].event_count == before
@@ -100,7 +100,7 @@ def test_late_event_is_rejected_with_reason_and_not_counted() -> None:
 class UnskippingEngine(Engine):
     """The timer without its shortcuts: every member is read and scored at every check."""
 
-    def silence_check(self, partition: int, now: float, into: Outcome) -> None:
+    def silence_check(self, partition: int, now: float, into: StepResult) -> None:
         self._timer_skip.clear()
         self._due.clear()
         super().silence_check(partition, now, into)
@@ -117,9 +117,7 @@ def test_the_timer_shortcuts_change_no_signal() -> None:
     slow_signals = []
     for data in events:
         event = TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
-        slow_signals.extend(
-            slow.handle(event, partition_for(event.customer_id, PARTITIONS)).signals
-        )
+        slow_signals.extend(slow.step(event, partition_for(event.customer_id, PARTITIONS)).signals)
     timer = [s for s in slow_signals if s.trigger == "timer"]
     assert timer, "the run must exercise the timer"
     assert [s.signal_id for s in fast_signals] == [s.signal_id for s in slow_signals]
@@ -139,7 +137,7 @@ def test_every_snapshot_the_engine_builds_is_valid() -> None:
     snapshots = []
     for offset, data in enumerate(events):
         event = TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
-        outcome = engine.handle(event, partition_for(event.customer_id, PARTITIONS), offset)
+        outcome = engine.step(event, partition_for(event.customer_id, PARTITIONS), offset)
         for fast in outcome.snapshots:
             assert fast.json() == fast.model().model_dump_json().encode()
             assert MetricsSnapshot.model_validate_json(fast.json()) == fast.model()
@@ -199,7 +197,7 @@ def test_an_event_far_behind_its_partition_is_counted_and_logged(caplog) -> None
         for i, e in enumerate(events)
     ]
     batch: list = []
-    handle_messages(engine, InputLimits(), messages, (), batch)
+    process_records(engine, InputLimits(), messages, (), batch)
     assert [round(h.behind / 86_400, 3) for h, _, _ in batch] == [0.0, 0.0, 7.0]
     assert [h.outcome for h, _, _ in batch] == ["applied"] * 3  # still counted
     telemetry = Telemetry()

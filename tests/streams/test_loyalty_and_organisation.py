@@ -15,8 +15,8 @@ from touchstream.inputs import InputRecord
 from touchstream.query_endpoint import readonly_query
 from touchstream.replay import ReplayResult, replay, write_to_clickhouse
 from touchstream.schemas import Signal
-from touchstream.sinks.calibration import judge
 from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.sinks.promise_alerts import judge
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.evaluate import evaluate
 from touchstream.streams.rules import Rules

@@ -86,7 +86,7 @@ def test_a_batch_publishes_stores_alerts_then_persists_in_that_order() -> None:
     run, producer, stored, alerted = pipeline(log)
 
     async def scenario() -> None:
-        publish, persist = await run.handle(messages(values))
+        publish, persist = await run.run_batch(messages(values))
         assert inspect.getcoroutinestate(publish) == inspect.CORO_CREATED  # not started
         assert producer.sent == [] and stored == []
         await publish
@@ -116,7 +116,7 @@ def test_a_forget_request_is_handed_on_to_store_and_topics() -> None:
     marker = forget_marker("gone", datetime(2026, 5, 1, tzinfo=UTC))
 
     async def scenario() -> None:
-        publish, persist = await run.handle(messages([(FORGET_KEY, marker)]))
+        publish, persist = await run.run_batch(messages([(FORGET_KEY, marker)]))
         await publish
         await persist
 

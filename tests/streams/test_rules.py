@@ -18,7 +18,8 @@ from touchstream.streams.evaluate import (
     risk,
     wow,
 )
-from touchstream.streams.rules import Rules, Trigger, decide, severity, signal_id
+from touchstream.streams.rules import Rules, Trigger
+from touchstream.streams.scoring import decide, severity, signal_id
 
 RULES = Rules()
 unit = st.floats(0, 1)

@@ -16,9 +16,9 @@ from tests.histories import History, at
 from touchstream.inputs import InputRecord
 from touchstream.replay import ReplayResult, replay
 from touchstream.schemas import Severity, Signal, TouchpointEvent
+from touchstream.streams.assessment import Level, assess
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.rules import Rules
-from touchstream.streams.touchpoint import Level, assess
 
 RULES = Rules()
 

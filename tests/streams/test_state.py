@@ -8,11 +8,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.streams.builders import at, delivery, touch
+from touchstream.streams.rules import Rules
 from touchstream.streams.state import (
     DAY,
     STATE_FIELDS,
     CustomerState,
-    StateParams,
     apply_event,
     channel_spread,
     decay_to,
@@ -20,7 +20,7 @@ from touchstream.streams.state import (
     streak,
 )
 
-PARAMS = StateParams(half_life_days=30.0, grace_seconds=2 * DAY)
+PARAMS = Rules(half_life_days=30.0, grace_seconds=2 * DAY).state_params()
 
 
 def fold(events, params=PARAMS) -> CustomerState:

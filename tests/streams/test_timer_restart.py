@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from touchstream.generator import generate
 from touchstream.schemas import TouchpointEvent
 from touchstream.streams.churn import RiskModel
-from touchstream.streams.engine import Engine, Outcome, partition_for
+from touchstream.streams.engine import Engine, StepResult, partition_for
 from touchstream.streams.rules import Rules
 
 DAY = 86_400.0
@@ -24,7 +24,7 @@ def run(events: list[dict], restart_every: int | None) -> list[tuple]:
     out: list[tuple] = []
     step = 0
 
-    def record(outcome: Outcome) -> None:
+    def record(outcome: StepResult) -> None:
         nonlocal step
         out.extend((s.customer_id, s.as_of, round(s.risk_score, 9)) for s in outcome.snapshots)
         out.extend((s.signal_id,) for s in outcome.signals)
@@ -34,11 +34,11 @@ def run(events: list[dict], restart_every: int | None) -> list[tuple]:
 
     for offset, data in enumerate(events):
         event = TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
-        record(engine.handle(event, partition_for(event.customer_id, 4), offset))
+        record(engine.step(event, partition_for(event.customer_id, 4), offset))
     end = max(datetime.fromisoformat(e["occurred_at"]).timestamp() for e in events)
     for day in range(1, 121):
         for partition in range(4):
-            ticked = Outcome("tick")
+            ticked = StepResult("tick")
             engine.advance(partition, end + day * DAY, ticked)
             record(ticked)
     return out

@@ -40,11 +40,11 @@ MODULES = (  # the Makefile's ENGINE lists their sources
     "touchstream.streams.state",
     "touchstream.streams.evaluate",
     "touchstream.streams.scoring",
-    "touchstream.streams.touchpoint",
+    "touchstream.streams.assessment",
     "touchstream.streams.bgnbd",
     "touchstream.streams.churn",
     "touchstream.streams.engine",
-    "touchstream.streams.handling",
+    "touchstream.streams.records",
     "touchstream.streams.rows",
     "touchstream.schemas.validation",
 )

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from tests.streams.builders import delivery, touch
 from touchstream.schemas import Expectation
-from touchstream.streams.touchpoint import GAP_CAP, Level, assess, expectation_gap
+from touchstream.streams.assessment import GAP_CAP, Level, assess, expectation_gap
 
 
 def exp(promised: float, actual: float, direction: str, tolerance: dict | None = None):

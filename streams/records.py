@@ -2,7 +2,7 @@
 
 Its own module so mypyc compiles it with the engine (touchstream/native): it runs for
 every event (compiled, its glue costs ~3 µs an event less in-process). No I/O and no
-settings object here; the runtime (touchstream/app.py) moves the bytes and the rows.
+settings object here; the runtime (streams/runtime/pipeline.py) moves the bytes and the rows.
 """
 
 from __future__ import annotations
@@ -26,18 +26,18 @@ from touchstream.schemas import (
 )
 from touchstream.schemas.control import CLOCK_KEY, FORGET_KEY, forget_marker, parse_marker
 from touchstream.schemas.signal import Snapshot
-from touchstream.streams.engine import Engine, Outcome
+from touchstream.streams.engine import Engine, StepResult
 from touchstream.streams.rows import touchpoint_row
 
 log = logging.getLogger("touchstream.worker")
 
-__all__ = ["Handled", "Record", "handle_message", "handle_messages"]
+__all__ = ["Processed", "Record", "process_record", "process_records"]
 
 Record = tuple[str, bytes | None, bytes]  # output name, key, value
 
 
 @dataclass(slots=True, init=False)
-class Handled:
+class Processed:
     """What one input record asks for: records to publish, rows, a forget request.
 
     Kept until the batch is written, so it holds plain values, not the pydantic event: every
@@ -86,26 +86,26 @@ class Handled:
         return [signal.kind.value for signal in (*self.signals, *self.offers)]
 
 
-def handle_messages(
+def process_records(
     engine: Engine,
     limits: InputLimits,
     messages: list[Any],
     tables: tuple[Any, ...],
-    into: list[tuple[Handled, int, int]],
+    into: list[tuple[Processed, int, int]],
 ) -> None:
-    """`handle_message` for each of consecutive messages (Faust's), appended to `into` with
+    """`process_record` for each of consecutive messages (Faust's), appended to `into` with
     their partition and offset; `tables` (StagedTables) are told each message's partition."""
     for message in messages:
         partition = message.partition
         for table in tables:
             table.partition = partition
-        handled = handle_message(
+        handled = process_record(
             engine, limits, message.key, message.value, message.topic, partition, message.offset
         )
         into.append((handled, partition, message.offset))
 
 
-def handle_message(
+def process_record(
     engine: Engine,
     limits: InputLimits,
     key: bytes | None,
@@ -113,7 +113,7 @@ def handle_message(
     topic: str,
     partition: int,
     offset: int,
-) -> Handled:
+) -> Processed:
     """One input record -> what to publish and store. Never raises."""
     payload = raw or b""
 
@@ -135,7 +135,7 @@ def handle_message(
             invalid = TouchpointRejected(
                 kind, [FieldError(loc="", type=kind, msg=f"{key!r}: {error}")]
             )
-            return _handled(key, None, dead_letters=[dead(invalid)], outcome="rejected")
+            return _processed(key, None, dead_letters=[dead(invalid)], outcome="rejected")
     try:
         event = parse_touchpoint(
             payload,
@@ -144,24 +144,24 @@ def handle_message(
             earliest=limits.earliest,
         )
     except TouchpointRejected as rejected:
-        return _handled(key, None, dead_letters=[dead(rejected)], outcome="rejected")
+        return _processed(key, None, dead_letters=[dead(rejected)], outcome="rejected")
     customer_key = event.customer_id.encode()
     wow_margin = engine.rules.wow_margin
     try:
-        outcome: Outcome = engine.handle(event, partition, offset)
+        outcome: StepResult = engine.step(event, partition, offset)
     except Exception as error:  # a bug must cost one event, not the stream
         log.exception("processing %s failed; kept as a dead letter", event.event_id)
         failed = TouchpointRejected(
             "processing_error",
             [FieldError(loc="", type="processing_error", msg=f"{type(error).__name__}: {error}")],
         )
-        return _handled(
+        return _processed(
             customer_key,
             touchpoint_row(event, partition, offset, wow_margin, payload=payload),
             dead_letters=[dead(failed)],
             outcome="error",
         )
-    return _handled(
+    return _processed(
         customer_key,
         touchpoint_row(event, partition, offset, wow_margin, outcome.assessment, payload),
         outcome.snapshots,
@@ -172,7 +172,7 @@ def handle_message(
     )
 
 
-def _handled(
+def _processed(
     key: bytes | None,
     row: tuple[Any, ...] | None,
     snapshots: list[Snapshot] | None = None,
@@ -180,7 +180,7 @@ def _handled(
     dead_letters: list[DeadLetter] | None = None,
     outcome: str = "control",
     behind: float = 0.0,
-) -> Handled:
+) -> Processed:
     """The records to publish for what a record produced. Dead letters are keyed by the
     customer (else as the input was): a forget request's marker, keyed by the customer,
     follows them on their partition. Wow offers wait for their day's decision."""
@@ -197,25 +197,27 @@ def _handled(
             continue
         published.append(signal)
         records.append(("signals", signal.customer_id.encode(), signal.model_dump_json().encode()))
-    return Handled(records, row, snapshots, None, outcome, published, dead_letters, offers, behind)
+    return Processed(
+        records, row, snapshots, None, outcome, published, dead_letters, offers, behind
+    )
 
 
-def _control(engine: Engine, key: bytes, payload: bytes, partition: int) -> Handled:
+def _control(engine: Engine, key: bytes, payload: bytes, partition: int) -> Processed:
     """Clock ticks and forget requests: records the worker itself put on the topic."""
     if key == CLOCK_KEY:
         tick = datetime.fromisoformat(orjson.loads(payload)["clock"])
         if tick.tzinfo is None:
             raise ValueError("clock tick without timezone")
-        checked = Outcome("tick")
+        checked = StepResult("tick")
         engine.advance(partition, tick.timestamp(), checked)
-        return _handled(None, None, checked.snapshots, checked.signals)
+        return _processed(None, None, checked.snapshots, checked.signals)
     customer_id, requested_at = parse_marker(payload)
     engine.forget(customer_id, partition)
     log.info("forgetting customer %s (requested %s)", customer_id, requested_at.isoformat())
     marker = forget_marker(customer_id, requested_at)
     # the markers tell each output topic's subscribers, in order with that customer's records
     key = customer_id.encode()
-    return Handled(
+    return Processed(
         [("metrics", key, marker), ("signals", key, marker), ("dead_letters", key, marker)],
         forget=(customer_id, requested_at),
     )

@@ -1,4 +1,4 @@
-"""The committed benchmark results stay readable by `python -m bench.report`."""
+"""The committed benchmark results stay readable by `python -m bench.compare`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import ROWS, main
+from bench.compare import ROWS, main
 
 RESULTS = sorted((Path(__file__).parent.parent / "bench" / "results").glob("*.json"))
 

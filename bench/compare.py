@@ -1,4 +1,4 @@
-"""Side-by-side markdown table of benchmark results: `python -m bench.report A.json B.json`."""
+"""Side-by-side markdown table of benchmark results: `python -m bench.compare A.json B.json`."""
 
 from __future__ import annotations
 
