@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@# the base install's wheels, for the test that installs it offline in a fresh venv
 	$(BIN)/python -m pip wheel --quiet --wheel-dir $(VENV)/wheelhouse . 2>/dev/null
-	rm -f $(VENV)/wheelhouse/touchstream-*.whl
+	rm -rf $(VENV)/wheelhouse/touchstream-*.whl build
 	touch $(STAMP)
 
 # the engine compiled with mypyc (pure Python where it cannot be); again when a source changes

