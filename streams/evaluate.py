@@ -33,19 +33,6 @@ from touchstream.streams.state import (
     worst_miss_key,
 )
 
-CONSISTENCY_WEIGHTS = {
-    "steadiness": 0.35,
-    "met_share": 0.35,
-    "channel_uniformity": 0.2,
-    "streak": 0.1,
-}
-_STEADINESS, _MET_SHARE, _UNIFORMITY, _STREAK = (
-    CONSISTENCY_WEIGHTS[k] for k in ("steadiness", "met_share", "channel_uniformity", "streak")
-)
-STDDEV_FULL = 0.6  # quality stddev at which steadiness is 0
-SPREAD_FULL = 0.5  # channel spread at which uniformity is 0
-STREAK_FULL = 5
-
 
 def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
@@ -212,15 +199,15 @@ def involvement_parts(
 ) -> tuple[float, ...]:
     """Each component's reach (weight x strength), in INVOLVEMENT_PARTS order: feedback given
     (more when it was answered), channels used, tenure, spend, referrals."""
-    w = rules.loyalty.involvement
+    t = rules.involvement_terms
     given = state.feedback_given
     answered = min(1.0, state.feedback_answered / given) if given else 0.0
     return (
-        w.feedback * min(1.0, given / 5.0) * (0.6 + 0.4 * answered),
-        w.channels * clamp01((channels - 1) / 3.0),
-        w.tenure * clamp01(tenure_days / 365.0),
-        w.spend * clamp01(state.spend / rules.wow.high_value_amount),
-        w.referrals * clamp01(state.referrals / 2.0),
+        t[0] * min(1.0, given / t[5]) * (0.6 + 0.4 * answered),
+        t[1] * clamp01((channels - 1) / t[6]),
+        t[2] * clamp01(tenure_days / t[7]),
+        t[3] * clamp01(state.spend / t[8]),
+        t[4] * clamp01(state.referrals / t[9]),
     )
 
 
@@ -277,11 +264,14 @@ def measure(state: CustomerState, now: float, rules: Rules, model: RiskModel) ->
     spread = channel_spread(state, now, h)
     run = streak(state)
     if judged > 0:
+        steadiness, reliability, uniformity, recent, std_full, spread_full, run_full = (
+            rules.consistency_terms
+        )
         consistency = clamp01(
-            _STEADINESS * (1.0 - min(1.0, q_std / STDDEV_FULL))
-            + _MET_SHARE * met_share
-            + _UNIFORMITY * (1.0 - min(1.0, spread / SPREAD_FULL))
-            + _STREAK * min(1.0, run / STREAK_FULL)
+            steadiness * (1.0 - min(1.0, q_std / std_full))
+            + reliability * met_share
+            + uniformity * (1.0 - min(1.0, spread / spread_full))
+            + recent * min(1.0, run / run_full)
         )
     else:
         consistency = 0.5  # nothing judged yet: neither steady nor erratic

@@ -7,6 +7,7 @@ Defaults are argued in docs/metrics.md; every number here can be changed in a ru
 from __future__ import annotations
 
 import tomllib
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,29 @@ class RiskWeights(_Config):
     detractor: float = Field(0.35, ge=0, le=1)
     inconsistency: float = Field(0.2, ge=0, le=1)
     falling_trend: float = Field(0.2, ge=0, le=1)
+
+
+class ConsistencyWeights(_Config):
+    """Steadiness and reliability "matter most" (seed 002); uniformity and a recent run less."""
+
+    steadiness: float = Field(0.35, ge=0)
+    met_share: float = Field(0.35, ge=0)
+    channel_uniformity: float = Field(0.2, ge=0)
+    streak: float = Field(0.1, ge=0)
+
+    @model_validator(mode="after")
+    def _sum(self) -> ConsistencyWeights:
+        _weights_sum_to_one(self)
+        return self
+
+
+class ConsistencyRules(_Config):
+    """How steady the company is with this customer (docs/metrics.md, `consistency`)."""
+
+    weights: ConsistencyWeights = ConsistencyWeights()
+    stddev_full: float = Field(0.6, gt=0, description="quality stddev at which steadiness is 0")
+    spread_full: float = Field(0.5, gt=0, description="channel spread at which uniformity is 0")
+    streak_full: int = Field(5, ge=1, description="touchpoints in a row that count fully")
 
 
 class WowWeights(_Config):
@@ -281,13 +305,23 @@ class WowRules(_Config):
 
 
 class InvolvementWeights(_Config):
-    """Each component's reach alone (a noisy-OR, like the risk): docs/metrics.md."""
+    """Each component's reach alone (a noisy-OR, like the risk) once it is full
+    (`InvolvementFull`): docs/metrics.md."""
 
-    feedback: float = Field(0.4, ge=0, le=1, description="5 pieces of feedback, all answered")
-    channels: float = Field(0.3, ge=0, le=1, description="4 channels or more")
-    tenure: float = Field(0.3, ge=0, le=1, description="a year between first and last contact")
-    spend: float = Field(0.3, ge=0, le=1, description="spend of wow.high_value_amount")
-    referrals: float = Field(0.5, ge=0, le=1, description="2 referrals")
+    feedback: float = Field(0.4, ge=0, le=1, description="full feedback, all answered")
+    channels: float = Field(0.3, ge=0, le=1)
+    tenure: float = Field(0.3, ge=0, le=1)
+    spend: float = Field(0.3, ge=0, le=1, description="full at wow.high_value_amount")
+    referrals: float = Field(0.5, ge=0, le=1)
+
+
+class InvolvementFull(_Config):
+    """Where each involvement component counts fully."""
+
+    feedback: float = Field(5.0, gt=0, description="pieces of feedback given")
+    channels: float = Field(4.0, gt=1, description="channels used")
+    tenure_days: float = Field(365.0, gt=0, description="between first and last contact")
+    referrals: float = Field(2.0, gt=0)
 
 
 class LoyaltyRules(_Config):
@@ -296,6 +330,7 @@ class LoyaltyRules(_Config):
     invited as an advocate."""
 
     involvement: InvolvementWeights = InvolvementWeights()
+    involvement_full: InvolvementFull = InvolvementFull()
     protection_involvement: float = Field(
         0.25, ge=0, le=0.5, description="risk taken off at full involvement"
     )
@@ -337,10 +372,44 @@ class Rules(_Config):
     default_interarrival_days: float = Field(30.0, gt=0)
     silence_check_days: float = Field(1.0, gt=0, description="event-time timer period")
     snapshot_every_days: float = Field(1.0, ge=0, description="metrics snapshot throttle")
+    consistency: ConsistencyRules = ConsistencyRules()
     risk: RiskRules = RiskRules()
     wow: WowRules = WowRules()
     loyalty: LoyaltyRules = LoyaltyRules()
     calibration: CalibrationRules = CalibrationRules()
+
+    @cached_property
+    def consistency_terms(self) -> tuple[float, float, float, float, float, float, float]:
+        """`consistency`'s weights and full points as plain floats: read for every event,
+        where a pydantic attribute costs ~500 instructions (callgrind) and a tuple item few."""
+        c, w = self.consistency, self.consistency.weights
+        return (
+            w.steadiness,
+            w.met_share,
+            w.channel_uniformity,
+            w.streak,
+            c.stddev_full,
+            c.spread_full,
+            float(c.streak_full),
+        )
+
+    @cached_property
+    def involvement_terms(self) -> tuple[float, ...]:
+        """Involvement's five weights, then where feedback, channels (past the first),
+        tenure, spend and referrals are full; plain floats, as `consistency_terms`."""
+        w, full = self.loyalty.involvement, self.loyalty.involvement_full
+        return (
+            w.feedback,
+            w.channels,
+            w.tenure,
+            w.spend,
+            w.referrals,
+            full.feedback,
+            full.channels - 1.0,
+            full.tenure_days,
+            self.wow.high_value_amount,
+            full.referrals,
+        )
 
     def state_params(self) -> StateParams:
         return StateParams(
