@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from touchstream.schemas import Reason
 from touchstream.schemas.promise import PromiseAlert
 from touchstream.streams.rules import CalibrationRules
+from touchstream.streams.state import DAY
 
-DAY = 86_400.0
 ACTION = "fix the promise: promise what {team} delivers on {channel}, or fix the delivery"
 
 

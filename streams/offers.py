@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 
 from touchstream.schemas import Signal, SignalKind
 from touchstream.streams.rules import WowRules
+from touchstream.streams.state import DAY
 
-DAY = 86_400.0
 PENDING, PUBLISHED, OVER_CAPACITY = "pending", "published", "over_capacity"
 
 
