@@ -102,7 +102,7 @@ def test_a_backfill_older_than_the_ttl_is_announced_and_an_overflowing_ttl_refus
     assert f"{len(events):,} of {len(events):,} touchpoints" in " ".join(result.output.split())
     with pytest.raises(ValueError, match="2106"):
         Settings(touchpoints_ttl_days=36_500)
-    assert Settings(touchpoints_ttl_days=0).touchpoints_ttl_days == 0
+    assert Settings(touchpoints_ttl_days=0).clickhouse.touchpoints_ttl_days == 0
 
 
 def test_changing_the_ttl_setting_changes_the_table(tmp_path: Path) -> None:

@@ -16,14 +16,14 @@ from tests import histories
 from touchstream.generator import generate
 from touchstream.inputs import InputRecord
 from touchstream.replay import replay, write_to_clickhouse
-from touchstream.settings import Settings
+from touchstream.settings import ENV_NAMES, Settings
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.sinks.promise_alerts import judge
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.rules import Rules
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
-SETTING_NAMES = {f"TOUCHSTREAM_{name.upper()}" for name in Settings.model_fields}
+SETTING_NAMES = {f"TOUCHSTREAM_{name.upper()}" for name in ENV_NAMES}
 
 
 def compose() -> dict[str, Any]:
@@ -88,7 +88,7 @@ def test_every_variable_the_manifests_set_is_a_real_setting() -> None:
 def test_a_worker_reachable_from_other_hosts_needs_every_key() -> None:
     exposed = Settings(web_bind="0.0.0.0")
     assert len(exposed.exposure_problems()) == 3
-    assert "ingest_keys" in exposed.exposure_problems()[0]
+    assert "TOUCHSTREAM_INGEST_KEYS" in exposed.exposure_problems()[0]
     assert Settings(web_bind="127.0.0.1").exposure_problems() == []
     keyed = Settings(
         web_bind="0.0.0.0",

@@ -6,28 +6,46 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from touchstream.cli import app
-from touchstream.effective_config import GROUPS, rule_entries, setting_entries
-from touchstream.settings import Settings
+from touchstream.effective_config import rule_entries, setting_entries
+from touchstream.settings import ENV_NAMES, Settings
 
 SECRET_KEY = "f3a9c1e07b2d4a6e8c5b"
 SASL_PASSWORD = "s3cr3t-sasl-pw"
 URL_PASSWORD = "hunter22"
 
 
-def _groups_matching(field: str) -> int:
-    return sum(
-        any(field.startswith(m) if m.endswith("_") else field == m for m in members)
-        for members in GROUPS.values()
-    )
+def test_every_setting_has_one_environment_name_and_every_name_one_setting() -> None:
+    places = [
+        (group, field)
+        for group, info in Settings.model_fields.items()
+        if isinstance(info.default, BaseModel)
+        for field in type(info.default).model_fields
+    ] + [
+        (name, "")
+        for name, info in Settings.model_fields.items()
+        if not isinstance(info.default, BaseModel)
+    ]
+    named = [(g, f) if g else (f, "") for g, f in ENV_NAMES.values()]
+    assert sorted(named) == sorted(places)
 
 
-def test_every_setting_is_in_exactly_one_group() -> None:
-    assert {f: _groups_matching(f) for f in Settings.model_fields} == dict.fromkeys(
-        Settings.model_fields, 1
+def test_flat_names_set_the_grouped_settings_and_win_over_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TOUCHSTREAM_WEB_PORT", "7001")
+    monkeypatch.setenv("TOUCHSTREAM_TOPIC_SIGNALS", "sig")
+    settings = Settings(web_port=7002, app_id="given")
+    assert (settings.web.port, settings.topics.signals, settings.worker.app_id) == (
+        7002,
+        "sig",
+        "given",
     )
+    with pytest.raises(ValueError, match="no_such_setting"):
+        Settings(no_such_setting=1)
 
 
 def test_each_setting_says_where_it_came_from_and_secrets_are_masked(
@@ -40,6 +58,7 @@ def test_each_setting_says_where_it_came_from_and_secrets_are_masked(
         "TOUCHSTREAM_KAFKA_SASL_PASSWORD": SASL_PASSWORD,
         "TOUCHSTREAM_CLICKHOUSE_URL": f"http://ops:{URL_PASSWORD}@ch.internal:8123/touch",
         "touchstream_log_level": "WARNING",  # the environment wins over .env, in any case
+        "TOUCHSTREAM_QUERY_KEY": SECRET_KEY,  # misspelt: no setting reads it
     }
     monkeypatch.chdir(tmp_path)
     for key, value in environ.items():
@@ -47,7 +66,11 @@ def test_each_setting_says_where_it_came_from_and_secrets_are_masked(
     settings = Settings()
     entries = {e.name: e for e in setting_entries(settings, environ, env_file)}
 
-    assert len(entries) == len(Settings.model_fields)
+    assert len(entries) == len(ENV_NAMES) + 1
+    assert (entries["TOUCHSTREAM_QUERY_KEY"].group, entries["TOUCHSTREAM_QUERY_KEY"].source) == (
+        "not settings",
+        "environment",
+    )
     assert (entries["TOUCHSTREAM_PARTITIONS"].value, entries["TOUCHSTREAM_PARTITIONS"].source) == (
         "12",
         ".env",
@@ -93,7 +116,7 @@ def test_the_config_command_prints_every_entry(monkeypatch: pytest.MonkeyPatch) 
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     by_name = {row["name"]: row for row in rows}
     assert by_name["TOUCHSTREAM_WEB_PORT"] == {
-        "group": "web and keys",
+        "group": "web",
         "name": "TOUCHSTREAM_WEB_PORT",
         "value": "7070",
         "source": "environment",

@@ -6,7 +6,7 @@ import faust
 import pytest
 from pydantic import ValidationError
 
-from touchstream.settings import Settings
+from touchstream.settings import Settings, load_settings
 
 
 def test_plaintext_needs_no_credentials() -> None:
@@ -43,7 +43,7 @@ def test_tls_only() -> None:
 
 
 def test_unknown_protocol_is_refused_at_start() -> None:
-    with pytest.raises(ValidationError, match="kafka_security_protocol"):
+    with pytest.raises(ValidationError, match="security_protocol"):
         Settings(kafka_security_protocol="KERBEROS")
 
 
@@ -61,9 +61,26 @@ def test_a_worker_reachable_from_other_hosts_refuses_to_start_without_keys(tmp_p
     assert result.exit_code != 0
     message = str(result.exception) + result.output
     assert "refusing to start" in message
-    assert "ingest_keys" in message and "metrics_keys" in message
-    assert "query_keys" not in message.split("refusing to start")[1]
+    assert "TOUCHSTREAM_INGEST_KEYS" in message and "TOUCHSTREAM_METRICS_KEYS" in message
+    assert "TOUCHSTREAM_QUERY_KEYS" not in message.split("refusing to start")[1]
     placeholder = CliRunner().invoke(
         app, ["worker"], env={**env, "TOUCHSTREAM_INGEST_KEYS": '["change-me-please-123456"]'}
     )
     assert placeholder.exit_code != 0 and "placeholder" in str(placeholder.exception)
+
+
+def test_wrong_values_are_reported_by_the_variable_the_operator_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TOUCHSTREAM_WEB_PORT", "eighty")
+    monkeypatch.setenv("TOUCHSTREAM_QUERY_KEYS", "[not json")
+    monkeypatch.setenv("TOUCHSTREAM_KAFKA_SECURITY_PROTOCOL", "KERBEROS")
+    with pytest.raises(SystemExit) as refused:
+        load_settings()
+    lines = str(refused.value).splitlines()
+    assert lines[0] == "invalid settings:"
+    assert sorted(line.split(":")[0].strip() for line in lines[1:]) == [
+        "TOUCHSTREAM_KAFKA_SECURITY_PROTOCOL",
+        "TOUCHSTREAM_QUERY_KEYS",
+        "TOUCHSTREAM_WEB_PORT",
+    ]

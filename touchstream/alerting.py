@@ -29,9 +29,9 @@ def attach_webhooks(
 ) -> Callable[[list[Signal]], Awaitable[None]] | None:
     """Returns the hook the processing loop calls with a batch's signals once they are
     stored (None: no webhooks)."""
-    if not settings.webhooks:
+    if not settings.alerts.webhooks:
         return None
-    dead_topic = app.topic(settings.topic_alert_dead_letters, **topic_options)
+    dead_topic = app.topic(settings.topics.alert_dead_letters, **topic_options)
     pending: list[Attempt] = []
 
     async def dead_letter(signal: Signal, config: WebhookConfig, error: str) -> None:
@@ -50,15 +50,15 @@ def attach_webhooks(
         if telemetry is not None:
             telemetry.webhooks.labels(attempt.endpoint, attempt.outcome).inc()
 
-    dispatcher = Dispatcher(list(settings.webhooks), on_attempt, dead_letter)
+    dispatcher = Dispatcher(list(settings.alerts.webhooks), on_attempt, dead_letter)
 
     @app.task
     async def start_webhooks() -> None:
         await dispatcher.start()
-        log.info("webhook subscribers: %s", ", ".join(c.name for c in settings.webhooks))
-        for config in settings.webhooks:
+        log.info("webhook subscribers: %s", ", ".join(c.name for c in settings.alerts.webhooks))
+        for config in settings.alerts.webhooks:
             undelivered = await clickhouse.run(
-                undelivered_signals, clickhouse, config.name, settings.webhook_outbox_hours
+                undelivered_signals, clickhouse, config.name, settings.alerts.outbox_hours
             )
             for signal in undelivered:
                 await dispatcher.submit(signal, only=config.name)
@@ -67,7 +67,7 @@ def attach_webhooks(
                     "%s: %d signal(s) of the last %gh without a final delivery, queued again",
                     config.name,
                     len(undelivered),
-                    settings.webhook_outbox_hours,
+                    settings.alerts.outbox_hours,
                 )
 
     @app.timer(interval=1.0)

@@ -63,22 +63,22 @@ def build_app(
     datadir = settings.data_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        settings.app_id,
+        settings.worker.app_id,
         broker=f"kafka://{bootstrap}",
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",
-        datadir=str(datadir / settings.app_id),
-        topic_partitions=settings.partitions,
+        datadir=str(datadir / settings.worker.app_id),
+        topic_partitions=settings.broker.partitions,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
         broker_credentials=settings.faust_credentials(),
-        broker_session_timeout=settings.consumer_session_timeout_seconds,
-        broker_heartbeat_interval=max(1.0, settings.consumer_session_timeout_seconds / 5),
-        web_enabled=settings.web_port > 0,
-        web_port=settings.web_port or 6066,
-        web_bind=settings.web_bind,
-        web_host=settings.web_bind,
+        broker_session_timeout=settings.broker.consumer_session_timeout_seconds,
+        broker_heartbeat_interval=max(1.0, settings.broker.consumer_session_timeout_seconds / 5),
+        web_enabled=settings.web.port > 0,
+        web_port=settings.web.port or 6066,
+        web_bind=settings.web.bind,
+        web_host=settings.web.bind,
         # Faust's own pages would serve every table's values (customer state) to anyone
         # who can reach the port: only our endpoints, each with its own keys
         web_router_enabled=False,
@@ -86,33 +86,33 @@ def build_app(
         web_graph_enabled=False,
         web_stats_enabled=False,
         web_metrics_enabled=False,
-        producer_max_batch_size=settings.worker_batch_bytes,
-        table_standby_replicas=settings.standby_replicas,
+        producer_max_batch_size=settings.worker.batch_bytes,
+        table_standby_replicas=settings.worker.standby_replicas,
     )
-    set_fetch_max_wait(app, settings.consumer_fetch_max_wait_ms)
+    set_fetch_max_wait(app, settings.broker.consumer_fetch_max_wait_ms)
     as_bytes: dict[str, Any] = {
         "key_type": bytes,
         "value_type": bytes,
         "key_serializer": "raw",
         "value_serializer": "raw",
-        "partitions": settings.partitions,
+        "partitions": settings.broker.partitions,
         "acks": False,  # offsets are ours to commit: streams/runtime/batches.py
     }
-    touchpoints = app.topic(settings.topic_touchpoints, **as_bytes)
-    dead_letters = app.topic(settings.topic_dead_letters, **as_bytes)
-    metrics = app.topic(settings.topic_metrics, **as_bytes)
-    signals = app.topic(settings.topic_signals, **as_bytes)
+    touchpoints = app.topic(settings.topics.touchpoints, **as_bytes)
+    dead_letters = app.topic(settings.topics.dead_letters, **as_bytes)
+    metrics = app.topic(settings.topics.metrics, **as_bytes)
+    signals = app.topic(settings.topics.signals, **as_bytes)
 
     customers = app.Table(
-        "customer-state", key_type=str, value_type=bytes, partitions=settings.partitions
+        "customer-state", key_type=str, value_type=bytes, partitions=settings.broker.partitions
     )
     clocks = app.Table(
-        "event-clock", key_type=str, value_type=bytes, partitions=settings.partitions
+        "event-clock", key_type=str, value_type=bytes, partitions=settings.broker.partitions
     )
     states = StagedTable(customers, encode_state, decode_state)
     # event times as their shortest round-trip text (what repr() writes), by C functions
     watermarks = StagedTable(clocks, orjson.dumps, float)
-    engine = Engine(rules, model, states, watermarks, settings.partitions)
+    engine = Engine(rules, model, states, watermarks, settings.broker.partitions)
     outputs = {"dead_letters": dead_letters, "metrics": metrics, "signals": signals}
 
     spill_dir = settings.data_dir / "sink-rejected"
@@ -130,7 +130,7 @@ def build_app(
 
     alerts = attach_webhooks(app, clickhouse, settings, as_bytes, telemetry)
     committed = CommittedBatches(
-        app, touchpoints, settings.batch_size, settings.batch_seconds, telemetry
+        app, touchpoints, settings.worker.batch_size, settings.worker.batch_seconds, telemetry
     )
     rebuild = StateRebuild(clickhouse, engine, states, watermarks, committed.resumed)
     pipeline = Pipeline(
@@ -144,7 +144,7 @@ def build_app(
         alerts=alerts,
         prepare=rebuild.ensure,
         progress=Progress(telemetry),
-        end_marker=settings.changelog_end_marker,
+        end_marker=settings.broker.changelog_end_marker,
     )
 
     @app.task
@@ -153,20 +153,20 @@ def build_app(
         #606), the writes of the previous ones meanwhile."""
         await committed.run(pipeline.run_batch, stages=2, in_flight=WRITES_IN_FLIGHT)
 
-    if settings.clock_tick_seconds > 0:
+    if settings.worker.clock_tick_seconds > 0:
 
-        @app.timer(interval=settings.clock_tick_seconds, on_leader=True)
+        @app.timer(interval=settings.worker.clock_tick_seconds, on_leader=True)
         async def clock_ticks() -> None:
             """Wall-clock ticks go *through the log*, so silent partitions still get their
             silence checks and a re-read of the topic sees the very same ticks."""
             value = orjson.dumps({"clock": datetime.now(UTC).isoformat()})
-            for partition in range(settings.partitions):
+            for partition in range(settings.broker.partitions):
                 await touchpoints.send(key=CLOCK_KEY, value=value, partition=partition)
 
-    if settings.promise_check_seconds > 0:
-        promise_alerts = app.topic(settings.topic_promise_alerts, **as_bytes)
+    if settings.worker.promise_check_seconds > 0:
+        promise_alerts = app.topic(settings.topics.promise_alerts, **as_bytes)
 
-        @app.timer(interval=settings.promise_check_seconds, on_leader=True)
+        @app.timer(interval=settings.worker.promise_check_seconds, on_leader=True)
         async def calibrate_promises() -> None:
             """Company level: the promise types broken too often, once per window."""
             for alert in await clickhouse.run(judge, clickhouse, rules):
@@ -174,9 +174,9 @@ def build_app(
                     key=alert.alert_id.encode(), value=alert.model_dump_json().encode()
                 )
 
-    if settings.wow_check_seconds > 0:
+    if settings.worker.wow_check_seconds > 0:
 
-        @app.timer(interval=settings.wow_check_seconds, on_leader=True)
+        @app.timer(interval=settings.worker.wow_check_seconds, on_leader=True)
         async def decide_wow_offers() -> None:
             """Company level: the wow offers of the days event time has left behind, within
             each team's capacity. Published ones are stored, sent and handed to the
@@ -196,9 +196,9 @@ def build_app(
             for offer in decided:
                 telemetry.offers.labels(offer.decision, offer.team).inc()
 
-    if settings.learn_every_seconds > 0:
+    if settings.learning.every_seconds > 0:
 
-        @app.timer(interval=settings.learn_every_seconds, on_leader=True)
+        @app.timer(interval=settings.learning.every_seconds, on_leader=True)
         async def relearn() -> None:
             """The leader relearns the risk model from the stored history: the read on the
             ClickHouse thread, the fit on another, so the writes never wait for it."""
@@ -208,7 +208,7 @@ def build_app(
                 clickhouse,
                 until,
                 rules.loyalty.pace_min_days,
-                settings.learn_max_customers,
+                settings.learning.max_customers,
             )
             model = await asyncio.to_thread(
                 learn, days, math.floor(until.timestamp() / DAY), values, rules.risk.horizon_days
@@ -216,7 +216,7 @@ def build_app(
             if model.learned:
                 await clickhouse.run(store_model, clickhouse, model)
 
-        @app.timer(interval=max(60.0, settings.learn_every_seconds / 24))
+        @app.timer(interval=max(60.0, settings.learning.every_seconds / 24))
         async def refresh_model() -> None:
             """Every worker takes the newest learned model, between two batches."""
             latest = await clickhouse.run(load_model, clickhouse)
@@ -228,8 +228,8 @@ def build_app(
     async def _rebalanced(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         engine.forget_members()
         rebuild.reset()
-        mine = sorted(tp.partition for tp in assigned if tp.topic == settings.topic_touchpoints)
-        log.info("partitions of %s assigned: %s", settings.topic_touchpoints, mine)
+        mine = sorted(tp.partition for tp in assigned if tp.topic == settings.topics.touchpoints)
+        log.info("partitions of %s assigned: %s", settings.topics.touchpoints, mine)
         health.ready = True
 
     return app

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from touchstream.logs import logging_config
-from touchstream.settings import Settings
+from touchstream.settings import Settings, load_settings
 from touchstream.tables import show
 
 app = typer.Typer(
@@ -79,8 +79,8 @@ def main() -> None:
 
 
 def _settings() -> Settings:
-    settings = Settings()
-    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
+    settings = load_settings()
+    logging.config.dictConfig(logging_config(settings.logs.level, settings.logs.format))
     return settings
 
 
@@ -164,8 +164,8 @@ def publish(
 
     settings = _settings()
     bootstrap = bootstrap_for(settings)
-    topic = topic or settings.topic_touchpoints
-    ensure_topics(bootstrap, [topic], settings.partitions, **settings.kafka_security())
+    topic = topic or settings.topics.touchpoints
+    ensure_topics(bootstrap, [topic], settings.broker.partitions, **settings.kafka_security())
     rejects = rejects or file.with_suffix(file.suffix + ".rejects.jsonl")
     columns = parse_mapping(mapping or [])
     publisher = TouchpointPublisher.from_settings(settings, bootstrap, topic)
@@ -315,13 +315,13 @@ def replay(
                 read_records(file, fmt, parse_mapping(mapping or [])),
                 rules=rules,
                 model=model,
-                partitions=settings.partitions_assumed or settings.partitions,
+                partitions=settings.worker.partitions_assumed or settings.broker.partitions,
                 source=str(file),
                 as_of=_parse_time(as_of) if as_of else None,
                 sort_by_time=sort_by_time,
                 learn_before_as_of=model_file is None,
-                max_bytes=settings.max_payload_bytes,
-                earliest=settings.earliest_occurred_at,
+                max_bytes=settings.input.max_payload_bytes,
+                earliest=settings.input.earliest_occurred_at,
                 progress=lambda n: progress.update(task, completed=n),
             )
         except ReplayRefused as refused:
@@ -377,18 +377,18 @@ def replay(
     )
     if clickhouse:
         from touchstream.replay import write_to_clickhouse
-        from touchstream.sinks.clickhouse import ClickHouse, redact
+        from touchstream.sinks.clickhouse import redact
         from touchstream.sinks.promise_alerts import judge
 
-        _warn_outside_ttl(result.touchpoints, settings.touchpoints_ttl_days)
-        target = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
+        _warn_outside_ttl(result.touchpoints, settings.clickhouse.touchpoints_ttl_days)
+        target = settings.clickhouse_client()
         try:
             written = write_to_clickhouse(result, target, rules.wow_margin)
             written["promise_alerts"] = len(judge(target, rules, lookback_windows=None))
         finally:
             target.close()
         console.print(
-            f"written to {redact(settings.clickhouse)}: "
+            f"written to {redact(settings.clickhouse_target)}: "
             + ", ".join(f"{n:,} {t}" for t, n in written.items())
         )
 
@@ -447,18 +447,16 @@ def learn(
             parsed = []
             for record in read_records(events):
                 try:
-                    parsed.append(validate_record(record, settings.max_payload_bytes, None))
+                    parsed.append(validate_record(record, settings.input.max_payload_bytes, None))
                 except TouchpointRejected:
                     continue  # a bad line teaches nothing; `replay` reports them
             days, values = history_from_events(
                 parsed, until.timestamp(), rules.loyalty.pace_min_days
             )
         else:
-            from touchstream.sinks.clickhouse import ClickHouse
-
-            clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
+            clickhouse = settings.clickhouse_client()
             days, values = history_from_clickhouse(
-                clickhouse, until, rules.loyalty.pace_min_days, settings.learn_max_customers
+                clickhouse, until, rules.loyalty.pace_min_days, settings.learning.max_customers
             )
     with console.status(f"learning from {len(days):,} customers..."):
         model = learn_model(
@@ -466,7 +464,7 @@ def learn(
             math.floor(until.timestamp() / DAY),
             values,
             horizon_days=rules.risk.horizon_days,
-            max_customers=settings.learn_max_customers,
+            max_customers=settings.learning.max_customers,
         )
     if clickhouse is not None:
         try:
@@ -636,10 +634,10 @@ def forget(
     )
     requested_at = datetime.now(UTC)
     producer.send(
-        settings.topic_touchpoints,
+        settings.topics.touchpoints,
         key=FORGET_KEY,
         value=forget_marker(customer_id, requested_at),
-        partition=partition_for(customer_id, settings.partitions),
+        partition=partition_for(customer_id, settings.broker.partitions),
     ).get(timeout=30)
     producer.close()
     console.print(
@@ -678,19 +676,19 @@ def config(
 @app.command()
 def migrate() -> None:
     """Apply ClickHouse migrations (the worker also does this at start)."""
-    from touchstream.sinks.clickhouse import ClickHouse, redact
     from touchstream.sinks.clickhouse import migrate as apply
+    from touchstream.sinks.clickhouse import redact
 
     settings = _settings()
-    clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
+    clickhouse = settings.clickhouse_client()
     try:
         done = clickhouse.call(
-            lambda client: apply(client, settings.touchpoints_ttl_days), attempts=3
+            lambda client: apply(client, settings.clickhouse.touchpoints_ttl_days), attempts=3
         )
     finally:
         clickhouse.close()
     console.print(
-        f"{redact(settings.clickhouse)}: "
+        f"{redact(settings.clickhouse_target)}: "
         + (f"applied {', '.join(done)}" if done else "schema up to date")
     )
 

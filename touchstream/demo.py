@@ -35,8 +35,8 @@ def _worker_env(settings: Settings, broker: EmbeddedBroker) -> dict[str, str]:
         **os.environ,
         "TOUCHSTREAM_BROKER_URL": broker.url,
         "TOUCHSTREAM_DATA_DIR": str(settings.data_dir),
-        "TOUCHSTREAM_APP_ID": settings.app_id,
-        "TOUCHSTREAM_PARTITIONS": str(settings.partitions),
+        "TOUCHSTREAM_APP_ID": settings.worker.app_id,
+        "TOUCHSTREAM_PARTITIONS": str(settings.broker.partitions),
         "TOUCHSTREAM_CLOCK_TICK_SECONDS": "0",
     }  # history: event time comes from the data
     return env
@@ -85,9 +85,9 @@ def run_demo(
     _learn_first_half(settings, events, console)
     with EmbeddedBroker(log_file=settings.data_dir / "broker.log") as broker:
         console.print(f"embedded broker at {broker.url}")
-        ensure_topics(broker.bootstrap, output_topics(settings), settings.partitions)
+        ensure_topics(broker.bootstrap, output_topics(settings), settings.broker.partitions)
         with (
-            TouchpointPublisher(broker.bootstrap, settings.topic_touchpoints) as publisher,
+            TouchpointPublisher(broker.bootstrap, settings.topics.touchpoints) as publisher,
             Progress(console=console) as progress,
         ):
             task = progress.add_task("publishing", total=len(events))
@@ -106,15 +106,17 @@ def run_demo(
         signals = [
             orjson.loads(v)
             for _, _, _, v in read_topic(
-                broker.bootstrap, settings.topic_signals, idle_timeout_ms=2000
+                broker.bootstrap, settings.topics.signals, idle_timeout_ms=2000
             )
         ]
         dead = sum(
             1
-            for _ in read_topic(broker.bootstrap, settings.topic_dead_letters, idle_timeout_ms=1000)
+            for _ in read_topic(
+                broker.bootstrap, settings.topics.dead_letters, idle_timeout_ms=1000
+            )
         )
     # the worker has stopped, so chDB can be opened here
-    clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
+    clickhouse = settings.clickhouse_client()
     try:
         rules = Rules.load(settings.rules_file)
         # the windows and days the worker's timers had not decided yet when it stopped
@@ -152,7 +154,7 @@ def _learn_first_half(settings: Settings, events: list[dict[str, Any]], console:
     until = times[0] + (times[-1] - times[0]) / 2
     rules = Rules.load(settings.rules_file)
     model = learn_from_events(parsed, until, rules)
-    clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
+    clickhouse = settings.clickhouse_client()
     try:
         if model.learned:
             store_model(clickhouse, model)
@@ -277,7 +279,7 @@ def _follow(
         started: float | None = None
         while True:
             worker.check_alive()
-            done = committed(broker.bootstrap, settings.app_id, settings.topic_touchpoints)
+            done = committed(broker.bootstrap, settings.worker.app_id, settings.topics.touchpoints)
             if done and started is None and done < total:
                 started = time.perf_counter()
                 progress.update(task, description="worker processing")

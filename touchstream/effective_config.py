@@ -3,8 +3,8 @@ its value with secrets masked, and where the value came from.
 
 An operator asking "why does the worker do that" needs the value in force, not the
 default in the docs: an environment variable, a line of `.env` or a rules file may have
-changed it. Settings are grouped by what they configure; each group is a prefix list, and a
-test keeps every setting in exactly one group.
+changed it. Settings are shown in their groups, each by the environment variable that
+sets it.
 """
 
 from __future__ import annotations
@@ -18,44 +18,10 @@ from typing import Any
 import orjson
 from dotenv import dotenv_values
 
-from touchstream.settings import Settings
+from touchstream.settings import ENV_NAMES, Settings, configured
 from touchstream.sinks.clickhouse import redact
 from touchstream.streams.rules import Rules, read_rules_file
 
-# group -> setting names, or prefixes ending in "_", that belong to it
-GROUPS: dict[str, tuple[str, ...]] = {
-    "broker": (
-        "broker_url",
-        "kafka_",
-        "producer_",
-        "partitions",
-        "topic_",
-        "consumer_",
-        "changelog_end_marker",
-    ),
-    "clickhouse": ("clickhouse_url", "data_dir", "touchpoints_ttl_days"),
-    "web and keys": (
-        "web_",
-        "ingest_",
-        "query_",
-        "metrics_keys",
-        "webhooks",
-        "webhook_outbox_hours",
-    ),
-    "worker": (
-        "app_id",
-        "batch_",
-        "standby_replicas",
-        "worker_batch_bytes",
-        "clock_tick_seconds",
-        "promise_check_seconds",
-        "wow_check_seconds",
-        "partitions_assumed",
-    ),
-    "input limits": ("max_payload_bytes", "max_future_skew_seconds", "earliest_occurred_at"),
-    "rules and learning": ("rules_file", "learn_"),
-    "logs": ("log_",),
-}
 COLUMNS = ["group", "name", "value", "source"]
 
 
@@ -65,14 +31,6 @@ class Entry:
     name: str  # the environment variable of a setting, the dotted path of a rule
     value: str
     source: str  # default | environment | .env | rules file | given
-
-
-def group_of(field: str) -> str:
-    """The one group a setting belongs to (KeyError names a setting no group lists)."""
-    for group, members in GROUPS.items():
-        if any(field.startswith(m) if m.endswith("_") else field == m for m in members):
-            return group
-    raise KeyError(f"setting {field!r} is in no group of touchstream/effective_config.py")
 
 
 def _text(value: Any) -> str:
@@ -86,27 +44,53 @@ def setting_entries(
     environ: Mapping[str, str] | None = None,
     env_file: Path = Path(".env"),
 ) -> list[Entry]:
-    """Every setting; in JSON mode pydantic masks secrets, and URLs lose their password."""
-    environ = os.environ if environ is None else environ
-    from_env = {key.upper() for key in environ}
-    from_file = {key.upper() for key in dotenv_values(env_file)} if env_file.is_file() else set()
+    """Every setting, group by group; in JSON mode pydantic masks secrets, and URLs lose
+    their password."""
+    found = configured(dict(os.environ if environ is None else environ), env_file)
     dumped = settings.model_dump(mode="json")
     entries = []
-    for field, info in Settings.model_fields.items():
-        name = f"TOUCHSTREAM_{field.upper()}"
-        value = dumped[field]
-        if field == "clickhouse_url" and value:
+    for name, (group, field) in ENV_NAMES.items():
+        value = dumped[group][field] if group else dumped[field]
+        if (group, field) == ("clickhouse", "url") and value:
             value = redact(value)
-        if name in from_env:
-            source = "environment"
-        elif name in from_file:
-            source = ".env"
-        elif getattr(settings, field) == info.get_default(call_default_factory=True):
+        model = getattr(settings, group) if group else settings
+        info = type(model).model_fields[field]
+        if name in found:
+            source = found[name][1]
+        elif getattr(model, field) == info.get_default(call_default_factory=True):
             source = "default"
         else:
             source = "given"
-        entries.append(Entry(group_of(field), name, _text(value), source))
-    return sorted(entries, key=lambda e: (list(GROUPS).index(e.group), e.name))
+        entries.append(
+            Entry(group or "general", f"TOUCHSTREAM_{name.upper()}", _text(value), source)
+        )
+    entries += [
+        Entry("not settings", key, "ignored: not a setting (a typo?)", source)
+        for key, source in unknown_names(environ, env_file)
+    ]
+    groups = [f for f in Settings.model_fields if isinstance(dumped[f], dict)]
+    order = ["general", *groups, "not settings"]
+    return sorted(entries, key=lambda e: (order.index(e.group), e.name))
+
+
+KNOWN_SWITCHES = {"TOUCHSTREAM_NATIVE"}  # read before the settings: touchstream/native
+
+
+def unknown_names(environ: Mapping[str, str] | None, env_file: Path) -> list[tuple[str, str]]:
+    """TOUCHSTREAM_* variables no setting reads, with where they were set: a misspelt name
+    is otherwise silently a default."""
+    sources = [(os.environ if environ is None else environ, "environment")]
+    if env_file.is_file():
+        sources.append((dotenv_values(env_file), ".env"))
+    known = {f"TOUCHSTREAM_{name.upper()}" for name in ENV_NAMES} | KNOWN_SWITCHES
+    return sorted(
+        {
+            (key.upper(), source)
+            for values, source in sources
+            for key in values
+            if key.upper().startswith("TOUCHSTREAM_") and key.upper() not in known
+        }
+    )
 
 
 def rule_entries(path: Path | None) -> list[Entry]:

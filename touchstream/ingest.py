@@ -62,7 +62,7 @@ def attach_ingest(
             nonlocal in_flight
             if not key_allowed(presented_key(request.headers), keys):
                 return self.error(401, "missing or wrong API key (Authorization: Bearer KEY)")
-            limit = settings.ingest_max_body_bytes
+            limit = settings.web.ingest_max_body_bytes
             if (request.content_length or 0) > limit:
                 return self.error(413, f"body over {limit} bytes: split the batch")
             body = await request.content.read(limit + 1)
@@ -71,7 +71,7 @@ def attach_ingest(
             items = split_items(body)
             if not items:
                 return self.error(400, "empty body: send one JSON event or NDJSON lines")
-            if in_flight + len(items) > settings.ingest_max_in_flight:
+            if in_flight + len(items) > settings.web.ingest_max_in_flight:
                 return self.error(
                     429, "too many events in flight, retry shortly", headers={"Retry-After": "1"}
                 )

@@ -16,13 +16,12 @@ from touchstream.ownership import proves_ownership
 from touchstream.query_client import QueryFailed, query_worker, worker_identity
 from touchstream.query_endpoint import readonly_query
 from touchstream.settings import Settings
-from touchstream.sinks.clickhouse import ClickHouse
 
 log = logging.getLogger("touchstream.ops")
 
 
 def worker_url(settings: Settings) -> str:
-    return f"http://{settings.web_bind}:{settings.web_port}"
+    return f"http://{settings.web.bind}:{settings.web.port}"
 
 
 def run_query(
@@ -32,19 +31,19 @@ def run_query(
     max_rows: int | None = None,
 ) -> dict[str, Any]:
     """{"columns", "rows", "truncated"} of one read-only query."""
-    limit = min(max_rows or settings.query_max_rows, settings.query_max_rows)
-    if settings.embedded_clickhouse and settings.web_port and owning_worker(settings):
+    limit = min(max_rows or settings.web.query_max_rows, settings.web.query_max_rows)
+    if settings.embedded_clickhouse and settings.web.port and owning_worker(settings):
         key = _query_key(settings)
         return query_worker(worker_url(settings), sql, params, api_key=key, max_rows=limit)
-    clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
+    clickhouse = settings.clickhouse_client()
     try:
         return readonly_query(
             clickhouse,
             sql,
             params,
             max_rows=limit,
-            timeout_seconds=settings.query_timeout_seconds,
-            max_memory_bytes=settings.query_max_memory_bytes,
+            timeout_seconds=settings.web.query_timeout_seconds,
+            max_memory_bytes=settings.web.query_max_memory_bytes,
         )
     finally:
         clickhouse.close()
@@ -73,7 +72,7 @@ def owning_worker(settings: Settings) -> bool:
         url,
         identity.get("app_id"),
         identity.get("clickhouse"),
-        settings.clickhouse,
-        settings.clickhouse,
+        settings.clickhouse_target,
+        settings.clickhouse_target,
     )
     return False

@@ -20,7 +20,7 @@ from touchstream.sinks.clickhouse import chdb_path, redact
 
 
 def token_file(settings: Settings) -> Path | None:
-    path = chdb_path(settings.clickhouse)
+    path = chdb_path(settings.clickhouse_target)
     return None if path is None else path.with_name(path.name + ".owner")
 
 
@@ -60,7 +60,11 @@ def attach_identity_endpoint(app: Any, settings: Settings, token: str | None) ->
     from touchstream.auth import key_allowed, presented_key
 
     keys = settings.endpoint_keys("query")
-    body = {"app_id": settings.app_id, "clickhouse": redact(settings.clickhouse), "owner": token}
+    body = {
+        "app_id": settings.worker.app_id,
+        "clickhouse": redact(settings.clickhouse_target),
+        "owner": token,
+    }
 
     @app.page("/v1/identity")
     class Identity(faust.web.View):

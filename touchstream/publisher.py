@@ -22,9 +22,10 @@ from touchstream.schemas import (
     parse_touchpoint,
     validate_touchpoint,
 )
-from touchstream.settings import Settings
+from touchstream.settings import BrokerSettings, InputSettings, Settings, TopicSettings
 
-_DEFAULT = {name: field.default for name, field in Settings.model_fields.items()}
+# the settings' defaults (TOUCHSTREAM_*), so a publisher without settings validates as they do
+_BROKER, _INPUT, _TOPICS = BrokerSettings(), InputSettings(), TopicSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +63,14 @@ class TouchpointPublisher:
     def __init__(
         self,
         bootstrap: str,
-        topic: str = _DEFAULT["topic_touchpoints"],
+        topic: str = _TOPICS.touchpoints,
         *,
-        max_future_skew: timedelta = timedelta(seconds=_DEFAULT["max_future_skew_seconds"]),
-        max_payload_bytes: int = _DEFAULT["max_payload_bytes"],
+        max_future_skew: timedelta = timedelta(seconds=_INPUT.max_future_skew_seconds),
+        max_payload_bytes: int = _INPUT.max_payload_bytes,
         earliest_occurred_at: datetime | None = None,
-        idempotence: bool = _DEFAULT["producer_idempotence"],
-        linger_ms: int = _DEFAULT["producer_linger_ms"],
-        batch_bytes: int = _DEFAULT["producer_batch_bytes"],
+        idempotence: bool = _BROKER.producer_idempotence,
+        linger_ms: int = _BROKER.producer_linger_ms,
+        batch_bytes: int = _BROKER.producer_batch_bytes,
         **kafka_options: Any,
     ) -> None:
         """Defaults are the settings' (TOUCHSTREAM_*); `from_settings` takes them all."""
@@ -97,13 +98,13 @@ class TouchpointPublisher:
         """A publisher configured as the worker validates: the same limits and security."""
         return cls(
             bootstrap,
-            topic or settings.topic_touchpoints,
+            topic or settings.topics.touchpoints,
             max_future_skew=settings.max_future_skew,
-            max_payload_bytes=settings.max_payload_bytes,
-            earliest_occurred_at=settings.earliest_occurred_at,
-            idempotence=settings.producer_idempotence,
-            linger_ms=settings.producer_linger_ms,
-            batch_bytes=settings.producer_batch_bytes,
+            max_payload_bytes=settings.input.max_payload_bytes,
+            earliest_occurred_at=settings.input.earliest_occurred_at,
+            idempotence=settings.broker.producer_idempotence,
+            linger_ms=settings.broker.producer_linger_ms,
+            batch_bytes=settings.broker.producer_batch_bytes,
             **settings.kafka_security(),
         )
 

@@ -165,7 +165,8 @@ def attach_query_endpoint(app: Any, clickhouse: ClickHouse, settings: Any) -> No
                 if not isinstance(sql, str) or not isinstance(params, dict):
                     raise TypeError
                 max_rows = min(
-                    int(body.get("max_rows", settings.query_max_rows)), settings.query_max_rows
+                    int(body.get("max_rows", settings.web.query_max_rows)),
+                    settings.web.query_max_rows,
                 )
             except (ValueError, KeyError, TypeError):
                 return self.error(400, 'body must be {"sql": "...", "params": {...}}')
@@ -176,8 +177,8 @@ def attach_query_endpoint(app: Any, clickhouse: ClickHouse, settings: Any) -> No
                     sql,
                     params,
                     max_rows=max_rows,
-                    timeout_seconds=settings.query_timeout_seconds,
-                    max_memory_bytes=settings.query_max_memory_bytes,
+                    timeout_seconds=settings.web.query_timeout_seconds,
+                    max_memory_bytes=settings.web.query_max_memory_bytes,
                 )
             except QueryRefused as error:
                 return self.error(403, str(error))

@@ -16,19 +16,19 @@ log = logging.getLogger("touchstream.worker")
 
 def open_clickhouse(settings: Settings) -> ClickHouse:
     """Connect and migrate now, so a wrong URL fails at start with a clear message."""
-    clickhouse = ClickHouse(settings.clickhouse, ttl_days=settings.touchpoints_ttl_days)
+    clickhouse = settings.clickhouse_client()
     clickhouse.call(lambda client: None, attempts=3)
-    log.info("ClickHouse at %s ready (migrations applied)", redact(settings.clickhouse))
+    log.info("ClickHouse at %s ready (migrations applied)", redact(settings.clickhouse_target))
     return clickhouse
 
 
 def output_topics(settings: Settings) -> list[str]:
     return [
-        settings.topic_touchpoints,
-        settings.topic_dead_letters,
-        settings.topic_metrics,
-        settings.topic_signals,
-        settings.topic_promise_alerts,
+        settings.topics.touchpoints,
+        settings.topics.dead_letters,
+        settings.topics.metrics,
+        settings.topics.signals,
+        settings.topics.promise_alerts,
     ]
 
 
@@ -61,10 +61,10 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
         raise SystemExit("refusing to start: " + "; ".join(problems))
     bootstrap = bootstrap or bootstrap_for(settings)
     created = ensure_topics(
-        bootstrap, output_topics(settings), settings.partitions, **settings.kafka_security()
+        bootstrap, output_topics(settings), settings.broker.partitions, **settings.kafka_security()
     )
     if created:
-        log.info("created topics %s with %d partitions", created, settings.partitions)
+        log.info("created topics %s with %d partitions", created, settings.broker.partitions)
     rules = Rules.load(settings.rules_file)
     clickhouse = open_clickhouse(settings)
     model = load_model(clickhouse)
@@ -74,16 +74,16 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
     ownership.attach_identity_endpoint(app, settings, token)
     log.info(
         "worker %s consuming %s (rules %s; engine %s)",
-        settings.app_id,
-        settings.topic_touchpoints,
+        settings.worker.app_id,
+        settings.topics.touchpoints,
         rules.version,
         native.status(),
     )
-    tune_gc(settings.batch_size)
+    tune_gc(settings.worker.batch_size)
     worker = faust.Worker(
         app,
-        loglevel=settings.log_level.lower(),
-        logging_config=logging_config(settings.log_level, settings.log_format),
+        loglevel=settings.logs.level.lower(),
+        logging_config=logging_config(settings.logs.level, settings.logs.format),
         quiet=True,
     )
     try:
