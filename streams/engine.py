@@ -23,7 +23,9 @@ from touchstream.schemas import FieldError, Signal, TouchpointEvent, TouchpointR
 from touchstream.schemas.signal import Snapshot
 from touchstream.streams.assessment import Assessment, Level
 from touchstream.streams.churn import RiskModel
-from touchstream.streams.evaluate import evaluate, silence_ceiling, usual_gap_days
+from touchstream.streams.evaluate import evaluate
+from touchstream.streams.measure import usual_gap_days
+from touchstream.streams.risk import silence_ceiling
 from touchstream.streams.rules import Rules
 from touchstream.streams.state import DAY, CustomerState, apply_event, dedup_horizon
 

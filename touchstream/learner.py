@@ -18,8 +18,8 @@ from touchstream.schemas import TouchpointEvent
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.assessment import COMPANY_INITIATED, PURCHASE_KINDS
 from touchstream.streams.churn import FEATURES, RiskModel
-from touchstream.streams.evaluate import yearly_value
 from touchstream.streams.learning import learn
+from touchstream.streams.measure import yearly_value
 from touchstream.streams.rules import Rules
 from touchstream.streams.state import DAY
 

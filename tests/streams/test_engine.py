@@ -63,7 +63,7 @@ def test_consistent_customer_with_fast_resolution_gets_recovery_wow(story_run) -
 
 def test_erratic_across_channels_is_less_consistent_than_steady(story_run) -> None:
     engine, _ = story_run
-    from touchstream.streams.evaluate import measure
+    from touchstream.streams.measure import measure
 
     now = max(s.last_seen for s in engine.states.values())
     erratic = measure(engine.states[scenarios.ERRATIC], now, engine.rules, engine.model)
@@ -161,7 +161,7 @@ def test_the_metrics_record_is_one_list_in_every_place(tmp_path) -> None:
     from touchstream.schemas import MetricsSnapshot
     from touchstream.schemas.signal import Snapshot
     from touchstream.sinks.clickhouse import ClickHouse
-    from touchstream.streams.evaluate import Metrics
+    from touchstream.streams.measure import Metrics
     from touchstream.streams.rows import METRIC_COLUMNS
 
     listed = list(MetricsSnapshot.model_fields)
@@ -171,7 +171,7 @@ def test_the_metrics_record_is_one_list_in_every_place(tmp_path) -> None:
     from_state |= {"feedback_given", "referrals", "risk_score", "wow_score"}
     from_state |= {"expected_loss", "risk_model"}  # the risk x value; the model's version
     measured = {f.name for f in fields(Metrics)}
-    assert set(listed) - from_state <= measured, "streams/evaluate.py: Metrics and measure()"
+    assert set(listed) - from_state <= measured, "streams/measure.py: Metrics and measure()"
     clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
     try:
         _, rows = clickhouse.query(

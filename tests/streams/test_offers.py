@@ -15,7 +15,6 @@ from pydantic import ValidationError
 from tests.factories import snapshot
 from touchstream.schemas import Reason, Signal
 from touchstream.streams.churn import RiskModel
-from touchstream.streams.evaluate import wow_action
 from touchstream.streams.offers import (
     OVER_CAPACITY,
     PUBLISHED,
@@ -25,6 +24,7 @@ from touchstream.streams.offers import (
     ranking_key,
 )
 from touchstream.streams.rules import Rules, WowRules
+from touchstream.streams.wow import wow_action
 
 DAY0 = datetime(2026, 3, 2, tzinfo=UTC)  # an epoch day's midnight (UTC)
 

@@ -10,16 +10,11 @@ from pydantic import ValidationError
 
 from touchstream.schemas import SignalKind
 from touchstream.streams.churn import FEATURES, RiskModel
-from touchstream.streams.evaluate import (
-    NO_MOMENT,
-    Metrics,
-    lapse_strength,
-    raisable,
-    risk,
-    wow,
-)
+from touchstream.streams.measure import Metrics, lapse_strength
+from touchstream.streams.risk import raisable, risk
 from touchstream.streams.rules import Rules, Trigger
 from touchstream.streams.scoring import decide, severity, signal_id
+from touchstream.streams.wow import NO_MOMENT, wow
 
 RULES = Rules()
 unit = st.floats(0, 1)

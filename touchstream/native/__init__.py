@@ -39,6 +39,11 @@ GROUP = "touchstream.engine"  # mypyc's runtime: touchstream/engine__mypyc.<suff
 MODULES = (  # the Makefile's ENGINE lists their sources
     "touchstream.streams.state",
     "touchstream.streams.evaluate",
+    "touchstream.streams.measure",
+    "touchstream.streams.risk",
+    "touchstream.streams.attribution",
+    "touchstream.streams.wow",
+    "touchstream.streams.snapshot",
     "touchstream.streams.scoring",
     "touchstream.streams.assessment",
     "touchstream.streams.bgnbd",
