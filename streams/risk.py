@@ -3,8 +3,6 @@ what loyalty takes off, whether it may be raised, and what to do about it."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from touchstream.schemas import SignalKind, TouchpointEvent
 from touchstream.streams.attribution import attribution
 from touchstream.streams.churn import RiskModel
@@ -214,8 +212,11 @@ def silence_ceiling(state: CustomerState, now: float, rules: Rules, model: RiskM
     until their next event; the outcome is exactly that of checking them every day.
     """
     m = measure(state, now, rules, model)
-    worst = replace(m, overdue_ratio=max(m.overdue_ratio, 1e9), oldest_open_complaint_days=1e9)
-    service = service_risk(worst, rules).value
+    # the worst silence and complaint age, set on this fresh measure itself:
+    # dataclasses.replace copied all its fields in Python, ~20 µs a silence check
+    m.overdue_ratio = max(m.overdue_ratio, 1e9)
+    m.oldest_open_complaint_days = 1e9
+    service = service_risk(m, rules).value
     floor = rules.risk.min_loss_share * model.typical_value
     if floor > 0.0 and m.revenue_at_risk < floor:
         return service
