@@ -23,22 +23,37 @@ def service_risk(m: Metrics, rules: Rules) -> Score:
     """What purchase models cannot see: broken promises, complaints, failures, ratings. A
     noisy-OR (`scoring.combined`), each weight the most that factor reaches alone, lessened
     by involvement and affinity (`protected`)."""
-    r, w = rules.risk, rules.risk.weights
-    consecutive = min(1.0, m.consecutive_misses / r.consecutive_full) ** 2
+    (
+        w_broken,
+        w_complaints,
+        w_silent,
+        w_detractor,
+        w_inconsistency,
+        w_trend,
+        consecutive_full,
+        broken_rate_full,
+        sla_days,
+        silent_full,
+        trend_full,
+        bad_review_strength,
+        _,
+        _,
+    ) = rules.service_terms
+    consecutive = min(1.0, m.consecutive_misses / consecutive_full) ** 2
     # a high share of broken promises counts, the more the bigger the misses, but less than
     # a run of them: at most 0.8 of the factor
-    rate = clamp01(m.broken_promise_rate / r.broken_rate_full) * (0.4 + 0.4 * m.mean_miss)
+    rate = clamp01(m.broken_promise_rate / broken_rate_full) * (0.4 + 0.4 * m.mean_miss)
     complaints = (
         (
             1.0
-            if m.oldest_open_complaint_days > r.complaint_sla_days
-            else 0.5 * m.oldest_open_complaint_days / r.complaint_sla_days
+            if m.oldest_open_complaint_days > sla_days
+            else 0.5 * m.oldest_open_complaint_days / sla_days
         )
         if m.open_complaints
         else 0.0
     )
     detractor = clamp01((0.5 - m.rating) / 0.5) if m.rating is not None else 0.0
-    detractor = max(detractor, clamp01(m.bad_reviews * rules.loyalty.bad_review_strength))
+    detractor = max(detractor, clamp01(m.bad_reviews * bad_review_strength))
     raw = combined(
         SignalKind.about_to_defect,
         [
@@ -46,7 +61,7 @@ def service_risk(m: Metrics, rules: Rules) -> Score:
                 "broken_promises",
                 m.broken_promise_rate,
                 max(consecutive, rate),
-                w.broken_promises,
+                w_broken,
                 (
                     "{} broken promises in a row, {:.0%} of recent promises broken, "
                     "worst missed by {:.1f}x the promise",
@@ -57,24 +72,24 @@ def service_risk(m: Metrics, rules: Rules) -> Score:
                 "open_complaints",
                 m.oldest_open_complaint_days,
                 complaints,
-                w.open_complaints,
+                w_complaints,
                 (
                     "{} open, oldest {:.1f} days (SLA {:.0f})",
-                    (m.open_complaints, m.oldest_open_complaint_days, r.complaint_sla_days),
+                    (m.open_complaints, m.oldest_open_complaint_days, sla_days),
                 ),
             ),
             (
                 "silent_failures",
                 m.silent_failures,
-                clamp01(m.silent_failures / r.silent_failures_full),
-                w.silent_failures,
+                clamp01(m.silent_failures / silent_full),
+                w_silent,
                 ("{} failures with no contact from the customer since", (m.silent_failures,)),
             ),
             (
                 "detractor",
                 m.rating if m.rating is not None else -1.0,
                 detractor,
-                w.detractor,
+                w_detractor,
                 ("low ratings; {} bad public reviews", (m.bad_reviews,)),
             ),
             (
@@ -82,14 +97,14 @@ def service_risk(m: Metrics, rules: Rules) -> Score:
                 m.consistency,
                 # nothing judged yet is no evidence (its consistency is a neutral 0.5)
                 1.0 - m.consistency if m.failed + m.met + m.exceeded > 0.0 else 0.0,
-                w.inconsistency,
+                w_inconsistency,
                 ("consistency {:.2f}", (m.consistency,)),
             ),
             (
                 "falling_trend",
                 m.rating_trend,
-                clamp01(-m.rating_trend / r.trend_full),
-                w.falling_trend,
+                clamp01(-m.rating_trend / trend_full),
+                w_trend,
                 ("recent ratings below the long-run mean", ()),
             ),
         ],
@@ -160,9 +175,9 @@ def protected(raw: Score, m: Metrics, rules: Rules) -> Score:
     """Involvement and affinity take a share of the risk off (at most their two
     `protection_*` weights together): two reasons with negative contributions, so the
     contributions still add up to the score."""
-    loyalty = rules.loyalty
-    by_involvement = loyalty.protection_involvement * m.involvement
-    by_affinity = loyalty.protection_affinity * clamp01(2.0 * (m.affinity - 0.5))
+    terms = rules.service_terms
+    by_involvement = terms[12] * m.involvement
+    by_affinity = terms[13] * clamp01(2.0 * (m.affinity - 0.5))
     protection = by_involvement + by_affinity
     if raw.value <= 0.0 or protection <= 0.0:
         return raw

@@ -411,6 +411,33 @@ class Rules(_Config):
             full.referrals,
         )
 
+    @cached_property
+    def service_terms(self) -> tuple[float, ...]:
+        """The service factors' ceilings (broken promises, open complaints, silent failures,
+        detractor, inconsistency, falling trend), then where each is full (a run of misses,
+        the broken share, the complaint SLA, silent failures, the rating trend), the bad
+        review's strength and the two protections; plain floats, as `consistency_terms`."""
+        r, w, loyalty = self.risk, self.risk.weights, self.loyalty
+        return tuple(
+            float(x)
+            for x in (
+                w.broken_promises,
+                w.open_complaints,
+                w.silent_failures,
+                w.detractor,
+                w.inconsistency,
+                w.falling_trend,
+                r.consecutive_full,
+                r.broken_rate_full,
+                r.complaint_sla_days,
+                r.silent_failures_full,
+                r.trend_full,
+                loyalty.bad_review_strength,
+                loyalty.protection_involvement,
+                loyalty.protection_affinity,
+            )
+        )
+
     def state_params(self) -> StateParams:
         return StateParams(
             self.half_life_days,
