@@ -210,3 +210,28 @@ def test_an_event_far_behind_its_partition_is_counted_and_logged(caplog) -> None
     assert "up to 7.0 days" in caplog.text
     text, _ = telemetry.render()
     assert b"touchstream_events_behind_watermark_total 1.0" in text
+
+
+def test_the_snapshot_is_built_in_the_order_of_its_fields() -> None:
+    """streams/snapshot.py builds the tuple positionally (for speed): element i must be the
+    value of field i, which its expression names (`m.consistency` for `consistency`)."""
+    import ast
+    from pathlib import Path
+
+    from touchstream.schemas.signal import Snapshot
+
+    source = (Path(__file__).resolve().parents[2] / "streams" / "snapshot.py").read_text()
+    built = next(
+        node
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Tuple) and len(node.elts) == len(Snapshot._fields)
+    )
+    # the snapshot's name for what the measure calls otherwise
+    named = {"as_of": "now", "expected_loss": "revenue_at_risk * risk_score"}
+    named["risk_model"] = "model_version"
+    wrong = [
+        (field, ast.unparse(value))
+        for field, value in zip(Snapshot._fields, built.elts, strict=True)
+        if named.get(field, field) not in ast.unparse(value)
+    ]
+    assert wrong == []
