@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 NATIVE := $(VENV)/.native-stamp
 ENGINE := streams/state.py streams/evaluate.py streams/measure.py streams/risk.py \
-          streams/attribution.py streams/wow.py streams/snapshot.py streams/scoring.py \
+          streams/attribution.py streams/wow.py streams/snapshot.py streams/scoring.py streams/params.py \
           streams/assessment.py streams/bgnbd.py streams/churn.py streams/engine.py streams/records.py streams/rows.py \
           schemas/validation.py
 

@@ -156,7 +156,7 @@ def usual_gap_days(state: CustomerState, rules: Rules) -> float:
     """
     x = max(0, state.active_days - 1)
     span = float(state.last_active_day - state.first_active_day)
-    prior = rules.default_interarrival_days
+    prior = rules.scoring.default_interarrival_days
     return max(1.0, (span + PRIOR_GAPS * prior) / (x + PRIOR_GAPS))
 
 
@@ -173,8 +173,8 @@ def lapse_strength(silence_z: float, p_alive: float, repeat_days: int, rules: Ru
     is 1 by construction and says nothing: the silence alone counts. What the customer is
     worth does not make a lapse likelier: it makes it matter more, and goes into the
     severity (`at_stake`)."""
-    r = rules.risk
-    overdue = clamp01((silence_z - r.lapse_from) / (r.lapse_full - r.lapse_from))
+    p = rules.scoring
+    overdue = clamp01((silence_z - p.lapse_from) / (p.lapse_full - p.lapse_from))
     if overdue <= 0.0:
         return 0.0
     model = 1.0 - p_alive if repeat_days > 0 else 1.0
@@ -186,15 +186,15 @@ def involvement_parts(
 ) -> tuple[float, ...]:
     """Each component's reach (weight x strength), in INVOLVEMENT_PARTS order: feedback given
     (more when it was answered), channels used, tenure, spend, referrals."""
-    t = rules.involvement_terms
+    p = rules.scoring
     given = state.feedback_given
     answered = min(1.0, state.feedback_answered / given) if given else 0.0
     return (
-        t[0] * min(1.0, given / t[5]) * (0.6 + 0.4 * answered),
-        t[1] * clamp01((channels - 1) / t[6]),
-        t[2] * clamp01(tenure_days / t[7]),
-        t[3] * clamp01(state.spend / t[8]),
-        t[4] * clamp01(state.referrals / t[9]),
+        p.feedback_reach * min(1.0, given / p.feedback_full) * (0.6 + 0.4 * answered),
+        p.channels_reach * clamp01((channels - 1) / p.channels_past_first_full),
+        p.tenure_reach * clamp01(tenure_days / p.tenure_full_days),
+        p.spend_reach * clamp01(state.spend / p.spend_full),
+        p.referrals_reach * clamp01(state.referrals / p.referrals_full),
     )
 
 
@@ -232,7 +232,8 @@ def yearly_value(spend: float, known_days: float, pace_min_days: float) -> float
 
 
 def measure(state: CustomerState, now: float, rules: Rules, model: RiskModel) -> Metrics:
-    h = rules.half_life_days * DAY
+    p = rules.scoring
+    h = p.half_life_days * DAY
     decay = decay_to(state, now, h)
     judged = state.w_judged
     if judged > 0:
@@ -244,14 +245,11 @@ def measure(state: CustomerState, now: float, rules: Rules, model: RiskModel) ->
     spread = channel_spread(state, now, h)
     run = streak(state)
     if judged > 0:
-        steadiness, reliability, uniformity, recent, std_full, spread_full, run_full = (
-            rules.consistency_terms
-        )
         consistency = clamp01(
-            steadiness * (1.0 - min(1.0, q_std / std_full))
-            + reliability * met_share
-            + uniformity * (1.0 - min(1.0, spread / spread_full))
-            + recent * min(1.0, run / run_full)
+            p.steadiness * (1.0 - min(1.0, q_std / p.stddev_full))
+            + p.met_share * met_share
+            + p.channel_uniformity * (1.0 - min(1.0, spread / p.spread_full))
+            + p.streak * min(1.0, run / p.streak_full)
         )
     else:
         consistency = 0.5  # nothing judged yet: neither steady nor erratic
@@ -266,7 +264,7 @@ def measure(state: CustomerState, now: float, rules: Rules, model: RiskModel) ->
     if state.active_days:
         # the spread of their gaps: for a learned model only (the default has no use for it)
         rhythm = gap_spread(state.recent_days, mean_ia) if model.learned and mean_ia else 0.0
-        leave = model.p_no_contact(x, t_x, age, rules.risk.horizon_days, rhythm)
+        leave = model.p_no_contact(x, t_x, age, p.horizon_days, rhythm)
 
     rating = state.s_rating / state.w_rating if state.w_rating > 0 else None
     fast = state.s_rating_fast / state.w_rating_fast if state.w_rating_fast > 0 else None
@@ -318,10 +316,10 @@ def measure(state: CustomerState, now: float, rules: Rules, model: RiskModel) ->
         lapse=lapse_strength(silence_z, alive, x, rules),
         involvement=involvement_score(parts),
         involvement_parts=parts,
-        affinity=affinity_score(state, rating, trend, rules.risk.trend_full),
-        revenue_at_risk=yearly_value(state.spend, tenure_days, rules.loyalty.pace_min_days),
+        affinity=affinity_score(state, rating, trend, p.trend_full),
+        revenue_at_risk=yearly_value(state.spend, tenure_days, p.pace_min_days),
         bad_reviews=state.bad_reviews,
         p_leave=leave,
-        horizon_days=rules.risk.horizon_days,
+        horizon_days=p.horizon_days,
         model_version=model.version,
     )

@@ -23,37 +23,22 @@ def service_risk(m: Metrics, rules: Rules) -> Score:
     """What purchase models cannot see: broken promises, complaints, failures, ratings. A
     noisy-OR (`scoring.combined`), each weight the most that factor reaches alone, lessened
     by involvement and affinity (`protected`)."""
-    (
-        w_broken,
-        w_complaints,
-        w_silent,
-        w_detractor,
-        w_inconsistency,
-        w_trend,
-        consecutive_full,
-        broken_rate_full,
-        sla_days,
-        silent_full,
-        trend_full,
-        bad_review_strength,
-        _,
-        _,
-    ) = rules.service_terms
-    consecutive = min(1.0, m.consecutive_misses / consecutive_full) ** 2
+    p = rules.scoring
+    consecutive = min(1.0, m.consecutive_misses / p.consecutive_full) ** 2
     # a high share of broken promises counts, the more the bigger the misses, but less than
     # a run of them: at most 0.8 of the factor
-    rate = clamp01(m.broken_promise_rate / broken_rate_full) * (0.4 + 0.4 * m.mean_miss)
+    rate = clamp01(m.broken_promise_rate / p.broken_rate_full) * (0.4 + 0.4 * m.mean_miss)
     complaints = (
         (
             1.0
-            if m.oldest_open_complaint_days > sla_days
-            else 0.5 * m.oldest_open_complaint_days / sla_days
+            if m.oldest_open_complaint_days > p.complaint_sla_days
+            else 0.5 * m.oldest_open_complaint_days / p.complaint_sla_days
         )
         if m.open_complaints
         else 0.0
     )
     detractor = clamp01((0.5 - m.rating) / 0.5) if m.rating is not None else 0.0
-    detractor = max(detractor, clamp01(m.bad_reviews * bad_review_strength))
+    detractor = max(detractor, clamp01(m.bad_reviews * p.bad_review_strength))
     raw = combined(
         SignalKind.about_to_defect,
         [
@@ -61,7 +46,7 @@ def service_risk(m: Metrics, rules: Rules) -> Score:
                 "broken_promises",
                 m.broken_promise_rate,
                 max(consecutive, rate),
-                w_broken,
+                p.broken_promises,
                 (
                     "{} broken promises in a row, {:.0%} of recent promises broken, "
                     "worst missed by {:.1f}x the promise",
@@ -72,24 +57,24 @@ def service_risk(m: Metrics, rules: Rules) -> Score:
                 "open_complaints",
                 m.oldest_open_complaint_days,
                 complaints,
-                w_complaints,
+                p.open_complaints,
                 (
                     "{} open, oldest {:.1f} days (SLA {:.0f})",
-                    (m.open_complaints, m.oldest_open_complaint_days, sla_days),
+                    (m.open_complaints, m.oldest_open_complaint_days, p.complaint_sla_days),
                 ),
             ),
             (
                 "silent_failures",
                 m.silent_failures,
-                clamp01(m.silent_failures / silent_full),
-                w_silent,
+                clamp01(m.silent_failures / p.silent_failures_full),
+                p.silent_failures,
                 ("{} failures with no contact from the customer since", (m.silent_failures,)),
             ),
             (
                 "detractor",
                 m.rating if m.rating is not None else -1.0,
                 detractor,
-                w_detractor,
+                p.detractor,
                 ("low ratings; {} bad public reviews", (m.bad_reviews,)),
             ),
             (
@@ -97,14 +82,14 @@ def service_risk(m: Metrics, rules: Rules) -> Score:
                 m.consistency,
                 # nothing judged yet is no evidence (its consistency is a neutral 0.5)
                 1.0 - m.consistency if m.failed + m.met + m.exceeded > 0.0 else 0.0,
-                w_inconsistency,
+                p.inconsistency,
                 ("consistency {:.2f}", (m.consistency,)),
             ),
             (
                 "falling_trend",
                 m.rating_trend,
-                clamp01(-m.rating_trend / trend_full),
-                w_trend,
+                clamp01(-m.rating_trend / p.trend_full),
+                p.falling_trend,
                 ("recent ratings below the long-run mean", ()),
             ),
         ],
@@ -161,11 +146,11 @@ def raisable(m: Metrics, score: Score, rules: Rules, model: RiskModel) -> float:
     `risk.min_lapse`): a regular with random gaps has a long one now and then. And a
     customer whose expected loss (P x yearly value) is under `min_loss_share` of the
     business's typical yearly value is not raised by their rhythm alone."""
-    r = rules.risk
+    p = rules.scoring
     checked = model.recalibrated_at(m.horizon_days)
-    if not (m.overdue_ratio > 1.0 if checked else m.lapse >= r.min_lapse):
+    if not (m.overdue_ratio > 1.0 if checked else m.lapse >= p.min_lapse):
         return score.service
-    floor = r.min_loss_share * model.typical_value
+    floor = p.min_loss_share * model.typical_value
     if floor > 0.0 and score.value * m.revenue_at_risk < floor:
         return score.service
     return score.value
@@ -175,9 +160,9 @@ def protected(raw: Score, m: Metrics, rules: Rules) -> Score:
     """Involvement and affinity take a share of the risk off (at most their two
     `protection_*` weights together): two reasons with negative contributions, so the
     contributions still add up to the score."""
-    terms = rules.service_terms
-    by_involvement = terms[12] * m.involvement
-    by_affinity = terms[13] * clamp01(2.0 * (m.affinity - 0.5))
+    p = rules.scoring
+    by_involvement = p.protection_involvement * m.involvement
+    by_affinity = p.protection_affinity * clamp01(2.0 * (m.affinity - 0.5))
     protection = by_involvement + by_affinity
     if raw.value <= 0.0 or protection <= 0.0:
         return raw
@@ -232,7 +217,7 @@ def silence_ceiling(state: CustomerState, now: float, rules: Rules, model: RiskM
     m.overdue_ratio = max(m.overdue_ratio, 1e9)
     m.oldest_open_complaint_days = 1e9
     service = service_risk(m, rules).value
-    floor = rules.risk.min_loss_share * model.typical_value
+    floor = rules.scoring.min_loss_share * model.typical_value
     if floor > 0.0 and m.revenue_at_risk < floor:
         return service
     return 1.0

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from touchstream.streams.params import ScoringParams
 from touchstream.streams.state import StateParams
 
 
@@ -379,64 +380,9 @@ class Rules(_Config):
     calibration: CalibrationRules = CalibrationRules()
 
     @cached_property
-    def consistency_terms(self) -> tuple[float, float, float, float, float, float, float]:
-        """`consistency`'s weights and full points as plain floats: read for every event,
-        where a pydantic attribute costs ~500 instructions (callgrind) and a tuple item few."""
-        c, w = self.consistency, self.consistency.weights
-        return (
-            w.steadiness,
-            w.met_share,
-            w.channel_uniformity,
-            w.streak,
-            c.stddev_full,
-            c.spread_full,
-            float(c.streak_full),
-        )
-
-    @cached_property
-    def involvement_terms(self) -> tuple[float, ...]:
-        """Involvement's five weights, then where feedback, channels (past the first),
-        tenure, spend and referrals are full; plain floats, as `consistency_terms`."""
-        w, full = self.loyalty.involvement, self.loyalty.involvement_full
-        return (
-            w.feedback,
-            w.channels,
-            w.tenure,
-            w.spend,
-            w.referrals,
-            full.feedback,
-            full.channels - 1.0,
-            full.tenure_days,
-            self.wow.high_value_amount,
-            full.referrals,
-        )
-
-    @cached_property
-    def service_terms(self) -> tuple[float, ...]:
-        """The service factors' ceilings (broken promises, open complaints, silent failures,
-        detractor, inconsistency, falling trend), then where each is full (a run of misses,
-        the broken share, the complaint SLA, silent failures, the rating trend), the bad
-        review's strength and the two protections; plain floats, as `consistency_terms`."""
-        r, w, loyalty = self.risk, self.risk.weights, self.loyalty
-        return tuple(
-            float(x)
-            for x in (
-                w.broken_promises,
-                w.open_complaints,
-                w.silent_failures,
-                w.detractor,
-                w.inconsistency,
-                w.falling_trend,
-                r.consecutive_full,
-                r.broken_rate_full,
-                r.complaint_sla_days,
-                r.silent_failures_full,
-                r.trend_full,
-                loyalty.bad_review_strength,
-                loyalty.protection_involvement,
-                loyalty.protection_affinity,
-            )
-        )
+    def scoring(self) -> ScoringParams:
+        """The values the per-event scoring reads, as a compiled object's attributes."""
+        return ScoringParams(self)
 
     def state_params(self) -> StateParams:
         return StateParams(

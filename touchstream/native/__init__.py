@@ -44,6 +44,7 @@ MODULES = (  # the Makefile's ENGINE lists their sources
     "touchstream.streams.attribution",
     "touchstream.streams.wow",
     "touchstream.streams.snapshot",
+    "touchstream.streams.params",
     "touchstream.streams.scoring",
     "touchstream.streams.assessment",
     "touchstream.streams.bgnbd",

@@ -1,0 +1,60 @@
+"""The rules the per-event scoring reads, as attributes of a compiled object.
+
+A pydantic attribute read from compiled code goes through the model's `__getattr__` hook,
+~500 instructions (callgrind); the measure and the risk read ~40 rule values an event.
+`Rules.scoring` builds this once per rules object; the values are the rules' own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ScoringParams:
+    def __init__(self, rules: Any) -> None:
+        risk, loyalty = rules.risk, rules.loyalty
+        self.half_life_days: float = float(rules.half_life_days)
+        self.default_interarrival_days: float = float(rules.default_interarrival_days)
+        self.horizon_days: float = float(risk.horizon_days)
+        self.lapse_from: float = float(risk.lapse_from)
+        self.lapse_full: float = float(risk.lapse_full)
+        self.min_lapse: float = float(risk.min_lapse)
+        self.min_loss_share: float = float(risk.min_loss_share)
+        self.trend_full: float = float(risk.trend_full)
+        self.pace_min_days: float = float(loyalty.pace_min_days)
+        # consistency (rules.consistency)
+        weights = rules.consistency.weights
+        self.steadiness: float = float(weights.steadiness)
+        self.met_share: float = float(weights.met_share)
+        self.channel_uniformity: float = float(weights.channel_uniformity)
+        self.streak: float = float(weights.streak)
+        self.stddev_full: float = float(rules.consistency.stddev_full)
+        self.spread_full: float = float(rules.consistency.spread_full)
+        self.streak_full: float = float(rules.consistency.streak_full)
+        # involvement (rules.loyalty.involvement and involvement_full)
+        reach, full = loyalty.involvement, loyalty.involvement_full
+        self.feedback_reach: float = float(reach.feedback)
+        self.channels_reach: float = float(reach.channels)
+        self.tenure_reach: float = float(reach.tenure)
+        self.spend_reach: float = float(reach.spend)
+        self.referrals_reach: float = float(reach.referrals)
+        self.feedback_full: float = float(full.feedback)
+        self.channels_past_first_full: float = float(full.channels) - 1.0
+        self.tenure_full_days: float = float(full.tenure_days)
+        self.spend_full: float = float(rules.wow.high_value_amount)
+        self.referrals_full: float = float(full.referrals)
+        # the service factors (rules.risk.weights and their full points), and loyalty's part
+        ceiling = risk.weights
+        self.broken_promises: float = float(ceiling.broken_promises)
+        self.open_complaints: float = float(ceiling.open_complaints)
+        self.silent_failures: float = float(ceiling.silent_failures)
+        self.detractor: float = float(ceiling.detractor)
+        self.inconsistency: float = float(ceiling.inconsistency)
+        self.falling_trend: float = float(ceiling.falling_trend)
+        self.consecutive_full: float = float(risk.consecutive_full)
+        self.broken_rate_full: float = float(risk.broken_rate_full)
+        self.complaint_sla_days: float = float(risk.complaint_sla_days)
+        self.silent_failures_full: float = float(risk.silent_failures_full)
+        self.bad_review_strength: float = float(loyalty.bad_review_strength)
+        self.protection_involvement: float = float(loyalty.protection_involvement)
+        self.protection_affinity: float = float(loyalty.protection_affinity)
