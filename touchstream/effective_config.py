@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from dotenv import dotenv_values
 
-from touchstream.settings import ENV_NAMES, Settings, configured
+from touchstream.settings import ENV_NAMES, Settings, configured, touchstream_variables
 from touchstream.sinks.clickhouse import redact
 from touchstream.streams.rules import Rules, read_rules_file
 
@@ -46,7 +45,7 @@ def setting_entries(
 ) -> list[Entry]:
     """Every setting, group by group; in JSON mode pydantic masks secrets, and URLs lose
     their password."""
-    found = configured(dict(os.environ if environ is None else environ), env_file)
+    found = configured(os.environ if environ is None else environ, env_file)
     dumped = settings.model_dump(mode="json")
     entries = []
     for name, (group, field) in ENV_NAMES.items():
@@ -73,22 +72,18 @@ def setting_entries(
     return sorted(entries, key=lambda e: (order.index(e.group), e.name))
 
 
-KNOWN_SWITCHES = {"TOUCHSTREAM_NATIVE"}  # read before the settings: touchstream/native
+KNOWN_SWITCHES = {"native"}  # TOUCHSTREAM_NATIVE, read before the settings: touchstream/native
 
 
 def unknown_names(environ: Mapping[str, str] | None, env_file: Path) -> list[tuple[str, str]]:
     """TOUCHSTREAM_* variables no setting reads, with where they were set: a misspelt name
     is otherwise silently a default."""
-    sources = [(os.environ if environ is None else environ, "environment")]
-    if env_file.is_file():
-        sources.append((dotenv_values(env_file), ".env"))
-    known = {f"TOUCHSTREAM_{name.upper()}" for name in ENV_NAMES} | KNOWN_SWITCHES
+    found = touchstream_variables(os.environ if environ is None else environ, env_file)
     return sorted(
         {
-            (key.upper(), source)
-            for values, source in sources
-            for key in values
-            if key.upper().startswith("TOUCHSTREAM_") and key.upper() not in known
+            (f"TOUCHSTREAM_{name.upper()}", source)
+            for name, _, source in found
+            if name not in ENV_NAMES and name not in KNOWN_SWITCHES
         }
     )
 

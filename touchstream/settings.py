@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -347,18 +348,29 @@ def _grouped(flat: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def configured(environ: dict[str, str], env_file: Path | None) -> dict[str, tuple[str, str]]:
-    """Setting name -> (raw value, "environment" | ".env") for every TOUCHSTREAM_* set."""
-    found: dict[str, tuple[str, str]] = {}
-    sources = [(environ, "environment")]
+def touchstream_variables(
+    environ: Mapping[str, str], env_file: Path | None
+) -> list[tuple[str, str, str]]:
+    """(name without the prefix, lower case; raw value; "environment" | ".env") of every
+    TOUCHSTREAM_* variable set, `.env` first: a later one wins."""
+    sources: list[tuple[Mapping[str, str | None], str]] = [(environ, "environment")]
     if env_file is not None and env_file.is_file():
-        sources.insert(0, ({k: v or "" for k, v in dotenv_values(env_file).items()}, ".env"))
-    for values, source in sources:  # the environment last: it wins
-        for key, value in values.items():
-            name = key.lower().removeprefix("touchstream_")
-            if key.lower().startswith("touchstream_") and name in ENV_NAMES:
-                found[name] = (value, source)
-    return found
+        sources.insert(0, (dotenv_values(env_file), ".env"))
+    return [
+        (key.lower().removeprefix("touchstream_"), value or "", source)
+        for values, source in sources
+        for key, value in values.items()
+        if key.lower().startswith("touchstream_")
+    ]
+
+
+def configured(environ: Mapping[str, str], env_file: Path | None) -> dict[str, tuple[str, str]]:
+    """Setting name -> (raw value, "environment" | ".env") for every setting set."""
+    return {
+        name: (value, source)
+        for name, value, source in touchstream_variables(environ, env_file)
+        if name in ENV_NAMES
+    }
 
 
 def load_settings() -> Settings:
@@ -396,7 +408,7 @@ class _FlatEnvironment(PydanticBaseSettingsSource):
         import os
 
         env_file = self.settings_cls.model_config.get("env_file")
-        found = configured(dict(os.environ), Path(str(env_file)) if env_file else None)
+        found = configured(os.environ, Path(str(env_file)) if env_file else None)
         return _grouped({name: _decoded(name, raw) for name, (raw, _) in found.items()})
 
 
