@@ -145,7 +145,7 @@ def baseline(bootstrap: str, topic: str, total: int) -> float:
 def engine_only(records: list[tuple[bytes, bytes]], partitions: int) -> float:
     """Validation + the engine (state, metrics, rules, snapshots) with no broker and no
     ClickHouse: the part of the work that is ours, per event."""
-    from touchstream.schemas import parse_touchpoint
+    from touchstream.schemas.decoder import decode_touchpoint
     from touchstream.streams.churn import RiskModel
     from touchstream.streams.engine import Engine, partition_for
     from touchstream.streams.rules import Rules
@@ -160,7 +160,7 @@ def engine_only(records: list[tuple[bytes, bytes]], partitions: int) -> float:
         with console.status(f"pure engine over {len(records):,} events..."):
             started = time.perf_counter()
             for offset, (_, value) in enumerate(records):
-                event = parse_touchpoint(value)
+                event = decode_touchpoint(value)
                 partition = partition_for(event.customer_id, partitions)
                 outcome = engine.step(event, partition, offset)
                 for snapshot in outcome.snapshots:

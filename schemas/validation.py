@@ -127,7 +127,7 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
-def _surely_unique_keys(raw: bytes | str) -> bool:
+def surely_unique_keys(raw: bytes | str) -> bool:
     """The fast, exact answer for the usual payload (no backslash), else False.
 
     Without a backslash every `"` in the text opens or closes a string (a key or a value).
@@ -162,7 +162,7 @@ def _strings(value: object) -> int:
 def _refuse_duplicate_keys(raw: bytes | str) -> None:
     """A key given twice is ambiguous (parsers keep the first or the last): refused.
     Anything else wrong with the JSON is left to pydantic, which reports it better."""
-    if _surely_unique_keys(raw):
+    if surely_unique_keys(raw):
         return
     try:
         json.loads(raw, object_pairs_hook=_unique_pairs)

@@ -9,7 +9,8 @@ import math
 from dataclasses import dataclass
 from enum import IntEnum
 
-from touchstream.schemas import Direction, Expectation, Kind, Outcome, RatingScale, TouchpointEvent
+from touchstream.schemas import Direction, Kind, Outcome, RatingScale
+from touchstream.schemas.decoder import Expectation, Touchpoint
 
 GAP_CAP = 10.0  # tolerance units; one absurd promise must not dominate a customer's mean
 # A broken promise's size is kept apart, uncapped in `miss` (how many times the promise it
@@ -112,7 +113,7 @@ def miss_strength(miss: float) -> float:
     return min(1.0, math.log2(1.0 + miss) / _LOG_MISS_FULL)
 
 
-def _rating_extremes(event: TouchpointEvent) -> tuple[bool, bool]:
+def _rating_extremes(event: Touchpoint) -> tuple[bool, bool]:
     """(promoter, detractor) by each scale's usual convention."""
     rating = event.rating
     if rating is None:
@@ -125,7 +126,7 @@ def _rating_extremes(event: TouchpointEvent) -> tuple[bool, bool]:
     return value >= 5, value <= 2  # csat_5, stars_5
 
 
-def assess(event: TouchpointEvent, wow_margin: float = 1.0) -> Assessment:
+def assess(event: Touchpoint, wow_margin: float = 1.0) -> Assessment:
     """Gap, level and quality of one touchpoint.
 
     failed: a gap below -1 (promise broken beyond tolerance), a failure outcome, a complaint,

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from kafka.partitioner.default import murmur2
 from mypy_extensions import mypyc_attr
 
-from touchstream.schemas import FieldError, Signal, TouchpointEvent, TouchpointRejected
+from touchstream.schemas import FieldError, Signal, TouchpointRejected
+from touchstream.schemas.decoder import Touchpoint
 from touchstream.schemas.signal import Snapshot
 from touchstream.streams.assessment import Assessment, Level
 from touchstream.streams.churn import RiskModel
@@ -102,7 +103,7 @@ class Engine:
         self._timer_skip.discard(customer_id)
         self._due.pop(customer_id, None)
 
-    def step(self, event: TouchpointEvent, partition: int, offset: int | None = None) -> StepResult:
+    def step(self, event: Touchpoint, partition: int, offset: int | None = None) -> StepResult:
         """Apply one event. `offset` (live) lets a redelivery after a crash be recognised
         as such even when it is older than the grace."""
         t = event.occurred_at.timestamp()
@@ -223,7 +224,7 @@ def _first_or_on_grid(since: float, period: float, step: float) -> bool:
     return before <= step or math.floor(since / step) > math.floor(before / step)
 
 
-def late_rejection(event: TouchpointEvent, horizon: float) -> TouchpointRejected:
+def late_rejection(event: Touchpoint, horizon: float) -> TouchpointRejected:
     when = datetime.fromtimestamp(horizon, UTC).isoformat()
     return TouchpointRejected(
         "late_event",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from touchstream.schemas import MetricsSnapshot, Signal, SignalKind, TouchpointEvent
+from touchstream.schemas import MetricsSnapshot, Signal, SignalKind
+from touchstream.schemas.decoder import Touchpoint
 from touchstream.schemas.signal import Snapshot
 from touchstream.streams.attribution import attribution, named_reasons
 from touchstream.streams.churn import RiskModel
@@ -53,7 +54,7 @@ def evaluate(
     now: float,
     rules: Rules,
     model: RiskModel,
-    event: TouchpointEvent | None = None,
+    event: Touchpoint | None = None,
     applied: Applied | None = None,
 ) -> Evaluation:
     """Score the customer at `now` and raise signals. The scores are pure; the signal
@@ -129,7 +130,7 @@ def _signal(
     now: float,
     rules: Rules,
     model: RiskModel,
-    event: TouchpointEvent | None,
+    event: Touchpoint | None,
 ) -> Signal:
     """A raised score as the signal published: why, what to do, who owns it, its id."""
     is_risk = score.kind is SignalKind.about_to_defect

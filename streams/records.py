@@ -22,9 +22,9 @@ from touchstream.schemas import (
     SignalKind,
     TouchpointRejected,
     dead_letter_for,
-    parse_touchpoint,
 )
 from touchstream.schemas.control import CLOCK_KEY, FORGET_KEY, forget_marker, parse_marker
+from touchstream.schemas.decoder import decode_touchpoint
 from touchstream.schemas.signal import Snapshot
 from touchstream.streams.engine import Engine, StepResult
 from touchstream.streams.rows import touchpoint_row
@@ -137,7 +137,7 @@ def process_record(
             )
             return _processed(key, None, dead_letters=[dead(invalid)], outcome="rejected")
     try:
-        event = parse_touchpoint(
+        event = decode_touchpoint(
             payload,
             max_future_skew=limits.max_future_skew,
             max_bytes=limits.max_bytes,

@@ -3,7 +3,8 @@ what loyalty takes off, whether it may be raised, and what to do about it."""
 
 from __future__ import annotations
 
-from touchstream.schemas import SignalKind, TouchpointEvent
+from touchstream.schemas import SignalKind
+from touchstream.schemas.decoder import Touchpoint
 from touchstream.streams.attribution import attribution
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.measure import INVOLVEMENT_PARTS, Metrics, measure
@@ -252,9 +253,7 @@ def usual_channel(state: CustomerState, to_talk: bool = False) -> str:
     return ""
 
 
-def risk_action(
-    score: Score, state: CustomerState, event: TouchpointEvent | None, rules: Rules
-) -> str:
+def risk_action(score: Score, state: CustomerState, event: Touchpoint | None, rules: Rules) -> str:
     """What to do follows from what drives the risk most (`risk.actions` of the rules):
     the owning team fixes a broken promise, a lapse gets a personal check-in on the
     customer's usual channel, an open complaint is escalated past its SLA."""
@@ -269,7 +268,7 @@ def risk_action(
     )
 
 
-def _talk_channel(event: TouchpointEvent | None) -> str:
+def _talk_channel(event: Touchpoint | None) -> str:
     if event is None or event.channel.value == "delivery":
         return "their usual channel"
     return event.channel.value

@@ -8,7 +8,8 @@ from datetime import datetime
 from itertools import repeat
 from typing import Any
 
-from touchstream.schemas import DeadLetter, MetricsSnapshot, Signal, TouchpointEvent
+from touchstream.schemas import DeadLetter, MetricsSnapshot, Signal
+from touchstream.schemas.decoder import Touchpoint
 from touchstream.schemas.promise import PromiseAlert
 from touchstream.schemas.signal import Snapshot
 from touchstream.streams.assessment import Assessment, Level, assess
@@ -63,7 +64,7 @@ _LEVEL_NAMES = {level: level.name for level in Level}
 
 
 def touchpoint_row(
-    event: TouchpointEvent,
+    event: Touchpoint,
     partition: int,
     offset: int,
     wow_margin: float,
@@ -104,7 +105,7 @@ def touchpoint_row(
         {k: str(v) for k, v in event.attributes.items()} if event.attributes else {},
         partition,
         offset,
-        payload if payload is not None else event.model_dump_json().encode(),
+        payload if payload is not None else event.to_json(),
     )
 
 
@@ -116,7 +117,7 @@ def touchpoint_row_columns(rows: list[tuple[Any, ...]], ingested_at: datetime) -
 
 
 def touchpoint_columns(
-    rows: Iterable[tuple[TouchpointEvent, int, int]],
+    rows: Iterable[tuple[Touchpoint, int, int]],
     ingested_at: datetime,
     wow_margin: float,
     assessments: Iterable[Assessment | None] | None = None,

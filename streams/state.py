@@ -15,7 +15,8 @@ import operator
 from dataclasses import dataclass, fields
 from typing import Any
 
-from touchstream.schemas import Kind, TouchpointEvent
+from touchstream.schemas import Kind
+from touchstream.schemas.decoder import Touchpoint
 from touchstream.streams.assessment import (
     COMPANY_INITIATED,
     FEEDBACK_KINDS,
@@ -356,7 +357,7 @@ def dedup_horizon(state: CustomerState, params: StateParams) -> float:
     return horizon
 
 
-def apply_event(state: CustomerState, event: TouchpointEvent, params: StateParams) -> Applied:
+def apply_event(state: CustomerState, event: Touchpoint, params: StateParams) -> Applied:
     """Fold one touchpoint into the state. Idempotent per event_id; late events are refused."""
     t = event.occurred_at.timestamp()
     key = event_key(event.event_id)
@@ -471,7 +472,7 @@ def _count_active_day(state: CustomerState, t: float) -> None:
 
 def _track_complaints(
     state: CustomerState,
-    event: TouchpointEvent,
+    event: Touchpoint,
     t: float,
     result: Assessment,
     channel: int,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from touchstream.schemas import Kind, SignalKind, TouchpointEvent
+from touchstream.schemas import Kind, SignalKind
+from touchstream.schemas.decoder import Touchpoint
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.measure import Metrics
 from touchstream.streams.rules import Rules
@@ -27,7 +28,7 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def moment_of(event: TouchpointEvent, applied: Applied, rules: Rules, m: Metrics) -> Moment:
+def moment_of(event: Touchpoint, applied: Applied, rules: Rules, m: Metrics) -> Moment:
     """The strongest wow moment of this touchpoint: (strength, name, what happened).
     A promoter rating is an advocacy moment only for a customer ready to advocate:
     involved and attached (`loyalty.advocacy_min_*`); a referral is advocacy itself."""

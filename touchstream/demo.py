@@ -21,6 +21,7 @@ from touchstream.learner import learn_from_events, store_model
 from touchstream.publisher import TouchpointPublisher
 from touchstream.report import bar_chart, line_chart, table, write_report
 from touchstream.schemas import validate_touchpoint
+from touchstream.schemas.decoder import Touchpoint
 from touchstream.settings import Settings
 from touchstream.sinks import queries
 from touchstream.sinks.clickhouse import ClickHouse
@@ -149,7 +150,7 @@ def run_demo(
 def _learn_first_half(settings: Settings, events: list[dict[str, Any]], console: Console) -> None:
     """The business's risk model, learned from the first half of its history (as `touchstream
     learn` would have been run then) and stored where the worker loads it at start."""
-    parsed = [validate_touchpoint(event) for event in events]
+    parsed = [Touchpoint.from_event(validate_touchpoint(event)) for event in events]
     times = sorted(e.occurred_at.timestamp() for e in parsed)
     until = times[0] + (times[-1] - times[0]) / 2
     rules = Rules.load(settings.rules_file)

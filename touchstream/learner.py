@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from touchstream.schemas import TouchpointEvent
+from touchstream.schemas.decoder import Touchpoint
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.assessment import COMPANY_INITIATED, PURCHASE_KINDS
 from touchstream.streams.churn import FEATURES, RiskModel
@@ -46,7 +46,7 @@ LIMIT {{limit:UInt32}}
 
 
 def history_from_events(
-    events: Iterable[TouchpointEvent], until: float, pace_min_days: float
+    events: Iterable[Touchpoint], until: float, pace_min_days: float
 ) -> tuple[dict[str, list[int]], dict[str, float]]:
     """Active days and yearly values from events (a replayed file) before `until`."""
     days: dict[str, set[int]] = {}
@@ -70,7 +70,7 @@ def history_from_events(
     return {c: sorted(v) for c, v in days.items()}, values
 
 
-def learn_from_events(events: Iterable[TouchpointEvent], until: float, rules: Rules) -> RiskModel:
+def learn_from_events(events: Iterable[Touchpoint], until: float, rules: Rules) -> RiskModel:
     """The risk model from events (a file, the demo's traffic) before `until` (epoch s)."""
     days, values = history_from_events(events, until, rules.loyalty.pace_min_days)
     return learn(days, math.floor(until / DAY), values, rules.risk.horizon_days)

@@ -26,7 +26,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from touchstream.schemas import TouchpointRejected, parse_touchpoint
+from touchstream.schemas import TouchpointRejected
+from touchstream.schemas.decoder import decode_touchpoint
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine
@@ -52,7 +53,7 @@ def replay_history(
     engine = Engine(rules, model, states, watermarks, partitions)
     for raw in payloads:
         try:
-            event = parse_touchpoint(raw, max_bytes=_ANY_SIZE, earliest=_ANY_TIME)
+            event = decode_touchpoint(raw, max_bytes=_ANY_SIZE, earliest=_ANY_TIME)
         except TouchpointRejected as rejected:  # accepted when stored; rules changed since
             log.warning("a stored touchpoint no longer validates (%s): skipped", rejected)
             continue

@@ -23,12 +23,11 @@ from touchstream.schemas import (
     DeadLetter,
     MetricsSnapshot,
     Signal,
-    TouchpointEvent,
     TouchpointRejected,
     dead_letter_for,
-    parse_touchpoint,
     validate_touchpoint,
 )
+from touchstream.schemas.decoder import Touchpoint, decode_touchpoint
 from touchstream.schemas.signal import Snapshot
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.churn import RiskModel
@@ -62,7 +61,7 @@ class ReplayResult:
     duplicates: int = 0
     late: int = 0
     states: dict[str, CustomerState] = field(default_factory=dict)
-    touchpoints: list[tuple[TouchpointEvent, int, int]] = field(default_factory=list)
+    touchpoints: list[tuple[Touchpoint, int, int]] = field(default_factory=list)
     model: RiskModel = field(default_factory=RiskModel)
     out_of_order: int = 0  # events older than one before them in the file, by over a day
     offers: list[Offer] = field(default_factory=list)  # every wow offer, decided
@@ -72,12 +71,10 @@ class ReplayResult:
         return sum(1 for offer in self.offers if offer.decision == OVER_CAPACITY)
 
 
-def validate_record(
-    record: InputRecord, max_bytes: int, earliest: datetime | None
-) -> TouchpointEvent:
+def validate_record(record: InputRecord, max_bytes: int, earliest: datetime | None) -> Touchpoint:
     if isinstance(record.payload, bytes):
-        return parse_touchpoint(record.payload, max_bytes=max_bytes, earliest=earliest)
-    return validate_touchpoint(record.payload, earliest=earliest)
+        return decode_touchpoint(record.payload, max_bytes=max_bytes, earliest=earliest)
+    return Touchpoint.from_event(validate_touchpoint(record.payload, earliest=earliest))
 
 
 def replay(
@@ -97,7 +94,7 @@ def replay(
     result = ReplayResult()
     watermarks: dict[str, float] = {}
     received = datetime.now(UTC)
-    events: list[tuple[InputRecord, TouchpointEvent]] = []
+    events: list[tuple[InputRecord, Touchpoint]] = []
     for count, record in enumerate(records, start=1):
         try:
             events.append((record, validate_record(record, max_bytes, earliest)))
@@ -139,7 +136,7 @@ def replay(
             result.late += 1
             result.dead_letters.append(
                 dead_letter_for(
-                    event.model_dump_json(),
+                    event.to_json(),
                     outcome.rejection,
                     source=source,
                     received_at=received,
@@ -166,7 +163,7 @@ def replay(
     return result
 
 
-def _out_of_order(events: Iterable[TouchpointEvent], slack: float = DAY) -> int:
+def _out_of_order(events: Iterable[Touchpoint], slack: float = DAY) -> int:
     """Events more than `slack` older than the latest before them in the file."""
     latest = -math.inf
     count = 0

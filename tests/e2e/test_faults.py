@@ -17,12 +17,11 @@ from kafka import KafkaProducer
 
 from tests.e2e.conftest import worker_env
 from tests.e2e.test_clickhouse_sink import scalar, wait_for
-from tests.streams.builders import FAR_FUTURE
+from tests.streams.builders import event_of
 from touchstream.broker import EmbeddedBroker, free_port
 from touchstream.generator import generate
 from touchstream.kafka import ensure_topics, wait_until_committed
 from touchstream.launcher import running_worker
-from touchstream.schemas import TouchpointEvent
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine, partition_for
@@ -51,7 +50,7 @@ def uninterrupted(events: list[dict]) -> tuple[set[str], Latest]:
     signals: set[str] = set()
     latest: Latest = {}
     for offset, data in enumerate(events):
-        event = TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
+        event = event_of(data)
         outcome = engine.step(event, partition_for(event.customer_id, PARTITIONS), offset)
         signals.update(s.signal_id for s in outcome.signals)
         for snap in outcome.snapshots:

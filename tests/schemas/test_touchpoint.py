@@ -329,13 +329,13 @@ def _has_repeated_key(text: str) -> bool:
 
 @given(st.composite(lambda draw: _object_text(draw, 2))())
 def test_the_fast_duplicate_check_never_passes_a_repeated_key(text: str) -> None:
-    from touchstream.schemas.validation import _surely_unique_keys
+    from touchstream.schemas.validation import surely_unique_keys
 
     if _has_repeated_key(text):
-        assert not _surely_unique_keys(text)
-        assert not _surely_unique_keys(text.encode())
+        assert not surely_unique_keys(text)
+        assert not surely_unique_keys(text.encode())
     elif "\\" not in text:
-        assert _surely_unique_keys(text)  # the fast path is taken for the usual payload
+        assert surely_unique_keys(text)  # the fast path is taken for the usual payload
 
 
 def test_who_delivered_it_is_optional_and_checked() -> None:

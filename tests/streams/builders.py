@@ -8,6 +8,7 @@ from typing import Any
 
 from touchstream.generator import delivery_expectation
 from touchstream.schemas import TouchpointEvent
+from touchstream.schemas.decoder import Touchpoint
 
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
@@ -18,7 +19,13 @@ def at(days: float) -> datetime:
     return T0 + timedelta(days=days)
 
 
-def touch(customer: str = "c1", day: float = 0.0, **fields: Any) -> TouchpointEvent:
+def event_of(data: dict[str, Any], now: datetime = FAR_FUTURE) -> Touchpoint:
+    """A touchpoint from its JSON form, validated by the reference model (domain tests live in
+    event time: years of history may lie "ahead" of today's clock)."""
+    return Touchpoint.from_event(TouchpointEvent.model_validate(data, context={"now": now}))
+
+
+def touch(customer: str = "c1", day: float = 0.0, **fields: Any) -> Touchpoint:
     data: dict[str, Any] = {
         "event_id": fields.pop("event_id", f"e{next(_ids)}"),
         "customer_id": customer,
@@ -27,8 +34,7 @@ def touch(customer: str = "c1", day: float = 0.0, **fields: Any) -> TouchpointEv
         "kind": fields.pop("kind", "purchase"),
         **fields,
     }
-    # domain tests live in event time: years of history may lie "ahead" of today's clock
-    return TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
+    return event_of(data)
 
 
 def delivery(customer: str, day: float, promised: float, actual: float, **fields: Any):

@@ -9,8 +9,8 @@ import pytest
 
 from tests import scenarios
 from tests.factories import event_dict
-from tests.streams.builders import FAR_FUTURE
-from touchstream.schemas import InputLimits, TouchpointEvent
+from tests.streams.builders import event_of
+from touchstream.schemas import InputLimits
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine, StepResult, partition_for
 from touchstream.streams.records import process_records
@@ -24,7 +24,7 @@ def run(events: list[dict]) -> tuple[Engine, list]:
     engine = Engine(Rules(), RiskModel(), {}, {}, PARTITIONS)
     signals = []
     for data in events:
-        event = TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
+        event = event_of(data)
         signals.extend(engine.step(event, partition_for(event.customer_id, PARTITIONS)).signals)
     return engine, signals
 
@@ -87,10 +87,7 @@ def test_duplicates_and_a_fresh_replay_give_identical_state_and_ids(story_run) -
 def test_late_event_is_rejected_with_reason_and_not_counted() -> None:
     engine, _ = run(scenarios.story())
     before = engine.states[scenarios.STEADY].event_count
-    late = TouchpointEvent.model_validate(
-        {**scenarios.story()[0], "event_id": "late-1", "customer_id": scenarios.STEADY},
-        context={"now": FAR_FUTURE},
-    )
+    late = event_of({**scenarios.story()[0], "event_id": "late-1", "customer_id": scenarios.STEADY})
     outcome = engine.step(late, partition_for(scenarios.STEADY, PARTITIONS))
     assert outcome.status == "late" and outcome.rejection is not None
     assert outcome.rejection.errors[0].loc == "occurred_at"
@@ -116,7 +113,7 @@ def test_the_timer_shortcuts_change_no_signal() -> None:
     slow = UnskippingEngine(Rules(), RiskModel(), {}, {}, PARTITIONS)
     slow_signals = []
     for data in events:
-        event = TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
+        event = event_of(data)
         slow_signals.extend(slow.step(event, partition_for(event.customer_id, PARTITIONS)).signals)
     timer = [s for s in slow_signals if s.trigger == "timer"]
     assert timer, "the run must exercise the timer"
@@ -136,7 +133,7 @@ def test_every_snapshot_the_engine_builds_is_valid() -> None:
     engine = Engine(Rules(), RiskModel(), {}, {}, PARTITIONS)
     snapshots = []
     for offset, data in enumerate(events):
-        event = TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
+        event = event_of(data)
         outcome = engine.step(event, partition_for(event.customer_id, PARTITIONS), offset)
         for fast in outcome.snapshots:
             assert fast.json() == fast.model().model_dump_json().encode()

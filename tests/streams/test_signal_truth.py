@@ -13,9 +13,10 @@ import pytest
 
 from tests import histories
 from tests.histories import History, at
+from tests.streams.builders import event_of
 from touchstream.inputs import InputRecord
 from touchstream.replay import ReplayResult, replay
-from touchstream.schemas import Severity, Signal, TouchpointEvent
+from touchstream.schemas import Severity, Signal
 from touchstream.streams.assessment import Level, assess
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.rules import Rules
@@ -85,9 +86,7 @@ def test_three_broken_promises_in_a_row_raise_at_the_third() -> None:
 
 
 def _quality(promised: float, actual: float) -> float:
-    event = TouchpointEvent.model_validate(
-        histories.miss_of(promised, actual, "q").events[-1], context={"now": at(10_000)}
-    )
+    event = event_of(histories.miss_of(promised, actual, "q").events[-1], at(10_000))
     judged = assess(event)
     assert judged.quality is not None
     return judged.quality
@@ -110,9 +109,7 @@ def test_a_broken_promise_is_never_cancelled_by_earlier_pleasant_surprises() -> 
     assert final.expectation_gap > 0, "the plain mean gap is cancelled out..."
     assert final.broken_promise_rate > 0 and final.consecutive_misses == 1, "...the loss is not"
     on_time = run(histories.early_then_on_time())
-    last = TouchpointEvent.model_validate(
-        histories.early_then_on_time().events[-1], context={"now": at(10_000)}
-    )
+    last = event_of(histories.early_then_on_time().events[-1], at(10_000))
     assert assess(last).level is Level.met  # on time is a promise kept
     assert on_time.final[0].broken_promise_rate == 0
 

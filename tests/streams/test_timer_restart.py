@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from tests.streams.builders import event_of
 from touchstream.generator import generate
-from touchstream.schemas import TouchpointEvent
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine, StepResult, partition_for
 from touchstream.streams.rules import Rules
@@ -33,7 +33,7 @@ def run(events: list[dict], restart_every: int | None) -> list[tuple]:
             engine.forget_members()
 
     for offset, data in enumerate(events):
-        event = TouchpointEvent.model_validate(data, context={"now": FAR_FUTURE})
+        event = event_of(data)
         record(engine.step(event, partition_for(event.customer_id, 4), offset))
     end = max(datetime.fromisoformat(e["occurred_at"]).timestamp() for e in events)
     for day in range(1, 121):
