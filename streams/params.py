@@ -7,7 +7,26 @@ A pydantic attribute read from compiled code goes through the model's `__getattr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+DAY = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class StateParams:
+    """What the state update needs of the rules (`Rules.state_params()`; no defaults of its
+    own, so a number lives in the rules only)."""
+
+    half_life_days: float
+    wow_margin: float
+    grace_seconds: float
+    recovery_sla_days: float
+    importance: tuple[tuple[str, float], ...]  # per-metric weight of a promise
+
+    @property
+    def half_life(self) -> float:
+        return self.half_life_days * DAY
 
 
 class ScoringParams:

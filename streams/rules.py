@@ -20,8 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from touchstream.streams.params import ScoringParams
-from touchstream.streams.state import StateParams
+from touchstream.streams.params import ScoringParams, StateParams
 
 
 class _Config(BaseModel):

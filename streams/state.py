@@ -26,8 +26,8 @@ from touchstream.streams.assessment import (
     assess,
     miss_strength,
 )
+from touchstream.streams.params import DAY, StateParams
 
-DAY = 86_400.0
 RECENT_KEEP = 16  # recent judged touchpoints kept for streak and silent failures
 SEEN_KEEP = 64  # event ids kept for dedup within the grace
 OPEN_COMPLAINTS_KEEP = 8
@@ -47,22 +47,6 @@ CHANNELS = (
     "mail",
 )
 CHANNEL_INDEX = {name: i for i, name in enumerate(CHANNELS)}
-
-
-@dataclass(frozen=True, slots=True)
-class StateParams:
-    """What the state update needs of the rules (`Rules.state_params()`; no defaults of its
-    own, so a number lives in the rules only)."""
-
-    half_life_days: float
-    wow_margin: float
-    grace_seconds: float
-    recovery_sla_days: float
-    importance: tuple[tuple[str, float], ...]  # per-metric weight of a promise
-
-    @property
-    def half_life(self) -> float:
-        return self.half_life_days * DAY
 
 
 def event_key(event_id: str) -> str:
