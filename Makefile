@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 NATIVE := $(VENV)/.native-stamp
-ENGINE := streams/state.py streams/evaluate.py streams/measure.py streams/risk.py \
+ENGINE := streams/customer_state.py streams/state.py streams/evaluate.py streams/measure.py streams/risk.py \
           streams/attribution.py streams/wow.py streams/snapshot.py streams/scoring.py streams/params.py \
           streams/assessment.py streams/bgnbd.py streams/churn.py streams/engine.py streams/records.py streams/rows.py \
           schemas/validation.py
@@ -63,7 +63,8 @@ check: lint ## lint, the import layers, and type-check the engine, the runtime a
 	    touchstream/streams/runtime/*.py touchstream/sinks/*.py touchstream/app.py \
 	    touchstream/rebuild.py touchstream/launcher.py touchstream/native/__init__.py
 
-schemas: $(STAMP) ## regenerate schemas/json and docs/openapi.json after changing a wire model
+schemas: $(STAMP) ## regenerate schemas/json, docs/openapi.json and the state class from their declarations
+	$(BIN)/python -m touchstream.streams.state_schema
 	$(BIN)/touchstream schema export schemas/json
 	$(BIN)/touchstream schema openapi docs/openapi.json
 

@@ -147,9 +147,9 @@ def engine_only(records: list[tuple[bytes, bytes]], partitions: int) -> float:
     ClickHouse: the part of the work that is ours, per event."""
     from touchstream.schemas.decoder import decode_touchpoint
     from touchstream.streams.churn import RiskModel
+    from touchstream.streams.customer_state import CustomerState
     from touchstream.streams.engine import Engine, partition_for
     from touchstream.streams.rules import Rules
-    from touchstream.streams.state import CustomerState
     from touchstream.worker import tune_gc
 
     states: dict[str, CustomerState] = {}

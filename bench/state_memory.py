@@ -69,10 +69,11 @@ def main(
         return
     from touchstream.settings import Settings
     from touchstream.streams.bgnbd import BGNBDParams
+    from touchstream.streams.customer_state import CustomerState
     from touchstream.streams.engine import Engine, partition_for
     from touchstream.streams.records import process_record
     from touchstream.streams.rules import Rules
-    from touchstream.streams.runtime.tables import StagedTable, decode_state, encode_state
+    from touchstream.streams.runtime.tables import StagedTable
     from touchstream.worker import tune_gc
 
     with (
@@ -90,7 +91,7 @@ def main(
     gc.collect()
     table = SimpleNamespace(data={}, changelog_topic=_Changelog(), key_serializer="raw")
     clocks = SimpleNamespace(data={}, changelog_topic=_Changelog(), key_serializer="raw")
-    states = StagedTable(table, encode_state, decode_state)
+    states = StagedTable(table, CustomerState.encode, CustomerState.decode)
     watermarks = StagedTable(clocks, orjson.dumps, float)
     engine = Engine(Rules(), BGNBDParams(), states, watermarks, 4)
     limits = Settings().input_limits

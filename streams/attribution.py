@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from touchstream.schemas import Attribution, Reason
+from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.scoring import Score
-from touchstream.streams.state import (
-    CustomerState,
-    worst_miss_key,
-)
+from touchstream.streams.state import worst_miss_key
 
 
 def _split_account(account: str) -> tuple[str, str, str]:

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 from touchstream.schemas import Reason
 from touchstream.schemas.promise import PromiseAlert
+from touchstream.streams.params import DAY
 from touchstream.streams.rules import CalibrationRules
-from touchstream.streams.state import DAY
 
 ACTION = "fix the promise: promise what {team} delivers on {channel}, or fix the delivery"
 

@@ -24,11 +24,13 @@ from touchstream.schemas.decoder import Touchpoint
 from touchstream.schemas.signal import Snapshot
 from touchstream.streams.assessment import Assessment, Level
 from touchstream.streams.churn import RiskModel
+from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.evaluate import evaluate
 from touchstream.streams.measure import usual_gap_days
+from touchstream.streams.params import DAY
 from touchstream.streams.risk import silence_ceiling
 from touchstream.streams.rules import Rules
-from touchstream.streams.state import DAY, CustomerState, apply_event, dedup_horizon
+from touchstream.streams.state import apply_event, dedup_horizon
 
 SNAPSHOT_RISK_STEP = 0.05  # a silence check writes a snapshot when risk moved this much
 

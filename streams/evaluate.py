@@ -9,6 +9,7 @@ from touchstream.schemas.decoder import Touchpoint
 from touchstream.schemas.signal import Snapshot
 from touchstream.streams.attribution import attribution, named_reasons
 from touchstream.streams.churn import RiskModel
+from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.measure import Metrics, as_datetime, measure
 from touchstream.streams.risk import at_stake, raisable, risk, risk_action, usual_channel
 from touchstream.streams.rules import Rules
@@ -20,7 +21,7 @@ from touchstream.streams.scoring import (
     wow_severity,
 )
 from touchstream.streams.snapshot import snapshot
-from touchstream.streams.state import Applied, CustomerState
+from touchstream.streams.state import Applied
 from touchstream.streams.wow import (
     NO_MOMENT,
     Moment,

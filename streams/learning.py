@@ -28,7 +28,7 @@ from scipy.special import expit, log_expit
 from touchstream.streams.bgnbd import BGNBDParams
 from touchstream.streams.bgnbd import fit as fit_bgnbd
 from touchstream.streams.churn import FEATURES, RiskModel, features, gap_spread, model_version
-from touchstream.streams.state import RECENT_KEEP
+from touchstream.streams.customer_state import RECENT_KEEP
 
 log = logging.getLogger("touchstream.learning")
 

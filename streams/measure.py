@@ -9,16 +9,11 @@ from datetime import UTC, datetime
 
 from touchstream.streams.bgnbd import p_alive
 from touchstream.streams.churn import PRIOR_GAPS, RiskModel, gap_spread
+from touchstream.streams.customer_state import CustomerState
+from touchstream.streams.params import DAY
 from touchstream.streams.rules import Rules
 from touchstream.streams.scoring import clamp01
-from touchstream.streams.state import (
-    DAY,
-    CustomerState,
-    channel_spread,
-    decay_to,
-    silent_failures,
-    streak,
-)
+from touchstream.streams.state import channel_spread, decay_to, silent_failures, streak
 
 
 def as_datetime(ts: float) -> datetime:

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from touchstream.schemas import Signal, SignalKind
+from touchstream.streams.params import DAY
 from touchstream.streams.rules import WowRules
-from touchstream.streams.state import DAY
 
 PENDING, PUBLISHED, OVER_CAPACITY = "pending", "published", "over_capacity"
 

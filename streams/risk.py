@@ -7,6 +7,7 @@ from touchstream.schemas import SignalKind
 from touchstream.schemas.decoder import Touchpoint
 from touchstream.streams.attribution import attribution
 from touchstream.streams.churn import RiskModel
+from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.measure import INVOLVEMENT_PARTS, Metrics, measure
 from touchstream.streams.rules import Rules
 from touchstream.streams.scoring import (
@@ -14,10 +15,7 @@ from touchstream.streams.scoring import (
     clamp01,
     combined,
 )
-from touchstream.streams.state import (
-    CHANNELS,
-    CustomerState,
-)
+from touchstream.streams.state import CHANNELS
 
 
 def service_risk(m: Metrics, rules: Rules) -> Score:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from touchstream.schemas.signal import Snapshot
+from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.measure import Metrics, as_datetime
-from touchstream.streams.state import CustomerState
 
 
 def snapshot(state: CustomerState, m: Metrics, risk_score: float, wow_score: float) -> Snapshot:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import operator
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 from touchstream.schemas import Kind
 from touchstream.schemas.decoder import Touchpoint
@@ -26,12 +24,15 @@ from touchstream.streams.assessment import (
     assess,
     miss_strength,
 )
+from touchstream.streams.customer_state import (
+    MISS_BY_KEEP,
+    OPEN_COMPLAINTS_KEEP,
+    RECENT_KEEP,
+    SEEN_KEEP,
+    CustomerState,
+)
 from touchstream.streams.params import DAY, StateParams
 
-RECENT_KEEP = 16  # recent judged touchpoints kept for streak and silent failures
-SEEN_KEEP = 64  # event ids kept for dedup within the grace
-OPEN_COMPLAINTS_KEEP = 8
-MISS_BY_KEEP = 6  # metric|channel|team accounts of broken promises kept per customer
 BAD_REVIEW_SENTIMENT = -0.3  # a review at or below this sentiment is a bad one
 _REANCHOR_HALF_LIVES = 100.0  # keep 2^(x / h) well inside float range (fast sums use h / 4)
 CHANNELS = (
@@ -52,213 +53,6 @@ CHANNEL_INDEX = {name: i for i, name in enumerate(CHANNELS)}
 def event_key(event_id: str) -> str:
     """Short stable digest of an event id, for the dedup set (saves state bytes)."""
     return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
-
-
-@dataclass(slots=True, init=False)
-class CustomerState:
-    """Everything we remember about one customer; compact enough for a table entry."""
-
-    customer_id: str
-    anchor: float  # epoch seconds the anchored sums refer to
-    first_seen: float
-    last_seen: float
-    event_count: int
-    late_events: int
-    # anchored sums with half-life h: weights, quality, quality^2, gap, rating, levels
-    w_judged: float
-    s_quality: float
-    s_quality_sq: float
-    w_gap: float
-    s_gap: float
-    worst_gap: float  # anchored: gap * 2^((t - anchor)/h), the most negative kept
-    w_rating: float
-    s_rating: float
-    w_rating_fast: float  # half-life h / 4, for the trend
-    s_rating_fast: float
-    failed: float
-    met: float
-    exceeded: float
-    # per channel index: [anchored weight, anchored quality sum]
-    channel_quality: dict[int, list[float]]
-    channels_mask: int
-    # rhythm: distinct active days (customer-initiated), for BG/NBD (x, t_x, T)
-    active_days: int
-    first_active_day: int
-    last_active_day: int
-    last_active: float
-    # recent judged touchpoints: (t, level, customer_initiated), sorted by t
-    recent: list[tuple[float, int, bool]]
-    recent_days: list[int]
-    # voice and involvement
-    # case -> [opened at, quality, channel index] until resolved
-    open_complaints: dict[str, list[float]]
-    feedback_given: int
-    referrals: int
-    purchases: int
-    # dedup: digest -> event time, for events within the grace
-    seen: dict[str, float]
-    # signal bookkeeping per kind: [active, last_raised_at]
-    signal_state: dict[str, list[Any]]
-    last_snapshot_at: float
-    last_offset: int  # highest input offset applied (live only): redeliveries are known
-    # promises, loss-aware (appended: changelog rows written before them decode with defaults)
-    w_promises: float  # anchored weight of touchpoints that carried a promise
-    broken: float  # anchored weight of those that broke one (never offset by a good one)
-    s_miss: float  # anchored sum of the broken ones' miss strengths (touchpoint.miss_strength)
-    worst_miss: float  # anchored: the largest recent miss size (multiples of the promise)
-    consecutive_misses: int  # promise-bearing touchpoints in a row that broke their promise
-    spend: float  # sum of `value.amount` over purchases and orders (any currency, as given)
-    pre_incident: float  # consistency at the last good touchpoint with no open complaint, -1 none
-    last_snapshot_risk: float  # risk in the last snapshot written (the timer's throttle)
-    resolved_cases: list[str]  # the last few complaint cases resolved: a new one is a reopening
-    slow_resolutions: int  # complaints resolved after the recovery SLA
-    reopened: int  # complaints opened again after being resolved
-    # the organisation's view (appended too): who broke the promises, and the voice
-    miss_by: dict[str, float]  # "metric|channel|team" -> anchored weight of its broken promises
-    complaint_where: dict[str, str]  # open case -> "channel|team" it was raised with
-    feedback_answered: int  # the customer's voice answered: a resolution, a reply on a case
-    bad_reviews: int  # public reviews with a bad rating or sentiment: word of mouth
-    promoter_moments: int  # promoter ratings given
-
-    # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
-    def __init__(
-        self,
-        customer_id: str,
-        anchor: float = 0.0,
-        first_seen: float = 0.0,
-        last_seen: float = 0.0,
-        event_count: int = 0,
-        late_events: int = 0,
-        w_judged: float = 0.0,
-        s_quality: float = 0.0,
-        s_quality_sq: float = 0.0,
-        w_gap: float = 0.0,
-        s_gap: float = 0.0,
-        worst_gap: float = 0.0,
-        w_rating: float = 0.0,
-        s_rating: float = 0.0,
-        w_rating_fast: float = 0.0,
-        s_rating_fast: float = 0.0,
-        failed: float = 0.0,
-        met: float = 0.0,
-        exceeded: float = 0.0,
-        channel_quality: dict[int, list[float]] | None = None,
-        channels_mask: int = 0,
-        active_days: int = 0,
-        first_active_day: int = 0,
-        last_active_day: int = 0,
-        last_active: float = 0.0,
-        recent: list[tuple[float, int, bool]] | None = None,
-        recent_days: list[int] | None = None,
-        open_complaints: dict[str, list[float]] | None = None,
-        feedback_given: int = 0,
-        referrals: int = 0,
-        purchases: int = 0,
-        seen: dict[str, float] | None = None,
-        signal_state: dict[str, list[Any]] | None = None,
-        last_snapshot_at: float = 0.0,
-        last_offset: int = -1,
-        w_promises: float = 0.0,
-        broken: float = 0.0,
-        s_miss: float = 0.0,
-        worst_miss: float = 0.0,
-        consecutive_misses: int = 0,
-        spend: float = 0.0,
-        pre_incident: float = -1.0,
-        last_snapshot_risk: float = 0.0,
-        resolved_cases: list[str] | None = None,
-        slow_resolutions: int = 0,
-        reopened: int = 0,
-        miss_by: dict[str, float] | None = None,
-        complaint_where: dict[str, str] | None = None,
-        feedback_answered: int = 0,
-        bad_reviews: int = 0,
-        promoter_moments: int = 0,
-    ) -> None:
-        self.customer_id = customer_id
-        self.anchor = anchor
-        self.first_seen = first_seen
-        self.last_seen = last_seen
-        self.event_count = event_count
-        self.late_events = late_events
-        self.w_judged = w_judged
-        self.s_quality = s_quality
-        self.s_quality_sq = s_quality_sq
-        self.w_gap = w_gap
-        self.s_gap = s_gap
-        self.worst_gap = worst_gap
-        self.w_rating = w_rating
-        self.s_rating = s_rating
-        self.w_rating_fast = w_rating_fast
-        self.s_rating_fast = s_rating_fast
-        self.failed = failed
-        self.met = met
-        self.exceeded = exceeded
-        self.channel_quality = {} if channel_quality is None else channel_quality
-        self.channels_mask = channels_mask
-        self.active_days = active_days
-        self.first_active_day = first_active_day
-        self.last_active_day = last_active_day
-        self.last_active = last_active
-        self.recent = [] if recent is None else recent
-        self.recent_days = [] if recent_days is None else recent_days
-        self.open_complaints = {} if open_complaints is None else open_complaints
-        self.feedback_given = feedback_given
-        self.referrals = referrals
-        self.purchases = purchases
-        self.seen = {} if seen is None else seen
-        self.signal_state = {} if signal_state is None else signal_state
-        self.last_snapshot_at = last_snapshot_at
-        self.last_offset = last_offset
-        self.w_promises = w_promises
-        self.broken = broken
-        self.s_miss = s_miss
-        self.worst_miss = worst_miss
-        self.consecutive_misses = consecutive_misses
-        self.spend = spend
-        self.pre_incident = pre_incident
-        self.last_snapshot_risk = last_snapshot_risk
-        self.resolved_cases = [] if resolved_cases is None else resolved_cases
-        self.slow_resolutions = slow_resolutions
-        self.reopened = reopened
-        self.miss_by = {} if miss_by is None else miss_by
-        self.complaint_where = {} if complaint_where is None else complaint_where
-        self.feedback_answered = feedback_answered
-        self.bad_reviews = bad_reviews
-        self.promoter_moments = promoter_moments
-
-    # -- encoding ---------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in STATE_FIELDS}
-        out["channel_quality"] = {str(k): v for k, v in self.channel_quality.items()}
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CustomerState:
-        state = cls(**data)
-        state.channel_quality = {int(k): list(v) for k, v in data["channel_quality"].items()}
-        state.recent = [tuple(r) for r in data["recent"]]  # type: ignore[misc]
-        return state
-
-    def to_row(self) -> list[Any]:
-        """Positional form for the changelog: no field names, ~40 % fewer bytes than
-        `to_dict`. Fields are only ever appended, so older rows still decode."""
-        row = list(_ALL_FIELDS(self))
-        row[_CHANNEL_QUALITY] = {str(k): v for k, v in self.channel_quality.items()}
-        return row
-
-    @classmethod
-    def from_row(cls, row: list[Any]) -> CustomerState:
-        row = list(row)
-        row[_CHANNEL_QUALITY] = {int(k): v for k, v in row[_CHANNEL_QUALITY].items()}
-        row[_RECENT] = [tuple(r) for r in row[_RECENT]]
-        return cls(*row)
-
-
-STATE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CustomerState))
-_ALL_FIELDS = operator.attrgetter(*STATE_FIELDS)
-_CHANNEL_QUALITY = STATE_FIELDS.index("channel_quality")
-_RECENT = STATE_FIELDS.index("recent")
 
 
 @dataclass(slots=True, init=False)
@@ -293,33 +87,7 @@ def _reanchor(state: CustomerState, t: float, h: float) -> None:
         return
     if (t - state.anchor) / h < _REANCHOR_HALF_LIVES:
         return
-    slow = 2.0 ** (-(t - state.anchor) / h)
-    fast = 2.0 ** (-4.0 * (t - state.anchor) / h)
-    for name in (
-        "w_judged",
-        "s_quality",
-        "s_quality_sq",
-        "w_gap",
-        "s_gap",
-        "worst_gap",
-        "w_rating",
-        "s_rating",
-        "failed",
-        "met",
-        "exceeded",
-        "w_promises",
-        "broken",
-        "s_miss",
-        "worst_miss",
-    ):
-        setattr(state, name, getattr(state, name) * slow)
-    state.w_rating_fast *= fast
-    state.s_rating_fast *= fast
-    for pair in state.channel_quality.values():
-        pair[0] *= slow
-        pair[1] *= slow
-    for key in state.miss_by:
-        state.miss_by[key] *= slow
+    state.reanchor_sums(2.0 ** (-(t - state.anchor) / h), 2.0 ** (-4.0 * (t - state.anchor) / h))
     state.anchor = t
 
 

@@ -6,16 +6,14 @@ from touchstream.schemas import Kind, SignalKind
 from touchstream.schemas.decoder import Touchpoint
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.measure import Metrics
+from touchstream.streams.params import DAY
 from touchstream.streams.rules import Rules
 from touchstream.streams.scoring import (
     Score,
     clamp01,
     weighted,
 )
-from touchstream.streams.state import (
-    DAY,
-    Applied,
-)
+from touchstream.streams.state import Applied
 
 Moment = tuple[float, str, str]  # strength, name, what happened (for the action)
 

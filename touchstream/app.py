@@ -39,16 +39,17 @@ from touchstream.sinks.offers import decide, published, store_decisions, store_p
 from touchstream.sinks.promise_alerts import judge
 from touchstream.sinks.writer import store_batch, store_dead_letters
 from touchstream.streams.churn import RiskModel
+from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.engine import Engine
 from touchstream.streams.learning import learn
+from touchstream.streams.params import DAY
 from touchstream.streams.rules import Rules
 from touchstream.streams.runtime.batches import CommittedBatches
 from touchstream.streams.runtime.faust_api import set_fetch_max_wait
 from touchstream.streams.runtime.pipeline import Pipeline
 from touchstream.streams.runtime.produce import BatchProducer
-from touchstream.streams.runtime.tables import StagedTable, decode_state, encode_state
+from touchstream.streams.runtime.tables import StagedTable
 from touchstream.streams.runtime.telemetry import Progress, Telemetry
-from touchstream.streams.state import DAY
 
 log = logging.getLogger("touchstream.worker")
 
@@ -109,7 +110,7 @@ def build_app(
     clocks = app.Table(
         "event-clock", key_type=str, value_type=bytes, partitions=settings.broker.partitions
     )
-    states = StagedTable(customers, encode_state, decode_state)
+    states = StagedTable(customers, CustomerState.encode, CustomerState.decode)
     # event times as their shortest round-trip text (what repr() writes), by C functions
     watermarks = StagedTable(clocks, orjson.dumps, float)
     engine = Engine(rules, model, states, watermarks, settings.broker.partitions)

@@ -431,8 +431,8 @@ def learn(
     """
     from touchstream.learner import history_from_clickhouse, history_from_events, store_model
     from touchstream.streams.learning import learn as learn_model
+    from touchstream.streams.params import DAY
     from touchstream.streams.rules import Rules
-    from touchstream.streams.state import DAY
 
     settings = _settings()
     rules = Rules.load(settings.rules_file)

@@ -20,8 +20,8 @@ from touchstream.streams.assessment import COMPANY_INITIATED, PURCHASE_KINDS
 from touchstream.streams.churn import FEATURES, RiskModel
 from touchstream.streams.learning import learn
 from touchstream.streams.measure import yearly_value
+from touchstream.streams.params import DAY
 from touchstream.streams.rules import Rules
-from touchstream.streams.state import DAY
 
 log = logging.getLogger("touchstream.learner")
 

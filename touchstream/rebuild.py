@@ -30,9 +30,9 @@ from touchstream.schemas import TouchpointRejected
 from touchstream.schemas.decoder import decode_touchpoint
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.churn import RiskModel
+from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.engine import Engine
 from touchstream.streams.rules import Rules
-from touchstream.streams.state import CustomerState
 
 log = logging.getLogger("touchstream.rebuild")
 

@@ -31,9 +31,11 @@ from touchstream.schemas.decoder import Touchpoint, decode_touchpoint
 from touchstream.schemas.signal import Snapshot
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.churn import RiskModel
+from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.engine import Engine, StepResult, partition_for
 from touchstream.streams.evaluate import evaluate
 from touchstream.streams.offers import OVER_CAPACITY, Offer, allot, is_offer
+from touchstream.streams.params import DAY
 from touchstream.streams.rows import (
     dead_letter_columns,
     metrics_columns,
@@ -42,7 +44,6 @@ from touchstream.streams.rows import (
     touchpoint_columns,
 )
 from touchstream.streams.rules import Rules
-from touchstream.streams.state import DAY, CustomerState
 
 MAX_SORTED_EVENTS = 5_000_000  # ~3 GB of parsed events: beyond, sort the file beforehand
 
@@ -158,7 +159,7 @@ def replay(
     for customer_id in sorted(result.states):
         state = result.states[customer_id]
         when = max(end, state.last_seen)
-        probe = CustomerState.from_dict(state.to_dict())  # scoring must not move signal state
+        probe = CustomerState.decode(state.encode())  # scoring must not move signal state
         result.final.append(evaluate(probe, when, rules, model).snapshot(probe).model())
     return result
 

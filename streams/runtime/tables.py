@@ -2,8 +2,7 @@
 
 The engine reads and writes customer states and partition clocks through plain mappings;
 `StagedTable` turns that into one changelog write per key per batch, sent by the runtime
-after the batch's outputs (`persist` in streams/runtime/pipeline.py), and
-`encode_state`/`decode_state` are the stored format of a customer's state.
+after the batch's outputs (`persist` in streams/runtime/pipeline.py).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import orjson
 
 from touchstream.streams.runtime.faust_api import changelog_key, store_dict
 from touchstream.streams.runtime.produce import OutRecord
-from touchstream.streams.state import CustomerState
 
 END_KEY = "__end__"
 
@@ -125,15 +123,3 @@ class StagedTable(MutableMapping[str, Any]):
         end = key_bytes(END_KEY)
         written = sorted({r[1] for r in records if r[1] is not None})
         return [records, [(name, p, end, None) for p in written]]
-
-
-def encode_state(state: CustomerState) -> bytes:
-    # orjson's result keeps its ~8 KiB working buffer (measured with tracemalloc, orjson
-    # 3.13): fine for a message on its way out, 9x the state for a value the table keeps
-    return memoryview(orjson.dumps(state.to_row())).tobytes()
-
-
-def decode_state(raw: bytes) -> CustomerState:
-    data = orjson.loads(raw)
-    # rows since 0.1 (positional); objects from before stay readable
-    return CustomerState.from_row(data) if isinstance(data, list) else CustomerState.from_dict(data)

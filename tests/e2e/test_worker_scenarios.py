@@ -15,7 +15,7 @@ from tests.e2e.helpers import replay_events, wait_for_records
 from touchstream.broker import EmbeddedBroker
 from touchstream.kafka import ensure_topics, read_topic
 from touchstream.launcher import running_worker
-from touchstream.streams.runtime.tables import decode_state
+from touchstream.streams.customer_state import CustomerState
 
 pytestmark = pytest.mark.e2e
 
@@ -134,7 +134,9 @@ def test_duplicates_and_a_fresh_app_give_identical_state_and_ids(live: dict) -> 
     replayed = live["expected"].states
     for customer in (scenarios.SLIPPER, scenarios.RECOVERED, scenarios.ERRATIC):
         key = orjson.dumps(customer)  # the table's changelog keys are JSON strings
-        assert decode_state(live["a"]["state"][key]).event_count == (replayed[customer].event_count)
+        assert CustomerState.decode(live["a"]["state"][key]).event_count == (
+            replayed[customer].event_count
+        )
 
 
 def test_replay_command_raises_the_live_signal_ids(live: dict, tmp_path: Path) -> None:

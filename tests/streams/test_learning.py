@@ -18,9 +18,9 @@ from touchstream.learner import parse_model
 from touchstream.replay import replay
 from touchstream.streams.bgnbd import BGNBDParams
 from touchstream.streams.churn import FEATURES, RiskModel, gap_spread
+from touchstream.streams.customer_state import RECENT_KEEP
 from touchstream.streams.learning import Examples, _objective, examples, learn
 from touchstream.streams.rules import Rules
-from touchstream.streams.state import RECENT_KEEP
 
 
 def simulated_days(customers: int, days: int, seed: int = 1) -> dict[str, list[int]]:

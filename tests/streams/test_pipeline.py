@@ -17,11 +17,12 @@ from tests.streams.test_staged_table import Changelog
 from touchstream.schemas import InputLimits, Signal
 from touchstream.schemas.control import FORGET_KEY, forget_marker
 from touchstream.streams.churn import RiskModel
+from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.engine import Engine
 from touchstream.streams.rules import Rules
 from touchstream.streams.runtime import produce
 from touchstream.streams.runtime.pipeline import Batch, Pipeline
-from touchstream.streams.runtime.tables import StagedTable, decode_state, encode_state
+from touchstream.streams.runtime.tables import StagedTable
 
 TOPICS = {"dead_letters": "out-dead", "metrics": "out-metrics", "signals": "out-signals"}
 LIMITS = InputLimits(earliest=datetime(2000, 1, 1, tzinfo=UTC))
@@ -49,7 +50,7 @@ def table(name: str) -> SimpleNamespace:
 
 
 def pipeline(log: list[str]) -> tuple[Pipeline, Producer, list[Batch], list[Signal]]:
-    states = StagedTable(table("state-changelog"), encode_state, decode_state)
+    states = StagedTable(table("state-changelog"), CustomerState.encode, CustomerState.decode)
     clocks = StagedTable(table("clock-changelog"), orjson.dumps, float)
     engine = Engine(Rules(), RiskModel(), states, clocks, 1)
     producer = Producer(log)

@@ -8,8 +8,8 @@ from typing import Any
 import faust
 import pytest
 
-from touchstream.streams.runtime.tables import END_KEY, StagedTable, decode_state, encode_state
-from touchstream.streams.state import CustomerState
+from touchstream.streams.customer_state import CustomerState
+from touchstream.streams.runtime.tables import END_KEY, StagedTable
 
 
 class Changelog:
@@ -22,17 +22,23 @@ class Changelog:
         return key.encode(), None
 
 
+def counted(key: str, events: int) -> CustomerState:
+    state = CustomerState(key)
+    state.event_count = events
+    return state
+
+
 def staged(stored: dict[str, bytes] | None = None) -> tuple[StagedTable, dict[str, bytes]]:
     data = dict(stored or {})
     table = SimpleNamespace(data=data, changelog_topic=Changelog(), key_serializer="raw")
-    return StagedTable(table, encode_state, decode_state), data
+    return StagedTable(table, CustomerState.encode, CustomerState.decode), data
 
 
 def test_writes_reach_the_store_and_the_changelog_only_at_take() -> None:
-    states, store = staged({"old": encode_state(CustomerState("old", event_count=3))})
+    states, store = staged({"old": counted("old", 3).encode()})
     states.partition = 2
-    states["a"] = CustomerState("a", event_count=1)
-    states["a"] = CustomerState("a", event_count=2)  # the same key twice in one batch
+    states["a"] = counted("a", 1)
+    states["a"] = counted("a", 2)  # the same key twice in one batch
     del states["old"]
     assert set(store) == {"old"}  # nothing applied yet
     assert states["a"].event_count == 2 and states.get("old") is None
@@ -40,10 +46,10 @@ def test_writes_reach_the_store_and_the_changelog_only_at_take() -> None:
 
     records, ends = states.take()
     assert [(r[1], r[2]) for r in records] == [(2, b"a"), (2, b"old")]  # one record per key
-    assert decode_state(records[0][3]).event_count == 2
+    assert CustomerState.decode(records[0][3]).event_count == 2
     assert records[1][3] is None  # a tombstone
     assert ends == [("changelog", 2, END_KEY.encode(), None)]
-    assert set(store) == {"a"} and decode_state(store["a"]).event_count == 2
+    assert set(store) == {"a"} and CustomerState.decode(store["a"]).event_count == 2
     assert states.take(end_marker=False) == [[]]  # nothing staged any more
 
 
@@ -51,7 +57,7 @@ def test_a_write_is_a_copy_later_changes_need_another_write() -> None:
     """Encoded when written, as a value read from the store is decoded when read: both
     paths behave the same, and the batch keeps bytes, not objects."""
     states, _ = staged()
-    state = CustomerState("a", event_count=1)
+    state = counted("a", 1)
     states["a"] = state
     state.event_count = 5
     assert states["a"].event_count == 1
@@ -72,7 +78,7 @@ def test_changelog_keys_are_the_bytes_faust_itself_writes(serializer: str) -> No
     )
     table = app.Table("state", key_type=str, value_type=bytes, partitions=4)
     table.key_serializer = serializer  # the worker's tables get JSON
-    states = StagedTable(table, encode_state, decode_state)
+    states = StagedTable(table, CustomerState.encode, CustomerState.decode)
     for key in KEYS:
         states[key] = CustomerState(key)
     records, ends = states.take()

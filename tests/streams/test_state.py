@@ -8,17 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.streams.builders import at, delivery, touch
+from touchstream.streams.customer_state import STATE_FIELDS, CustomerState
+from touchstream.streams.params import DAY
 from touchstream.streams.rules import Rules
-from touchstream.streams.state import (
-    DAY,
-    STATE_FIELDS,
-    CustomerState,
-    apply_event,
-    channel_spread,
-    decay_to,
-    silent_failures,
-    streak,
-)
+from touchstream.streams.state import apply_event, channel_spread, decay_to, silent_failures, streak
 
 PARAMS = Rules(half_life_days=30.0, grace_seconds=2 * DAY).state_params()
 
@@ -160,33 +153,36 @@ def test_channel_spread_zero_for_uniform_and_shrinks_single_outliers() -> None:
     assert channel_spread(split, now, h) > channel_spread(one_bad, now, h) > 0
 
 
-def test_state_round_trips_through_dict() -> None:
+def test_changelog_encoding_round_trips_is_smaller_and_reads_the_old_forms() -> None:
+    """msgpack rows now; the JSON rows (0.1 to 0.9) and JSON objects (before) still read."""
     state = fold([delivery("c1", 0, 2, 3), touch(day=1, kind="complaint", case_id="x")])
-    again = CustomerState.from_dict(state.to_dict())
-    assert again == state
+    raw = state.encode()
+    assert CustomerState.decode(raw) == state
+    as_json = orjson.OPT_NON_STR_KEYS  # the JSON forms wrote channel indexes as strings
+    old_row = orjson.dumps(state.to_row(), option=as_json)
+    old_object = orjson.dumps(dict(zip(STATE_FIELDS, state.to_row(), strict=True)), option=as_json)
+    assert b'"channel_quality":{"' in old_object
+    assert CustomerState.decode(old_row) == state
+    assert CustomerState.decode(old_object) == state
+    assert len(raw) < len(old_row)
 
 
-def test_changelog_encoding_round_trips_is_smaller_and_reads_the_old_form() -> None:
-    from touchstream.streams.runtime.tables import decode_state, encode_state
-
+def test_a_row_written_before_a_field_was_added_reads_it_as_its_default() -> None:
     state = fold([delivery("c1", 0, 2, 3), touch(day=1, kind="complaint", case_id="x")])
-    raw = encode_state(state)
-    assert decode_state(raw) == state
-    old = orjson.dumps(state.to_dict())
-    assert decode_state(old) == state
-    assert len(raw) < 0.75 * len(old)
+    shorter = state.to_row()[: STATE_FIELDS.index("w_promises")]
+    again = CustomerState.from_row(shorter)
+    assert again.event_count == state.event_count and again.broken == 0.0
+    assert again.miss_by == {} and again.pre_incident == -1.0
 
 
 def test_a_stored_state_costs_its_own_size_not_the_encoders_buffer() -> None:
     """The table keeps one encoded state per customer for as long as the worker runs."""
     import tracemalloc
 
-    from touchstream.streams.runtime.tables import encode_state
-
     state = fold([delivery("c1", 0, 2, 3), touch(day=1, kind="complaint", case_id="x")])
     tracemalloc.start()
     try:
-        kept = [encode_state(state) for _ in range(1000)]
+        kept = [state.encode() for _ in range(1000)]
         per_state = tracemalloc.get_traced_memory()[0] / len(kept)
     finally:
         tracemalloc.stop()
@@ -194,8 +190,8 @@ def test_a_stored_state_costs_its_own_size_not_the_encoders_buffer() -> None:
 
 
 def test_every_field_survives_the_positional_row() -> None:
-    """The row is positional and `__init__` is written out by hand (for mypyc): a field in a
-    different place in one of them would land in another field's slot."""
+    """The row is positional: a field in a different place in the generated reader and
+    writer would land in another field's slot."""
     collections = {
         "channel_quality": {3: [1.5, 0.25]},
         "recent": [(1.0, 2, True)],
@@ -208,11 +204,12 @@ def test_every_field_survives_the_positional_row() -> None:
         "complaint_where": {"case": "phone|support"},
     }
     values: dict[str, object] = {"customer_id": "c-distinct"}
-    blank = CustomerState("c")
+    state = CustomerState("c-distinct")
     for i, name in enumerate(STATE_FIELDS[1:], start=1):
-        default = getattr(blank, name)
+        default = getattr(state, name)
         values[name] = collections.get(name, float(i) + 0.25 if isinstance(default, float) else i)
-    state = CustomerState(**values)  # type: ignore[arg-type]
-    assert [getattr(state, name) for name in STATE_FIELDS] == list(values.values())
-    again = CustomerState.from_row(orjson.loads(orjson.dumps(state.to_row())))
+        setattr(state, name, values[name])
+    assert state.to_row() == list(values.values())
+    again = CustomerState.decode(state.encode())
     assert [getattr(again, name) for name in STATE_FIELDS] == list(values.values())
+    assert again == state and again is not state

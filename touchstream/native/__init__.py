@@ -37,6 +37,7 @@ from types import ModuleType
 ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the touchstream package
 GROUP = "touchstream.engine"  # mypyc's runtime: touchstream/engine__mypyc.<suffix>
 MODULES = (  # the Makefile's ENGINE lists their sources
+    "touchstream.streams.customer_state",
     "touchstream.streams.state",
     "touchstream.streams.evaluate",
     "touchstream.streams.measure",
