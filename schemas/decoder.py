@@ -16,7 +16,6 @@ final newline; pydantic's Rust engine does not.
 from __future__ import annotations
 
 import math
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -51,8 +50,8 @@ _Slug = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9
 _AttributeKey = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+\Z")]
 _Bounded = Annotated[float, Meta(ge=-1e12, le=1e12)]
 _AttributeValue = Annotated[str, Meta(max_length=MAX_ATTRIBUTE_TEXT)] | bool | int | float
-_LONG_FRACTION = re.compile(rb"\d:\d\d[.,]\d{7}")  # pydantic truncates past 6, msgspec rounds
 _INT64 = 2**63
+_KEY = b'"occurred_at"'
 
 
 class _Frozen(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):
@@ -199,7 +198,7 @@ def _fast(
         event = _DECODER.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
-    if not _unique_keys(raw, event) or _LONG_FRACTION.search(raw):
+    if not _unique_keys(raw, event) or _long_fraction(raw):
         return None
     at = event.occurred_at
     if at < earliest or at - (now or datetime.now(UTC)) > skew:
@@ -229,6 +228,22 @@ def _unique_keys(raw: bytes, event: Touchpoint) -> bool:
     if b"\\" not in raw and raw.count(b'"') == _ENCODER.encode(event).count(b'"'):
         return True
     return surely_unique_keys(raw)
+
+
+def _long_fraction(raw: bytes) -> bool:
+    """Whether the string after a `"occurred_at"` has more than 6 digits of a second (pydantic
+    truncates them, msgspec rounds). Exact because the fast path has no escapes
+    (`_unique_keys` sends those to pydantic); a regular expression over the payload cost 2 µs.
+    """
+    start = raw.find(_KEY)
+    while start != -1:
+        opens = raw.find(b'"', start + len(_KEY))
+        text = raw[opens + 1 : raw.find(b'"', opens + 1)]
+        point = max(text.rfind(b"."), text.rfind(b","))
+        if point != -1 and text[point + 1 : point + 8].isdigit():
+            return True
+        start = raw.find(_KEY, start + len(_KEY))
+    return False
 
 
 def _flat_attributes(attributes: dict[str, Any]) -> bool:

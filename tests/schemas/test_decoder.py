@@ -183,6 +183,11 @@ def _agrees(raw: bytes) -> bool:
 @example(json.dumps(event_dict(event_id="evt-1\n")).encode())
 @example(json.dumps(event_dict(occurred_at="2026-03-01T10:00:00.9999999Z")).encode())
 @example(json.dumps(event_dict(occurred_at="2026-03-01t10:00:00z")).encode())
+@example(
+    b'{"attributes":{"occurred_at":"x"},"event_id":"e","customer_id":"c","channel":"web",'
+    b'"kind":"visit","occurred_at" : "2026-03-01T10:00:00.1234567+01:00"}'
+)
+@example(json.dumps(event_dict(attributes={"occurred_at": "10:00:00.1234567"})).encode())
 @example(json.dumps(event_dict(attributes={"n": 2**64})).encode())
 @example(
     b'{"event_id":"e","event_id":"f","customer_id":"c","occurred_at":"2026-03-01T10:00:00Z","channel":"web","kind":"visit"}'
