@@ -193,9 +193,8 @@ class Engine:
                 if wake > now:
                     due[customer_id] = wake
                     continue
-            if silence_ceiling(state, now, self.rules, self.model) < (
-                self.rules.risk.trigger.raise_at
-            ):
+            ceiling, measured = silence_ceiling(state, now, self.rules, self.model)
+            if ceiling < self.rules.risk.trigger.raise_at:
                 # silence alone cannot raise: looked at once per usual interval, on a grid
                 # anchored at the last contact, so a restart (which loses `_due`) looks at
                 # the very same boundaries (a restart once wrote a snapshot a day early)
@@ -205,7 +204,7 @@ class Engine:
                     if not _first_or_on_grid(since, self.period, step):
                         continue
             before = [list(v) for v in state.signal_state.values()]
-            result = evaluate(state, now, self.rules, self.model)
+            result = evaluate(state, now, self.rules, self.model, measured=measured)
             changed = before != [list(v) for v in state.signal_state.values()]
             if result.signals or abs(result.risk.value - state.last_snapshot_risk) >= (
                 SNAPSHOT_RISK_STEP

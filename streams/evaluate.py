@@ -57,14 +57,15 @@ def evaluate(
     model: RiskModel,
     event: Touchpoint | None = None,
     applied: Applied | None = None,
+    measured: Metrics | None = None,
 ) -> Evaluation:
     """Score the customer at `now` and raise signals. The scores are pure; the signal
     bookkeeping changes in `record_raised` only.
 
     Without an event this is the silence check of the event-time timer, which looks for
-    risk only.
+    risk only. `measured`: the customer's metrics at `now`, when the caller has them.
     """
-    m = measure(state, now, rules, model)
+    m = measure(state, now, rules, model) if measured is None else measured
     risk_score = risk(m, rules, model)
     moment = moment_of(event, applied, rules, m) if event is not None and applied else NO_MOMENT
     # the service's part, not P(leave): in a business where most buy once, everyone's

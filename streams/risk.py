@@ -201,8 +201,11 @@ def protected(raw: Score, m: Metrics, rules: Rules) -> Score:
     return Score(raw.kind, raw.value - taken, tuple(factors), raw.suggested_action)
 
 
-def silence_ceiling(state: CustomerState, now: float, rules: Rules, model: RiskModel) -> float:
-    """The highest risk this customer can be raised at by silence alone, from `now` on.
+def silence_ceiling(
+    state: CustomerState, now: float, rules: Rules, model: RiskModel
+) -> tuple[float, Metrics]:
+    """The highest risk this customer can be raised at by silence alone, from `now` on, and
+    the customer's metrics at `now` (the check that follows reuses them).
 
     With no new event only silence and complaint age grow; every other factor is a ratio of
     anchored sums (constant) or shrinks (channel spread). Silence can take P(leave) to 1, so
@@ -211,15 +214,17 @@ def silence_ceiling(state: CustomerState, now: float, rules: Rules, model: RiskM
     until their next event; the outcome is exactly that of checking them every day.
     """
     m = measure(state, now, rules, model)
-    # the worst silence and complaint age, set on this fresh measure itself:
-    # dataclasses.replace copied all its fields in Python, ~20 µs a silence check
-    m.overdue_ratio = max(m.overdue_ratio, 1e9)
+    # the worst silence and complaint age, set on the measure itself and put back after
+    # (dataclasses.replace copied all its fields in Python, ~20 µs a silence check)
+    overdue, oldest = m.overdue_ratio, m.oldest_open_complaint_days
+    m.overdue_ratio = max(overdue, 1e9)
     m.oldest_open_complaint_days = 1e9
     service = service_risk(m, rules).value
+    m.overdue_ratio, m.oldest_open_complaint_days = overdue, oldest
     floor = rules.scoring.min_loss_share * model.typical_value
     if floor > 0.0 and m.revenue_at_risk < floor:
-        return service
-    return 1.0
+        return service, m
+    return 1.0, m
 
 
 def at_stake(m: Metrics, rules: Rules, model: RiskModel) -> float:
