@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from touchstream.auth import key_allowed, presented_key
+from touchstream.publisher import encode
 from touchstream.schemas import DeadLetter, TouchpointRejected, dead_letter_for, parse_touchpoint
 from touchstream.settings import Settings
 
@@ -113,11 +114,8 @@ def attach_ingest(
                         await dead_letters.send(key=None, value=letter.model_dump_json().encode())
                     )
                     continue
-                pending.append(
-                    await touchpoints.send(
-                        key=event.customer_id.encode(), value=event.model_dump_json().encode()
-                    )
-                )
+                key, value = encode(event)
+                pending.append(await touchpoints.send(key=key, value=value))
             if letters:
                 pending.append(store_letters(letters))
             await asyncio.gather(*pending)  # stored and on the broker before we answer
