@@ -150,6 +150,7 @@ def engine_only(records: list[tuple[bytes, bytes]], partitions: int) -> float:
     from touchstream.streams.customer_state import CustomerState
     from touchstream.streams.engine import Engine, partition_for
     from touchstream.streams.rules import Rules
+    from touchstream.streams.snapshot import snapshot_json
     from touchstream.worker import tune_gc
 
     states: dict[str, CustomerState] = {}
@@ -164,7 +165,7 @@ def engine_only(records: list[tuple[bytes, bytes]], partitions: int) -> float:
                 partition = partition_for(event.customer_id, partitions)
                 outcome = engine.step(event, partition, offset)
                 for snapshot in outcome.snapshots:
-                    snapshot.json()
+                    snapshot_json(snapshot)
                 for signal in outcome.signals:
                     signal.model_dump_json()
             return len(records) / (time.perf_counter() - started)

@@ -28,6 +28,7 @@ from touchstream.schemas.decoder import decode_touchpoint
 from touchstream.schemas.signal import Snapshot
 from touchstream.streams.engine import Engine, StepResult
 from touchstream.streams.rows import touchpoint_row
+from touchstream.streams.snapshot import snapshot_json
 
 log = logging.getLogger("touchstream.worker")
 
@@ -188,7 +189,7 @@ def _processed(
     for letter in dead_letters or ():
         records.append(("dead_letters", key, letter.model_dump_json().encode()))
     for snapshot in snapshots or ():
-        records.append(("metrics", snapshot.customer_id.encode(), snapshot.json()))
+        records.append(("metrics", snapshot.customer_id.encode(), snapshot_json(snapshot)))
     published: list[Signal] = []
     offers: list[Signal] = []
     for signal in signals or ():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import orjson
@@ -9,6 +10,7 @@ import pytest
 
 from tests import scenarios
 from tests.factories import event_dict
+from tests.factories import snapshot as metrics_of
 from tests.streams.builders import event_of
 from touchstream.schemas import InputLimits
 from touchstream.streams.churn import RiskModel
@@ -16,6 +18,7 @@ from touchstream.streams.engine import Engine, StepResult, partition_for
 from touchstream.streams.records import process_records
 from touchstream.streams.rules import Rules
 from touchstream.streams.runtime.telemetry import Progress, Telemetry
+from touchstream.streams.snapshot import snapshot_json
 
 PARTITIONS = 4
 
@@ -123,7 +126,7 @@ def test_the_timer_shortcuts_change_no_signal() -> None:
 
 def test_every_snapshot_the_engine_builds_is_valid() -> None:
     """Snapshots are built without validation on the hot path (`Snapshot`, its JSON by
-    orjson): every one of a generated population's must still pass it, be the JSON pydantic
+    msgspec): every one of a generated population's must still pass it, be the JSON pydantic
     would write, and survive the wire unchanged."""
     from touchstream.generator import generate
     from touchstream.schemas import MetricsSnapshot
@@ -136,8 +139,8 @@ def test_every_snapshot_the_engine_builds_is_valid() -> None:
         event = event_of(data)
         outcome = engine.step(event, partition_for(event.customer_id, PARTITIONS), offset)
         for fast in outcome.snapshots:
-            assert fast.json() == fast.model().model_dump_json().encode()
-            assert MetricsSnapshot.model_validate_json(fast.json()) == fast.model()
+            assert snapshot_json(fast) == fast.model().model_dump_json().encode()
+            assert MetricsSnapshot.model_validate_json(snapshot_json(fast)) == fast.model()
             snapshots.append(fast.model())
         snapshots.extend(signal.metrics for signal in outcome.signals)
     assert len(snapshots) > 1000
@@ -148,6 +151,22 @@ def test_every_snapshot_the_engine_builds_is_valid() -> None:
         assert again == snapshot
         assert again.model_dump_json() == wire
         assert list(snapshot.model_dump()) == list(MetricsSnapshot.model_fields)
+
+
+def test_a_snapshot_s_json_has_the_model_s_values_at_the_extremes() -> None:
+    """Byte for byte the model's JSON but for the exponent of floats from 1e16 (`1e16` where
+    pydantic writes `1e+16`): the same number, parsed."""
+    from touchstream.schemas import MetricsSnapshot
+    from touchstream.schemas.signal import Snapshot
+
+    for spend in (0.0, 1e-7, 123456.789, 9.99e15, 1e16, 1.5e300):
+        as_of = datetime(2026, 3, 1, 12, 0, 0, 500000, tzinfo=UTC)
+        model = metrics_of("c", as_of, spend=spend, revenue_at_risk=spend, rating=None)
+        fast = Snapshot(*(getattr(model, name) for name in Snapshot._fields))
+        ours, theirs = snapshot_json(fast), model.model_dump_json().encode()
+        assert orjson.loads(ours) == orjson.loads(theirs)
+        assert MetricsSnapshot.model_validate_json(ours) == model
+        assert (ours == theirs) is (spend < 1e16)
 
 
 def test_the_metrics_record_is_one_list_in_every_place(tmp_path) -> None:
