@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tests.factories import event_dict
 from touchstream.generator import generate
 from touchstream.publisher import encode
-from touchstream.schemas import TouchpointRejected, parse_touchpoint
+from touchstream.schemas import TouchpointEvent, TouchpointRejected, parse_touchpoint
 from touchstream.schemas.decoder import _ENCODER, Touchpoint, _fast, decode_touchpoint
 from touchstream.schemas.touchpoint import DEFAULT_MAX_FUTURE_SKEW, EARLIEST_OCCURRED_AT
 
@@ -249,3 +249,14 @@ def test_rejections_are_pydantics(change: dict[str, Any], kind: str) -> None:
         parse_touchpoint(raw, now=NOW)
     assert decoded.value.kind == kind
     assert decoded.value.errors == reference.value.errors
+
+
+def test_the_structs_have_the_models_fields_in_their_order() -> None:
+    """A field added to a wire model and not here would send every payload carrying it to
+    the slow path, and the engine would never see it."""
+    from touchstream.schemas import decoder, touchpoint
+
+    for name in ("Tolerance", "Expectation", "Rating", "Money"):
+        fast, model = getattr(decoder, name), getattr(touchpoint, name)
+        assert fast.__struct_fields__ == tuple(model.model_fields), name
+    assert Touchpoint.__struct_fields__ == tuple(TouchpointEvent.model_fields)
