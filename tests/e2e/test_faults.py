@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import time
+from bisect import bisect_left, bisect_right
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,10 +21,11 @@ from tests.e2e.test_clickhouse_sink import scalar, wait_for
 from tests.streams.builders import event_of
 from touchstream.broker import EmbeddedBroker, free_port
 from touchstream.generator import generate
-from touchstream.kafka import ensure_topics, wait_until_committed
+from touchstream.kafka import ensure_topics, read_topic, wait_until_committed
 from touchstream.launcher import running_worker
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.churn import RiskModel
+from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.engine import Engine, partition_for
 from touchstream.streams.rules import Rules
 
@@ -44,8 +46,9 @@ Latest = dict[str, tuple[int, int]]  # customer -> (event_count, as_of in ms)
 QUIET_LEADER = {"TOUCHSTREAM_WOW_CHECK_SECONDS": "60"}
 
 
-def uninterrupted(events: list[dict]) -> tuple[set[str], Latest]:
-    """Signal ids and each customer's latest metrics snapshot of a clean, in-order run."""
+def uninterrupted(events: list[dict]) -> tuple[set[str], Latest, dict[str, int]]:
+    """Signal ids, each customer's latest metrics snapshot and final event count of a
+    clean, in-order run."""
     engine = Engine(Rules(), RiskModel(), {}, {}, PARTITIONS)
     signals: set[str] = set()
     latest: Latest = {}
@@ -56,7 +59,7 @@ def uninterrupted(events: list[dict]) -> tuple[set[str], Latest]:
         for snap in outcome.snapshots:
             # as ClickHouse's DateTime64(3) keeps it: truncated to the millisecond
             latest[snap.customer_id] = (snap.event_count, (snap.as_of - EPOCH) // MILLISECOND)
-    return signals, latest
+    return signals, latest, {c: state.event_count for c, state in engine.states.items()}
 
 
 def publish(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> None:
@@ -106,24 +109,30 @@ def differing(live: Latest, clean: Latest) -> list[str]:
 DAY_MS = 86_400_000
 
 
-def differing_events(live: Latest, clean: Latest) -> list[str]:
-    """Customers whose latest snapshot differs other than in which silence check took it.
+def unexplained(live: Latest, clean: Latest, times: dict[str, list[int]]) -> list[str]:
+    """Customers whose latest snapshot differs from the clean run's and is not one the run
+    could have taken.
 
-    After a SIGKILL the timer's cadence can differ: the watermark and each customer's
-    last snapshotted risk come back from changelogs written at different moments, so the
-    last silence-check snapshot (on the daily grid of event time) may be taken a day apart
-    from the uninterrupted run's, or taken by one run and not the other (then the other's
-    latest is the customer's last event). Known, and left to the one-step engine (issue
-    23); what must hold is that every customer's events are all counted, once: the same
-    event count, and a difference only where a silence check took the snapshot."""
+    After a SIGKILL the timer's cadence can differ: the watermark and each customer's last
+    snapshotted risk come back from changelogs written at different moments, so a silence
+    check may snapshot a customer a day apart from the uninterrupted run, or in one run
+    only; and since `snapshot_every_days` counts from the last snapshot, the next events'
+    snapshots move too (a run's latest may then be of another event: seen in CI under
+    load). Known, and left to the one-step engine (issue 23). Every event counted once is
+    checked exactly on the state; here a differing latest snapshot must still be a true one:
+    of a silence check (on the day grid of event time) counting the customer's events
+    before it, or of an event, at that event's time and counting the events up to it."""
 
-    def on_the_grid(c: str) -> bool:
-        if c not in live or c not in clean:
+    def possible(c: str) -> bool:
+        if c not in live:
             return False
-        (count, at), (clean_count, clean_at) = live[c], clean[c]
-        return count == clean_count and (at % DAY_MS == 0 or clean_at % DAY_MS == 0)
+        count, at = live[c]
+        seen = times[c]
+        if at % DAY_MS == 0 and bisect_left(seen, at) <= count <= bisect_right(seen, at):
+            return True
+        return 1 <= count <= len(seen) and seen[count - 1] == at
 
-    return [c for c in differing(live, clean) if not on_the_grid(c)]
+    return [c for c in differing(live, clean) if not possible(c)]
 
 
 class Budget:
@@ -147,9 +156,15 @@ def traffic() -> dict:
     customers = max(1000, EVENTS // 20)
     _, events = generate(customers=customers, months=20 * 1.1 / 7.0, seed=17)
     events = events[:EVENTS]
-    signals, latest = uninterrupted(events)
+    signals, latest, counts = uninterrupted(events)
     values = [(e["customer_id"].encode(), orjson.dumps(e)) for e in events]
-    return {"events": events, "values": values, "signals": signals, "latest": latest}
+    return {
+        "events": events,
+        "values": values,
+        "signals": signals,
+        "latest": latest,
+        "counts": counts,
+    }
 
 
 def test_repeated_sigkill_during_a_run_changes_nothing(
@@ -175,7 +190,21 @@ def test_repeated_sigkill_during_a_run_changes_nothing(
     rows, distinct, signals, latest = stored([tmp_path])
     assert rows == len(distinct) == len(events)
     assert signals == traffic["signals"]
-    assert differing_events(latest, traffic["latest"]) == []
+    # every event counted once: each customer's state, as the changelog holds it at the end
+    changelog = f"{env['TOUCHSTREAM_APP_ID']}-customer-state-changelog"
+    final = {}
+    for _, _, key, value in read_topic(broker.bootstrap, changelog, idle_timeout_ms=3000):
+        if key is not None and value is not None and key != b'"__end__"':
+            final[orjson.loads(key)] = CustomerState.decode(value).event_count
+    assert final == traffic["counts"]
+    times: dict[str, list[int]] = {}
+    for event in events:
+        at = datetime.fromisoformat(event["occurred_at"])
+        times.setdefault(event["customer_id"], []).append((at - EPOCH) // MILLISECOND)
+    for seen in times.values():
+        seen.sort()
+    differ = unexplained(latest, traffic["latest"], times)
+    assert differ == [], {c: (latest.get(c), traffic["latest"].get(c)) for c in differ}
 
 
 def test_two_workers_one_killed_the_survivor_finishes_exactly(
@@ -183,7 +212,7 @@ def test_two_workers_one_killed_the_survivor_finishes_exactly(
 ) -> None:
     """With chDB each worker owns its own database, so the totals are their union."""
     events = traffic["events"][: len(traffic["events"]) // 4]
-    signals, latest = uninterrupted(events)
+    signals, latest, _ = uninterrupted(events)
     budget = Budget()
     port = free_port()  # the first worker's
     envs = [
@@ -211,7 +240,7 @@ def test_two_workers_one_killed_the_survivor_finishes_exactly(
 def test_a_flood_of_duplicates_changes_nothing(broker: EmbeddedBroker, tmp_path: Path) -> None:
     """The same events ten times, interleaved: one row each, the signals of one pass."""
     _, events = generate(customers=200, months=4, seed=23)
-    signals, latest = uninterrupted(events)
+    signals, latest, _ = uninterrupted(events)
     values = [(e["customer_id"].encode(), orjson.dumps(e)) for e in events]
     flood = [v for i in range(0, len(values), 50) for _ in range(10) for v in values[i : i + 50]]
     env = worker_env(broker, "flood", tmp_path, **QUIET_LEADER)
