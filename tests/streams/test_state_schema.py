@@ -6,8 +6,9 @@ from __future__ import annotations
 from tests.streams.builders import delivery, touch
 from touchstream.streams import state_schema
 from touchstream.streams.customer_state import STATE_FIELDS, CustomerState
+from touchstream.streams.params import DAY
 from touchstream.streams.rules import Rules
-from touchstream.streams.state import _REANCHOR_HALF_LIVES, DAY, apply_event
+from touchstream.streams.state import _REANCHOR_HALF_LIVES, apply_event
 
 
 def test_the_generated_state_is_up_to_date() -> None:
