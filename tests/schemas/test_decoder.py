@@ -109,24 +109,7 @@ events = st.fixed_dictionaries(
         "attributes": attributes,
     },
 )
-_FIELDS = [
-    "event_id",
-    "customer_id",
-    "occurred_at",
-    "channel",
-    "kind",
-    "expectations",
-    "rating",
-    "outcome",
-    "sentiment",
-    "value",
-    "case_id",
-    "source",
-    "team",
-    "schema_version",
-    "attributes",
-    "surprise",
-]
+_FIELDS = [*TouchpointEvent.model_fields, "surprise"]  # what a payload may get wrong
 
 
 @st.composite
