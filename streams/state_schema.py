@@ -1,4 +1,5 @@
-"""The customer state, declared once: each field's name, type, default and how it decays.
+"""The customer state, declared once: each field's name, type, default, how it decays and
+how two states of one customer merge.
 
 Everything else about the state is derived from this list by `render()`, which writes
 streams/customer_state.py (`python -m touchstream.streams.state_schema`, or `make schemas`;
@@ -11,8 +12,12 @@ tests/streams/test_state_schema.py fails when the file is not what this list giv
   older row as its default, so a new field needs no migration of stored states);
 * the re-anchoring of the decayed sums (streams/state.py explains the anchored sums).
 
-Adding a field: append it here (never in the middle: rows are positional), run `make
-schemas`, and update it where the touchpoint changes it (streams/state.py `apply_event`).
+Merging (streams/merge.py) reads the declaration's `merge` rule of each field at run time:
+merges are rare (two keys found to be one customer), so they need no generated code.
+
+Adding a field: append it here with its merge rule (never in the middle: rows are
+positional), run `make schemas`, and update it where the touchpoint changes it
+(streams/state.py `apply_event`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,38 @@ RINGS = {
     "MISS_BY_KEEP": (6, "metric|channel|team accounts of broken promises kept"),
 }
 
+# how two states of one customer combine (streams/merge.py does it): every field names one.
+# Exact: the merged field equals the one a single state of all the events would hold.
+SURVIVOR = "survivor"  # the surviving state's own (its key, its anchor, its input offsets)
+SUM = "sum"  # counts and anchored sums (both re-anchored to one anchor first)
+SUM_PAIRS = "sum pairs"  # a dict of [weight, sum] pairs, added key by key
+SUM_VALUES = "sum values"  # a dict of sums added key by key, the heaviest MISS_BY_KEEP kept
+MIN = "min"  # the most negative anchored value kept (worst_gap)
+MAX = "max"  # the largest anchored value kept (worst_miss)
+BITS = "bits"  # a bit set: or
+EARLIEST = "earliest"  # a time of the first event
+LATEST_TIME = "latest time"  # a time of the last something
+EARLIEST_DAY = "earliest day"  # the first active day, of states that have one
+LATEST_DAY = "latest day"  # the last active day, of states that have one
+RING_BY_TIME = "ring by time"  # (t, ...) tuples: both in time order, the RECENT_KEEP latest
+DAYS_RING = "days ring"  # distinct days in order, the RECENT_KEEP latest
+SEEN_IDS = "seen ids"  # event id -> time: both, the SEEN_KEEP latest
+SIGNALS = "signals"  # kind -> [active, last raised at]: active in either, the later raise
+# Exact while the rings hold the overlap: a day active in both (a purchase and its review
+# under two keys) counts once when it is still in both rings of recent days, twice if older.
+DISTINCT_DAYS = "distinct days"
+# Exact when a case's events are all on one state (a case lives in the system that opened it):
+OPEN_CASES = "open cases"  # case -> [opened at, ...]: both, the OPEN_COMPLAINTS_KEEP newest
+CASES_RING = "cases ring"  # resolved cases of both (in which order is lost: exact until full)
+CASE_PLACES = "case places"  # open case -> where raised: of the cases still open
+# Not exact: depends on the order of all events, which neither state saw; the state whose
+# last event is later gives it (its value describes the customer's latest moment).
+FROM_LATER = "from later"
+EXACT_MERGES = frozenset(
+    {SUM, SUM_PAIRS, SUM_VALUES, MIN, MAX, BITS, EARLIEST, LATEST_TIME, EARLIEST_DAY}
+    | {LATEST_DAY, RING_BY_TIME, DAYS_RING, SEEN_IDS, SIGNALS}
+)
+
 SLOW = "slow"  # an anchored sum with the half-life h
 FAST = "fast"  # an anchored sum with h / 4 (the rating's trend)
 SLOW_PAIRS = "slow pairs"  # a dict of [anchored weight, anchored sum] pairs
@@ -42,28 +79,29 @@ class Field:
     doc: str = ""
     decay: str = ""  # SLOW, FAST, SLOW_PAIRS, SLOW_VALUES or "" (kept as is)
     load: str = ""  # turns a decoded row value, VALUE, into the field's type ("": as decoded)
+    merge: str = ""  # how two states of one customer combine it (SUM, RING_BY_TIME...)
 
 
 FIELDS: tuple[Field, ...] = (
-    Field("customer_id", "str", "", "the key; set by the constructor"),
-    Field("anchor", "float", "0.0", "epoch seconds the anchored sums refer to"),
-    Field("first_seen", "float", "0.0"),
-    Field("last_seen", "float", "0.0"),
-    Field("event_count", "int", "0"),
-    Field("late_events", "int", "0"),
-    Field("w_judged", "float", "0.0", "weight of judged touchpoints", SLOW),
-    Field("s_quality", "float", "0.0", "their quality", SLOW),
-    Field("s_quality_sq", "float", "0.0", "their quality squared", SLOW),
-    Field("w_gap", "float", "0.0", "weight of touchpoints with a promise", SLOW),
-    Field("s_gap", "float", "0.0", "their gaps", SLOW),
-    Field("worst_gap", "float", "0.0", "gap * growth, the most negative kept", SLOW),
-    Field("w_rating", "float", "0.0", "weight of ratings", SLOW),
-    Field("s_rating", "float", "0.0", "the ratings", SLOW),
-    Field("w_rating_fast", "float", "0.0", "weight of ratings, for the trend", FAST),
-    Field("s_rating_fast", "float", "0.0", "the ratings, for the trend", FAST),
-    Field("failed", "float", "0.0", "weight of failed touchpoints", SLOW),
-    Field("met", "float", "0.0", "weight of met touchpoints", SLOW),
-    Field("exceeded", "float", "0.0", "weight of touchpoints beyond the promise", SLOW),
+    Field("customer_id", "str", "", "the key; set by the constructor", merge=SURVIVOR),
+    Field("anchor", "float", "0.0", "epoch seconds the anchored sums refer to", merge=SURVIVOR),
+    Field("first_seen", "float", "0.0", merge=EARLIEST),
+    Field("last_seen", "float", "0.0", merge=LATEST_TIME),
+    Field("event_count", "int", "0", merge=SUM),
+    Field("late_events", "int", "0", merge=SUM),
+    Field("w_judged", "float", "0.0", "weight of judged touchpoints", SLOW, merge=SUM),
+    Field("s_quality", "float", "0.0", "their quality", SLOW, merge=SUM),
+    Field("s_quality_sq", "float", "0.0", "their quality squared", SLOW, merge=SUM),
+    Field("w_gap", "float", "0.0", "weight of touchpoints with a promise", SLOW, merge=SUM),
+    Field("s_gap", "float", "0.0", "their gaps", SLOW, merge=SUM),
+    Field("worst_gap", "float", "0.0", "gap * growth, the most negative kept", SLOW, merge=MIN),
+    Field("w_rating", "float", "0.0", "weight of ratings", SLOW, merge=SUM),
+    Field("s_rating", "float", "0.0", "the ratings", SLOW, merge=SUM),
+    Field("w_rating_fast", "float", "0.0", "weight of ratings, for the trend", FAST, merge=SUM),
+    Field("s_rating_fast", "float", "0.0", "the ratings, for the trend", FAST, merge=SUM),
+    Field("failed", "float", "0.0", "weight of failed touchpoints", SLOW, merge=SUM),
+    Field("met", "float", "0.0", "weight of met touchpoints", SLOW, merge=SUM),
+    Field("exceeded", "float", "0.0", "weight of touchpoints beyond the promise", SLOW, merge=SUM),
     Field(
         "channel_quality",
         "dict[int, list[float]]",
@@ -71,55 +109,121 @@ FIELDS: tuple[Field, ...] = (
         "channel index -> [anchored weight, anchored quality sum]",
         SLOW_PAIRS,
         "{int(k): list(pair) for k, pair in VALUE.items()}",
+        merge=SUM_PAIRS,
     ),
-    Field("channels_mask", "int", "0", "bit i: channel i seen"),
-    Field("active_days", "int", "0", "distinct customer-initiated days (BG/NBD's x + 1)"),
-    Field("first_active_day", "int", "0"),
-    Field("last_active_day", "int", "0"),
-    Field("last_active", "float", "0.0"),
+    Field("channels_mask", "int", "0", "bit i: channel i seen", merge=BITS),
+    Field(
+        "active_days",
+        "int",
+        "0",
+        "distinct customer-initiated days (BG/NBD's x + 1)",
+        merge=DISTINCT_DAYS,
+    ),
+    Field("first_active_day", "int", "0", merge=EARLIEST_DAY),
+    Field("last_active_day", "int", "0", merge=LATEST_DAY),
+    Field("last_active", "float", "0.0", merge=LATEST_TIME),
     Field(
         "recent",
         "list[tuple[float, int, bool]]",
         "[]",
         "recent judged touchpoints (t, level, customer initiated), by t (RECENT_KEEP)",
         load="[(float(t), int(level), bool(mine)) for t, level, mine in VALUE]",
+        merge=RING_BY_TIME,
     ),
-    Field("recent_days", "list[int]", "[]", "recent active days (RECENT_KEEP)"),
+    Field("recent_days", "list[int]", "[]", "recent active days (RECENT_KEEP)", merge=DAYS_RING),
     Field(
         "open_complaints",
         "dict[str, list[float]]",
         "{}",
         "case -> [opened at, quality, channel index] until resolved (OPEN_COMPLAINTS_KEEP)",
+        merge=OPEN_CASES,
     ),
-    Field("feedback_given", "int", "0"),
-    Field("referrals", "int", "0"),
-    Field("purchases", "int", "0"),
-    Field("seen", "dict[str, float]", "{}", "event id digest -> event time (SEEN_KEEP)"),
-    Field("signal_state", "dict[str, list[Any]]", "{}", "kind -> [active, last raised at]"),
-    Field("last_snapshot_at", "float", "0.0"),
-    Field("last_offset", "int", "-1", "highest input offset applied (live): redeliveries"),
-    Field("w_promises", "float", "0.0", "weight of touchpoints that carried a promise", SLOW),
-    Field("broken", "float", "0.0", "weight of those that broke one", SLOW),
-    Field("s_miss", "float", "0.0", "the broken ones' miss strengths", SLOW),
-    Field("worst_miss", "float", "0.0", "the largest recent miss (multiples of the promise)", SLOW),
-    Field("consecutive_misses", "int", "0", "promises broken in a row"),
-    Field("spend", "float", "0.0", "sum of value.amount over purchases and orders"),
-    Field("pre_incident", "float", "-1.0", "consistency at the last good touchpoint, -1 none"),
-    Field("last_snapshot_risk", "float", "0.0", "risk in the last snapshot (timer throttle)"),
-    Field("resolved_cases", "list[str]", "[]", "complaint cases resolved lately (reopenings)"),
-    Field("slow_resolutions", "int", "0", "complaints resolved after the recovery SLA"),
-    Field("reopened", "int", "0", "complaints opened again after being resolved"),
+    Field("feedback_given", "int", "0", merge=SUM),
+    Field("referrals", "int", "0", merge=SUM),
+    Field("purchases", "int", "0", merge=SUM),
+    Field(
+        "seen",
+        "dict[str, float]",
+        "{}",
+        "event id digest -> event time (SEEN_KEEP)",
+        merge=SEEN_IDS,
+    ),
+    Field(
+        "signal_state",
+        "dict[str, list[Any]]",
+        "{}",
+        "kind -> [active, last raised at]",
+        merge=SIGNALS,
+    ),
+    Field("last_snapshot_at", "float", "0.0", merge=LATEST_TIME),
+    Field(
+        "last_offset",
+        "int",
+        "-1",
+        "highest input offset applied (live): redeliveries",
+        merge=SURVIVOR,
+    ),
+    Field(
+        "w_promises",
+        "float",
+        "0.0",
+        "weight of touchpoints that carried a promise",
+        SLOW,
+        merge=SUM,
+    ),
+    Field("broken", "float", "0.0", "weight of those that broke one", SLOW, merge=SUM),
+    Field("s_miss", "float", "0.0", "the broken ones' miss strengths", SLOW, merge=SUM),
+    Field(
+        "worst_miss",
+        "float",
+        "0.0",
+        "the largest recent miss (multiples of the promise)",
+        SLOW,
+        merge=MAX,
+    ),
+    Field("consecutive_misses", "int", "0", "promises broken in a row", merge=FROM_LATER),
+    Field("spend", "float", "0.0", "sum of value.amount over purchases and orders", merge=SUM),
+    Field(
+        "pre_incident",
+        "float",
+        "-1.0",
+        "consistency at the last good touchpoint, -1 none",
+        merge=FROM_LATER,
+    ),
+    Field(
+        "last_snapshot_risk",
+        "float",
+        "0.0",
+        "risk in the last snapshot (timer throttle)",
+        merge=FROM_LATER,
+    ),
+    Field(
+        "resolved_cases",
+        "list[str]",
+        "[]",
+        "complaint cases resolved lately (reopenings)",
+        merge=CASES_RING,
+    ),
+    Field("slow_resolutions", "int", "0", "complaints resolved after the recovery SLA", merge=SUM),
+    Field("reopened", "int", "0", "complaints opened again after being resolved", merge=SUM),
     Field(
         "miss_by",
         "dict[str, float]",
         "{}",
         "metric|channel|team -> weight of its broken promises (MISS_BY_KEEP)",
         SLOW_VALUES,
+        merge=SUM_VALUES,
     ),
-    Field("complaint_where", "dict[str, str]", "{}", "open case -> channel|team raised with"),
-    Field("feedback_answered", "int", "0", "the customer's voice answered"),
-    Field("bad_reviews", "int", "0", "public reviews with a bad rating or sentiment"),
-    Field("promoter_moments", "int", "0", "promoter ratings given"),
+    Field(
+        "complaint_where",
+        "dict[str, str]",
+        "{}",
+        "open case -> channel|team raised with",
+        merge=CASE_PLACES,
+    ),
+    Field("feedback_answered", "int", "0", "the customer's voice answered", merge=SUM),
+    Field("bad_reviews", "int", "0", "public reviews with a bad rating or sentiment", merge=SUM),
+    Field("promoter_moments", "int", "0", "promoter ratings given", merge=SUM),
 )
 
 TARGET = Path(__file__).with_name("customer_state.py")
