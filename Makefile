@@ -9,7 +9,7 @@ ENGINE := streams/customer_state.py streams/state.py streams/evaluate.py streams
           streams/assessment.py streams/bgnbd.py streams/churn.py streams/engine.py streams/records.py streams/rows.py \
           schemas/validation.py
 
-.PHONY: install demo test test-fast lint check schemas bench eval clean browser
+.PHONY: install demo test test-fast lint check schemas bench bench-identity eval clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ test-fast: $(NATIVE) ## unit tests only, no broker
 
 bench: $(NATIVE) ## the benchmark: pipeline vs a bare aiokafka loop (BENCH_ARGS="--events 200000")
 	$(BIN)/python -m bench.harness $(BENCH_ARGS)
+
+bench-identity: $(NATIVE) ## identity resolution against generated traffic whose truth is known
+	$(BIN)/python -m bench.identity $(IDENTITY_ARGS)
 
 eval: $(NATIVE) ## the risk on four public data sets split by time, beside baselines
 	$(BIN)/python -m bench.eval $(EVAL_ARGS)

@@ -27,6 +27,7 @@ from touchstream.streams.churn import RiskModel
 from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.evaluate import evaluate
 from touchstream.streams.measure import usual_gap_days
+from touchstream.streams.merge import merge_states
 from touchstream.streams.params import DAY
 from touchstream.streams.risk import silence_ceiling
 from touchstream.streams.rules import Rules
@@ -104,6 +105,19 @@ class Engine:
         self.members(partition).discard(customer_id)
         self._timer_skip.discard(customer_id)
         self._due.pop(customer_id, None)
+
+    def merge(self, survivor: str, absorbed: str) -> None:
+        """Two customers found to be one (streams/identity.py): one state of both, by the
+        fields' merge rules, kept as the survivor's; the absorbed state goes."""
+        other = self.states.get(absorbed)
+        if other is None:
+            return
+        mine = self.states.get(survivor) or CustomerState(survivor)
+        self.forget(absorbed, partition_for(absorbed, self.partitions))
+        self.states[survivor] = merge_states(mine, other, self.params)
+        self.members(partition_for(survivor, self.partitions)).add(survivor)
+        self._timer_skip.discard(survivor)
+        self._due.pop(survivor, None)
 
     def step(self, event: Touchpoint, partition: int, offset: int | None = None) -> StepResult:
         """Apply one event. `offset` (live) lets a redelivery after a crash be recognised

@@ -359,6 +359,69 @@ class CalibrationRules(_Config):
     )
 
 
+DEFAULT_IDENTIFIER_LIMITS = {
+    "customer": 1,
+    "crm_id": 1,
+    "email": 5,
+    "phone": 5,
+    "loyalty_card": 5,
+    "device": 20,
+}
+DEFAULT_DENIED_IDENTIFIERS = (
+    "null",
+    "none",
+    "nil",
+    "undefined",
+    "unknown",
+    "n/a",
+    "na",
+    "-",
+    "0",
+    "test",
+    "test@test.com",
+    "test@example.com",
+    "noreply@example.com",
+)
+
+
+class IdentityRules(_Config):
+    """How identifiers seen together link customers (streams/identity.py).
+
+    Strong identifiers (a resolved customer id, CRM id, e-mail, phone, named external ids)
+    name a person; seen together on a touchpoint, their customers merge. Weak ones (device,
+    loyalty card, order) are shared in real life (a kiosk, a family card, a gift): they join
+    one customer and bring in their anonymous history, but never merge two customers who are
+    both known by a strong identifier."""
+
+    weak_types: tuple[str, ...] = Field(
+        ("device", "loyalty_card", "order_id"),
+        description="identifier types that never merge two customers known by strong ones",
+    )
+    limits: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_IDENTIFIER_LIMITS),
+        description="at most this many identifiers of a type per customer (a type not named "
+        "has no limit; `external:<name>` ids: one each): two CRM ids never merge",
+    )
+    confirm_types: tuple[str, ...] = Field(
+        ("device",),
+        description="weak types whose anonymous history joins a customer only once seen with "
+        "that same customer on two different days (no one else's in between), so a kiosk's "
+        "first login merges nothing (bench/identity.py measured it: cards too lost 13 % of "
+        "the linkable pairs, devices alone 4 %, none 2 merges through kiosks)",
+    )
+    shared_after: int = Field(
+        3,
+        ge=1,
+        description="a weak identifier seen with more known customers than this is shared "
+        "(a kiosk, a family card): it stops linking",
+    )
+    denied: tuple[str, ...] = Field(
+        DEFAULT_DENIED_IDENTIFIERS,
+        description="placeholder values that are never identifiers (compared normalised, "
+        "also as their pseudonyms)",
+    )
+
+
 class Rules(_Config):
     """The whole rules file. `version` goes into every signal and its id."""
 
@@ -377,6 +440,7 @@ class Rules(_Config):
     wow: WowRules = WowRules()
     loyalty: LoyaltyRules = LoyaltyRules()
     calibration: CalibrationRules = CalibrationRules()
+    identity: IdentityRules = IdentityRules()
 
     @cached_property
     def scoring(self) -> ScoringParams:

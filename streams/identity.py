@@ -1,0 +1,358 @@
+"""Which customer a touchpoint belongs to, from the identifiers seen with it. Pure: no I/O.
+
+Identifiers seen together on one touchpoint belong to one customer. `IdentityGraph.resolve`
+takes a touchpoint's identity keys (schemas/identifiers.py `identity_key`) in event-time
+order and answers the customer it belongs to, the merges it causes and the links it refused:
+
+* an identifier never seen before attaches to the touchpoint's customer (a new one when none
+  of its identifiers is known);
+* identifiers of two known customers merge them. The survivor keeps its id and the other
+  becomes its alias: a customer known by a strong identifier wins over an anonymous one, then
+  the earlier first contact, then the smaller id (deterministic);
+* guards (`rules.identity`): a placeholder value ("null", "0"...) never links; a weak
+  identifier (device, card, order) never merges two customers who both have a strong one, and
+  once seen with more than `shared_after` such customers it is shared and stops linking; a
+  customer has at most `limits[type]` identifiers of a type, so two CRM ids never merge.
+  Each refusal is a `Refusal` with its reason, for a queryable row.
+
+The merges and refusals depend only on the order of the touchpoints given: the same history
+in the same order gives the same customers, ids and merges.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from touchstream.schemas.identifiers import (
+    IdentifierType,
+    identity_key,
+    pseudonym,
+    type_of,
+)
+from touchstream.streams.rules import IdentityRules
+
+# which identifier names the touchpoint's customer when its customers stay apart
+_PRIORITY = ("customer", "crm_id", "external", "email", "phone", "order_id", "loyalty_card")
+
+
+# weak types that are the touchpoint's own transaction: they go with whoever it is put on
+TRANSACTION_TYPES = frozenset({"order_id"})
+
+
+def _rank(key: str) -> int:
+    kind = type_of(key).split(":")[0]
+    return _PRIORITY.index(kind) if kind in _PRIORITY else len(_PRIORITY)
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """`absorbed` is now `survivor`: its history and state join the survivor's."""
+
+    survivor: str
+    absorbed: str
+    via: tuple[str, str]  # an identifier of each that the touchpoint carried together
+    at: float  # event time of the touchpoint that linked them
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A link a guard refused: `reason` is one of REASONS."""
+
+    reason: str
+    identifier: str
+    customers: tuple[str, ...]
+    at: float
+    event_id: str
+
+
+DENIED, SHARED, WEAK_LINK, LIMIT, NO_IDENTIFIER, LOOP = (
+    "denied_identifier",
+    "shared_identifier",
+    "weak_link_between_known_customers",
+    "identifier_limit",
+    "no_usable_identifier",
+    "merge_loop",
+)
+REASONS = (DENIED, SHARED, WEAK_LINK, LIMIT, NO_IDENTIFIER, LOOP)
+
+
+@dataclass(slots=True)
+class Resolution:
+    customer: str | None  # None: no usable identifier (a Refusal says why)
+    merges: list[Merge] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+
+
+def denied_keys(rules: IdentityRules, secret: bytes | None) -> frozenset[str]:
+    """The identity keys of the placeholder values, raw and pseudonymised, of every type."""
+    keys: set[str] = set()
+    for kind in IdentifierType:
+        if kind is IdentifierType.external:
+            continue
+        for value in rules.denied:
+            keys.add(identity_key(kind, value))
+            if secret is not None:
+                keys.add(identity_key(kind, pseudonym(kind, value, secret)))
+    return frozenset(keys)
+
+
+class IdentityGraph:
+    """The identifiers of every customer, their aliases and the shared identifiers."""
+
+    def __init__(self, rules: IdentityRules, denied: frozenset[str] = frozenset()) -> None:
+        self.rules = rules
+        self.weak = frozenset(rules.weak_types)
+        self.denied = denied or denied_keys(rules, None)
+        self.owner: dict[str, str] = {}  # identity key -> customer
+        self.members: dict[str, list[str]] = {}  # customer -> identity keys, in arrival order
+        self.first_seen: dict[str, float] = {}  # customer -> first contact
+        self.alias: dict[str, str] = {}  # absorbed customer -> the one it merged into
+        self.shared: set[str] = set()  # weak identifiers that stopped linking
+        self.seen_with: dict[str, set[str]] = {}  # weak identifier -> known customers met
+        self.pending: dict[str, tuple[str, int]] = {}  # device -> (customer, day) seen with
+        self.confirmed: set[str] = set()  # devices sure to be their customer's
+        self.confirm = frozenset(rules.confirm_types)
+
+    # -- reading ------------------------------------------------------------------------------
+    def customer_of(self, key_or_customer: str) -> str | None:
+        """The live customer of an identity key, or of a customer id (an alias followed)."""
+        customer = self.owner.get(key_or_customer, key_or_customer)
+        if customer not in self.members and customer not in self.alias:
+            return None
+        return self.canonical(customer)
+
+    def canonical(self, customer: str) -> str:
+        """The customer an id now is (aliases followed, paths shortened)."""
+        path = []
+        while customer in self.alias:
+            path.append(customer)
+            customer = self.alias[customer]
+            if len(path) > len(self.alias):
+                raise RuntimeError(f"merge loop through {path[0]}")
+        for step in path[:-1]:
+            self.alias[step] = customer
+        return customer
+
+    def aliases_of(self, customer: str) -> list[str]:
+        return sorted(a for a in self.alias if self.canonical(a) == customer)
+
+    def identified(self, customer: str) -> bool:
+        """Known by a strong identifier."""
+        return any(not self._weak(key) for key in self.members[customer])
+
+    # -- resolving ----------------------------------------------------------------------------
+    def resolve(self, keys: list[str], at: float, event_id: str = "") -> Resolution:
+        """The customer of a touchpoint carrying `keys`, at event time `at`."""
+        result = Resolution(None)
+        strong: list[str] = []
+        weak: list[str] = []
+        for key in dict.fromkeys(keys):
+            if key in self.denied:
+                result.refusals.append(Refusal(DENIED, key, (), at, event_id))
+            elif key in self.shared:
+                result.refusals.append(Refusal(SHARED, key, (), at, event_id))
+            else:
+                (weak if self._weak(key) else strong).append(key)
+        if not strong and not weak:
+            result.refusals.append(Refusal(NO_IDENTIFIER, ",".join(keys), (), at, event_id))
+            return result
+        try:
+            if strong:
+                customer = self._strong(strong, at, event_id, result)
+                for key in sorted(weak, key=_rank):
+                    self._weak_beside(customer, key, at, event_id, result)
+            else:
+                customer = self._anonymous(weak, at, event_id, result)
+        except RuntimeError as loop:
+            result.refusals.append(Refusal(LOOP, str(loop), (), at, event_id))
+            return result
+        result.customer = customer
+        return result
+
+    def _weak(self, key: str) -> bool:
+        return type_of(key) in self.weak
+
+    def _owner(self, key: str) -> str | None:
+        owner = self.owner.get(key)
+        return None if owner is None else self.canonical(owner)
+
+    def _strong(self, keys: list[str], at: float, event_id: str, result: Resolution) -> str:
+        """Strong identifiers seen together: their customers merge (limits allowing); the
+        touchpoint's customer is the survivor of its highest-priority identifier's."""
+        known = list(dict.fromkeys(o for k in keys if (o := self._owner(k)) is not None))
+        if not known:
+            customer = self._new_customer(keys, at)
+        else:
+            by_age = sorted(known, key=lambda c: (self.first_seen[c], c))
+            customer = by_age[0]
+            for other in by_age[1:]:
+                self._merge_if_allowed(customer, other, keys, at, event_id, result)
+            customer = self._owner(min((k for k in keys if k in self.owner), key=_rank)) or customer
+        for key in keys:
+            if key not in self.owner:
+                self._attach(customer, key, at, event_id, result)
+        return customer
+
+    def _merge_if_allowed(
+        self,
+        survivor: str,
+        other: str,
+        keys: list[str],
+        at: float,
+        event_id: str,
+        result: Resolution,
+    ) -> None:
+        counts: dict[str, int] = {}
+        for key in (*self.members[survivor], *self.members[other]):
+            kind = type_of(key)
+            counts[kind] = counts.get(kind, 0) + 1
+            if counts[kind] > self._limit(kind):
+                result.refusals.append(Refusal(LIMIT, kind, (survivor, other), at, event_id))
+                return
+        via = (
+            next(k for k in keys if self._owner(k) == survivor),
+            next(k for k in keys if self._owner(k) == other),
+        )
+        self._merge(survivor, other)
+        result.merges.append(Merge(survivor, other, via, at, event_id))
+
+    def _weak_beside(
+        self, customer: str, key: str, at: float, event_id: str, result: Resolution
+    ) -> None:
+        """A weak identifier on a touchpoint of a known customer. A new one attaches at once;
+        one that is someone else's (known customer) is refused, and counted towards shared;
+        one with an anonymous history brings it in (a device only once it is sure)."""
+        owner = self._owner(key)
+        if owner is not None and owner != customer and self.identified(owner):
+            self.pending.pop(key, None)
+            self._met(key, (owner, customer))
+            result.refusals.append(Refusal(WEAK_LINK, key, (owner, customer), at, event_id))
+            return
+        sure = True
+        if type_of(key) in self.confirm:
+            sure = self._sure(key, customer, at, result, event_id)
+        if owner is None:
+            self._attach(customer, key, at, event_id, result)
+        elif owner != customer and sure:  # its anonymous history joins the customer
+            result.merges.append(Merge(customer, owner, (key, key), at, event_id))
+            self._merge(customer, owner)
+
+    def _sure(self, key: str, customer: str, at: float, result: Resolution, event_id: str) -> bool:
+        """A device is sure to be `customer`'s once seen with them on two different days,
+        with no one else's touchpoint in between."""
+        if key in self.confirmed:
+            return True
+        day = int(at // 86_400)
+        candidate = self.pending.get(key)
+        if candidate is not None:
+            was, on = candidate
+            was = self.canonical(was)
+            if was == customer and day != on:
+                del self.pending[key]
+                self.confirmed.add(key)
+                return True
+            if was == customer:
+                return False
+            self._met(key, (was, customer))
+            result.refusals.append(Refusal(WEAK_LINK, key, (was, customer), at, event_id))
+            if key in self.shared:
+                return False
+        self.pending[key] = (customer, day)
+        return False
+
+    def _anonymous(self, keys: list[str], at: float, event_id: str, result: Resolution) -> str:
+        """Weak identifiers alone: the customer of the first known one (by priority), or a
+        new anonymous customer. Unknown ones join it when it is anonymous, or when a sure
+        identifier (an order, a card, a sure device) names it; a device joins a known
+        customer only beside a strong identifier. An order always goes with its touchpoint."""
+        known = [k for k in sorted(keys, key=_rank) if k in self.owner]
+        customer = self._owner(known[0]) if known else self._new_customer(keys, at)
+        assert customer is not None
+        anonymous = not self.identified(customer)
+        sure = anonymous or type_of(known[0]) not in self.confirm or known[0] in self.confirmed
+        for key in keys:
+            kind = type_of(key)
+            if key in self.owner or not (sure or kind in TRANSACTION_TYPES):
+                continue
+            if anonymous or kind not in self.confirm:
+                self._attach(customer, key, at, event_id, result)
+        return customer
+
+    def _new_customer(self, keys: list[str], at: float) -> str:
+        given = [k for k in keys if type_of(k) == IdentifierType.customer.value]
+        if given:
+            customer = given[0].partition(":")[2]
+        else:
+            digest = hashlib.blake2b(min(keys).encode(), digest_size=8).hexdigest()
+            customer = f"c-{digest}"
+        base, n = customer, 1
+        while customer in self.members or customer in self.alias:  # an id taken: keep apart
+            n += 1
+            customer = f"{base}~{n}"
+        self.members[customer] = []
+        self.first_seen[customer] = at
+        return customer
+
+    def _limit(self, kind: str) -> float:
+        if kind.startswith("external:"):
+            return self.rules.limits.get(kind, 1)
+        return self.rules.limits.get(kind, float("inf"))
+
+    def _met(self, key: str, customers: tuple[str, ...]) -> None:
+        """A weak identifier between known customers: shared once it met too many."""
+        met = self.seen_with.setdefault(key, set())
+        met.update(customers)
+        if len(met) > self.rules.shared_after:
+            self.shared.add(key)
+            self.pending.pop(key, None)
+            self.confirmed.discard(key)
+            owner = self._owner(key)
+            if owner is not None:
+                del self.owner[key]
+                self.members[owner].remove(key)
+            del self.seen_with[key]
+
+    def _merge(self, survivor: str, other: str) -> None:
+        for key in self.members.pop(other):
+            self.owner[key] = survivor
+            self.members[survivor].append(key)
+        self.first_seen[survivor] = min(self.first_seen[survivor], self.first_seen.pop(other))
+        self.alias[other] = survivor
+        for met in self.seen_with.values():
+            if other in met:
+                met.discard(other)
+                met.add(survivor)
+
+    def _attach(
+        self, customer: str, key: str, at: float, event_id: str, result: Resolution
+    ) -> None:
+        kind = type_of(key)
+        has = sum(1 for k in self.members[customer] if type_of(k) == kind)
+        if has >= self._limit(kind):
+            result.refusals.append(Refusal(LIMIT, key, (customer,), at, event_id))
+            return
+        self.owner[key] = customer
+        self.members[customer].append(key)
+
+    # -- forgetting ---------------------------------------------------------------------------
+    def forget(self, key_or_customer: str) -> tuple[str, list[str], list[str]] | None:
+        """Forget the customer of an identifier (or id): every identifier and alias of it.
+        Returns (customer, its identifiers, its aliases), None if unknown."""
+        customer = self.customer_of(key_or_customer)
+        if customer is None:
+            return None
+        aliases = self.aliases_of(customer)
+        keys = self.members.pop(customer)
+        for key in keys:
+            self.owner.pop(key, None)
+            self.seen_with.pop(key, None)
+            self.pending.pop(key, None)
+            self.confirmed.discard(key)
+        for alias in aliases:
+            del self.alias[alias]
+        self.first_seen.pop(customer, None)
+        for met in self.seen_with.values():
+            met.difference_update({customer, *aliases})
+        return customer, keys, aliases
