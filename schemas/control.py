@@ -1,11 +1,15 @@
 """Control records: what the worker itself puts on the touchpoints topic (clock ticks,
-forget requests), and the forget marker it passes on to the output topics.
+forget requests, the two halves of a merge), and the forget marker it passes on to the
+output topics.
 
-Wire formats, so subscribers of the output topics can recognise a marker too.
+Wire formats, so subscribers of the output topics can recognise a marker too. A merge's
+records are keyed by a customer, like touchpoints, so they reach that customer's partition;
+their value's first key says what they are (a touchpoint's is "event_id").
 """
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 
 import orjson
@@ -22,3 +26,32 @@ def forget_marker(customer_id: str, requested_at: datetime) -> bytes:
 def parse_marker(raw: bytes) -> tuple[str, datetime]:
     data = orjson.loads(raw)
     return str(data["forget"]), datetime.fromisoformat(data["requested_at"])
+
+
+MERGE_PREFIX = b'{"merge"'  # resolver -> the absorbed key's partition: hand your state over
+ABSORB_PREFIX = b'{"absorb"'  # that partition -> the survivor's: merge this state in
+
+
+def merge_request(absorbed: str, survivor: str, merge_id: str) -> bytes:
+    return orjson.dumps({"merge": absorbed, "into": survivor, "merge_id": merge_id})
+
+
+def absorb_request(absorbed: str, survivor: str, merge_id: str, state: bytes | None) -> bytes:
+    """`state`: the absorbed key's encoded state (None: it had none)."""
+    encoded = None if state is None else base64.b64encode(state).decode()
+    return orjson.dumps(
+        {"absorb": absorbed, "into": survivor, "merge_id": merge_id, "state": encoded}
+    )
+
+
+def parse_merge(raw: bytes) -> tuple[str, str, str, bytes | None]:
+    """(absorbed, survivor, merge id, encoded state or None) of either half."""
+    data = orjson.loads(raw)
+    absorbed = data["merge"] if "merge" in data else data["absorb"]
+    state = data.get("state")
+    return (
+        str(absorbed),
+        str(data["into"]),
+        str(data["merge_id"]),
+        None if state is None else base64.b64decode(state, validate=True),
+    )

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from touchstream.schemas.identifiers import MAX_IDENTIFIER_CHARS, IdentifierType
 from touchstream.schemas.touchpoint import (
     DEFAULT_MAX_FUTURE_SKEW,
     DEFAULT_RELATIVE_TOLERANCE,
@@ -29,6 +30,7 @@ from touchstream.schemas.touchpoint import (
     MAX_ATTRIBUTE_TEXT,
     MAX_ATTRIBUTES,
     MAX_EXPECTATIONS,
+    MAX_IDENTIFIERS,
     RATING_BOUNDS,
     Channel,
     Direction,
@@ -92,11 +94,17 @@ class Money(_Frozen, frozen=True):
     currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}\Z")]
 
 
-class Touchpoint(_Frozen, frozen=True):
+class CustomerIdentifier(_Frozen, frozen=True):
+    type: IdentifierType
+    value: Annotated[str, Meta(min_length=1, max_length=MAX_IDENTIFIER_CHARS)]
+    name: _Slug | None = None
+
+
+class Touchpoint(_Frozen, frozen=True, kw_only=True):
     """A validated touchpoint, as the engine reads it (fields and order of TouchpointEvent)."""
 
     event_id: _Identifier
-    customer_id: _Identifier
+    customer_id: _Identifier | None = None  # None until resolved from `identifiers`
     occurred_at: Annotated[datetime, Meta(tz=True)]
     channel: Channel
     kind: Kind
@@ -117,6 +125,7 @@ class Touchpoint(_Frozen, frozen=True):
         ],
         Meta(max_length=MAX_ATTRIBUTES),
     ] = {}
+    identifiers: Annotated[list[CustomerIdentifier], Meta(max_length=MAX_IDENTIFIERS)] = []
 
     @classmethod
     def from_event(cls, event: TouchpointEvent) -> Touchpoint:
@@ -149,6 +158,7 @@ class Touchpoint(_Frozen, frozen=True):
             site=event.site,
             schema_version=event.schema_version,
             attributes=dict(event.attributes),
+            identifiers=[CustomerIdentifier(i.type, i.value, i.name) for i in event.identifiers],
         )
 
     def to_json(self) -> bytes:
@@ -213,6 +223,11 @@ def _fast(
             return None
     if event.attributes and not _flat_attributes(event.attributes):
         return None
+    if event.customer_id is None and not event.identifiers:
+        return None
+    for identifier in event.identifiers:
+        if (identifier.type is IdentifierType.external) != (identifier.name is not None):
+            return None
     if at.tzinfo is not UTC:
         msgspec.structs.force_setattr(event, "occurred_at", at.astimezone(UTC))
     return event

@@ -85,6 +85,10 @@ def pseudonym(kind: IdentifierType, value: str, secret: bytes, name: str = "") -
     return PSEUDONYM_PREFIX + hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]
 
 
+def is_pseudonym(value: str) -> bool:
+    return _PSEUDONYM.match(value) is not None
+
+
 def identity_key(kind: IdentifierType, value: str, name: str = "") -> str:
     """The one string an identifier is known by in the identity graph."""
     if kind is IdentifierType.external:

@@ -1,7 +1,8 @@
 """The touchpoint event: one meeting between a customer and the company on one channel.
 
-This is the wire contract for publishers. It imports only pydantic and the standard
-library; the package (with orjson) is in the base install a publishing service depends on.
+This is the wire contract for publishers. It imports only pydantic, the standard library
+and schemas/identifiers.py; the package (with orjson) is in the base install a publishing
+service depends on.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from pydantic import (
     model_validator,
 )
 
+from touchstream.schemas.identifiers import MAX_IDENTIFIER_CHARS, IdentifierType
+
 SCHEMA_VERSION: Final = 1
 MAX_ATTRIBUTES = 32
 MAX_EXPECTATIONS = 16
+MAX_IDENTIFIERS = 8
 DEFAULT_RELATIVE_TOLERANCE = 0.10
 DEFAULT_MAX_FUTURE_SKEW = timedelta(minutes=5)
 # before this is a zeroed or missing clock (epoch 0, 1900-01-01), not history; real history
@@ -178,6 +182,23 @@ class Money(_Strict):
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
 
+class CustomerIdentifier(_Strict):
+    """A key the publishing channel knows the customer by (docs/identity.md). The SDK and
+    the HTTP ingest normalise the value and replace it by its pseudonym (`h1:...`) first."""
+
+    type: IdentifierType
+    value: Annotated[str, StringConstraints(min_length=1, max_length=MAX_IDENTIFIER_CHARS)]
+    name: Slug | None = Field(
+        default=None, description="The system an `external` id comes from (only for those)."
+    )
+
+    @model_validator(mode="after")
+    def _named_when_external(self) -> CustomerIdentifier:
+        if (self.type is IdentifierType.external) != (self.name is not None):
+            raise ValueError("an external identifier needs a name, and only an external one")
+        return self
+
+
 class TouchpointEvent(_Strict):
     """One touchpoint. `event_id` is the idempotency key: publish it again and it counts once.
 
@@ -187,7 +208,11 @@ class TouchpointEvent(_Strict):
     """
 
     event_id: Identifier
-    customer_id: Identifier
+    customer_id: Identifier | None = Field(
+        default=None,
+        description="The customer, as already resolved by the publisher; or leave it out and "
+        "give `identifiers` (at least one of the two).",
+    )
     occurred_at: AwareDatetime
     channel: Channel
     kind: Kind
@@ -215,6 +240,12 @@ class TouchpointEvent(_Strict):
     attributes: dict[AttributeKey, AttributeValue] = Field(
         default_factory=dict, max_length=MAX_ATTRIBUTES
     )
+    identifiers: list[CustomerIdentifier] = Field(
+        default_factory=list,
+        max_length=MAX_IDENTIFIERS,
+        description="Keys the channel knows the customer by: identifiers seen together link "
+        "(docs/identity.md).",
+    )
 
     @field_validator("occurred_at")
     @classmethod
@@ -235,6 +266,14 @@ class TouchpointEvent(_Strict):
                 f"(at most {skew} allowed); send the time the touchpoint happened, with its zone"
             )
         return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _names_a_customer(self) -> TouchpointEvent:
+        if self.customer_id is None and not self.identifiers:
+            raise ValueError(
+                "a touchpoint names its customer: give customer_id, identifiers or both"
+            )
+        return self
 
     @field_validator("attributes")
     @classmethod

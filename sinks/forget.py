@@ -21,6 +21,9 @@ CUSTOMER_ROWS = {
     "signals": "customer_id = {customer_id:String}",
     "wow_offers": "customer_id = {customer_id:String}",
     "dead_letters": "position(payload, {quoted:String}) > 0",
+    "identity_map": "customer_id = {customer_id:String} OR identifier = {customer_id:String}",
+    "identity_merges": "survivor = {customer_id:String} OR absorbed = {customer_id:String}",
+    "identity_refusals": "has(customers, {customer_id:String})",
 }
 
 

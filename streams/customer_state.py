@@ -13,6 +13,7 @@ RECENT_KEEP: Final = 16  # recent judged touchpoints kept for streak and silent 
 SEEN_KEEP: Final = 64  # event ids kept for dedup within the grace
 OPEN_COMPLAINTS_KEEP: Final = 8  # open complaint cases kept (and resolved ones remembered)
 MISS_BY_KEEP: Final = 6  # metric|channel|team accounts of broken promises kept
+ABSORBED_KEEP: Final = 64  # ids merged into a customer, remembered so a merge counts once
 STATE_FIELDS: Final = (
     "customer_id",
     "anchor",
@@ -65,6 +66,8 @@ STATE_FIELDS: Final = (
     "feedback_answered",
     "bad_reviews",
     "promoter_moments",
+    "merged_into",
+    "absorbed",
 )
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -128,6 +131,9 @@ class CustomerState:
     feedback_answered: int  # the customer's voice answered
     bad_reviews: int  # public reviews with a bad rating or sentiment
     promoter_moments: int  # promoter ratings given
+    # set: this key was merged into that customer, and the state only redirects there
+    merged_into: str
+    absorbed: list[str]  # ids merged into this customer
 
     def __init__(self, customer_id: str) -> None:
         self.customer_id = customer_id
@@ -181,6 +187,8 @@ class CustomerState:
         self.feedback_answered = 0
         self.bad_reviews = 0
         self.promoter_moments = 0
+        self.merged_into = ""
+        self.absorbed = []
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CustomerState) and self.to_row() == other.to_row()
@@ -243,6 +251,8 @@ class CustomerState:
             self.feedback_answered,
             self.bad_reviews,
             self.promoter_moments,
+            self.merged_into,
+            self.absorbed,
         ]
 
     @staticmethod
@@ -350,6 +360,10 @@ class CustomerState:
             state.bad_reviews = row[49]
         if n > 50:
             state.promoter_moments = row[50]
+        if n > 51:
+            state.merged_into = row[51]
+        if n > 52:
+            state.absorbed = row[52]
         return state
 
     @staticmethod

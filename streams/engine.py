@@ -25,7 +25,7 @@ from touchstream.schemas.signal import Snapshot
 from touchstream.streams.assessment import Assessment, Level
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.customer_state import CustomerState
-from touchstream.streams.evaluate import evaluate
+from touchstream.streams.evaluate import assess, evaluate
 from touchstream.streams.measure import usual_gap_days
 from touchstream.streams.merge import merge_states
 from touchstream.streams.params import DAY
@@ -43,12 +43,13 @@ def partition_for(customer_id: str, partitions: int) -> int:
 
 @dataclass(init=False)
 class StepResult:
-    status: str  # applied | duplicate | late | tick
+    status: str  # applied | duplicate | late | tick | redirected
     signals: list[Signal]
     snapshots: list[Snapshot]
     rejection: TouchpointRejected | None
     assessment: Assessment | None  # what the touchpoint said, when it was applied
     behind: float  # seconds behind its partition's event time, past one silence-check period
+    redirect: str  # "redirected": the customer the event's key was merged into
 
     # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
     def __init__(self, status: str) -> None:
@@ -58,6 +59,7 @@ class StepResult:
         self.rejection = None
         self.assessment = None
         self.behind = 0.0
+        self.redirect = ""
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # compiled (touchstream/native/), still open
@@ -106,24 +108,60 @@ class Engine:
         self._timer_skip.discard(customer_id)
         self._due.pop(customer_id, None)
 
-    def merge(self, survivor: str, absorbed: str) -> None:
-        """Two customers found to be one (streams/identity.py): one state of both, by the
-        fields' merge rules, kept as the survivor's; the absorbed state goes."""
-        other = self.states.get(absorbed)
+    def merge(self, survivor: str, absorbed: str) -> StepResult | None:
+        """Two customers found to be one (streams/identity.py), both states in this process
+        (a replay): one state of both, by the fields' merge rules, kept as the survivor's.
+        None: the absorbed key had no state to bring."""
+        other = self.absorb_out(absorbed, survivor, partition_for(absorbed, self.partitions))
         if other is None:
-            return
-        mine = self.states.get(survivor) or CustomerState(survivor)
-        self.forget(absorbed, partition_for(absorbed, self.partitions))
-        self.states[survivor] = merge_states(mine, other, self.params)
-        self.members(partition_for(survivor, self.partitions)).add(survivor)
+            return None
+        return self.absorb_in(survivor, other, partition_for(survivor, self.partitions))
+
+    def absorb_out(self, absorbed: str, survivor: str, partition: int) -> CustomerState | None:
+        """A merge's first half, where the absorbed key lives: its state leaves (for the
+        survivor's key) and the key becomes a redirect to the survivor. None: nothing to
+        move, or moved before (a redelivery: the redirect is already there)."""
+        state = self.states.get(absorbed)
+        if state is not None and state.merged_into:
+            return None
+        self.forget(absorbed, partition)
+        redirect = CustomerState(absorbed)
+        redirect.merged_into = survivor
+        self.states[absorbed] = redirect
+        return state
+
+    def absorb_in(self, survivor: str, other: CustomerState, partition: int) -> StepResult:
+        """A merge's second half, where the survivor lives: `other` joins its state by the
+        fields' merge rules, once (a state remembers the ids it absorbed), and a snapshot
+        shows the customer whole. "redirected": the survivor itself has since been merged
+        into `redirect` (to go on); "duplicate": absorbed before."""
+        mine = self.states.get(survivor)
+        if mine is not None and mine.merged_into:
+            outcome = StepResult("redirected")
+            outcome.redirect = mine.merged_into
+            return outcome
+        if mine is not None and other.customer_id in mine.absorbed:
+            return StepResult("duplicate")
+        state = merge_states(mine or CustomerState(survivor), other, self.params)
+        outcome = StepResult("absorbed")
+        if state.event_count:
+            standing = assess(state, state.last_seen, self.rules, self.model)
+            state.last_snapshot_at = state.last_seen
+            state.last_snapshot_risk = standing.risk_score
+            outcome.snapshots.append(standing)
+        self.states[survivor] = state
+        self.members(partition).add(survivor)
         self._timer_skip.discard(survivor)
         self._due.pop(survivor, None)
+        return outcome
 
     def step(self, event: Touchpoint, partition: int, offset: int | None = None) -> StepResult:
         """Apply one event. `offset` (live) lets a redelivery after a crash be recognised
         as such even when it is older than the grace."""
         t = event.occurred_at.timestamp()
-        self.members(partition).add(event.customer_id)
+        customer = event.customer_id
+        assert customer is not None  # resolved before the keyed stage (streams/resolve.py)
+        self.members(partition).add(customer)
         outcome = StepResult("applied")
         mark = self.watermarks.get(str(partition))
         if mark is not None and mark - t > self.period:
@@ -132,9 +170,13 @@ class Engine:
         self.advance(partition, t, outcome)
         # after the checks the event's time passes (they judge the state before it): what the
         # timer remembers is then always derived from the state it has, as after a restart
-        self._timer_skip.discard(event.customer_id)
-        self._due.pop(event.customer_id, None)
-        state = self.states.get(event.customer_id) or CustomerState(event.customer_id)
+        self._timer_skip.discard(customer)
+        self._due.pop(customer, None)
+        state = self.states.get(customer) or CustomerState(customer)
+        if state.merged_into:  # an alias now: the event goes on to its customer's key
+            outcome.status = "redirected"
+            outcome.redirect = state.merged_into
+            return outcome
         if offset is not None and offset <= state.last_offset:
             outcome.status = "duplicate"
             return outcome
@@ -145,7 +187,7 @@ class Engine:
             state.last_offset = offset
         if applied.status == "late":
             outcome.rejection = late_rejection(event, horizon or t)
-            self.states[event.customer_id] = state  # keeps the late counter
+            self.states[customer] = state  # keeps the late counter
             return outcome
         if applied.status == "duplicate":
             return outcome
@@ -163,7 +205,7 @@ class Engine:
             state.last_snapshot_at = t
             state.last_snapshot_risk = result.risk.value
             outcome.snapshots.append(result.snapshot(state))
-        self.states[event.customer_id] = state
+        self.states[customer] = state
         return outcome
 
     def advance(self, partition: int, t: float, into: StepResult) -> None:
@@ -192,7 +234,7 @@ class Engine:
             if due.get(customer_id, 0.0) > now:
                 continue
             state = self.states.get(customer_id)
-            if state is None or state.last_seen >= now:
+            if state is None or state.last_seen >= now or state.merged_into:
                 continue
             if state.signal_state.get("about_to_defect", [False])[0]:
                 self._timer_skip.add(customer_id)  # raised; only an event can clear it

@@ -89,6 +89,15 @@ def evaluate(
     return Evaluation(m, risk_score, wow_score, signals)
 
 
+def assess(state: CustomerState, now: float, rules: Rules, model: RiskModel) -> Snapshot:
+    """The customer's metrics and scores at `now`, raising nothing: after a merge the
+    signals come with the next event or silence check, as for any other change of state."""
+    m = measure(state, now, rules, model)
+    risk_score = risk(m, rules, model)
+    wow_score = wow(m, risk_score.service, NO_MOMENT, rules, state.pre_incident)
+    return snapshot(state, m, risk_score.value, wow_score.value)
+
+
 def record_raised(
     signal_state: dict[str, list],
     now: float,

@@ -22,7 +22,10 @@ in the same order gives the same customers, ids and merges.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+import orjson
 
 from touchstream.schemas.identifiers import (
     IdentifierType,
@@ -54,6 +57,14 @@ class Merge:
     via: tuple[str, str]  # an identifier of each that the touchpoint carried together
     at: float  # event time of the touchpoint that linked them
     event_id: str
+    keys: tuple[str, ...] = ()  # the absorbed customer's identifiers, now the survivor's
+    aliases: tuple[str, ...] = ()  # the absorbed customer's own aliases, now the survivor's
+
+    @property
+    def merge_id(self) -> str:
+        """Deterministic: the same history gives the same merges and ids."""
+        text = f"{self.survivor}\x1f{self.absorbed}\x1f{self.event_id}"
+        return "m-" + hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +120,13 @@ class IdentityGraph:
         self.members: dict[str, list[str]] = {}  # customer -> identity keys, in arrival order
         self.first_seen: dict[str, float] = {}  # customer -> first contact
         self.alias: dict[str, str] = {}  # absorbed customer -> the one it merged into
+        self.aliases: dict[str, list[str]] = {}  # customer -> every id merged into it
         self.shared: set[str] = set()  # weak identifiers that stopped linking
         self.seen_with: dict[str, set[str]] = {}  # weak identifier -> known customers met
         self.pending: dict[str, tuple[str, int]] = {}  # device -> (customer, day) seen with
         self.confirmed: set[str] = set()  # devices sure to be their customer's
         self.confirm = frozenset(rules.confirm_types)
+        self.dirty: set[str] = set()  # entries (`entry_name`) changed since `take_changes`
 
     # -- reading ------------------------------------------------------------------------------
     def customer_of(self, key_or_customer: str) -> str | None:
@@ -136,7 +149,7 @@ class IdentityGraph:
         return customer
 
     def aliases_of(self, customer: str) -> list[str]:
-        return sorted(a for a in self.alias if self.canonical(a) == customer)
+        return sorted(self.aliases.get(customer, ()))
 
     def identified(self, customer: str) -> bool:
         """Known by a strong identifier."""
@@ -215,8 +228,8 @@ class IdentityGraph:
             next(k for k in keys if self._owner(k) == survivor),
             next(k for k in keys if self._owner(k) == other),
         )
-        self._merge(survivor, other)
-        result.merges.append(Merge(survivor, other, via, at, event_id))
+        moved, aliases = self._merge(survivor, other)
+        result.merges.append(Merge(survivor, other, via, at, event_id, moved, aliases))
 
     def _weak_beside(
         self, customer: str, key: str, at: float, event_id: str, result: Resolution
@@ -227,6 +240,7 @@ class IdentityGraph:
         owner = self._owner(key)
         if owner is not None and owner != customer and self.identified(owner):
             self.pending.pop(key, None)
+            self.dirty.add(_KEY + key)
             self._met(key, (owner, customer))
             result.refusals.append(Refusal(WEAK_LINK, key, (owner, customer), at, event_id))
             return
@@ -236,8 +250,8 @@ class IdentityGraph:
         if owner is None:
             self._attach(customer, key, at, event_id, result)
         elif owner != customer and sure:  # its anonymous history joins the customer
-            result.merges.append(Merge(customer, owner, (key, key), at, event_id))
-            self._merge(customer, owner)
+            keys, aliases = self._merge(customer, owner)
+            result.merges.append(Merge(customer, owner, (key, key), at, event_id, keys, aliases))
 
     def _sure(self, key: str, customer: str, at: float, result: Resolution, event_id: str) -> bool:
         """A device is sure to be `customer`'s once seen with them on two different days,
@@ -245,6 +259,7 @@ class IdentityGraph:
         if key in self.confirmed:
             return True
         day = int(at // 86_400)
+        self.dirty.add(_KEY + key)
         candidate = self.pending.get(key)
         if candidate is not None:
             was, on = candidate
@@ -293,6 +308,7 @@ class IdentityGraph:
             customer = f"{base}~{n}"
         self.members[customer] = []
         self.first_seen[customer] = at
+        self.dirty.add(_CUSTOMER + customer)
         return customer
 
     def _limit(self, kind: str) -> float:
@@ -304,7 +320,7 @@ class IdentityGraph:
         """A weak identifier between known customers: shared once it met too many."""
         met = self.seen_with.setdefault(key, set())
         met.update(customers)
-        if len(met) > self.rules.shared_after:
+        if len({self.canonical(c) for c in met}) > self.rules.shared_after:
             self.shared.add(key)
             self.pending.pop(key, None)
             self.confirmed.discard(key)
@@ -312,18 +328,22 @@ class IdentityGraph:
             if owner is not None:
                 del self.owner[key]
                 self.members[owner].remove(key)
+                self.dirty.add(_CUSTOMER + owner)
             del self.seen_with[key]
+        self.dirty.add(_KEY + key)
 
-    def _merge(self, survivor: str, other: str) -> None:
-        for key in self.members.pop(other):
+    def _merge(self, survivor: str, other: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """`other` into `survivor`; returns the identifiers and aliases that moved."""
+        self.dirty.update((_CUSTOMER + survivor, _CUSTOMER + other))
+        keys = self.members.pop(other)
+        for key in keys:
             self.owner[key] = survivor
             self.members[survivor].append(key)
+        aliases = self.aliases.pop(other, [])
+        self.aliases.setdefault(survivor, []).extend([other, *aliases])
         self.first_seen[survivor] = min(self.first_seen[survivor], self.first_seen.pop(other))
         self.alias[other] = survivor
-        for met in self.seen_with.values():
-            if other in met:
-                met.discard(other)
-                met.add(survivor)
+        return tuple(keys), tuple(aliases)
 
     def _attach(
         self, customer: str, key: str, at: float, event_id: str, result: Resolution
@@ -335,6 +355,7 @@ class IdentityGraph:
             return
         self.owner[key] = customer
         self.members[customer].append(key)
+        self.dirty.add(_CUSTOMER + customer)
 
     # -- forgetting ---------------------------------------------------------------------------
     def forget(self, key_or_customer: str) -> tuple[str, list[str], list[str]] | None:
@@ -345,6 +366,8 @@ class IdentityGraph:
             return None
         aliases = self.aliases_of(customer)
         keys = self.members.pop(customer)
+        self.dirty.update(_CUSTOMER + c for c in (customer, *aliases))
+        self.dirty.update(_KEY + key for key in keys)
         for key in keys:
             self.owner.pop(key, None)
             self.seen_with.pop(key, None)
@@ -352,7 +375,68 @@ class IdentityGraph:
             self.confirmed.discard(key)
         for alias in aliases:
             del self.alias[alias]
+        self.aliases.pop(customer, None)
         self.first_seen.pop(customer, None)
-        for met in self.seen_with.values():
-            met.difference_update({customer, *aliases})
+        for key, met in self.seen_with.items():
+            if not met.isdisjoint({customer, *aliases}):
+                met.difference_update({customer, *aliases})
+                self.dirty.add(_KEY + key)
         return customer, keys, aliases
+
+    # -- persisting ---------------------------------------------------------------------------
+    def take_changes(self) -> list[tuple[str, bytes | None]]:
+        """The entries changed since the last call, as (name, value or None: gone): a
+        changelog of the graph, one entry per customer and per weak identifier."""
+        changes = [(name, self._entry(name)) for name in sorted(self.dirty)]
+        self.dirty.clear()
+        return changes
+
+    def _entry(self, name: str) -> bytes | None:
+        kind, what = name[:2], name[2:]
+        entry: dict[str, object] = {}
+        if kind == _CUSTOMER:
+            if what in self.members:
+                entry.update(keys=self.members[what], first=self.first_seen[what])
+                if what in self.aliases:
+                    entry["aliases"] = self.aliases[what]
+                return orjson.dumps(entry)
+            if what in self.alias:
+                return orjson.dumps({"alias": self.alias[what]})
+            return None
+        if what in self.shared:
+            entry["shared"] = True
+        if what in self.seen_with:
+            entry["met"] = sorted(self.seen_with[what])
+        if what in self.pending:
+            entry["pending"] = list(self.pending[what])
+        if what in self.confirmed:
+            entry["confirmed"] = True
+        return orjson.dumps(entry) if entry else None
+
+    def load(self, entries: Iterable[tuple[str, bytes]]) -> None:
+        """The graph from its changelog's latest entries (`take_changes`)."""
+        for name, raw in entries:
+            kind, what = name[:2], name[2:]
+            data = orjson.loads(raw)
+            if kind == _CUSTOMER and "alias" in data:
+                self.alias[what] = data["alias"]
+            elif kind == _CUSTOMER:
+                self.members[what] = list(data["keys"])
+                self.first_seen[what] = float(data["first"])
+                if "aliases" in data:
+                    self.aliases[what] = list(data["aliases"])
+                for key in self.members[what]:
+                    self.owner[key] = what
+            else:
+                if data.get("shared"):
+                    self.shared.add(what)
+                if "met" in data:
+                    self.seen_with[what] = set(data["met"])
+                if "pending" in data:
+                    customer, day = data["pending"]
+                    self.pending[what] = (str(customer), int(day))
+                if data.get("confirmed"):
+                    self.confirmed.add(what)
+
+
+_CUSTOMER, _KEY = "c:", "k:"  # entry names: a customer's identifiers, a weak identifier's guard

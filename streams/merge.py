@@ -15,6 +15,7 @@ from typing import Any
 
 from touchstream.streams import state_schema as schema
 from touchstream.streams.customer_state import (
+    ABSORBED_KEEP,
     MISS_BY_KEEP,
     OPEN_COMPLAINTS_KEEP,
     RECENT_KEEP,
@@ -111,6 +112,12 @@ def _case_places(a: CustomerState, b: CustomerState, name: str) -> dict[str, str
     return {case: place for case, place in both.items() if case in still_open}
 
 
+def _absorbed(a: CustomerState, b: CustomerState, name: str) -> list[str]:
+    merged = dict.fromkeys([*a.absorbed, *b.absorbed, b.customer_id])
+    merged.pop(a.customer_id, None)
+    return list(merged)[-ABSORBED_KEEP:]
+
+
 def _later(a: CustomerState, b: CustomerState) -> bool:
     """Whether `a`'s last event is after `b`'s (a tie goes to `a`, the survivor)."""
     return a.last_seen >= b.last_seen
@@ -141,6 +148,7 @@ RULES: dict[str, Rule] = {
     schema.CASES_RING: _cases_ring,
     schema.FROM_LATER: _from_later,
     schema.CASE_PLACES: _case_places,
+    schema.ABSORBED: _absorbed,
 }
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 
 from touchstream.schemas import (
@@ -23,9 +24,19 @@ from touchstream.schemas import (
     TouchpointRejected,
     dead_letter_for,
 )
-from touchstream.schemas.control import CLOCK_KEY, FORGET_KEY, forget_marker, parse_marker
+from touchstream.schemas.control import (
+    ABSORB_PREFIX,
+    CLOCK_KEY,
+    FORGET_KEY,
+    MERGE_PREFIX,
+    absorb_request,
+    forget_marker,
+    parse_marker,
+    parse_merge,
+)
 from touchstream.schemas.decoder import decode_touchpoint
 from touchstream.schemas.signal import Snapshot
+from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.engine import Engine, StepResult
 from touchstream.streams.rows import touchpoint_row
 from touchstream.streams.snapshot import snapshot_json
@@ -128,9 +139,12 @@ def process_record(
             offset=offset,
         )
 
-    if key in (CLOCK_KEY, FORGET_KEY):
+    merge_half = payload.startswith(MERGE_PREFIX) or payload.startswith(ABSORB_PREFIX)
+    if merge_half or key in (CLOCK_KEY, FORGET_KEY):
         try:
-            return _control(engine, key, payload, partition)
+            if merge_half:
+                return _merge_half(engine, payload, partition)
+            return _control(engine, key or b"", payload, partition)
         except (ValueError, KeyError, TypeError) as error:
             kind = "invalid_control_record"
             invalid = TouchpointRejected(
@@ -146,6 +160,8 @@ def process_record(
         )
     except TouchpointRejected as rejected:
         return _processed(key, None, dead_letters=[dead(rejected)], outcome="rejected")
+    if event.customer_id is None:
+        return _processed(key, None, dead_letters=[dead(_UNRESOLVED)], outcome="rejected")
     customer_key = event.customer_id.encode()
     wow_margin = engine.rules.wow_margin
     try:
@@ -162,6 +178,10 @@ def process_record(
             dead_letters=[dead(failed)],
             outcome="error",
         )
+    if outcome.status == "redirected":  # its key was merged: on to the customer's
+        target = outcome.redirect
+        moved = msgspec.structs.replace(event, customer_id=target)
+        return Processed([("touchpoints", target.encode(), moved.to_json())], outcome="redirected")
     return _processed(
         customer_key,
         touchpoint_row(event, partition, offset, wow_margin, outcome.assessment, payload),
@@ -171,6 +191,20 @@ def process_record(
         outcome.status,
         outcome.behind,
     )
+
+
+_UNRESOLVED = TouchpointRejected(
+    "unresolved_identity",
+    [
+        FieldError(
+            loc="customer_id",
+            type="unresolved_identity",
+            msg="a touchpoint without customer_id reaches the touchpoints topic only through the "
+            "identity resolver: publish it to the identify topic (TOUCHSTREAM_TOPICS__IDENTIFY; "
+            "the SDK and POST /v1/touchpoints do), or give customer_id",
+        )
+    ],
+)
 
 
 def _processed(
@@ -222,3 +256,23 @@ def _control(engine: Engine, key: bytes, payload: bytes, partition: int) -> Proc
         [("metrics", key, marker), ("signals", key, marker), ("dead_letters", key, marker)],
         forget=(customer_id, requested_at),
     )
+
+
+def _merge_half(engine: Engine, payload: bytes, partition: int) -> Processed:
+    """A merge's two halves (schemas/control.py): where the absorbed key lives its state
+    leaves for the survivor's partition; there it joins the survivor's state."""
+    absorbed, survivor, merge_id, raw = parse_merge(payload)
+    if payload.startswith(MERGE_PREFIX):
+        state = engine.absorb_out(absorbed, survivor, partition)
+        log.info("customer %s merged into %s (%s)", absorbed, survivor, merge_id)
+        if state is None:
+            return Processed([])
+        request = absorb_request(absorbed, survivor, merge_id, state.encode())
+        return Processed([("touchpoints", survivor.encode(), request)])
+    if raw is None:
+        return Processed([])
+    outcome = engine.absorb_in(survivor, CustomerState.decode(raw), partition)
+    if outcome.status == "redirected":
+        request = absorb_request(absorbed, outcome.redirect, merge_id, raw)
+        return Processed([("touchpoints", outcome.redirect.encode(), request)])
+    return _processed(survivor.encode(), None, outcome.snapshots)

@@ -31,6 +31,7 @@ RINGS = {
     "SEEN_KEEP": (64, "event ids kept for dedup within the grace"),
     "OPEN_COMPLAINTS_KEEP": (8, "open complaint cases kept (and resolved ones remembered)"),
     "MISS_BY_KEEP": (6, "metric|channel|team accounts of broken promises kept"),
+    "ABSORBED_KEEP": (64, "ids merged into a customer, remembered so a merge counts once"),
 }
 
 # how two states of one customer combine (streams/merge.py does it): every field names one.
@@ -50,6 +51,9 @@ RING_BY_TIME = "ring by time"  # (t, ...) tuples: both in time order, the RECENT
 DAYS_RING = "days ring"  # distinct days in order, the RECENT_KEEP latest
 SEEN_IDS = "seen ids"  # event id -> time: both, the SEEN_KEEP latest
 SIGNALS = "signals"  # kind -> [active, last raised at]: active in either, the later raise
+# bookkeeping of merges, not of events: the ids merged in (both states', and the other's own
+# id), the ABSORBED_KEEP latest
+ABSORBED = "absorbed"
 # Exact while the rings hold the overlap: a day active in both (a purchase and its review
 # under two keys) counts once when it is still in both rings of recent days, twice if older.
 DISTINCT_DAYS = "distinct days"
@@ -224,6 +228,14 @@ FIELDS: tuple[Field, ...] = (
     Field("feedback_answered", "int", "0", "the customer's voice answered", merge=SUM),
     Field("bad_reviews", "int", "0", "public reviews with a bad rating or sentiment", merge=SUM),
     Field("promoter_moments", "int", "0", "promoter ratings given", merge=SUM),
+    Field(
+        "merged_into",
+        "str",
+        '""',
+        "set: this key was merged into that customer, and the state only redirects there",
+        merge=SURVIVOR,
+    ),
+    Field("absorbed", "list[str]", "[]", "ids merged into this customer", merge=ABSORBED),
 )
 
 TARGET = Path(__file__).with_name("customer_state.py")

@@ -194,3 +194,36 @@ def deliveries_by_team(customers: int, late_share: float, weeks: int = 4) -> lis
             )
         stories.append(h)
     return stories
+
+
+IDENTITY_SECRET = "identity-secret-for-tests-0123"
+
+
+def one_person_on_three_channels() -> list[dict[str, Any]]:
+    """Ana by e-mail on the web, by phone at the call centre, by loyalty card in the store;
+    a login (phone + e-mail) and a card payment by phone link the three. Then a placeholder
+    device that names no one, and someone else named by customer_id only. Phone numbers
+    without a country code are read in region DE."""
+
+    def event(n: int, day: float, identifiers: list[dict], **fields: Any) -> dict[str, Any]:
+        return {
+            "event_id": f"id-{n}",
+            "occurred_at": (T0 + timedelta(days=day)).isoformat(),
+            "channel": fields.pop("channel", "web"),
+            "kind": fields.pop("kind", "purchase"),
+            "identifiers": identifiers,
+            **fields,
+        }
+
+    email = {"type": "email", "value": "  Ana.Silva@Example.com"}
+    phone = {"type": "phone", "value": "0171 234 5678"}
+    card = {"type": "loyalty_card", "value": "4711 0815"}
+    return [
+        event(1, 0, [email], value={"amount": 40, "currency": "EUR"}),
+        event(2, 1, [phone], channel="phone", kind="inquiry"),
+        event(3, 2, [card], channel="store", value={"amount": 12, "currency": "EUR"}),
+        event(4, 3, [phone, {"type": "email", "value": "ana.silva@example.com"}], kind="visit"),
+        event(5, 4, [card, {"type": "phone", "value": "+49 171 2345678"}], channel="store"),
+        event(6, 5, [{"type": "device", "value": "undefined"}]),  # a placeholder: no one
+        {**event(7, 5, []), "customer_id": "someone-else"},  # straight to the touchpoints
+    ]

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from tests.histories import IDENTITY_SECRET, one_person_on_three_channels
 from touchstream.cli import app
 from touchstream.generator import generate
 from touchstream.settings import Settings
@@ -122,3 +123,48 @@ def test_changing_the_ttl_setting_changes_the_table(tmp_path: Path) -> None:
     assert "toIntervalDay(30)" in table_ttl(30)
     assert "toIntervalDay(90)" in table_ttl(90)
     assert "TTL" not in table_ttl(0)
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def test_replay_resolves_identifiers_as_the_live_resolver(tmp_path: Path) -> None:
+    story = one_person_on_three_channels()
+    file = tmp_path / "story.jsonl"
+    file.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in story))
+    env = {"TOUCHSTREAM_DATA_DIR": str(tmp_path / "data"), "TOUCHSTREAM_WEB_PORT": "0"}
+    runner = CliRunner()
+    out = tmp_path / "out"
+    refused = runner.invoke(app, ["replay", str(file), "--out", str(out)], env=env)
+    assert refused.exit_code == 0, refused.output
+    letters = [
+        orjson.loads(line) for line in (out / "dead_letters.jsonl").read_bytes().splitlines()
+    ]
+    # raw personal data and no secret: refused, each with what to do
+    assert [d["error_kind"] for d in letters] == ["invalid_identifier"] * 6
+    assert "TOUCHSTREAM_IDENTITY_SECRET" in letters[0]["errors"][0]["msg"]
+
+    env |= {
+        "TOUCHSTREAM_IDENTITY_SECRET": IDENTITY_SECRET,
+        "TOUCHSTREAM_IDENTITY_DEFAULT_REGION": "DE",
+    }
+    result = runner.invoke(app, ["replay", str(file), "--out", str(out), "--clickhouse"], env=env)
+    assert result.exit_code == 0, result.output
+    merges = jsonl(out / "merges.jsonl")
+    assert len(merges) == 2 and len({m["survivor"] for m in merges}) == 1
+    customers = jsonl(out / "customers.jsonl")
+    assert sorted((c["customer_id"], c["event_count"]) for c in customers) == [
+        (merges[0]["survivor"], 5),
+        ("someone-else", 1),
+    ]
+    clickhouse = ClickHouse(f"chdb://{tmp_path / 'data' / 'chdb'}")
+    try:
+        resolved = "SELECT uniqExact(customer_id), count() FROM touchpoints_resolved FINAL"
+        assert clickhouse.query(resolved)[1] == [(2, 6)]
+        aliases = "SELECT count() FROM identity_map FINAL WHERE kind = 'alias'"
+        assert clickhouse.query(aliases)[1] == [(2,)]
+        refusals = "SELECT reason FROM identity_refusals FINAL"
+        assert clickhouse.query(refusals)[1] == [("denied_identifier",), ("no_usable_identifier",)]
+    finally:
+        clickhouse.close()

@@ -35,12 +35,14 @@ from touchstream.rebuild import StateRebuild
 from touchstream.schemas.control import CLOCK_KEY
 from touchstream.settings import Settings
 from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.sinks.identity import store_identity
 from touchstream.sinks.offers import decide, published, store_decisions, store_published
 from touchstream.sinks.promise_alerts import judge
 from touchstream.sinks.writer import store_batch, store_dead_letters
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.engine import Engine
+from touchstream.streams.identity import IdentityGraph, denied_keys
 from touchstream.streams.learning import learn
 from touchstream.streams.params import DAY
 from touchstream.streams.rules import Rules
@@ -48,6 +50,7 @@ from touchstream.streams.runtime.batches import CommittedBatches
 from touchstream.streams.runtime.faust_api import set_fetch_max_wait
 from touchstream.streams.runtime.pipeline import Pipeline
 from touchstream.streams.runtime.produce import BatchProducer
+from touchstream.streams.runtime.resolver import Resolver
 from touchstream.streams.runtime.tables import StagedTable
 from touchstream.streams.runtime.telemetry import Progress, Telemetry
 
@@ -100,6 +103,9 @@ def build_app(
         "acks": False,  # offsets are ours to commit: streams/runtime/batches.py
     }
     touchpoints = app.topic(settings.topics.touchpoints, **as_bytes)
+    # one partition: the identity graph is one (streams/runtime/resolver.py)
+    identify = app.topic(settings.topics.identify, **{**as_bytes, "partitions": 1})
+    identity = app.topic(settings.topics.identity, **as_bytes)
     dead_letters = app.topic(settings.topics.dead_letters, **as_bytes)
     metrics = app.topic(settings.topics.metrics, **as_bytes)
     signals = app.topic(settings.topics.signals, **as_bytes)
@@ -110,11 +116,17 @@ def build_app(
     clocks = app.Table(
         "event-clock", key_type=str, value_type=bytes, partitions=settings.broker.partitions
     )
+    graph = app.Table("identity-graph", key_type=str, value_type=bytes, partitions=1)
     states = StagedTable(customers, CustomerState.encode, CustomerState.decode)
     # event times as their shortest round-trip text (what repr() writes), by C functions
     watermarks = StagedTable(clocks, orjson.dumps, float)
     engine = Engine(rules, model, states, watermarks, settings.broker.partitions)
-    outputs = {"dead_letters": dead_letters, "metrics": metrics, "signals": signals}
+    outputs = {
+        "dead_letters": dead_letters,
+        "metrics": metrics,
+        "signals": signals,
+        "touchpoints": touchpoints,  # touchpoints of merged-away keys go on to their customer
+    }
 
     spill_dir = settings.data_dir / "sink-rejected"
     telemetry = Telemetry()
@@ -126,7 +138,7 @@ def build_app(
     health = Health()
     health.attach(app)
     attach_query_endpoint(app, clickhouse, settings)
-    attach_ingest(app, settings, touchpoints, dead_letters, store_letters)
+    attach_ingest(app, settings, touchpoints, identify, dead_letters, store_letters)
     attach_openapi(app)
 
     alerts = attach_webhooks(app, clickhouse, settings, as_bytes, telemetry)
@@ -147,6 +159,30 @@ def build_app(
         progress=Progress(telemetry),
         end_marker=settings.broker.changelog_end_marker,
     )
+
+    denied = denied_keys(rules.identity, settings.identity_secret())
+    resolver = Resolver(
+        lambda: IdentityGraph(rules.identity, denied),
+        settings.input_limits,
+        StagedTable(graph, bytes, bytes),
+        BatchProducer(app),
+        {
+            "touchpoints": touchpoints.get_topic_name(),
+            "identity": identity.get_topic_name(),
+            "dead_letters": dead_letters.get_topic_name(),
+        },
+        partial(store_identity, clickhouse, spill_dir=spill_dir, observe=telemetry.observe_write),
+        telemetry=telemetry,
+        end_marker=settings.broker.changelog_end_marker,
+    )
+    resolving = CommittedBatches(
+        app, identify, settings.worker.batch_size, settings.worker.batch_seconds, telemetry
+    )
+
+    @app.task
+    async def resolve() -> None:
+        """Touchpoints named by identifiers get their customer (docs/identity.md)."""
+        await resolving.run(resolver.run_batch, stages=2)
 
     @app.task
     async def process() -> None:
@@ -229,6 +265,7 @@ def build_app(
     async def _rebalanced(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         engine.forget_members()
         rebuild.reset()
+        resolver.reset()
         mine = sorted(tp.partition for tp in assigned if tp.topic == settings.topics.touchpoints)
         log.info("partitions of %s assigned: %s", settings.topics.touchpoints, mine)
         health.ready = True

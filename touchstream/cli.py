@@ -299,9 +299,10 @@ def replay(
     """
     from touchstream.inputs import parse_mapping, read_records
     from touchstream.learner import parse_model
-    from touchstream.replay import ReplayRefused
+    from touchstream.replay import IdentityOptions, ReplayRefused
     from touchstream.replay import replay as run_replay
     from touchstream.streams.churn import RiskModel
+    from touchstream.streams.resolve import merge_json
     from touchstream.streams.rules import Rules
 
     settings = _settings()
@@ -323,6 +324,9 @@ def replay(
                 max_bytes=settings.input.max_payload_bytes,
                 earliest=settings.input.earliest_occurred_at,
                 progress=lambda n: progress.update(task, completed=n),
+                identity=IdentityOptions(
+                    settings.identity_secret(), settings.identity.default_region
+                ),
             )
         except ReplayRefused as refused:
             raise typer.BadParameter(str(refused), param_hint="--sort-by-time") from None
@@ -343,6 +347,10 @@ def replay(
         with (out / f"{name}.jsonl").open("wb") as handle:
             for model in models:
                 handle.write(model.model_dump_json().encode() + b"\n")
+    with (out / "merges.jsonl").open("wb") as handle:
+        for resolved, _ in result.identity:
+            for merge in resolved.merges:
+                handle.write(merge_json(merge) + b"\n")
     with (out / "offers.jsonl").open("wb") as handle:
         for offer in result.offers:
             line = {"decision": offer.decision, "rank": offer.rank, "capacity": offer.capacity}
@@ -373,7 +381,8 @@ def replay(
     )
     Console().print(table)
     console.print(
-        f"results in {out}/ (signals.jsonl, customers.jsonl, dead_letters.jsonl, offers.jsonl)"
+        f"results in {out}/ (signals.jsonl, customers.jsonl, dead_letters.jsonl, offers.jsonl, "
+        "merges.jsonl)"
     )
     if clickhouse:
         from touchstream.replay import write_to_clickhouse

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from touchstream.broker import EmbeddedBroker
 from touchstream.generator import Customer, generate
-from touchstream.kafka import committed, ensure_topics, read_topic
+from touchstream.kafka import committed, read_topic
 from touchstream.launcher import Worker
 from touchstream.learner import learn_from_events, store_model
 from touchstream.publisher import TouchpointPublisher
@@ -28,7 +28,7 @@ from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.sinks.offers import decide_and_store
 from touchstream.sinks.promise_alerts import judge
 from touchstream.streams.rules import Rules
-from touchstream.worker import output_topics
+from touchstream.worker import ensure_worker_topics
 
 
 def _worker_env(settings: Settings, broker: EmbeddedBroker) -> dict[str, str]:
@@ -86,7 +86,7 @@ def run_demo(
     _learn_first_half(settings, events, console)
     with EmbeddedBroker(log_file=settings.data_dir / "broker.log") as broker:
         console.print(f"embedded broker at {broker.url}")
-        ensure_topics(broker.bootstrap, output_topics(settings), settings.broker.partitions)
+        ensure_worker_topics(settings, broker.bootstrap)
         with (
             TouchpointPublisher(broker.bootstrap, settings.topics.touchpoints) as publisher,
             Progress(console=console) as progress,

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from touchstream.auth import key_allowed, presented_key
-from touchstream.publisher import encode
+from touchstream.publisher import encode, needs_resolving, protect_identifiers
 from touchstream.schemas import DeadLetter, TouchpointRejected, dead_letter_for, parse_touchpoint
 from touchstream.settings import Settings
 
@@ -46,6 +46,7 @@ def attach_ingest(
     app: Any,
     settings: Settings,
     touchpoints: Any,
+    identify: Any,
     dead_letters: Any,
     store_letters: Callable[[list[DeadLetter]], Awaitable[None]],
 ) -> None:
@@ -55,6 +56,7 @@ def attach_ingest(
 
     keys = settings.endpoint_keys("ingest")
     limits = settings.input_limits
+    secret, region = settings.identity_secret(), settings.identity.default_region
     in_flight = 0
 
     @app.page("/v1/touchpoints")
@@ -93,6 +95,7 @@ def attach_ingest(
                         max_bytes=limits.max_bytes,
                         earliest=limits.earliest,
                     )
+                    event = protect_identifiers(event, secret, region)
                 except TouchpointRejected as error:
                     rejected.append(
                         {
@@ -115,7 +118,8 @@ def attach_ingest(
                     )
                     continue
                 key, value = encode(event)
-                pending.append(await touchpoints.send(key=key, value=value))
+                topic = identify if needs_resolving(event) else touchpoints
+                pending.append(await topic.send(key=key, value=value))
             if letters:
                 pending.append(store_letters(letters))
             await asyncio.gather(*pending)  # stored and on the broker before we answer

@@ -57,6 +57,8 @@ def history_from_events(
         if t >= until:
             continue
         customer = event.customer_id
+        if customer is None:  # not resolved (a replay resolves before it learns)
+            continue
         span = seen.setdefault(customer, [t, t])
         span[0], span[1] = min(span[0], t), max(span[1], t)
         if event.kind not in COMPANY_INITIATED:

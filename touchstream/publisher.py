@@ -22,6 +22,7 @@ from touchstream.schemas import (
     parse_touchpoint,
     validate_touchpoint,
 )
+from touchstream.schemas.identifiers import IdentifierRefused, is_pseudonym, normalise, pseudonym
 from touchstream.settings import BrokerSettings, InputSettings, Settings, TopicSettings
 
 # the settings' defaults (TOUCHSTREAM_*), so a publisher without settings validates as they do
@@ -49,10 +50,52 @@ class PublishReport:
 
 
 def encode(event: TouchpointEvent) -> tuple[bytes, bytes]:
-    """(key, value) as published: key = customer_id so one customer stays on one partition.
+    """(key, value) as published: key = customer_id so one customer stays on one partition
+    (the event id for one named by identifiers only: the identify topic has one partition).
     The value leaves out the fields at their defaults (the schema states them): smaller, and
     the worker's decoder then needs no second parse to rule out a repeated key."""
-    return event.customer_id.encode(), event.model_dump_json(exclude_defaults=True).encode()
+    key = event.customer_id or event.event_id
+    return key.encode(), event.model_dump_json(exclude_defaults=True).encode()
+
+
+def needs_resolving(event: TouchpointEvent) -> bool:
+    """Whether the event goes to the identify topic (the resolver) or straight on."""
+    return bool(event.identifiers) or event.customer_id is None
+
+
+def protect_identifiers(
+    event: TouchpointEvent, secret: bytes | None, default_region: str = ""
+) -> TouchpointEvent:
+    """The event with its identifiers normalised and pseudonymised (HMAC with `secret`), so
+    raw personal data never leaves the publishing process. Values already pseudonymised
+    (`h1:...`) pass as they are. Raises TouchpointRejected: a value that cannot be of its
+    type, or a raw value without a secret to pseudonymise it with."""
+    if not event.identifiers:
+        return event
+    protected, errors = [], []
+    for n, identifier in enumerate(event.identifiers):
+        loc = f"identifiers.{n}.value"
+        try:
+            value = normalise(identifier.type, identifier.value, default_region)
+        except IdentifierRefused as refused:
+            errors.append(FieldError(loc=loc, type="invalid_identifier", msg=str(refused)))
+            continue
+        if secret is not None:
+            value = pseudonym(identifier.type, value, secret, identifier.name or "")
+        elif not is_pseudonym(value):
+            errors.append(
+                FieldError(
+                    loc=loc,
+                    type="invalid_identifier",
+                    msg="a raw identifier value and no secret to pseudonymise it: set "
+                    "TOUCHSTREAM_IDENTITY_SECRET, or send h1: pseudonyms",
+                )
+            )
+            continue
+        protected.append(identifier.model_copy(update={"value": value}))
+    if errors:
+        raise TouchpointRejected("invalid_identifier", errors)
+    return event.model_copy(update={"identifiers": protected})
 
 
 class TouchpointPublisher:
@@ -70,13 +113,17 @@ class TouchpointPublisher:
         max_future_skew: timedelta = timedelta(seconds=_INPUT.max_future_skew_seconds),
         max_payload_bytes: int = _INPUT.max_payload_bytes,
         earliest_occurred_at: datetime | None = None,
+        identify_topic: str = _TOPICS.identify,
+        identity_secret: bytes | None = None,
+        default_region: str = "",
         idempotence: bool = _BROKER.producer_idempotence,
         linger_ms: int = _BROKER.producer_linger_ms,
         batch_bytes: int = _BROKER.producer_batch_bytes,
         **kafka_options: Any,
     ) -> None:
         """Defaults are the settings' (TOUCHSTREAM_*); `from_settings` takes them all."""
-        self.topic = topic
+        self.topic, self.identify_topic = topic, identify_topic
+        self.identity_secret, self.default_region = identity_secret, default_region
         self.max_future_skew = max_future_skew
         self.max_payload_bytes = max_payload_bytes
         self.earliest = earliest_occurred_at
@@ -104,6 +151,9 @@ class TouchpointPublisher:
             max_future_skew=settings.max_future_skew,
             max_payload_bytes=settings.input.max_payload_bytes,
             earliest_occurred_at=settings.input.earliest_occurred_at,
+            identify_topic=settings.topics.identify,
+            identity_secret=settings.identity_secret(),
+            default_region=settings.identity.default_region,
             idempotence=settings.broker.producer_idempotence,
             linger_ms=settings.broker.producer_linger_ms,
             batch_bytes=settings.broker.producer_batch_bytes,
@@ -134,6 +184,7 @@ class TouchpointPublisher:
     ) -> TouchpointEvent | Rejection:
         try:
             event = self.validate(item)
+            event = protect_identifiers(event, self.identity_secret, self.default_region)
             key, value = encode(event)
             if len(value) > self.max_payload_bytes:
                 raise TouchpointRejected(
@@ -152,7 +203,8 @@ class TouchpointPublisher:
             with self._lock:
                 self._report.rejected.append(rejection)
             return rejection
-        future = self._producer.send(self.topic, key=key, value=value)
+        topic = self.identify_topic if needs_resolving(event) else self.topic
+        future = self._producer.send(topic, key=key, value=value)
         self._sent += 1
         future.add_errback(self._delivery_failed, position, value)
         return event

@@ -7,6 +7,10 @@ warehouse exports are, would otherwise move each partition's event-time clock cu
 customer, and the silence checks of everyone before would never run. With `as_of`, the risk
 model is first learned from the file's history before that instant (`learn_before_as_of`),
 as the live system learns only from its past.
+
+Touchpoints named by identifiers are resolved in the same event-time order by the live
+resolver's step (`streams/resolve.py`), their values pseudonymised first as the SDK does;
+a merge joins the two states as the live keyed stage does (`Engine.merge`).
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+import orjson
+
 from touchstream.inputs import InputRecord
 from touchstream.learner import learn_from_events
+from touchstream.publisher import protect_identifiers
 from touchstream.schemas import (
     DeadLetter,
     MetricsSnapshot,
@@ -30,12 +38,15 @@ from touchstream.schemas import (
 from touchstream.schemas.decoder import Touchpoint, decode_touchpoint
 from touchstream.schemas.signal import Snapshot
 from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.sinks.identity import identity_columns
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.engine import Engine, StepResult, partition_for
 from touchstream.streams.evaluate import evaluate
+from touchstream.streams.identity import IdentityGraph, denied_keys
 from touchstream.streams.offers import OVER_CAPACITY, Offer, allot, is_offer
 from touchstream.streams.params import DAY
+from touchstream.streams.resolve import Resolved, resolve_event, unresolved
 from touchstream.streams.rows import (
     dead_letter_columns,
     metrics_columns,
@@ -66,16 +77,39 @@ class ReplayResult:
     model: RiskModel = field(default_factory=RiskModel)
     out_of_order: int = 0  # events older than one before them in the file, by over a day
     offers: list[Offer] = field(default_factory=list)  # every wow offer, decided
+    identity: list[tuple[Resolved, int]] = field(default_factory=list)  # with its line
+    graph: IdentityGraph | None = None  # the identities resolved, when any came
 
     @property
     def over_capacity(self) -> int:
         return sum(1 for offer in self.offers if offer.decision == OVER_CAPACITY)
 
 
-def validate_record(record: InputRecord, max_bytes: int, earliest: datetime | None) -> Touchpoint:
+@dataclass(frozen=True)
+class IdentityOptions:
+    """How identifier values are pseudonymised (the publishers' settings)."""
+
+    secret: bytes | None = None
+    default_region: str = ""
+
+
+def validate_record(
+    record: InputRecord,
+    max_bytes: int,
+    earliest: datetime | None,
+    identity: IdentityOptions = IdentityOptions(),
+) -> Touchpoint:
     if isinstance(record.payload, bytes):
-        return decode_touchpoint(record.payload, max_bytes=max_bytes, earliest=earliest)
-    return Touchpoint.from_event(validate_touchpoint(record.payload, earliest=earliest))
+        event = decode_touchpoint(record.payload, max_bytes=max_bytes, earliest=earliest)
+        if not event.identifiers:
+            return event
+        payload: Any = orjson.loads(record.payload)
+    else:
+        payload = record.payload
+    validated = validate_touchpoint(payload, earliest=earliest)
+    if validated.identifiers:
+        validated = protect_identifiers(validated, identity.secret, identity.default_region)
+    return Touchpoint.from_event(validated)
 
 
 def replay(
@@ -91,6 +125,7 @@ def replay(
     max_bytes: int = 64 * 1024,
     earliest: datetime | None = None,
     progress: Callable[[int], None] | None = None,
+    identity: IdentityOptions = IdentityOptions(),
 ) -> ReplayResult:
     result = ReplayResult()
     watermarks: dict[str, float] = {}
@@ -98,7 +133,7 @@ def replay(
     events: list[tuple[InputRecord, Touchpoint]] = []
     for count, record in enumerate(records, start=1):
         try:
-            events.append((record, validate_record(record, max_bytes, earliest)))
+            events.append((record, validate_record(record, max_bytes, earliest, identity)))
         except TouchpointRejected as rejected:
             raw: Any = record.payload
             if not isinstance(raw, bytes):
@@ -123,8 +158,31 @@ def replay(
         model = learn_from_events((event for _, event in events), as_of.timestamp(), rules)
     result.model = model
     engine = Engine(rules, model, result.states, watermarks, partitions)
+    graph = IdentityGraph(rules.identity, denied_keys(rules.identity, identity.secret))
+
+    def reject(event: Touchpoint, rejection: TouchpointRejected, line: int) -> None:
+        result.dead_letters.append(
+            dead_letter_for(
+                event.to_json(), rejection, source=source, received_at=received, line=line
+            )
+        )
+
     for record, event in events:
-        partition = partition_for(event.customer_id, partitions)
+        if event.identifiers or event.customer_id is None:
+            resolved, named = resolve_event(graph, event)
+            result.identity.append((resolved, record.line))
+            for merge in resolved.merges:
+                merged = engine.merge(merge.survivor, merge.absorbed)
+                if merged is not None:
+                    result.history += merged.snapshots
+            if named is None:
+                reject(event, unresolved(resolved.refusals), record.line)
+                continue
+            event = named
+        customer = graph.customer_of(event.customer_id or "")
+        if customer is not None and customer != event.customer_id:  # by an alias
+            event = msgspec.structs.replace(event, customer_id=customer)
+        partition = partition_for(event.customer_id or "", partitions)
         result.touchpoints.append((event, partition, record.line))
         outcome = engine.step(event, partition)
         result.signals.extend(outcome.signals)
@@ -135,15 +193,9 @@ def replay(
             result.duplicates += 1
         elif outcome.rejection is not None:
             result.late += 1
-            result.dead_letters.append(
-                dead_letter_for(
-                    event.to_json(),
-                    outcome.rejection,
-                    source=source,
-                    received_at=received,
-                    line=record.line,
-                )
-            )
+            reject(event, outcome.rejection, record.line)
+    if result.identity:
+        result.graph = graph
     end = as_of.timestamp() if as_of else max(watermarks.values(), default=0.0)
     if as_of is not None:
         for partition in range(partitions):
@@ -158,6 +210,8 @@ def replay(
     result.signals = [s for s in result.signals if s.signal_id not in dropped]
     for customer_id in sorted(result.states):
         state = result.states[customer_id]
+        if state.merged_into:  # an alias: its customer is the one it merged into
+            continue
         when = max(end, state.last_seen)
         probe = CustomerState.decode(state.encode())  # scoring must not move signal state
         result.final.append(evaluate(probe, when, rules, model).snapshot(probe).model())
@@ -203,4 +257,8 @@ def write_to_clickhouse(
     # each customer's final one
     put("customer_metrics", [*result.history, *result.final], metrics_columns)
     put("dead_letters", result.dead_letters, dead_letter_columns)
+    for table, columns in identity_columns(result.identity).items():
+        written[table] = len(next(iter(columns.values())))
+        if written[table]:
+            clickhouse.insert_columns(table, columns)
     return written

@@ -110,6 +110,14 @@ class TopicSettings(_Group):
     signals: str = "signals"
     promise_alerts: str = "promise-alerts"
     alert_dead_letters: str = "signals-alerts-dead-letters"
+    identify: str = Field(
+        default="touchpoints-identify",
+        description="Touchpoints that name their customer by identifiers (one partition: the "
+        "resolver's); the SDK and the HTTP ingest publish those here.",
+    )
+    identity: str = Field(
+        default="identity-merges", description="Merges of two customers found to be one."
+    )
 
 
 class ClickHouseSettings(_Group):
@@ -264,6 +272,20 @@ class AlertSettings(_Group):
     )
 
 
+class IdentitySettings(_Group):
+    secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key the SDK and the HTTP ingest pseudonymise identifier values "
+        "with before they leave the process (unset: raw values are refused; values already "
+        "pseudonymised, h1:..., pass). Keep it the same for every publisher.",
+    )
+    default_region: str = Field(
+        default="",
+        pattern=r"^([A-Za-z]{2})?$",
+        description="Region a phone number without a country code is read in (e.g. DE).",
+    )
+
+
 class LogSettings(_Group):
     level: str = "INFO"
     format: Literal["text", "json"] = Field(
@@ -292,6 +314,10 @@ ENV_NAMES: dict[str, tuple[str, str]] = {
     "topic_signals": ("topics", "signals"),
     "topic_promise_alerts": ("topics", "promise_alerts"),
     "topic_alert_dead_letters": ("topics", "alert_dead_letters"),
+    "topic_identify": ("topics", "identify"),
+    "topic_identity": ("topics", "identity"),
+    "identity_secret": ("identity", "secret"),
+    "identity_default_region": ("identity", "default_region"),
     "clickhouse_url": ("clickhouse", "url"),
     "touchpoints_ttl_days": ("clickhouse", "touchpoints_ttl_days"),
     "web_port": ("web", "port"),
@@ -427,6 +453,7 @@ class Settings(BaseSettings):
     learning: LearningSettings = LearningSettings()
     input: InputSettings = InputSettings()
     alerts: AlertSettings = AlertSettings()
+    identity: IdentitySettings = IdentitySettings()
     logs: LogSettings = LogSettings()
 
     @classmethod
@@ -452,6 +479,10 @@ class Settings(BaseSettings):
         for group, values in _grouped(flat).items():
             merged[group] = {**dict(merged.get(group) or {}), **values}
         return merged
+
+    def identity_secret(self) -> bytes | None:
+        secret = self.identity.secret
+        return None if secret is None else secret.get_secret_value().encode()
 
     def endpoint_keys(self, scope: Literal["ingest", "query", "metrics"]) -> list[str]:
         """The keys an endpoint accepts, as plain strings (empty: open, loopback only)."""

@@ -29,7 +29,17 @@ def output_topics(settings: Settings) -> list[str]:
         settings.topics.metrics,
         settings.topics.signals,
         settings.topics.promise_alerts,
+        settings.topics.identity,
     ]
+
+
+def ensure_worker_topics(settings: Settings, bootstrap: str) -> list[str]:
+    """Create the topics a worker reads and writes that are missing. The identify topic has
+    one partition: the identity graph is one, and its order is the order of resolution."""
+    security = settings.kafka_security()
+    return ensure_topics(
+        bootstrap, output_topics(settings), settings.broker.partitions, **security
+    ) + ensure_topics(bootstrap, [settings.topics.identify], 1, **security)
 
 
 def tune_gc(batch_size: int = 5_000) -> None:
@@ -60,11 +70,13 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
     if problems:
         raise SystemExit("refusing to start: " + "; ".join(problems))
     bootstrap = bootstrap or bootstrap_for(settings)
-    created = ensure_topics(
-        bootstrap, output_topics(settings), settings.broker.partitions, **settings.kafka_security()
-    )
+    created = ensure_worker_topics(settings, bootstrap)
     if created:
-        log.info("created topics %s with %d partitions", created, settings.broker.partitions)
+        log.info(
+            "created topics %s with %d partitions (the identify topic: 1)",
+            created,
+            settings.broker.partitions,
+        )
     rules = Rules.load(settings.rules_file)
     clickhouse = open_clickhouse(settings)
     model = load_model(clickhouse)

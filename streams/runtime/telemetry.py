@@ -70,6 +70,13 @@ class Telemetry:
             "partition's event time (their silence checks ran without them)",
             registry=self.registry,
         )
+        self.identity = Counter(
+            "touchstream_identity",
+            "The resolver's work: identify records by outcome (resolved, unresolved, "
+            "rejected), and the merges and refused links (refused:<reason>) they caused",
+            ["what"],
+            registry=self.registry,
+        )
         self.offers = Counter(
             "touchstream_wow_offers",
             "Wow offers decided against the teams' capacity, by decision and team",

@@ -17,6 +17,8 @@ def worker_env(broker: EmbeddedBroker, name: str, data_dir: Path, **extra: str) 
         "TOUCHSTREAM_TOPIC_METRICS": f"{name}-metrics",
         "TOUCHSTREAM_TOPIC_SIGNALS": f"{name}-signals",
         "TOUCHSTREAM_TOPIC_PROMISE_ALERTS": f"{name}-promise-alerts",
+        "TOUCHSTREAM_TOPIC_IDENTIFY": f"{name}-identify",
+        "TOUCHSTREAM_TOPIC_IDENTITY": f"{name}-identity",
         "TOUCHSTREAM_PARTITIONS": "4",
         "TOUCHSTREAM_WEB_PORT": "0",
         "TOUCHSTREAM_DATA_DIR": str(data_dir),

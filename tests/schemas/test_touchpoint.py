@@ -45,13 +45,36 @@ def test_valid_event_is_normalised_to_utc() -> None:
     assert event.expectations[0].tolerance.value == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("field", ["event_id", "customer_id", "occurred_at", "channel", "kind"])
+@pytest.mark.parametrize("field", ["event_id", "occurred_at", "channel", "kind"])
 def test_required_fields(field: str) -> None:
     data = event_dict()
     del data[field]
     error = rejected(data)
     assert error.errors[0].loc == field
     assert error.errors[0].type == "missing"
+
+
+def test_a_customer_is_named_by_id_or_identifiers() -> None:
+    data = event_dict()
+    del data["customer_id"]
+    error = rejected(data)
+    assert "give customer_id, identifiers or both" in error.reason
+    data["identifiers"] = [{"type": "email", "value": "h1:" + "ab" * 16}]
+    event = parse_touchpoint(json.dumps(data), now=NOW)
+    assert event.customer_id is None and event.identifiers[0].type == "email"
+
+
+def test_identifiers_are_checked() -> None:
+    for bad, loc in (
+        ({"type": "fax", "value": "1"}, "identifiers.0.type"),
+        ({"type": "email", "value": "x" * 257}, "identifiers.0.value"),
+        ({"type": "external", "value": "1"}, "identifiers.0"),
+        ({"type": "email", "value": "a@b.cz", "name": "shop"}, "identifiers.0"),
+    ):
+        error = rejected(event_dict(identifiers=[bad]))
+        assert error.errors[0].loc == loc, bad
+    too_many = [{"type": "device", "value": f"d{i}"} for i in range(9)]
+    assert rejected(event_dict(identifiers=too_many)).errors[0].loc == "identifiers"
 
 
 def test_invalid_json_is_named() -> None:

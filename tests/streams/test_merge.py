@@ -103,11 +103,11 @@ def test_a_merged_state_is_the_state_of_all_the_events(steps: list) -> None:
     first = fold("a", [event for event, second in events if not second])
     second = fold("b", [event for event, second in events if second])
     merged = merge_states(first, second, PARAMS)
-    assert merged.customer_id == "a"
+    assert merged.customer_id == "a" and merged.absorbed == ["b"]
     whole = on_anchor(whole, merged.anchor)
     splits_days = max(first.active_days, second.active_days) > RECENT_KEEP
     for field in schema.FIELDS:
-        if field.merge in (schema.SURVIVOR, schema.FROM_LATER):
+        if field.merge in (schema.SURVIVOR, schema.FROM_LATER, schema.ABSORBED):
             continue
         mine, truth = getattr(merged, field.name), getattr(whole, field.name)
         if field.merge == schema.DISTINCT_DAYS and splits_days:
@@ -129,10 +129,11 @@ def test_merging_either_way_differs_only_in_the_survivors_fields(steps: list) ->
     second = fold("b", [event for event, second in events if second])
     one, other = merge_states(first, second, PARAMS), merge_states(second, first, PARAMS)
     for field in schema.FIELDS:
-        if field.merge == schema.SURVIVOR:
+        if field.merge in (schema.SURVIVOR, schema.ABSORBED):
             continue
         assert close(getattr(one, field.name), getattr(other, field.name)), field.name
     assert (one.customer_id, other.customer_id) == ("a", "b")
+    assert (one.absorbed, other.absorbed) == (["b"], ["a"])
 
 
 def test_every_field_declares_a_known_merge_rule() -> None:
@@ -165,5 +166,18 @@ def test_merging_changes_neither_input_and_an_empty_state_changes_nothing() -> N
     state = fold("a", events)
     before = state.encode()
     merged = merge_states(state, CustomerState("b"), PARAMS)
-    assert state.encode() == before and merged == state
-    assert merge_states(CustomerState("b"), state, PARAMS).to_row()[1:] == state.to_row()[1:]
+    assert state.encode() == before and merged.absorbed == ["b"]
+    merged.absorbed = []
+    assert merged == state
+    into_empty = merge_states(CustomerState("b"), state, PARAMS)
+    assert into_empty.absorbed == ["a"]
+    into_empty.absorbed = []
+    assert into_empty.to_row()[1:] == state.to_row()[1:]
+
+
+def test_absorbed_ids_accumulate_once_each_and_never_name_the_survivor() -> None:
+    a, b, c = CustomerState("a"), CustomerState("b"), CustomerState("c")
+    b.absorbed = ["x", "a"]
+    merged = merge_states(merge_states(a, b, PARAMS), c, PARAMS)
+    assert merged.absorbed == ["x", "b", "c"]
+    assert merge_states(merged, b, PARAMS).absorbed == ["x", "b", "c"]

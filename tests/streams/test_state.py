@@ -202,12 +202,14 @@ def test_every_field_survives_the_positional_row() -> None:
         "resolved_cases": ["case-0"],
         "miss_by": {"delivery_days|delivery|courier-a": 1.5},
         "complaint_where": {"case": "phone|support"},
+        "absorbed": ["c-absorbed"],
     }
     values: dict[str, object] = {"customer_id": "c-distinct"}
     state = CustomerState("c-distinct")
     for i, name in enumerate(STATE_FIELDS[1:], start=1):
         default = getattr(state, name)
-        values[name] = collections.get(name, float(i) + 0.25 if isinstance(default, float) else i)
+        scalar = float(i) + 0.25 if isinstance(default, float) else i
+        values[name] = collections.get(name, f"s{i}" if isinstance(default, str) else scalar)
         setattr(state, name, values[name])
     assert state.to_row() == list(values.values())
     again = CustomerState.decode(state.encode())

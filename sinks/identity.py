@@ -1,0 +1,60 @@
+"""The resolver's rows: the identity map, merges and refused links (migrations/011)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.sinks.writer import Observe, store_dead_letters, write_batch
+from touchstream.streams.resolve import Resolved
+from touchstream.streams.rows import Columns
+
+
+def _time(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def identity_columns(batch: Iterable[tuple[Resolved, int]]) -> dict[str, Columns]:
+    """Columns per table of what a batch of resolved records (with their offsets) asks."""
+    mapped: Columns = {k: [] for k in ("identifier", "kind", "customer_id", "since", "version")}
+    merges: Columns = {k: [] for k in ("merge_id", "survivor", "absorbed", "via", "at")}
+    merges["event_id"] = []
+    refusals: Columns = {k: [] for k in ("refusal_id", "reason", "identifier", "customers")}
+    refusals.update(at=[], event_id=[])
+    for resolved, offset in batch:
+        for identifier, kind, customer, since in resolved.mapped:
+            for name, value in zip(
+                mapped, (identifier, kind, customer, _time(since), offset), strict=True
+            ):
+                mapped[name].append(value)
+        for m in resolved.merges:
+            row = (m.merge_id, m.survivor, m.absorbed, list(m.via), _time(m.at), m.event_id)
+            for name, value in zip(merges, row, strict=True):
+                merges[name].append(value)
+        for r in resolved.refusals:
+            text = f"{r.reason}\x1f{r.identifier}\x1f{r.event_id}\x1f{','.join(r.customers)}"
+            refusal_id = hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+            row2 = (refusal_id, r.reason, r.identifier, list(r.customers), _time(r.at), r.event_id)
+            for name, value in zip(refusals, row2, strict=True):
+                refusals[name].append(value)
+    return {"identity_map": mapped, "identity_merges": merges, "identity_refusals": refusals}
+
+
+async def store_identity(
+    clickhouse: ClickHouse,
+    batch: list[tuple[Resolved, int]],
+    spill_dir: Path,
+    observe: Observe | None = None,
+) -> None:
+    """Insert a batch's identity rows and dead letters (idempotent: tables collapse repeats)."""
+    for table, columns in identity_columns(batch).items():
+        first = next(iter(columns.values()))
+        if first:
+            keys = [str(i) for i in range(len(first))]
+            await write_batch(clickhouse, table, columns, keys, spill_dir, observe)
+    letters = [letter for resolved, _ in batch for letter in resolved.dead_letters]
+    if letters:
+        await store_dead_letters(clickhouse, letters, spill_dir, observe)

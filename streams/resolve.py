@@ -1,0 +1,167 @@
+"""One record of the identify topic -> its touchpoint under its customer, and the merges.
+
+The resolver's per-record step (streams/runtime/resolver.py runs it over batches of the
+identify topic, one partition: the identity graph is one). The touchpoint goes on to the
+touchpoints topic keyed by its customer; each merge it caused first asks the absorbed key's
+partition to hand its state over (schemas/control.py). No I/O: what to publish and which
+rows to write are returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import msgspec
+import orjson
+
+from touchstream.schemas import (
+    DeadLetter,
+    FieldError,
+    InputLimits,
+    TouchpointRejected,
+    dead_letter_for,
+)
+from touchstream.schemas.control import merge_request
+from touchstream.schemas.decoder import Touchpoint, decode_touchpoint
+from touchstream.schemas.identifiers import IdentifierType, identity_key
+from touchstream.streams.identity import IdentityGraph, Merge, Refusal, Resolution
+
+log = logging.getLogger("touchstream.identity")
+
+Record = tuple[str, bytes | None, bytes]  # output name, key, value
+MapRow = tuple[str, str, str, float]  # identifier or alias, its kind, customer, since
+
+
+@dataclass(slots=True)
+class Resolved:
+    """What one identify record asks for: records to publish, rows to write."""
+
+    records: list[Record] = field(default_factory=list)
+    merges: list[Merge] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    mapped: list[MapRow] = field(default_factory=list)  # rows of the identity map
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    outcome: str = "resolved"  # resolved | rejected | unresolved
+
+
+def identity_keys(event: Touchpoint) -> list[str]:
+    """The touchpoint's identity keys: its identifiers, and its customer_id if it has one."""
+    keys = [identity_key(i.type, i.value, i.name or "") for i in event.identifiers]
+    if event.customer_id is not None:
+        keys.append(identity_key(IdentifierType.customer, event.customer_id))
+    return keys
+
+
+def merge_json(merge: Merge) -> bytes:
+    """A merge as published on the identity topic."""
+    return orjson.dumps(
+        {
+            "merge_id": merge.merge_id,
+            "survivor": merge.survivor,
+            "absorbed": merge.absorbed,
+            "via": list(merge.via),
+            "at": datetime.fromtimestamp(merge.at, UTC).isoformat(),
+            "event_id": merge.event_id,
+        }
+    )
+
+
+def unresolved(refusals: list[Refusal]) -> TouchpointRejected:
+    """Why a touchpoint named no customer: its identifiers' refusals."""
+    reasons = "; ".join(f"{r.reason} ({r.identifier})" for r in refusals)
+    return TouchpointRejected(
+        "unresolved_identity",
+        [
+            FieldError(
+                loc="identifiers",
+                type="unresolved_identity",
+                msg=f"no identifier of this touchpoint can name a customer: {reasons}",
+            )
+        ],
+    )
+
+
+def resolve_record(
+    graph: IdentityGraph,
+    limits: InputLimits,
+    key: bytes | None,
+    raw: bytes | None,
+    topic: str,
+    partition: int,
+    offset: int,
+) -> Resolved:
+    """One identify record -> what to publish and store. Never raises."""
+    payload = raw or b""
+    out = Resolved()
+
+    def reject(rejection: TouchpointRejected, outcome: str) -> Resolved:
+        letter = dead_letter_for(
+            payload,
+            rejection,
+            source=topic,
+            received_at=datetime.now(UTC),
+            partition=partition,
+            offset=offset,
+        )
+        out.dead_letters.append(letter)
+        out.records.append(("dead_letters", key, letter.model_dump_json().encode()))
+        out.outcome = outcome
+        return out
+
+    try:
+        event = decode_touchpoint(
+            payload,
+            max_future_skew=limits.max_future_skew,
+            max_bytes=limits.max_bytes,
+            earliest=limits.earliest,
+        )
+    except TouchpointRejected as rejected:
+        return reject(rejected, "rejected")
+    resolved, named = resolve_event(graph, event)
+    out.merges, out.refusals, out.mapped = resolved.merges, resolved.refusals, resolved.mapped
+    if named is None:
+        return reject(unresolved(resolved.refusals), "unresolved")
+    for merge in resolved.merges:
+        request = merge_request(merge.absorbed, merge.survivor, merge.merge_id)
+        out.records.append(("touchpoints", merge.absorbed.encode(), request))
+        out.records.append(("identity", merge.merge_id.encode(), merge_json(merge)))
+    customer = named.customer_id
+    assert customer is not None
+    out.records.append(("touchpoints", customer.encode(), named.to_json()))
+    return out
+
+
+def resolve_event(graph: IdentityGraph, event: Touchpoint) -> tuple[Resolved, Touchpoint | None]:
+    """A decoded touchpoint's customer: the merges and refusals it caused, the identity map
+    rows, and the touchpoint under its customer (None: no identifier could name one; the
+    refusals say why)."""
+    out = Resolved()
+    at = event.occurred_at.timestamp()
+    keys = identity_keys(event)
+    before = {k: graph.owner.get(k) for k in keys}
+    resolution: Resolution = graph.resolve(keys, at, event.event_id)
+    out.refusals, out.merges = resolution.refusals, resolution.merges
+    customer = resolution.customer
+    for merge in resolution.merges:
+        out.mapped.extend((k, "identifier", merge.survivor, at) for k in merge.keys)
+        out.mapped.extend(
+            (a, "alias", merge.survivor, at) for a in (merge.absorbed, *merge.aliases)
+        )
+        log.info(
+            "customers %s and %s are one (%s on %s): %s keeps its id",
+            merge.survivor,
+            merge.absorbed,
+            " and ".join(dict.fromkeys(merge.via)),
+            merge.event_id,
+            merge.survivor,
+        )
+    if customer is None:
+        return out, None
+    for k in keys:
+        if before[k] is None and graph.owner.get(k) is not None:
+            out.mapped.append((k, "identifier", graph.canonical(graph.owner[k]), at))
+    if event.customer_id != customer:
+        event = msgspec.structs.replace(event, customer_id=customer)
+    return out, event

@@ -1,0 +1,97 @@
+"""One customer across channels through a real worker: identifiers published by the SDK,
+resolved, merged, and queryable in ClickHouse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.e2e.conftest import worker_env
+from tests.e2e.helpers import wait_for_records
+from tests.e2e.test_clickhouse_sink import scalar, wait_for
+from tests.histories import IDENTITY_SECRET, one_person_on_three_channels
+from touchstream.broker import EmbeddedBroker, free_port
+from touchstream.inputs import InputRecord
+from touchstream.launcher import running_worker
+from touchstream.publisher import TouchpointPublisher
+from touchstream.query_client import query_worker
+from touchstream.replay import IdentityOptions, replay
+from touchstream.streams.churn import RiskModel
+from touchstream.streams.rules import Rules
+
+pytestmark = pytest.mark.e2e
+
+SECRET = IDENTITY_SECRET
+
+
+def test_identifiers_from_two_channels_become_one_customer(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = worker_env(
+        broker,
+        "identity",
+        tmp_path,
+        TOUCHSTREAM_WEB_PORT=str(port),
+        TOUCHSTREAM_IDENTITY_SECRET=SECRET,
+        TOUCHSTREAM_IDENTITY_DEFAULT_REGION="DE",
+    )
+    story = one_person_on_three_channels()
+    with running_worker(env, tmp_path / "worker.log"):
+        with TouchpointPublisher(
+            broker.bootstrap,
+            env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"],
+            identify_topic=env["TOUCHSTREAM_TOPIC_IDENTIFY"],
+            identity_secret=SECRET.encode(),
+            default_region="DE",
+        ) as publisher:
+            for n, item in enumerate(story):
+                publisher.publish(item, n)
+            report = publisher.flush(30)
+        assert report.accepted == len(story) and not report.rejected
+        merges = wait_for_records(
+            broker.bootstrap, env["TOUCHSTREAM_TOPIC_IDENTITY"], lambda r: len(r) >= 2
+        )
+        survivor = merges[0]["survivor"]
+        assert {m["survivor"] for m in merges} == {survivor}
+        assert wait_for(port, "SELECT count() FROM identity_merges FINAL", 2) == 2
+        # every touchpoint of the person counted once, under one customer
+        sql = (
+            f"SELECT max(event_count) FROM customer_metrics FINAL WHERE customer_id = '{survivor}'"
+        )
+        assert wait_for(port, sql, 5) == 5
+        resolved = (
+            "SELECT uniqExact(customer_id) FROM touchpoints_resolved WHERE event_id LIKE 'id-%'"
+        )
+        assert scalar(port, resolved) == 2  # the person, and "someone-else"
+        assert (
+            scalar(
+                port, "SELECT count() FROM dead_letters WHERE error_kind = 'unresolved_identity'"
+            )
+            == 1
+        )
+        refused = "SELECT count() FROM identity_refusals WHERE reason = 'denied_identifier'"
+        assert scalar(port, refused) == 1
+        raw = "SELECT count() FROM touchpoints WHERE position(payload, 'example.com') > 0"
+        assert scalar(port, raw) == 0  # only pseudonyms reached ClickHouse
+        mapped = "SELECT uniqExact(customer_id) FROM identity_map FINAL WHERE kind = 'identifier'"
+        assert scalar(port, mapped) == 1
+        signals = "SELECT signal_id FROM signals FINAL ORDER BY signal_id"
+        live_signals = query_worker(f"http://127.0.0.1:{port}", signals)["rows"]
+    # a replay of the same file: the same merges, customers and signals
+    replayed = replay(
+        [InputRecord(n, orjson.dumps(item)) for n, item in enumerate(story, start=1)],
+        rules=Rules(),
+        model=RiskModel(),
+        partitions=4,
+        source="story",
+        identity=IdentityOptions(SECRET.encode(), "DE"),
+    )
+    assert {m["merge_id"] for m in merges} == {
+        m.merge_id for resolved, _ in replayed.identity for m in resolved.merges
+    }
+    final = {s.customer_id: s.event_count for s in replayed.final}
+    assert final == {survivor: 5, "someone-else": 1}
+    assert [row[0] for row in live_signals] == sorted(s.signal_id for s in replayed.signals)

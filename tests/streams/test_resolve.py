@@ -1,0 +1,207 @@
+"""The resolver's step and the keyed stage's two halves of a merge, without a broker.
+
+Records are routed between the two stages as the topics would: by the partition Kafka's
+default partitioner gives their key.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.streams.builders import at
+from touchstream.schemas import InputLimits
+from touchstream.schemas.control import merge_request
+from touchstream.streams.churn import RiskModel
+from touchstream.streams.engine import Engine, partition_for
+from touchstream.streams.identity import IdentityGraph
+from touchstream.streams.records import process_record
+from touchstream.streams.resolve import resolve_record
+from touchstream.streams.rules import IdentityRules, Rules
+
+PARTITIONS = 4
+LIMITS = InputLimits(max_future_skew=timedelta(days=365 * 100))
+DAY = 86_400.0
+
+
+def identified(n: int, day: float, identifiers: list[tuple[str, str]], **fields: Any) -> bytes:
+    """An identify-topic record: a touchpoint named by identifiers only."""
+    return orjson.dumps(
+        {
+            "event_id": f"e{n}",
+            "occurred_at": at(day).isoformat(),
+            "channel": fields.pop("channel", "web"),
+            "kind": fields.pop("kind", "purchase"),
+            "identifiers": [{"type": t, "value": v} for t, v in identifiers],
+            **fields,
+        }
+    )
+
+
+class Topics:
+    """The identify topic's resolver and the keyed stage, connected as the broker would."""
+
+    def __init__(self) -> None:
+        self.graph = IdentityGraph(IdentityRules())
+        self.engine = Engine(Rules(), RiskModel(), {}, {}, PARTITIONS)
+        self.offsets = [0] * PARTITIONS
+        self.identify_offset = 0
+        self.merges: list[str] = []
+        self.dead: list[str] = []
+        self.outcomes: list[str] = []
+
+    def identify(self, raw: bytes) -> None:
+        resolved = resolve_record(
+            self.graph, LIMITS, None, raw, "identify", 0, self.identify_offset
+        )
+        self.identify_offset += 1
+        self.merges += [m.merge_id for m in resolved.merges]
+        self.dead += [d.error_kind for d in resolved.dead_letters]
+        self.deliver([(k, v) for name, k, v in resolved.records if name == "touchpoints"])
+
+    def deliver(self, records: list[tuple[bytes | None, bytes]], repeat: bool = False) -> None:
+        """Each record to its partition, and what that produces on the touchpoints topic
+        after it (in order); `repeat`: every record is handled twice (a redelivery)."""
+        queue = deque(records)
+        while queue:
+            key, value = queue.popleft()
+            assert key is not None
+            partition = partition_for(key.decode(), PARTITIONS)
+            offset = self.offsets[partition]
+            self.offsets[partition] += 1
+            for _ in range(2 if repeat else 1):
+                handled = process_record(
+                    self.engine, LIMITS, key, value, "touchpoints", partition, offset
+                )
+                self.outcomes.append(handled.outcome)
+                self.dead += handled.dead_reasons
+                queue.extend((k, v) for name, k, v in handled.records if name == "touchpoints")
+
+    def live(self) -> dict[str, Any]:
+        return {k: s for k, s in self.engine.states.items() if not s.merged_into}
+
+
+def test_identifiers_seen_together_make_one_customer_and_one_state() -> None:
+    topics = Topics()
+    topics.identify(identified(1, 0, [("email", "h1:" + "a" * 32)], value=_money(10)))
+    topics.identify(identified(2, 1, [("phone", "h1:" + "b" * 32)], value=_money(20)))
+    topics.identify(identified(3, 2, [("phone", "h1:" + "b" * 32)], channel="phone"))
+    assert len(topics.live()) == 2
+    topics.identify(identified(4, 3, [("email", "h1:" + "a" * 32), ("phone", "h1:" + "b" * 32)]))
+    live = topics.live()
+    assert len(live) == 1 and len(topics.merges) == 1
+    (state,) = live.values()
+    assert state.event_count == 4 and state.purchases == 4 and state.spend == 30.0
+    assert state.channels_mask.bit_count() == 2
+    # the absorbed key is a redirect now: a late touchpoint sent under it goes on
+    absorbed = next(k for k, s in topics.engine.states.items() if s.merged_into)
+    topics.deliver([(absorbed.encode(), _under(absorbed, 5, 4))])
+    assert "redirected" in topics.outcomes
+    assert next(iter(topics.live().values())).event_count == 5
+
+
+def test_merges_and_redeliveries_count_every_event_once() -> None:
+    """The same traffic, each record handled once or twice (a crash before the commit):
+    the same states. A merge's halves repeated merge once (the state remembers)."""
+    rng = random.Random(7)
+    people = [[("email", f"h1:{p:032x}"), ("phone", f"h1:{p + 100:032x}")] for p in range(6)]
+    records = []
+    for n in range(120):
+        person = people[rng.randrange(len(people))]
+        shown = rng.sample(person, rng.choice((1, 2)))
+        records.append(identified(n, n / 4, shown, value=_money(1 + n % 5)))
+
+    def run(repeat: bool) -> dict[str, tuple[int, float]]:
+        topics = Topics()
+        for raw in records:
+            resolved = resolve_record(topics.graph, LIMITS, None, raw, "identify", 0, 0)
+            out = [(k, v) for name, k, v in resolved.records if name == "touchpoints"]
+            topics.deliver(out, repeat=repeat)
+        assert not topics.dead
+        return {k: (s.event_count, round(s.spend, 6)) for k, s in topics.live().items()}
+
+    once, twice = run(False), run(True)
+    assert once == twice
+    assert len(once) == len(people)
+    assert sum(n for n, _ in once.values()) == len(records)
+
+
+def test_a_merge_request_for_a_key_without_state_leaves_a_redirect_only() -> None:
+    topics = Topics()
+    topics.deliver([(b"ghost", merge_request("ghost", "real", "m-1"))])
+    assert topics.engine.states["ghost"].merged_into == "real" and "real" not in topics.live()
+
+
+def test_a_touchpoint_without_a_usable_identifier_is_a_dead_letter_with_the_reason() -> None:
+    topics = Topics()
+    topics.identify(identified(1, 0, [("email", "null"), ("device", "undefined")]))
+    topics.identify(b'{"event_id": "x", ')
+    topics.deliver([(b"c", identified(2, 0, [("email", "h1:" + "c" * 32)]))])
+    assert topics.dead == ["unresolved_identity", "invalid_json", "unresolved_identity"]
+    assert topics.live() == {}
+
+
+def test_the_graph_comes_back_from_its_changelog_and_resolves_on_the_same() -> None:
+    rng = random.Random(11)
+    kinds = ["email", "phone", "device", "loyalty_card", "crm_id", "order_id"]
+    history = [
+        ([f"{rng.choice(kinds)}:{rng.randrange(30)}" for _ in range(rng.choice((1, 2, 3)))], t)
+        for t in range(400)
+    ]
+    original = IdentityGraph(IdentityRules())
+    changelog: dict[str, bytes | None] = {}
+    for n, (keys, t) in enumerate(history[:300]):
+        original.resolve(keys, t * DAY / 3, f"e{n}")
+        if n % 7 == 0:  # a batch ends
+            changelog.update(original.take_changes())
+    changelog.update(original.take_changes())
+    restored = IdentityGraph(IdentityRules())
+    restored.load((k, v) for k, v in changelog.items() if v is not None)
+    for name in ("owner", "members", "first_seen", "shared", "pending", "confirmed", "aliases"):
+        assert getattr(restored, name) == getattr(original, name), name
+    assert {a: restored.canonical(a) for a in restored.alias} == {
+        a: original.canonical(a) for a in original.alias
+    }
+    assert {k: {original.canonical(c) for c in v} for k, v in original.seen_with.items()} == {
+        k: {restored.canonical(c) for c in v} for k, v in restored.seen_with.items()
+    }
+    merges = 0
+    for n, (keys, t) in enumerate(history[300:]):
+        a = original.resolve(keys, t * DAY / 3, f"f{n}")
+        b = restored.resolve(keys, t * DAY / 3, f"f{n}")
+        assert (a.customer, a.merges, a.refusals) == (b.customer, b.merges, b.refusals)
+        merges += len(a.merges)
+    assert merges > 0 and len(original.shared) > 0
+
+
+@pytest.mark.parametrize("forgotten", ["phone:2", "email:1"])
+def test_forgetting_tombstones_every_entry_of_the_customer(forgotten: str) -> None:
+    graph = IdentityGraph(IdentityRules())
+    graph.resolve(["email:1"], 0.0)
+    graph.resolve(["phone:2"], DAY)
+    graph.resolve(["email:1", "phone:2"], 2 * DAY)
+    changelog = dict(graph.take_changes())
+    graph.forget(forgotten)
+    changelog.update(graph.take_changes())
+    assert {k: v for k, v in changelog.items() if v is not None} == {}
+
+
+def _money(amount: float) -> dict[str, Any]:
+    return {"amount": amount, "currency": "EUR"}
+
+
+def _under(customer: str, n: int, day: float) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": f"late{n}",
+            "customer_id": customer,
+            "occurred_at": at(day).isoformat(),
+            "channel": "store",
+            "kind": "purchase",
+        }
+    )
