@@ -10,6 +10,7 @@ their value's first key says what they are (a touchpoint's is "event_id").
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from datetime import datetime
 
 import orjson
@@ -19,13 +20,23 @@ FORGET_KEY = b"__forget__"
 FORGET_PREFIX = b'{"forget"'
 
 
-def forget_marker(customer_id: str, requested_at: datetime) -> bytes:
-    return orjson.dumps({"forget": customer_id, "requested_at": requested_at.isoformat()})
+def forget_marker(
+    customer_id: str, requested_at: datetime, identifiers: Sequence[str] = ()
+) -> bytes:
+    """A forget request: on the identify topic `customer_id` may be any identity key
+    (streams/identity.py); the resolver passes one on for the customer and each alias, with
+    their identifiers' pseudonyms (for the rows that hold them only in a raw payload)."""
+    request: dict[str, object] = {"forget": customer_id, "requested_at": requested_at.isoformat()}
+    if identifiers:
+        request["identifiers"] = list(identifiers)
+    return orjson.dumps(request)
 
 
-def parse_marker(raw: bytes) -> tuple[str, datetime]:
+def parse_marker(raw: bytes) -> tuple[str, datetime, tuple[str, ...]]:
+    """(customer or identity key, when it was requested, identifier pseudonyms)."""
     data = orjson.loads(raw)
-    return str(data["forget"]), datetime.fromisoformat(data["requested_at"])
+    identifiers = tuple(str(value) for value in data.get("identifiers", ()))
+    return str(data["forget"]), datetime.fromisoformat(data["requested_at"]), identifiers
 
 
 MERGE_PREFIX = b'{"merge"'  # resolver -> the absorbed key's partition: hand your state over

@@ -96,6 +96,11 @@ def identity_key(kind: IdentifierType, value: str, name: str = "") -> str:
     return f"{kind.value}:{value}"
 
 
+def value_of(key: str) -> str:
+    """The value of an identity key (its pseudonym, as the touchpoints carry it)."""
+    return key[len(type_of(key)) + 1 :]
+
+
 def type_of(key: str) -> str:
     """The type of an identity key, `external:<name>` for external ids."""
     kind, _, rest = key.partition(":")

@@ -7,10 +7,12 @@ stream: rows written before the request are removed, rows of later events stay.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import orjson
 
+from touchstream.schemas.identifiers import value_of
 from touchstream.sinks.clickhouse import ClickHouse
 
 # how each table finds a customer's rows (dead letters only have the raw payload)
@@ -20,18 +22,32 @@ CUSTOMER_ROWS = {
     "customer_metrics_daily": "customer_id = {customer_id:String}",
     "signals": "customer_id = {customer_id:String}",
     "wow_offers": "customer_id = {customer_id:String}",
-    "dead_letters": "position(payload, {quoted:String}) > 0",
-    "identity_map": "customer_id = {customer_id:String} OR identifier = {customer_id:String}",
+    "dead_letters": "position(payload, {quoted:String}) > 0 "
+    "OR multiSearchAny(payload, {identifiers:Array(String)})",
+    "identity_map": "customer_id = {customer_id:String} OR identifier = {customer_id:String} "
+    "OR has({keys:Array(String)}, identifier)",
     "identity_merges": "survivor = {customer_id:String} OR absorbed = {customer_id:String}",
-    "identity_refusals": "has(customers, {customer_id:String})",
+    "identity_refusals": "has(customers, {customer_id:String}) "
+    "OR has({keys:Array(String)}, identifier)",
 }
 
 
 def forget_rows(
-    clickhouse: ClickHouse, table: str, customer_id: str, requested_at: datetime
+    clickhouse: ClickHouse,
+    table: str,
+    customer_id: str,
+    requested_at: datetime,
+    keys: Sequence[str] = (),
 ) -> int:
-    """Delete the customer's rows from one table and record the count (idempotent)."""
-    params = {"customer_id": customer_id, "quoted": orjson.dumps(customer_id).decode()}
+    """Delete the customer's rows from one table and record the count (idempotent).
+    `keys`: the customer's identity keys (streams/identity.py); a dead letter holds only
+    their pseudonyms, in its raw payload."""
+    params = {
+        "customer_id": customer_id,
+        "quoted": orjson.dumps(customer_id).decode(),
+        "keys": list(keys),
+        "identifiers": [value_of(key) for key in keys],
+    }
     where = CUSTOMER_ROWS[table]
     _, rows = clickhouse.query(f"SELECT count() FROM {table} WHERE {where}", params)
     removed = int(rows[0][0])

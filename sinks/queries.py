@@ -26,11 +26,12 @@ CUSTOMER_METRICS = """
 SELECT * FROM customer_metrics FINAL WHERE customer_id = {customer_id:String}
 """
 
+# a customer's history is under their id and every id merged into it ({ids}: all of them)
 CUSTOMER_TOUCHPOINTS = """
 SELECT occurred_at, channel, kind, level, round(toFloat64(quality), 2) AS quality,
        round(toFloat64(gap), 2) AS gap, outcome, event_id
 FROM touchpoints FINAL
-WHERE customer_id = {customer_id:String}
+WHERE customer_id IN {ids:Array(String)}
 ORDER BY occurred_at DESC
 LIMIT {limit:UInt32}
 """
@@ -39,9 +40,30 @@ CUSTOMER_SIGNALS = f"""
 SELECT raised_at, kind, round(toFloat64(score), 3) AS score, severity, trigger, suggested_action,
        {WHY} AS why
 FROM signals FINAL
-WHERE customer_id = {{customer_id:String}}
+WHERE customer_id IN {{ids:Array(String)}}
 ORDER BY raised_at DESC
 LIMIT {{limit:UInt32}}
+"""
+
+# the customer an identifier or a merged-away id now is
+CUSTOMER_OF = """
+SELECT customer_id FROM identity_map FINAL WHERE identifier = {who:String} LIMIT 1
+"""
+
+# a customer's identifiers and aliases, and the merges that made them one
+CUSTOMER_IDENTITY = """
+SELECT kind, identifier, since FROM identity_map FINAL
+WHERE customer_id = {customer_id:String}
+ORDER BY kind DESC, since, identifier
+LIMIT 200
+"""
+
+CUSTOMER_MERGES = """
+SELECT at, absorbed, arrayStringConcat(via, ' + ') AS linked_by, event_id, merge_id
+FROM identity_merges FINAL
+WHERE survivor = {customer_id:String}
+ORDER BY at
+LIMIT 200
 """
 
 # BG/NBD inputs, in days: distinct active days of customer-initiated touchpoints (the same

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from touchstream.schemas import DeadLetter, Signal
-from touchstream.schemas.control import forget_marker, parse_marker
+from touchstream.schemas.control import parse_marker
 from touchstream.schemas.signal import Snapshot
 from touchstream.sinks.clickhouse import ClickHouse, ClickHouseRejected, batch_id
 from touchstream.sinks.forget import CUSTOMER_ROWS, forget_rows
@@ -108,7 +108,7 @@ async def store_batch(
         pending.add(handled, f"{partition}:{offset}")
         if handled.forget is not None:
             await pending.write(clickhouse, spill_dir, observe)
-            marker = forget_marker(*handled.forget)
+            marker = handled.forget
             for table in CUSTOMER_ROWS:
                 await forget_in(clickhouse, table, marker)
     await pending.write(clickhouse, spill_dir, observe)

@@ -28,6 +28,7 @@ from touchstream.schemas.control import (
     ABSORB_PREFIX,
     CLOCK_KEY,
     FORGET_KEY,
+    FORGET_PREFIX,
     MERGE_PREFIX,
     absorb_request,
     forget_marker,
@@ -64,7 +65,7 @@ class Processed:
     signals: list[Signal]
     offers: list[Signal]
     dead_letters: list[DeadLetter]
-    forget: tuple[str, datetime] | None
+    forget: bytes | None  # a forget request's marker (schemas/control.py)
     outcome: str  # for /metrics: applied | duplicate | late | rejected | error | control
     behind: float  # seconds the event's time was behind its partition's (0: not far behind)
 
@@ -74,7 +75,7 @@ class Processed:
         records: list[Record],
         row: tuple[Any, ...] | None = None,
         snapshots: list[Snapshot] | None = None,
-        forget: tuple[str, datetime] | None = None,
+        forget: bytes | None = None,
         outcome: str = "control",
         signals: list[Signal] | None = None,
         dead_letters: list[DeadLetter] | None = None,
@@ -140,7 +141,7 @@ def process_record(
         )
 
     merge_half = payload.startswith(MERGE_PREFIX) or payload.startswith(ABSORB_PREFIX)
-    if merge_half or key in (CLOCK_KEY, FORGET_KEY):
+    if merge_half or key in (CLOCK_KEY, FORGET_KEY) or payload.startswith(FORGET_PREFIX):
         try:
             if merge_half:
                 return _merge_half(engine, payload, partition)
@@ -246,15 +247,15 @@ def _control(engine: Engine, key: bytes, payload: bytes, partition: int) -> Proc
         checked = StepResult("tick")
         engine.advance(partition, tick.timestamp(), checked)
         return _processed(None, None, checked.snapshots, checked.signals)
-    customer_id, requested_at = parse_marker(payload)
+    customer_id, requested_at, identifiers = parse_marker(payload)
     engine.forget(customer_id, partition)
     log.info("forgetting customer %s (requested %s)", customer_id, requested_at.isoformat())
-    marker = forget_marker(customer_id, requested_at)
+    marker = forget_marker(customer_id, requested_at, identifiers)
     # the markers tell each output topic's subscribers, in order with that customer's records
     key = customer_id.encode()
     return Processed(
         [("metrics", key, marker), ("signals", key, marker), ("dead_letters", key, marker)],
-        forget=(customer_id, requested_at),
+        forget=marker,
     )
 
 

@@ -23,7 +23,13 @@ from touchstream.schemas import (
     TouchpointRejected,
     dead_letter_for,
 )
-from touchstream.schemas.control import merge_request
+from touchstream.schemas.control import (
+    FORGET_KEY,
+    FORGET_PREFIX,
+    forget_marker,
+    merge_request,
+    parse_marker,
+)
 from touchstream.schemas.decoder import Touchpoint, decode_touchpoint
 from touchstream.schemas.identifiers import IdentifierType, identity_key
 from touchstream.streams.identity import IdentityGraph, Merge, Refusal, Resolution
@@ -43,7 +49,7 @@ class Resolved:
     refusals: list[Refusal] = field(default_factory=list)
     mapped: list[MapRow] = field(default_factory=list)  # rows of the identity map
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    outcome: str = "resolved"  # resolved | rejected | unresolved
+    outcome: str = "resolved"  # resolved | rejected | unresolved | forgotten
 
 
 def identity_keys(event: Touchpoint) -> list[str]:
@@ -110,6 +116,13 @@ def resolve_record(
         out.outcome = outcome
         return out
 
+    if key == FORGET_KEY or payload.startswith(FORGET_PREFIX):
+        try:
+            return forget_record(graph, parse_marker(payload))
+        except (ValueError, KeyError, TypeError) as error:
+            kind = "invalid_control_record"
+            invalid = FieldError(loc="", type=kind, msg=f"{key!r}: {error}")
+            return reject(TouchpointRejected(kind, [invalid]), "rejected")
     try:
         event = decode_touchpoint(
             payload,
@@ -130,6 +143,31 @@ def resolve_record(
     customer = named.customer_id
     assert customer is not None
     out.records.append(("touchpoints", customer.encode(), named.to_json()))
+    return out
+
+
+def forget_record(graph: IdentityGraph, request: tuple[str, datetime, tuple[str, ...]]) -> Resolved:
+    """A forget request for a customer or any identifier of theirs: the graph forgets the
+    customer, every alias and identifier, and a marker goes to the keyed stage for the
+    customer and each alias (state, and rows in every table). Unknown to the graph: the
+    request is passed on for the id as given (a customer only ever named by customer_id)."""
+    target, requested_at, _ = request
+    out = Resolved(outcome="forgotten")
+    customers, keys = [target], list[str]()
+    found = graph.forget(target)
+    if found is not None:
+        customer, keys, aliases = found
+        customers = [customer, *aliases]
+    for customer in customers:
+        marker = forget_marker(customer, requested_at, keys)
+        out.records.append(("touchpoints", customer.encode(), marker))
+    log.info(
+        "forgetting %s: customers %s and %d identifiers (requested %s)",
+        target,
+        ", ".join(customers),
+        len(keys),
+        requested_at.isoformat(),
+    )
     return out
 
 

@@ -508,6 +508,13 @@ class Output(StrEnum):
 
 
 WIDE = typer.Option("--wide", help="Every column, however wide the terminal.")
+IDENTIFIER_TYPE = typer.Option(
+    "--type",
+    help="WHO is an identifier of this type (email, phone, device, loyalty_card, crm_id, "
+    "order_id, external): normalised and pseudonymised as publishers do "
+    "(TOUCHSTREAM_IDENTITY_SECRET, _DEFAULT_REGION).",
+)
+EXTERNAL_NAME = typer.Option(help="The external id's name (--type external).")
 LONG_TEXTS = ("suggested_action", "why", "detail")  # shown under each row when narrow
 
 
@@ -593,16 +600,40 @@ def signals(
 
 @app.command()
 def customer(
-    customer_id: Annotated[str, typer.Argument(help="The customer to show.")],
+    who: Annotated[
+        str,
+        typer.Argument(
+            help="The customer id (or a merged-away one), or an identifier with --type."
+        ),
+    ],
+    kind: Annotated[str | None, IDENTIFIER_TYPE] = None,
+    name: Annotated[str, EXTERNAL_NAME] = "",
     limit: Annotated[int, typer.Option(min=1, help="Recent touchpoints and signals.")] = 20,
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
     wide: Annotated[bool, WIDE] = False,
 ) -> None:
-    """One customer: latest metrics, recent touchpoints, and signals with their reasons."""
-    from touchstream.sinks.queries import CUSTOMER_METRICS, CUSTOMER_SIGNALS, CUSTOMER_TOUCHPOINTS
+    """One customer: latest metrics, identifiers, aliases and merges, recent touchpoints (under
+    any of their ids), and signals with their reasons.
+
+    Example: touchstream customer "+49 171 2345678" --type phone
+    """
+    from touchstream.sinks.queries import (
+        CUSTOMER_IDENTITY,
+        CUSTOMER_MERGES,
+        CUSTOMER_METRICS,
+        CUSTOMER_OF,
+        CUSTOMER_SIGNALS,
+        CUSTOMER_TOUCHPOINTS,
+    )
 
     settings = _settings()
-    params = {"customer_id": customer_id, "limit": limit}
+    target = _identity_target(settings, who, kind, name)
+    found = _query_or_exit(settings, CUSTOMER_OF, {"who": target})["rows"]
+    customer_id = found[0][0] if found else target
+    if kind is not None and not found:
+        console.print(f"no customer has the identifier {target!r}")
+        raise typer.Exit(1)
+    params: dict[str, Any] = {"customer_id": customer_id, "limit": limit}
     metrics = _query_or_exit(settings, CUSTOMER_METRICS, params)
     if not metrics["rows"]:
         console.print(f"no metrics for customer {customer_id!r}")
@@ -611,48 +642,82 @@ def customer(
         table = Table(title=f"customer {customer_id}")
         table.add_column("metric")
         table.add_column("value", justify="right")
-        for name, value in zip(metrics["columns"], metrics["rows"][0], strict=True):
-            table.add_row(name, f"{value:.3f}" if isinstance(value, float) else str(value))
+        for column, value in zip(metrics["columns"], metrics["rows"][0], strict=True):
+            table.add_row(column, f"{value:.3f}" if isinstance(value, float) else str(value))
         Console().print(table)
     else:
         _show(metrics, output)
+    identity = _query_or_exit(settings, CUSTOMER_IDENTITY, params)
+    if identity["rows"]:
+        _show(identity, output, "identifiers and aliases", wide)
+        _show(_query_or_exit(settings, CUSTOMER_MERGES, params), output, "merges", wide)
+    aliases = [row[1] for row in identity["rows"] if row[0] == "alias"]
+    params["ids"] = [customer_id, *aliases]
     touchpoints = _query_or_exit(settings, CUSTOMER_TOUCHPOINTS, params)
     _show(touchpoints, output, "recent touchpoints", wide)
     _show(_query_or_exit(settings, CUSTOMER_SIGNALS, params), output, "signals", wide)
 
 
+def _identity_target(settings: Settings, who: str, kind: str | None, name: str) -> str:
+    """A customer id as given, or an identifier's identity key: normalised and pseudonymised
+    with the publishers' secret, as the resolver knows it."""
+    from touchstream.schemas.identifiers import (
+        IdentifierRefused,
+        IdentifierType,
+        identity_key,
+        normalise,
+        pseudonym,
+    )
+
+    if kind is None:
+        return who
+    try:
+        identifier_type = IdentifierType(kind)
+        value = normalise(identifier_type, who, settings.identity.default_region)
+    except (ValueError, IdentifierRefused) as error:
+        raise typer.BadParameter(str(error), param_hint="WHO / --type") from None
+    secret = settings.identity_secret()
+    if secret is not None:
+        value = pseudonym(identifier_type, value, secret, name)
+    return identity_key(identifier_type, value, name)
+
+
 @app.command()
 def forget(
-    customer_id: Annotated[str, typer.Argument(help="The customer to erase.")],
+    who: Annotated[
+        str, typer.Argument(help="The customer id, or an identifier's value with --type.")
+    ],
+    kind: Annotated[str | None, IDENTIFIER_TYPE] = None,
+    name: Annotated[str, EXTERNAL_NAME] = "",
 ) -> None:
-    """Right to be forgotten: remove a customer's state and every ClickHouse row of theirs.
+    """Right to be forgotten: remove a customer, every alias and identifier of theirs, their
+    state and every ClickHouse row of theirs.
 
-    The request goes through the touchpoints topic, so it is applied in order with the
-    customer's events by whichever worker owns them; each table's writer removes the rows
-    and records it in `forgotten_customers`.
+    The request goes through the identity resolver (the identify topic), which forgets the
+    customer's identifiers and aliases and passes the request on, in order with their events,
+    to whichever worker owns each; each table's writer removes the rows and records it in
+    `forgotten_customers`. Example: touchstream forget ana@example.com --type email
     """
     from kafka import KafkaProducer
 
     from touchstream.kafka import bootstrap_for
     from touchstream.schemas.control import FORGET_KEY, forget_marker
-    from touchstream.streams.engine import partition_for
 
     settings = _settings()
+    target = _identity_target(settings, who, kind, name)
     producer = KafkaProducer(
         bootstrap_servers=bootstrap_for(settings), acks="all", **settings.kafka_security()
     )
     requested_at = datetime.now(UTC)
     producer.send(
-        settings.topics.touchpoints,
-        key=FORGET_KEY,
-        value=forget_marker(customer_id, requested_at),
-        partition=partition_for(customer_id, settings.broker.partitions),
+        settings.topics.identify, key=FORGET_KEY, value=forget_marker(target, requested_at)
     ).get(timeout=30)
     producer.close()
     console.print(
-        f"forget request for {customer_id!r} queued at {requested_at.isoformat()}; check with: "
-        f'touchstream query "SELECT * FROM forgotten_customers FINAL WHERE customer_id = '
-        f'{{id:String}}" -p id={customer_id}'
+        f"forget request for {target!r} queued at {requested_at.isoformat()}; the worker log "
+        "names the customers it forgets; check with: touchstream query "
+        '"SELECT customer_id, table_name, rows_removed FROM forgotten_customers FINAL '
+        'ORDER BY requested_at DESC LIMIT 20"'
     )
 
 

@@ -3,16 +3,19 @@ resolved, merged, and queryable in ClickHouse."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import orjson
 import pytest
+from typer.testing import CliRunner
 
 from tests.e2e.conftest import worker_env
 from tests.e2e.helpers import wait_for_records
 from tests.e2e.test_clickhouse_sink import scalar, wait_for
 from tests.histories import IDENTITY_SECRET, one_person_on_three_channels
 from touchstream.broker import EmbeddedBroker, free_port
+from touchstream.cli import app
 from touchstream.inputs import InputRecord
 from touchstream.launcher import running_worker
 from touchstream.publisher import TouchpointPublisher
@@ -22,6 +25,15 @@ from touchstream.streams.churn import RiskModel
 from touchstream.streams.rules import Rules
 
 pytestmark = pytest.mark.e2e
+
+
+def wait_for_zero(port: int, sql: str, timeout: float = 60.0) -> int:
+    """Forget requests are applied per table, one after another."""
+    deadline = time.monotonic() + timeout
+    while (left := scalar(port, sql)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
 
 SECRET = IDENTITY_SECRET
 
@@ -80,6 +92,41 @@ def test_identifiers_from_two_channels_become_one_customer(
         assert scalar(port, mapped) == 1
         signals = "SELECT signal_id FROM signals FINAL ORDER BY signal_id"
         live_signals = query_worker(f"http://127.0.0.1:{port}", signals)["rows"]
+
+        # ops find the person by any identifier, with their aliases and merges
+        cli_env = {k: v for k, v in env.items() if k.startswith("TOUCHSTREAM_")}
+        runner = CliRunner()
+        phone = ["customer", "+49 171 2345678", "--type", "phone", "-o", "json"]
+        shown = runner.invoke(app, phone, env=cli_env)
+        assert shown.exit_code == 0, shown.output
+        rows = [orjson.loads(line) for line in shown.stdout.splitlines() if line.startswith("{")]
+        assert rows[0]["customer_id"] == survivor and rows[0]["event_count"] == 5
+        aliases = {r["identifier"] for r in rows if r.get("kind") == "alias"}
+        assert aliases == {m["absorbed"] for m in merges}
+        assert {r["event_id"] for r in rows if "channel" in r} == {f"id-{n}" for n in range(1, 6)}
+        unknown = runner.invoke(
+            app, ["customer", "nobody@example.com", "--type", "email"], env=cli_env
+        )
+        assert unknown.exit_code == 1 and "no customer has the identifier" in unknown.output
+
+        # forgetting one identifier forgets the person: every id, identifier and row
+        forgot = runner.invoke(
+            app, ["forget", "ANA.SILVA@example.com", "--type", "email"], env=cli_env
+        )
+        assert forgot.exit_code == 0, forgot.output
+        ids = "', '".join([survivor, *aliases])
+        done = (
+            f"SELECT uniqExact(customer_id) FROM forgotten_customers WHERE customer_id IN ('{ids}')"
+        )
+        assert wait_for(port, done, 3) == 3
+        for sql in (
+            f"SELECT count() FROM touchpoints WHERE customer_id IN ('{ids}')",
+            f"SELECT count() FROM customer_metrics WHERE customer_id IN ('{ids}')",
+            "SELECT count() FROM identity_map",
+            "SELECT count() FROM identity_merges",
+        ):
+            assert wait_for_zero(port, sql) == 0, sql
+        assert scalar(port, "SELECT count() FROM touchpoints") == 1  # someone else's
     # a replay of the same file: the same merges, customers and signals
     replayed = replay(
         [InputRecord(n, orjson.dumps(item)) for n, item in enumerate(story, start=1)],

@@ -80,7 +80,8 @@ def test_signals_and_a_customers_touchpoints_read_at_80_columns(filled: ClickHou
     )
     assert signed == [("lapse +0.42; involvement -0.07",)]  # one sign; no "+0" noise
     customer = found["rows"][0][found["columns"].index("customer_id")]
-    touched = readonly_query(filled, CUSTOMER_TOUCHPOINTS, {"customer_id": customer, "limit": 20})
+    touched = readonly_query(filled, CUSTOMER_TOUCHPOINTS, {"ids": [customer], "limit": 20})
+    assert touched["rows"]
     shown = {}
     for name, result in (("signals", found), ("touchpoints", touched)):
         console = Console(file=io.StringIO(), width=80, color_system=None)

@@ -14,11 +14,14 @@ from tests.histories import three_late_deliveries
 from touchstream.schemas import InputLimits
 from touchstream.schemas.control import FORGET_KEY, forget_marker
 from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.sinks.identity import store_identity
 from touchstream.sinks.writer import store_batch
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine
+from touchstream.streams.identity import IdentityGraph
 from touchstream.streams.records import Processed, process_records
-from touchstream.streams.rules import Rules
+from touchstream.streams.resolve import Resolved, resolve_record
+from touchstream.streams.rules import IdentityRules, Rules
 
 LIMITS = InputLimits(earliest=datetime(2000, 1, 1, tzinfo=UTC))
 
@@ -90,4 +93,61 @@ def test_one_batch_fills_every_table_and_a_forget_empties_them(tmp_path: Path) -
         "touchpoints",
         "wow_offers",
     ]
+    clickhouse.close()
+
+
+def test_a_forget_through_the_resolver_removes_the_rows_that_hold_only_identifiers(
+    tmp_path: Path,
+) -> None:
+    """Identity rows, and a dead letter that names the customer only by a pseudonym."""
+    clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
+    graph = IdentityGraph(IdentityRules())
+    email, phone = "h1:" + "a" * 32, "h1:" + "b" * 32
+
+    def identify(n: int, day: int, identifiers: dict[str, str], **extra: object) -> Resolved:
+        event = {
+            "event_id": f"e{n}",
+            "occurred_at": f"2026-03-0{day}T10:00:00Z",
+            "channel": "web",
+            "kind": "purchase",
+            "identifiers": [{"type": t, "value": v} for t, v in identifiers.items()],
+            **extra,
+        }
+        return resolve_record(graph, LIMITS, None, orjson.dumps(event), "identify", 0, n)
+
+    batch = [
+        (identify(1, 1, {"email": email}), 1),
+        (identify(2, 2, {"phone": phone}), 2),
+        (identify(3, 3, {"email": email, "phone": phone}), 3),
+        (identify(4, 4, {"email": email}, channel="pigeon"), 4),  # a dead letter
+    ]
+    asyncio.run(store_identity(clickhouse, batch, tmp_path / "spill"))
+    (merge,) = batch[2][0].merges
+    tables = ("identity_map", "identity_merges", "identity_refusals", "dead_letters")
+
+    def left() -> dict[str, int]:
+        return {t: int(clickhouse.query(f"SELECT count() FROM {t}")[1][0][0]) for t in tables}
+
+    assert left() == {
+        "identity_map": 3,
+        "identity_merges": 1,
+        "identity_refusals": 0,
+        "dead_letters": 1,
+    }
+    forgotten = resolve_record(
+        graph,
+        LIMITS,
+        FORGET_KEY,
+        forget_marker("email:" + email, datetime(2026, 4, 1, tzinfo=UTC)),
+        "identify",
+        0,
+        5,
+    )
+    engine = Engine(Rules(), RiskModel(), {}, {}, 1)
+    markers = [(k, v) for name, k, v in forgotten.records if name == "touchpoints"]
+    assert sorted(k for k, _ in markers) == sorted(
+        [merge.survivor.encode(), merge.absorbed.encode()]
+    )
+    asyncio.run(store_batch(clickhouse, handled(engine, markers, 0), tmp_path / "spill"))
+    assert left() == dict.fromkeys(tables, 0)
     clickhouse.close()

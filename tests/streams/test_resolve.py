@@ -16,7 +16,7 @@ import pytest
 
 from tests.streams.builders import at
 from touchstream.schemas import InputLimits
-from touchstream.schemas.control import merge_request
+from touchstream.schemas.control import FORGET_KEY, forget_marker, merge_request, parse_marker
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine, partition_for
 from touchstream.streams.identity import IdentityGraph
@@ -54,14 +54,14 @@ class Topics:
         self.merges: list[str] = []
         self.dead: list[str] = []
         self.outcomes: list[str] = []
+        self.forgotten: list[bytes] = []  # forget markers sent on to the keyed stage
 
-    def identify(self, raw: bytes) -> None:
-        resolved = resolve_record(
-            self.graph, LIMITS, None, raw, "identify", 0, self.identify_offset
-        )
+    def identify(self, raw: bytes, key: bytes | None = None) -> None:
+        resolved = resolve_record(self.graph, LIMITS, key, raw, "identify", 0, self.identify_offset)
         self.identify_offset += 1
         self.merges += [m.merge_id for m in resolved.merges]
         self.dead += [d.error_kind for d in resolved.dead_letters]
+        self.forgotten += [v for name, _, v in resolved.records if v.startswith(b'{"forget"')]
         self.deliver([(k, v) for name, k, v in resolved.records if name == "touchpoints"])
 
     def deliver(self, records: list[tuple[bytes | None, bytes]], repeat: bool = False) -> None:
@@ -103,6 +103,28 @@ def test_identifiers_seen_together_make_one_customer_and_one_state() -> None:
     topics.deliver([(absorbed.encode(), _under(absorbed, 5, 4))])
     assert "redirected" in topics.outcomes
     assert next(iter(topics.live().values())).event_count == 5
+
+
+@pytest.mark.parametrize("by", ["phone:h1:" + "b" * 32, "the survivor", "the alias"])
+def test_forgetting_any_identifier_forgets_the_customer_and_every_alias(by: str) -> None:
+    topics = Topics()
+    topics.identify(identified(1, 0, [("email", "h1:" + "a" * 32)]))
+    topics.identify(identified(2, 1, [("phone", "h1:" + "b" * 32)]))
+    topics.identify(identified(3, 2, [("email", "h1:" + "a" * 32), ("phone", "h1:" + "b" * 32)]))
+    (survivor,) = topics.live()
+    (alias,) = (k for k, s in topics.engine.states.items() if s.merged_into)
+    target = {"the survivor": survivor, "the alias": alias}.get(by, by)
+    topics.identify(forget_marker(target, at(5)), FORGET_KEY)
+    markers = sorted(parse_marker(m) for m in topics.forgotten)
+    keys = ("email:h1:" + "a" * 32, "phone:h1:" + "b" * 32)
+    assert sorted((c, set(k)) for c, _, k in markers) == sorted(
+        [(survivor, set(keys)), (alias, set(keys))]
+    )
+    assert topics.engine.states == {} and topics.graph.members == {}
+    assert topics.graph.customer_of(keys[0]) is None
+    # the identifiers seen again: a new customer, with nothing of the old
+    topics.identify(identified(4, 6, [("email", "h1:" + "a" * 32)]))
+    assert [s.event_count for s in topics.live().values()] == [1]
 
 
 def test_merges_and_redeliveries_count_every_event_once() -> None:
