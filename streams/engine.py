@@ -31,7 +31,7 @@ from touchstream.streams.merge import merge_states
 from touchstream.streams.params import DAY
 from touchstream.streams.risk import silence_ceiling
 from touchstream.streams.rules import Rules
-from touchstream.streams.state import apply_event, dedup_horizon
+from touchstream.streams.state import apply_event, dedup_horizon, event_key
 
 SNAPSHOT_RISK_STEP = 0.05  # a silence check writes a snapshot when risk moved this much
 
@@ -120,13 +120,19 @@ class Engine:
     def absorb_out(self, absorbed: str, survivor: str, partition: int) -> CustomerState | None:
         """A merge's first half, where the absorbed key lives: its state leaves (for the
         survivor's key) and the key becomes a redirect to the survivor. None: nothing to
-        move, or moved before (a redelivery: the redirect is already there)."""
+        move, or moved before (a redelivery: the redirect is already there).
+
+        The redirect keeps the event ids the state had: a touchpoint the resolver sends
+        again after a crash (resolved anew from the graph it had persisted) is known here,
+        where the survivor may have moved past the grace and forgotten its id."""
         state = self.states.get(absorbed)
         if state is not None and state.merged_into:
             return None
         self.forget(absorbed, partition)
         redirect = CustomerState(absorbed)
         redirect.merged_into = survivor
+        if state is not None:
+            redirect.seen = dict(state.seen)
         self.states[absorbed] = redirect
         return state
 
@@ -174,6 +180,9 @@ class Engine:
         self._due.pop(customer, None)
         state = self.states.get(customer) or CustomerState(customer)
         if state.merged_into:  # an alias now: the event goes on to its customer's key
+            if event_key(event.event_id) in state.seen:
+                outcome.status = "duplicate"
+                return outcome
             outcome.status = "redirected"
             outcome.redirect = state.merged_into
             return outcome

@@ -127,6 +127,7 @@ class IdentityGraph:
         self.confirmed: set[str] = set()  # devices sure to be their customer's
         self.confirm = frozenset(rules.confirm_types)
         self.dirty: set[str] = set()  # entries (`entry_name`) changed since `take_changes`
+        self.resolved_through = -1  # the last input offset resolved (the runtime's)
 
     # -- reading ------------------------------------------------------------------------------
     def customer_of(self, key_or_customer: str) -> str | None:
@@ -384,6 +385,12 @@ class IdentityGraph:
         return customer, keys, aliases
 
     # -- persisting ---------------------------------------------------------------------------
+    def resolved(self, offset: int) -> None:
+        """Input up to `offset` is resolved: persisted with the changes it made, so input
+        redelivered after they were persisted (and so after its outputs were) is skipped."""
+        self.resolved_through = offset
+        self.dirty.add(_OFFSET)
+
     def take_changes(self) -> list[tuple[str, bytes | None]]:
         """The entries changed since the last call, as (name, value or None: gone): a
         changelog of the graph, one entry per customer and per weak identifier."""
@@ -394,6 +401,8 @@ class IdentityGraph:
     def _entry(self, name: str) -> bytes | None:
         kind, what = name[:2], name[2:]
         entry: dict[str, object] = {}
+        if kind == _OFFSET:
+            return orjson.dumps(self.resolved_through)
         if kind == _CUSTOMER:
             if what in self.members:
                 entry.update(keys=self.members[what], first=self.first_seen[what])
@@ -418,7 +427,9 @@ class IdentityGraph:
         for name, raw in entries:
             kind, what = name[:2], name[2:]
             data = orjson.loads(raw)
-            if kind == _CUSTOMER and "alias" in data:
+            if kind == _OFFSET:
+                self.resolved_through = int(data)
+            elif kind == _CUSTOMER and "alias" in data:
                 self.alias[what] = data["alias"]
             elif kind == _CUSTOMER:
                 self.members[what] = list(data["keys"])
@@ -439,4 +450,5 @@ class IdentityGraph:
                     self.confirmed.add(what)
 
 
-_CUSTOMER, _KEY = "c:", "k:"  # entry names: a customer's identifiers, a weak identifier's guard
+# entry names: a customer's identifiers, a weak identifier's guard, the input resolved
+_CUSTOMER, _KEY, _OFFSET = "c:", "k:", "o:"

@@ -182,7 +182,7 @@ def process_record(
     if outcome.status == "redirected":  # its key was merged: on to the customer's
         target = outcome.redirect
         moved = msgspec.structs.replace(event, customer_id=target)
-        return Processed([("touchpoints", target.encode(), moved.to_json())], outcome="redirected")
+        return Processed([("touchpoints", target.encode(), moved.to_wire())], outcome="redirected")
     return _processed(
         customer_key,
         touchpoint_row(event, partition, offset, wow_margin, outcome.assessment, payload),

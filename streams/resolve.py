@@ -142,7 +142,7 @@ def resolve_record(
         out.records.append(("identity", merge.merge_id.encode(), merge_json(merge)))
     customer = named.customer_id
     assert customer is not None
-    out.records.append(("touchpoints", customer.encode(), named.to_json()))
+    out.records.append(("touchpoints", customer.encode(), named.to_wire()))
     return out
 
 

@@ -14,8 +14,10 @@ Not every customer without a state lost it: after a crash, the rows of the batch
 in ClickHouse while its state was never written, and the batch is read again. So when the
 group resumes from a committed offset, only rows before it count as history (the later ones
 are read again and applied as usual), and a rebuilt state remembers the highest of their
-offsets, so a redelivery is known as one. With no committed offset (a new group, or a broker
-that forgot everything) every row is history and offsets start afresh.
+offsets, so a redelivery is known as one. With no committed offset, every row is history:
+a new group on the same log (a crash before the first commit) if the batch in hand holds
+the very events ClickHouse has at those offsets, and then the offsets are remembered too;
+else a broker that forgot everything, and offsets start afresh.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from touchstream.schemas import TouchpointRejected
 from touchstream.schemas.decoder import decode_touchpoint
@@ -87,13 +91,36 @@ class StateRebuild:
         """The input partition's committed offset when this worker took it (None: none)."""
         return self.resumed.get(partition)
 
-    async def ensure(self, partitions: Iterable[int]) -> None:
+    async def ensure(self, messages: list[Any]) -> None:
         """Before a batch: rebuild what the partitions it touches lack (once each)."""
-        for partition in sorted(set(partitions) - self.checked):
-            await self._partition(partition)
+        for partition in sorted({m.partition for m in messages} - self.checked):
+            await self._partition(partition, [m for m in messages if m.partition == partition])
             self.checked.add(partition)
 
-    async def _partition(self, partition: int) -> None:
+    async def _same_log(self, partition: int, messages: list[Any]) -> bool:
+        """Whether ClickHouse's rows at the offsets of these messages are these messages
+        (a group that never committed, on the log the rows came from)."""
+        if not messages:
+            return False
+        offsets = [int(m.offset) for m in messages]
+        _, rows = await self.clickhouse.run(
+            self.clickhouse.query,
+            "SELECT kafka_offset, event_id FROM touchpoints WHERE kafka_partition = {p:UInt16} "
+            "AND kafka_offset IN {offsets:Array(UInt64)} LIMIT 1000",
+            {"p": partition, "offsets": offsets},
+        )
+        if not rows:
+            return False
+        values = {int(m.offset): m.value for m in messages}
+        for offset, event_id in rows:
+            try:
+                if orjson.loads(values[int(offset)] or b"{}").get("event_id") != event_id:
+                    return False
+            except (orjson.JSONDecodeError, AttributeError):
+                return False
+        return True
+
+    async def _partition(self, partition: int, messages: list[Any]) -> None:
         started = time.monotonic()
         before = self.resumed_from(partition)
         where = "kafka_partition = {p:UInt16}" + (
@@ -115,8 +142,9 @@ class StateRebuild:
             partition,
             len(missing),
         )
+        same_log = before is not None or await self._same_log(partition, messages)
         rebuilt, mark, replayed = await self.clickhouse.run(
-            self._history, partition, missing, where, params, before is not None
+            self._history, partition, missing, where, params, same_log
         )
         # the writes join this batch's state writes (on the loop, like every table write)
         self.states.partition = self.watermarks.partition = partition

@@ -27,7 +27,7 @@ from touchstream.streams.runtime.telemetry import Progress
 Batch = list[tuple[Processed, int, int]]  # what each record asked for, its partition and offset
 Store = Callable[[Batch], Awaitable[None]]
 Alerts = Callable[[list[Signal]], Awaitable[None]]
-Prepare = Callable[[set[int]], Awaitable[None]]
+Prepare = Callable[[list[Any]], Awaitable[None]]  # before a batch, given its messages
 
 YIELD_EVERY = 10  # records handled between two turns of the event loop (~1 ms)
 
@@ -64,7 +64,7 @@ class Pipeline:
         Yields to the loop every YIELD_EVERY records, so earlier batches' writes (acks, the
         ClickHouse insert's result) move on meanwhile."""
         if self.prepare is not None:
-            await self.prepare({message.partition for message in messages})
+            await self.prepare(messages)
         batch: Batch = []
         tables = (self.states, self.clocks)
         for start in range(0, len(messages), YIELD_EVERY):

@@ -8,9 +8,9 @@ writes go in the two ordered stages of `CommittedBatches` (streams/runtime/batch
 `publish` (the re-keyed touchpoints, the merge requests, merges on the identity topic, the
 rows) and then `persist` (the graph's changed entries). A crash before `persist` resolves
 the batch again from the same graph: the same customers, merges and ids (deterministic), and
-the keyed stage absorbs the repeats (event ids, merge ids). A crash after it resolves the
-records again against a graph that already has them: no new merge, and each touchpoint goes
-to the customer it now belongs to, where its event id is already known.
+the keyed stage absorbs the repeats (event ids, merge ids). A crash after it and before the
+commit redelivers records the graph has resolved (it persists the last offset it resolved
+with its changes): they are skipped, their outputs were published before the graph was.
 """
 
 from __future__ import annotations
@@ -78,9 +78,12 @@ class Resolver:
     async def run_batch(self, messages: list[Any]) -> tuple[Coroutine[Any, Any, None], ...]:
         graph = self._loaded()
         batch: ResolvedBatch = []
+        done = graph.resolved_through
         for n, message in enumerate(messages):
             if n and n % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
+            if message.offset <= done:  # resolved, persisted and published before a crash
+                continue
             resolved = resolve_record(
                 graph,
                 self.limits,
@@ -91,6 +94,11 @@ class Resolver:
                 message.offset,
             )
             batch.append((resolved, message.offset))
+        if messages and messages[0].offset <= done:
+            skipped = sum(1 for m in messages if m.offset <= done)
+            log.info("%d records resolved before a restart skipped (through %d)", skipped, done)
+        if messages:
+            graph.resolved(max(done, messages[-1].offset))
         for name, value in graph.take_changes():
             if value is None:
                 del self.table[name]

@@ -15,6 +15,7 @@ from touchstream.schemas.identifiers import (
 from touchstream.streams.identity import (
     DENIED,
     LIMIT,
+    LOOP,
     NO_IDENTIFIER,
     SHARED,
     WEAK_LINK,
@@ -91,6 +92,25 @@ def test_two_crm_ids_never_merge_and_the_refusal_says_so() -> None:
     # a second CRM id on a touchpoint of a customer who has one is not attached either
     again = g.resolve(["email:a@x.com", "crm_id:3"], 3 * DAY)
     assert [r.reason for r in again.refusals] == [LIMIT] and "crm_id:3" not in g.owner
+
+
+def test_a_merge_loop_is_refused_with_its_reason_not_followed_forever() -> None:
+    """Only a damaged graph holds one (aliases in a circle, as a hand-edited changelog
+    could): the touchpoint is then unresolved, with the reason, and nothing else moves."""
+    g = graph()
+    g.load(
+        [
+            ("c:a", b'{"alias": "b"}'),
+            ("c:b", b'{"alias": "a"}'),
+            ("c:c", b'{"keys": ["email:x"], "first": 0.0}'),
+        ]
+    )
+    g.owner["email:x"] = "a"  # an identifier of the circle
+    looped = g.resolve(["email:x"], DAY, "e1")
+    assert looped.customer is None
+    assert [r.reason for r in looped.refusals] == [LOOP]
+    assert "merge loop" in looped.refusals[0].identifier
+    assert g.resolve(["email:y"], DAY).customer is not None  # the rest resolves as before
 
 
 def test_placeholders_never_link_raw_or_pseudonymised() -> None:

@@ -103,6 +103,13 @@ def test_identifiers_seen_together_make_one_customer_and_one_state() -> None:
     topics.deliver([(absorbed.encode(), _under(absorbed, 5, 4))])
     assert "redirected" in topics.outcomes
     assert next(iter(topics.live().values())).event_count == 5
+    # a touchpoint the absorbed key had counted, sent again (the resolver after a crash):
+    # the redirect knows its id, though the survivor may have forgotten it by now
+    again = orjson.loads(identified(2, 1, [("phone", "h1:" + "b" * 32)], value=_money(20)))
+    topics.outcomes.clear()
+    topics.deliver([(absorbed.encode(), orjson.dumps({**again, "customer_id": absorbed}))])
+    assert topics.outcomes == ["duplicate"]
+    assert next(iter(topics.live().values())).event_count == 5
 
 
 @pytest.mark.parametrize("by", ["phone:h1:" + "b" * 32, "the survivor", "the alias"])
@@ -227,3 +234,13 @@ def _under(customer: str, n: int, day: float) -> bytes:
             "kind": "purchase",
         }
     )
+
+
+def test_the_offset_resolved_is_persisted_with_the_graph() -> None:
+    """A record redelivered after the graph was persisted is known as resolved."""
+    graph = IdentityGraph(IdentityRules())
+    graph.resolve(["email:1"], 0.0)
+    graph.resolved(41)
+    again = IdentityGraph(IdentityRules())
+    again.load((k, v) for k, v in graph.take_changes() if v is not None)
+    assert again.resolved_through == 41 and again.customer_of("email:1") is not None
