@@ -15,9 +15,18 @@ from datetime import datetime
 
 import orjson
 
+from touchstream.schemas.dead_letter import FieldError
+from touchstream.schemas.validation import TouchpointRejected
+
 CLOCK_KEY = b"__clock__"
 FORGET_KEY = b"__forget__"
 FORGET_PREFIX = b'{"forget"'
+
+
+def invalid_control(key: bytes | None, error: Exception) -> TouchpointRejected:
+    """A control record that cannot be read: a dead letter that says so."""
+    kind = "invalid_control_record"
+    return TouchpointRejected(kind, [FieldError(loc="", type=kind, msg=f"{key!r}: {error}")])
 
 
 def forget_marker(

@@ -41,6 +41,7 @@ from touchstream.schemas.touchpoint import (
 )
 from touchstream.schemas.validation import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    InputLimits,
     parse_touchpoint,
     surely_unique_keys,
 )
@@ -202,6 +203,16 @@ def decode_touchpoint(
         parse_touchpoint(
             raw, now=now, max_future_skew=max_future_skew, max_bytes=max_bytes, earliest=earliest
         )
+    )
+
+
+def decode_within(raw: bytes, limits: InputLimits) -> Touchpoint:
+    """`decode_touchpoint` under an input record's limits (the settings' part)."""
+    return decode_touchpoint(
+        raw,
+        max_future_skew=limits.max_future_skew,
+        max_bytes=limits.max_bytes,
+        earliest=limits.earliest,
     )
 
 

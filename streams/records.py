@@ -32,10 +32,11 @@ from touchstream.schemas.control import (
     MERGE_PREFIX,
     absorb_request,
     forget_marker,
+    invalid_control,
     parse_marker,
     parse_merge,
 )
-from touchstream.schemas.decoder import decode_touchpoint
+from touchstream.schemas.decoder import decode_within
 from touchstream.schemas.signal import Snapshot
 from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.engine import Engine, StepResult
@@ -147,18 +148,10 @@ def process_record(
                 return _merge_half(engine, payload, partition)
             return _control(engine, key or b"", payload, partition)
         except (ValueError, KeyError, TypeError) as error:
-            kind = "invalid_control_record"
-            invalid = TouchpointRejected(
-                kind, [FieldError(loc="", type=kind, msg=f"{key!r}: {error}")]
-            )
+            invalid = invalid_control(key, error)
             return _processed(key, None, dead_letters=[dead(invalid)], outcome="rejected")
     try:
-        event = decode_touchpoint(
-            payload,
-            max_future_skew=limits.max_future_skew,
-            max_bytes=limits.max_bytes,
-            earliest=limits.earliest,
-        )
+        event = decode_within(payload, limits)
     except TouchpointRejected as rejected:
         return _processed(key, None, dead_letters=[dead(rejected)], outcome="rejected")
     if event.customer_id is None:

@@ -27,10 +27,11 @@ from touchstream.schemas.control import (
     FORGET_KEY,
     FORGET_PREFIX,
     forget_marker,
+    invalid_control,
     merge_request,
     parse_marker,
 )
-from touchstream.schemas.decoder import Touchpoint, decode_touchpoint
+from touchstream.schemas.decoder import Touchpoint, decode_within
 from touchstream.schemas.identifiers import IdentifierType, identity_key
 from touchstream.streams.identity import IdentityGraph, Merge, Refusal, Resolution
 
@@ -120,16 +121,9 @@ def resolve_record(
         try:
             return forget_record(graph, parse_marker(payload))
         except (ValueError, KeyError, TypeError) as error:
-            kind = "invalid_control_record"
-            invalid = FieldError(loc="", type=kind, msg=f"{key!r}: {error}")
-            return reject(TouchpointRejected(kind, [invalid]), "rejected")
+            return reject(invalid_control(key, error), "rejected")
     try:
-        event = decode_touchpoint(
-            payload,
-            max_future_skew=limits.max_future_skew,
-            max_bytes=limits.max_bytes,
-            earliest=limits.earliest,
-        )
+        event = decode_within(payload, limits)
     except TouchpointRejected as rejected:
         return reject(rejected, "rejected")
     resolved, named = resolve_event(graph, event)
