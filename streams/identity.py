@@ -159,6 +159,12 @@ class IdentityGraph:
     # -- resolving ----------------------------------------------------------------------------
     def resolve(self, keys: list[str], at: float, event_id: str = "") -> Resolution:
         """The customer of a touchpoint carrying `keys`, at event time `at`."""
+        try:
+            known = self._returning(keys)
+        except RuntimeError:  # a merge loop: the full path says so
+            known = None
+        if known is not None:
+            return Resolution(known)
         result = Resolution(None)
         strong: list[str] = []
         weak: list[str] = []
@@ -184,6 +190,23 @@ class IdentityGraph:
             return result
         result.customer = customer
         return result
+
+    def _returning(self, keys: list[str]) -> str | None:
+        """The customer every key already belongs to, when that is all there is to say (most
+        touchpoints: a returning customer's identifiers): no link to make, no guard to ask.
+        A device not yet sure is left to the full path: each touchpoint moves its
+        confirmation."""
+        owner = self.owner
+        first = owner.get(keys[0]) if keys else None
+        if first is None:
+            return None
+        for key in keys:
+            other = owner.get(key)
+            if other is None or (other != first and self.canonical(other) != self.canonical(first)):
+                return None
+            if key not in self.confirmed and key.partition(":")[0] in self.confirm:
+                return None
+        return self.canonical(first)
 
     def _weak(self, key: str) -> bool:
         return type_of(key) in self.weak

@@ -191,8 +191,8 @@ def resolve_event(graph: IdentityGraph, event: Touchpoint) -> tuple[Resolved, To
         )
     if customer is None:
         return out, None
-    for k in keys:
-        if before[k] is None and graph.owner.get(k) is not None:
+    for k, was in before.items():
+        if was is None and graph.owner.get(k) is not None:
             out.mapped.append((k, "identifier", graph.canonical(graph.owner[k]), at))
     if event.customer_id != customer:
         event = msgspec.structs.replace(event, customer_id=customer)

@@ -232,3 +232,24 @@ def test_the_example_in_the_identity_doc_runs() -> None:
     assert blocks
     for block in blocks:
         exec(compile(block, "docs/identity.md", "exec"), {})
+
+
+def test_the_returning_customer_shortcut_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`_returning` skips the full path for touchpoints whose identifiers all belong to one
+    customer already: on traffic with kiosks, devices and placeholders, the same answers."""
+    from bench.identity import SECRET, generate, identify
+
+    traffic = identify(generate(150, 3, 5)[1], 5)
+
+    def answers() -> list[tuple]:
+        g = IdentityGraph(RULES, denied_keys(RULES, SECRET))
+        out = []
+        for event, keys in zip(traffic.events, traffic.keys, strict=True):
+            r = g.resolve(keys, len(out) * 600.0, event["event_id"])
+            out.append((r.customer, r.merges, [(x.reason, x.identifier) for x in r.refusals]))
+        return [*out, (sorted(g.owner.items()), sorted(g.pending.items()), sorted(g.confirmed))]
+
+    fast = answers()
+    monkeypatch.setattr(IdentityGraph, "_returning", lambda self, keys: None)
+    assert answers() == fast
+    assert sum(1 for customer, merges, _ in fast[:-1] if customer and not merges) > 1000
