@@ -50,6 +50,8 @@ def parse_marker(raw: bytes) -> tuple[str, datetime, tuple[str, ...]]:
 
 MERGE_PREFIX = b'{"merge"'  # resolver -> the absorbed key's partition: hand your state over
 ABSORB_PREFIX = b'{"absorb"'  # that partition -> the survivor's: merge this state in
+MERGE_HALVES = (MERGE_PREFIX, ABSORB_PREFIX)
+CONTROL_PREFIXES = (*MERGE_HALVES, FORGET_PREFIX)  # values no touchpoint starts with
 
 
 def merge_request(absorbed: str, survivor: str, merge_id: str) -> bytes:

@@ -17,29 +17,32 @@ def _time(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)
 
 
+def _columns(*names: str) -> Columns:
+    return {name: [] for name in names}
+
+
+def _append(columns: Columns, row: tuple[object, ...]) -> None:
+    for name, value in zip(columns, row, strict=True):
+        columns[name].append(value)
+
+
 def identity_columns(batch: Iterable[tuple[Resolved, int]]) -> dict[str, Columns]:
     """Columns per table of what a batch of resolved records (with their offsets) asks."""
-    mapped: Columns = {k: [] for k in ("identifier", "kind", "customer_id", "since", "version")}
-    merges: Columns = {k: [] for k in ("merge_id", "survivor", "absorbed", "via", "at")}
-    merges["event_id"] = []
-    refusals: Columns = {k: [] for k in ("refusal_id", "reason", "identifier", "customers")}
-    refusals.update(at=[], event_id=[])
+    mapped = _columns("identifier", "kind", "customer_id", "since", "version")
+    merges = _columns("merge_id", "survivor", "absorbed", "via", "at", "event_id")
+    refusals = _columns("refusal_id", "reason", "identifier", "customers", "at", "event_id")
     for resolved, offset in batch:
         for identifier, kind, customer, since in resolved.mapped:
-            for name, value in zip(
-                mapped, (identifier, kind, customer, _time(since), offset), strict=True
-            ):
-                mapped[name].append(value)
+            _append(mapped, (identifier, kind, customer, _time(since), offset))
         for m in resolved.merges:
-            row = (m.merge_id, m.survivor, m.absorbed, list(m.via), _time(m.at), m.event_id)
-            for name, value in zip(merges, row, strict=True):
-                merges[name].append(value)
+            _append(
+                merges, (m.merge_id, m.survivor, m.absorbed, list(m.via), _time(m.at), m.event_id)
+            )
         for r in resolved.refusals:
             text = f"{r.reason}\x1f{r.identifier}\x1f{r.event_id}\x1f{','.join(r.customers)}"
             refusal_id = hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
-            row2 = (refusal_id, r.reason, r.identifier, list(r.customers), _time(r.at), r.event_id)
-            for name, value in zip(refusals, row2, strict=True):
-                refusals[name].append(value)
+            row = (refusal_id, r.reason, r.identifier, list(r.customers), _time(r.at), r.event_id)
+            _append(refusals, row)
     return {"identity_map": mapped, "identity_merges": merges, "identity_refusals": refusals}
 
 

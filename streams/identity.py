@@ -200,13 +200,14 @@ class IdentityGraph:
         first = owner.get(keys[0]) if keys else None
         if first is None:
             return None
+        customer = self.canonical(first)
         for key in keys:
             other = owner.get(key)
-            if other is None or (other != first and self.canonical(other) != self.canonical(first)):
+            if other is None or (other != first and self.canonical(other) != customer):
                 return None
             if key not in self.confirmed and key.partition(":")[0] in self.confirm:
                 return None
-        return self.canonical(first)
+        return customer
 
     def _weak(self, key: str) -> bool:
         return type_of(key) in self.weak

@@ -25,10 +25,10 @@ from touchstream.schemas import (
     dead_letter_for,
 )
 from touchstream.schemas.control import (
-    ABSORB_PREFIX,
     CLOCK_KEY,
+    CONTROL_PREFIXES,
     FORGET_KEY,
-    FORGET_PREFIX,
+    MERGE_HALVES,
     MERGE_PREFIX,
     absorb_request,
     forget_marker,
@@ -141,10 +141,9 @@ def process_record(
             offset=offset,
         )
 
-    merge_half = payload.startswith(MERGE_PREFIX) or payload.startswith(ABSORB_PREFIX)
-    if merge_half or key in (CLOCK_KEY, FORGET_KEY) or payload.startswith(FORGET_PREFIX):
+    if key in (CLOCK_KEY, FORGET_KEY) or payload.startswith(CONTROL_PREFIXES):
         try:
-            if merge_half:
+            if payload.startswith(MERGE_HALVES):
                 return _merge_half(engine, payload, partition)
             return _control(engine, key or b"", payload, partition)
         except (ValueError, KeyError, TypeError) as error:

@@ -78,7 +78,6 @@ class ReplayResult:
     out_of_order: int = 0  # events older than one before them in the file, by over a day
     offers: list[Offer] = field(default_factory=list)  # every wow offer, decided
     identity: list[tuple[Resolved, int]] = field(default_factory=list)  # with its line
-    graph: IdentityGraph | None = None  # the identities resolved, when any came
 
     @property
     def over_capacity(self) -> int:
@@ -194,8 +193,6 @@ def replay(
         elif outcome.rejection is not None:
             result.late += 1
             reject(event, outcome.rejection, record.line)
-    if result.identity:
-        result.graph = graph
     end = as_of.timestamp() if as_of else max(watermarks.values(), default=0.0)
     if as_of is not None:
         for partition in range(partitions):
