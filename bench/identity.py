@@ -20,7 +20,8 @@ Measured:
 * merges through a kiosk or a placeholder (must be none), refusals by reason;
 * the engine run twice, on the true ids and on the resolved customers (merges applied as the
   declared merge rules say): for every person whose identifiers all end in one customer of
-  their own, the signals raised after the moment their identifiers linked, compared.
+  their own, the signals raised from the moment their identifiers linked (the linking
+  touchpoint's own included: live, it waits for the merged state as here), compared.
 """
 
 from __future__ import annotations
@@ -327,8 +328,8 @@ def _report(
         if final_people[customer] - {person}:
             continue  # shares a customer with someone else
         since = linked_at.get(person, "")
-        truth = [s for s in truth_signals.get(person, []) if s[0] > since]
-        mine = [s for s in resolved_signals.get(customer, []) if s[0] > since]
+        truth = [s for s in truth_signals.get(person, []) if s[0] >= since]
+        mine = [s for s in resolved_signals.get(customer, []) if s[0] >= since]
         compared += 1
         equal += truth == mine
         for _, kind in truth:

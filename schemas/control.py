@@ -1,6 +1,6 @@
 """Control records: what the worker itself puts on the touchpoints topic (clock ticks,
-forget requests, the two halves of a merge), and the forget marker it passes on to the
-output topics.
+forget requests, the two halves of a merge, a touchpoint that waits for its merges), and
+the forget marker it passes on to the output topics.
 
 Wire formats, so subscribers of the output topics can recognise a marker too. A merge's
 records are keyed by a customer, like touchpoints, so they reach that customer's partition;
@@ -13,6 +13,7 @@ import base64
 from collections.abc import Sequence
 from datetime import datetime
 
+import msgspec
 import orjson
 
 from touchstream.schemas.dead_letter import FieldError
@@ -50,8 +51,17 @@ def parse_marker(raw: bytes) -> tuple[str, datetime, tuple[str, ...]]:
 
 MERGE_PREFIX = b'{"merge"'  # resolver -> the absorbed key's partition: hand your state over
 ABSORB_PREFIX = b'{"absorb"'  # that partition -> the survivor's: merge this state in
+AFTER_PREFIX = b'{"after"'  # resolver -> the survivor's: this touchpoint, once those are in
 MERGE_HALVES = (MERGE_PREFIX, ABSORB_PREFIX)
-CONTROL_PREFIXES = (*MERGE_HALVES, FORGET_PREFIX)  # values no touchpoint starts with
+CONTROL_PREFIXES = (*MERGE_HALVES, AFTER_PREFIX, FORGET_PREFIX)  # no touchpoint starts so
+
+
+class _After(msgspec.Struct):
+    after: list[str]
+    touchpoint: msgspec.Raw
+
+
+_AFTER = msgspec.json.Decoder(_After)
 
 
 def merge_request(absorbed: str, survivor: str, merge_id: str) -> bytes:
@@ -77,3 +87,15 @@ def parse_merge(raw: bytes) -> tuple[str, str, str, bytes | None]:
         str(data["merge_id"]),
         None if state is None else base64.b64decode(state, validate=True),
     )
+
+
+def after_merges(absorbed: Sequence[str], touchpoint: bytes) -> bytes:
+    """The touchpoint that made merges, for the survivor's partition: it is judged once the
+    absorbed customers' states have joined the survivor's (until then it waits there)."""
+    return b'{"after":%b,"touchpoint":%b}' % (orjson.dumps(list(absorbed)), touchpoint)
+
+
+def parse_after(raw: bytes) -> tuple[list[str], bytes]:
+    """(the absorbed ids waited for, the touchpoint as published)."""
+    record = _AFTER.decode(raw)
+    return record.after, bytes(record.touchpoint)

@@ -68,6 +68,7 @@ STATE_FIELDS: Final = (
     "promoter_moments",
     "merged_into",
     "absorbed",
+    "parked",
 )
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -134,6 +135,8 @@ class CustomerState:
     # set: this key was merged into that customer, and the state only redirects there
     merged_into: str
     absorbed: list[str]  # ids merged into this customer
+    # [offset, payload, event time] of records waiting for a merge (streams/records.py)
+    parked: list[list[Any]]
 
     def __init__(self, customer_id: str) -> None:
         self.customer_id = customer_id
@@ -189,6 +192,7 @@ class CustomerState:
         self.promoter_moments = 0
         self.merged_into = ""
         self.absorbed = []
+        self.parked = []
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CustomerState) and self.to_row() == other.to_row()
@@ -253,6 +257,7 @@ class CustomerState:
             self.promoter_moments,
             self.merged_into,
             self.absorbed,
+            self.parked,
         ]
 
     @staticmethod
@@ -364,6 +369,8 @@ class CustomerState:
             state.merged_into = row[51]
         if n > 52:
             state.absorbed = row[52]
+        if n > 53:
+            state.parked = row[53]
         return state
 
     @staticmethod

@@ -15,6 +15,7 @@ import math
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from kafka.partitioner.default import murmur2
 from mypy_extensions import mypyc_attr
@@ -24,7 +25,7 @@ from touchstream.schemas.decoder import Touchpoint
 from touchstream.schemas.signal import Snapshot
 from touchstream.streams.assessment import Assessment, Level
 from touchstream.streams.churn import RiskModel
-from touchstream.streams.customer_state import CustomerState
+from touchstream.streams.customer_state import ABSORBED_KEEP, CustomerState
 from touchstream.streams.evaluate import assess, evaluate
 from touchstream.streams.measure import usual_gap_days
 from touchstream.streams.merge import merge_states
@@ -34,6 +35,7 @@ from touchstream.streams.rules import Rules
 from touchstream.streams.state import apply_event, dedup_horizon, event_key
 
 SNAPSHOT_RISK_STEP = 0.05  # a silence check writes a snapshot when risk moved this much
+PARK_LIMIT = 1_000  # records a customer keeps waiting for a merge before going on without
 
 
 def partition_for(customer_id: str, partitions: int) -> int:
@@ -43,7 +45,7 @@ def partition_for(customer_id: str, partitions: int) -> int:
 
 @dataclass(init=False)
 class StepResult:
-    status: str  # applied | duplicate | late | tick | redirected
+    status: str  # applied | duplicate | late | tick | redirected | parked
     signals: list[Signal]
     snapshots: list[Snapshot]
     rejection: TouchpointRejected | None
@@ -85,6 +87,7 @@ class Engine:
         self._due: dict[str, float] = {}
         self.params = rules.state_params()
         self.period = rules.silence_check_days * DAY
+        self.park_limit = PARK_LIMIT
 
     def members(self, partition: int) -> set[str]:
         """Customers of a partition; built from the state store the first time it is asked."""
@@ -140,7 +143,8 @@ class Engine:
         """A merge's second half, where the survivor lives: `other` joins its state by the
         fields' merge rules, once (a state remembers the ids it absorbed), and a snapshot
         shows the customer whole. "redirected": the survivor itself has since been merged
-        into `redirect` (to go on); "duplicate": absorbed before."""
+        into `redirect` (to go on); "duplicate": absorbed before. `other` without events
+        (the absorbed key had no state) only marks the merge as arrived."""
         mine = self.states.get(survivor)
         if mine is not None and mine.merged_into:
             outcome = StepResult("redirected")
@@ -148,6 +152,11 @@ class Engine:
             return outcome
         if mine is not None and other.customer_id in mine.absorbed:
             return StepResult("duplicate")
+        if not other.event_count and not other.absorbed:
+            if mine is not None:  # (it may have records waiting for this merge)
+                mine.absorbed = [*mine.absorbed, other.customer_id][-ABSORBED_KEEP:]
+                self.states[survivor] = mine
+            return StepResult("absorbed")
         state = merge_states(mine or CustomerState(survivor), other, self.params)
         outcome = StepResult("absorbed")
         if state.event_count:
@@ -160,6 +169,29 @@ class Engine:
         self._timer_skip.discard(survivor)
         self._due.pop(survivor, None)
         return outcome
+
+    def park(
+        self, customer_id: str, partition: int, offset: int, payload: bytes, at: float
+    ) -> bool:
+        """Keep a record of `customer_id`'s partition (a touchpoint of time `at`) until the
+        merge it waits for arrives (streams/records.py releases it). False: parked before
+        (a redelivery)."""
+        state = self.states.get(customer_id) or CustomerState(customer_id)
+        if any(entry[0] == offset for entry in state.parked):
+            return False
+        state.parked = [*state.parked, [offset, payload, at]]
+        self.states[customer_id] = state
+        self.members(partition).add(customer_id)
+        return True
+
+    def unpark(self, customer_id: str) -> list[list[Any]]:
+        """The customer's parked records, in the order they came, no longer parked."""
+        state = self.states.get(customer_id)
+        if state is None or not state.parked:
+            return []
+        parked, state.parked = state.parked, []
+        self.states[customer_id] = state
+        return parked
 
     def step(self, event: Touchpoint, partition: int, offset: int | None = None) -> StepResult:
         """Apply one event. `offset` (live) lets a redelivery after a crash be recognised
@@ -185,6 +217,9 @@ class Engine:
                 return outcome
             outcome.status = "redirected"
             outcome.redirect = state.merged_into
+            return outcome
+        if state.parked:  # waiting for a merge: after the touchpoints that wait for it
+            outcome.status = "parked"
             return outcome
         if offset is not None and offset <= state.last_offset:
             outcome.status = "duplicate"
@@ -234,53 +269,72 @@ class Engine:
         self.watermarks[key] = t
 
     def silence_check(self, partition: int, now: float, into: StepResult) -> None:
-        """Judge the partition's silent customers at `now`. A customer whose risk moved by
+        """Judge the partition's silent customers at `now` (`_check`)."""
+        for customer_id in sorted(self.members(partition) - self._timer_skip):
+            self._check(customer_id, now, into)
+
+    def catch_up(
+        self, customer_id: str, partition: int, after: float, until: float, into: StepResult
+    ) -> None:
+        """The silence checks of one customer at the boundaries in (`after`, `until`] its
+        partition has passed: those it sat out while its touchpoints waited for a merge."""
+        mark = self.watermarks.get(str(partition))
+        if mark is None:
+            return
+        boundary = (math.floor(after / self.period) + 1) * self.period
+        while boundary <= min(until, mark):
+            self._check(customer_id, boundary, into)
+            boundary += self.period
+
+    def _check(self, customer_id: str, now: float, into: StepResult) -> None:
+        """Judge one customer's silence at `now`. A customer whose risk moved by
         SNAPSHOT_RISK_STEP since their last snapshot gets a new one, so the metrics keep up
         with silence. One who cannot reach the threshold by silence alone is looked at again
         one usual interval later (their snapshot only), not every day."""
         due = self._due
-        for customer_id in sorted(self.members(partition) - self._timer_skip):
-            if due.get(customer_id, 0.0) > now:
-                continue
-            state = self.states.get(customer_id)
-            if state is None or state.last_seen >= now or state.merged_into:
-                continue
-            if state.signal_state.get("about_to_defect", [False])[0]:
-                self._timer_skip.add(customer_id)  # raised; only an event can clear it
-                continue
-            last = state.last_active or state.last_seen
-            usual = usual_gap_days(state, self.rules)
-            if (now - last) / DAY <= usual:  # not overdue: the silence factor is zero
-                wake = last + usual * DAY - 1.0  # a second early: no float doubt
-                if state.open_complaints:  # ...but a complaint's age grows all the same
-                    opened = min(case[0] for case in state.open_complaints.values())
-                    wake = min(wake, opened + self.rules.risk.complaint_sla_days * DAY)
-                if wake > now:
-                    due[customer_id] = wake
-                    continue
-            ceiling, measured = silence_ceiling(state, now, self.rules, self.model)
-            if ceiling < self.rules.risk.trigger.raise_at:
-                # silence alone cannot raise: looked at once per usual interval, on a grid
-                # anchored at the last contact, so a restart (which loses `_due`) looks at
-                # the very same boundaries (a restart once wrote a snapshot a day early)
-                step, since = usual * DAY, now - last
-                if since > usual * DAY:
-                    due[customer_id] = last + step * (math.floor(since / step) + 1)
-                    if not _first_or_on_grid(since, self.period, step):
-                        continue
-            before = [list(v) for v in state.signal_state.values()]
-            result = evaluate(state, now, self.rules, self.model, measured=measured)
-            changed = before != [list(v) for v in state.signal_state.values()]
-            if result.signals or abs(result.risk.value - state.last_snapshot_risk) >= (
-                SNAPSHOT_RISK_STEP
-            ):
-                state.last_snapshot_at = now
-                state.last_snapshot_risk = result.risk.value
-                into.snapshots.append(result.snapshot(state))
-                changed = True
-            if changed:
-                self.states[customer_id] = state
-            into.signals.extend(result.signals)
+        if customer_id in self._timer_skip or due.get(customer_id, 0.0) > now:
+            return
+        state = self.states.get(customer_id)
+        if state is None or state.last_seen >= now or state.merged_into:
+            return
+        if state.parked and now > state.parked[0][2]:
+            return  # not silent: a touchpoint of before `now` waits for its merge (catch_up)
+        if state.signal_state.get("about_to_defect", [False])[0]:
+            self._timer_skip.add(customer_id)  # raised; only an event can clear it
+            return
+        last = state.last_active or state.last_seen
+        usual = usual_gap_days(state, self.rules)
+        if (now - last) / DAY <= usual:  # not overdue: the silence factor is zero
+            wake = last + usual * DAY - 1.0  # a second early: no float doubt
+            if state.open_complaints:  # ...but a complaint's age grows all the same
+                opened = min(case[0] for case in state.open_complaints.values())
+                wake = min(wake, opened + self.rules.risk.complaint_sla_days * DAY)
+            if wake > now:
+                due[customer_id] = wake
+                return
+        ceiling, measured = silence_ceiling(state, now, self.rules, self.model)
+        if ceiling < self.rules.risk.trigger.raise_at:
+            # silence alone cannot raise: looked at once per usual interval, on a grid
+            # anchored at the last contact, so a restart (which loses `_due`) looks at
+            # the very same boundaries (a restart once wrote a snapshot a day early)
+            step, since = usual * DAY, now - last
+            if since > usual * DAY:
+                due[customer_id] = last + step * (math.floor(since / step) + 1)
+                if not _first_or_on_grid(since, self.period, step):
+                    return
+        before = [list(v) for v in state.signal_state.values()]
+        result = evaluate(state, now, self.rules, self.model, measured=measured)
+        changed = before != [list(v) for v in state.signal_state.values()]
+        if result.signals or abs(result.risk.value - state.last_snapshot_risk) >= (
+            SNAPSHOT_RISK_STEP
+        ):
+            state.last_snapshot_at = now
+            state.last_snapshot_risk = result.risk.value
+            into.snapshots.append(result.snapshot(state))
+            changed = True
+        if changed:
+            self.states[customer_id] = state
+        into.signals.extend(result.signals)
 
 
 def _first_or_on_grid(since: float, period: float, step: float) -> bool:

@@ -8,6 +8,7 @@ settings object here; the runtime (streams/runtime/pipeline.py) moves the bytes 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,14 +26,17 @@ from touchstream.schemas import (
     dead_letter_for,
 )
 from touchstream.schemas.control import (
+    AFTER_PREFIX,
     CLOCK_KEY,
     CONTROL_PREFIXES,
     FORGET_KEY,
     MERGE_HALVES,
     MERGE_PREFIX,
     absorb_request,
+    after_merges,
     forget_marker,
     invalid_control,
+    parse_after,
     parse_marker,
     parse_merge,
 )
@@ -67,8 +71,9 @@ class Processed:
     offers: list[Signal]
     dead_letters: list[DeadLetter]
     forget: bytes | None  # a forget request's marker (schemas/control.py)
-    outcome: str  # for /metrics: applied | duplicate | late | rejected | error | control
+    outcome: str  # for /metrics: applied | duplicate | late | rejected | error | control | parked
     behind: float  # seconds the event's time was behind its partition's (0: not far behind)
+    released: list[tuple[Processed, int]]  # parked records handled now, with their offsets
 
     # explicit, so mypyc compiles it: a dataclass's generated one stays interpreted (4x slower)
     def __init__(
@@ -89,6 +94,7 @@ class Processed:
         self.offers = [] if offers is None else offers
         self.dead_letters = [] if dead_letters is None else dead_letters
         self.behind = behind
+        self.released = []
 
     @property
     def dead_reasons(self) -> list[str]:
@@ -117,6 +123,7 @@ def process_records(
             engine, limits, message.key, message.value, message.topic, partition, message.offset
         )
         into.append((handled, partition, message.offset))
+        into.extend((released, partition, offset) for released, offset in handled.released)
 
 
 def process_record(
@@ -144,7 +151,9 @@ def process_record(
     if key in (CLOCK_KEY, FORGET_KEY) or payload.startswith(CONTROL_PREFIXES):
         try:
             if payload.startswith(MERGE_HALVES):
-                return _merge_half(engine, payload, partition)
+                return _merge_half(engine, limits, payload, topic, partition)
+            if payload.startswith(AFTER_PREFIX):
+                return _after(engine, limits, payload, topic, partition, offset)
             return _control(engine, key or b"", payload, partition)
         except (ValueError, KeyError, TypeError) as error:
             invalid = invalid_control(key, error)
@@ -174,7 +183,14 @@ def process_record(
     if outcome.status == "redirected":  # its key was merged: on to the customer's
         target = outcome.redirect
         moved = msgspec.structs.replace(event, customer_id=target)
-        return Processed([("touchpoints", target.encode(), moved.to_wire())], outcome="redirected")
+        handled = Processed(
+            [("touchpoints", target.encode(), moved.to_wire())], outcome="redirected"
+        )
+        return _with_checks(handled, outcome)
+    if outcome.status == "parked":  # behind a touchpoint that waits for its merge
+        t = event.occurred_at.timestamp()
+        handled = _park(engine, limits, event.customer_id, topic, partition, offset, payload, t)
+        return _with_checks(handled, outcome)
     return _processed(
         customer_key,
         touchpoint_row(event, partition, offset, wow_margin, outcome.assessment, payload),
@@ -184,6 +200,18 @@ def process_record(
         outcome.status,
         outcome.behind,
     )
+
+
+def _with_checks(handled: Processed, outcome: StepResult) -> Processed:
+    """The silence checks the event's time passed (other customers'), on a record the step
+    did not apply."""
+    if outcome.snapshots or outcome.signals:
+        checks = _processed(None, None, outcome.snapshots, outcome.signals)
+        handled.records.extend(checks.records)
+        handled.snapshots.extend(checks.snapshots)
+        handled.signals.extend(checks.signals)
+        handled.offers.extend(checks.offers)
+    return handled
 
 
 _UNRESOLVED = TouchpointRejected(
@@ -251,21 +279,127 @@ def _control(engine: Engine, key: bytes, payload: bytes, partition: int) -> Proc
     )
 
 
-def _merge_half(engine: Engine, payload: bytes, partition: int) -> Processed:
+def _merge_half(
+    engine: Engine, limits: InputLimits, payload: bytes, topic: str, partition: int
+) -> Processed:
     """A merge's two halves (schemas/control.py): where the absorbed key lives its state
-    leaves for the survivor's partition; there it joins the survivor's state."""
+    leaves for the survivor's partition; there it joins the survivor's state, and the
+    records parked for it go on."""
     absorbed, survivor, merge_id, raw = parse_merge(payload)
     if payload.startswith(MERGE_PREFIX):
+        before = engine.states.get(absorbed)
+        if before is not None and before.merged_into:
+            return Processed([])  # moved before (a redelivery): its state is on its way
         state = engine.absorb_out(absorbed, survivor, partition)
         log.info("customer %s merged into %s (%s)", absorbed, survivor, merge_id)
-        if state is None:
-            return Processed([])
-        request = absorb_request(absorbed, survivor, merge_id, state.encode())
-        return Processed([("touchpoints", survivor.encode(), request)])
-    if raw is None:
-        return Processed([])
-    outcome = engine.absorb_in(survivor, CustomerState.decode(raw), partition)
+        key = survivor.encode()
+        if state is None:  # nothing to bring: the survivor still learns the merge arrived
+            return Processed(
+                [("touchpoints", key, absorb_request(absorbed, survivor, merge_id, None))]
+            )
+        parked, state.parked = state.parked, []
+        moved = Processed(
+            [("touchpoints", key, absorb_request(absorbed, survivor, merge_id, state.encode()))]
+        )
+        # what waited here goes on behind the state, through the key's redirect
+        moved.records.extend(("touchpoints", absorbed.encode(), entry[1]) for entry in parked)
+        return moved
+    other = CustomerState(absorbed) if raw is None else CustomerState.decode(raw)
+    outcome = engine.absorb_in(survivor, other, partition)
     if outcome.status == "redirected":
         request = absorb_request(absorbed, outcome.redirect, merge_id, raw)
         return Processed([("touchpoints", outcome.redirect.encode(), request)])
-    return _processed(survivor.encode(), None, outcome.snapshots)
+    handled = _processed(survivor.encode(), None, outcome.snapshots)
+    handled.released = _release(engine, limits, survivor, topic, partition)
+    return handled
+
+
+def _after(
+    engine: Engine, limits: InputLimits, payload: bytes, topic: str, partition: int, offset: int
+) -> Processed:
+    """A touchpoint that made merges: handled once the absorbed states have joined its
+    customer's, parked until then (with whatever comes for the customer meanwhile)."""
+    waits_for, touchpoint = parse_after(payload)
+    event = decode_within(touchpoint, limits)
+    customer = event.customer_id or ""
+    state = engine.states.get(customer)
+    if state is not None and state.merged_into:  # the customer was merged on: follow it
+        target = state.merged_into
+        moved = msgspec.structs.replace(event, customer_id=target).to_wire()
+        return Processed([("touchpoints", target.encode(), after_merges(waits_for, moved))])
+    if state is not None and not state.parked and set(state.absorbed).issuperset(waits_for):
+        return process_record(
+            engine, limits, customer.encode(), touchpoint, topic, partition, offset
+        )
+    return _park(
+        engine, limits, customer, topic, partition, offset, payload, event.occurred_at.timestamp()
+    )
+
+
+def _park(
+    engine: Engine,
+    limits: InputLimits,
+    customer: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    payload: bytes,
+    at: float,
+) -> Processed:
+    """Keep a record until the merge its customer waits for arrives. Bounded: past
+    `engine.park_limit` records the customer goes on without it (a merge that cannot come)."""
+    parked = engine.park(customer, partition, offset, payload, at)
+    if len(engine.states[customer].parked) <= engine.park_limit:
+        return Processed([], outcome="parked" if parked else "duplicate")
+    limit = engine.park_limit
+    log.warning("%s waited for a merge through %d records: going on without", customer, limit)
+    handled = Processed([], outcome="released")
+    handled.released = _release(engine, limits, customer, topic, partition, wait=False)
+    return handled
+
+
+def _release(
+    engine: Engine,
+    limits: InputLimits,
+    customer: str,
+    topic: str,
+    partition: int,
+    wait: bool = True,
+) -> list[tuple[Processed, int]]:
+    """The customer's parked records, handled in their order (`wait`: one that still waits
+    for a merge parks again, and the rest behind it; else none waits). Before each, the
+    customer's silence checks its partition passed meanwhile, as a replay has them."""
+    handle = process_record if wait else _unwrapped_record
+    key = customer.encode()
+    out: list[tuple[Processed, int]] = []
+
+    def catch_up(after: float, until: float, offset: int) -> None:
+        checks = StepResult("tick")
+        engine.catch_up(customer, partition, after, until, checks)
+        if checks.snapshots or checks.signals:
+            out.append((_processed(None, None, checks.snapshots, checks.signals), offset))
+
+    parked = engine.unpark(customer)
+    since = parked[0][2] if parked else 0.0
+    for offset, payload, at in parked:
+        catch_up(since, at, offset)
+        out.append((handle(engine, limits, key, payload, topic, partition, offset), offset))
+        since = max(since, at)
+    if parked:
+        catch_up(since, math.inf, parked[-1][0])
+    return out
+
+
+def _unwrapped_record(
+    engine: Engine,
+    limits: InputLimits,
+    key: bytes | None,
+    payload: bytes,
+    topic: str,
+    partition: int,
+    offset: int,
+) -> Processed:
+    """A parked record handled without waiting for its merge."""
+    if payload.startswith(AFTER_PREFIX):
+        payload = parse_after(payload)[1]
+    return process_record(engine, limits, key, payload, topic, partition, offset)

@@ -26,6 +26,7 @@ from touchstream.schemas import (
 from touchstream.schemas.control import (
     FORGET_KEY,
     FORGET_PREFIX,
+    after_merges,
     forget_marker,
     invalid_control,
     merge_request,
@@ -136,7 +137,13 @@ def resolve_record(
         out.records.append(("identity", merge.merge_id.encode(), merge_json(merge)))
     customer = named.customer_id
     assert customer is not None
-    out.records.append(("touchpoints", customer.encode(), named.to_wire()))
+    value = named.to_wire()
+    # the touchpoint that linked customers waits on its customer's partition until their
+    # states have arrived there, so it is judged on the whole customer, as a replay does
+    waits_for = [m.absorbed for m in resolved.merges if m.survivor == customer]
+    if waits_for:
+        value = after_merges(waits_for, value)
+    out.records.append(("touchpoints", customer.encode(), value))
     return out
 
 
@@ -167,8 +174,8 @@ def forget_record(graph: IdentityGraph, request: tuple[str, datetime, tuple[str,
 
 def resolve_event(graph: IdentityGraph, event: Touchpoint) -> tuple[Resolved, Touchpoint | None]:
     """A decoded touchpoint's customer: the merges and refusals it caused, the identity map
-    rows, and the touchpoint under its customer (None: no identifier could name one; the
-    refusals say why)."""
+    rows, and the touchpoint under its customer, without its identifiers (None: no
+    identifier could name one; the refusals say why)."""
     out = Resolved()
     at = event.occurred_at.timestamp()
     keys = identity_keys(event)
@@ -194,6 +201,8 @@ def resolve_event(graph: IdentityGraph, event: Touchpoint) -> tuple[Resolved, To
     for k, was in before.items():
         if was is None and graph.owner.get(k) is not None:
             out.mapped.append((k, "identifier", graph.canonical(graph.owner[k]), at))
-    if event.customer_id != customer:
-        event = msgspec.structs.replace(event, customer_id=customer)
+    if event.customer_id != customer or event.identifiers:
+        # the identifiers stay on the identify topic: the keyed stage needs only the
+        # customer, and one topic fewer holds pseudonyms (and less to carry and decode)
+        event = msgspec.structs.replace(event, customer_id=customer, identifiers=[])
     return out, event

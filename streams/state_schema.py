@@ -236,6 +236,13 @@ FIELDS: tuple[Field, ...] = (
         merge=SURVIVOR,
     ),
     Field("absorbed", "list[str]", "[]", "ids merged into this customer", merge=ABSORBED),
+    Field(
+        "parked",
+        "list[list[Any]]",
+        "[]",
+        "[offset, payload, event time] of records waiting for a merge (streams/records.py)",
+        merge=SURVIVOR,  # the absorbed key's own were sent on before its state left
+    ),
 )
 
 TARGET = Path(__file__).with_name("customer_state.py")

@@ -13,14 +13,19 @@ from typer.testing import CliRunner
 from tests.e2e.conftest import worker_env
 from tests.e2e.helpers import wait_for_records
 from tests.e2e.test_clickhouse_sink import scalar, wait_for
+from tests.e2e.test_faults import publish
+from tests.e2e.test_identity_faults import identified
 from tests.histories import IDENTITY_SECRET, one_person_on_three_channels
 from touchstream.broker import EmbeddedBroker, free_port
 from touchstream.cli import app
+from touchstream.generator import generate
 from touchstream.inputs import InputRecord
+from touchstream.kafka import ensure_topics, wait_until_committed
 from touchstream.launcher import running_worker
 from touchstream.publisher import TouchpointPublisher
 from touchstream.query_client import query_worker
 from touchstream.replay import IdentityOptions, replay
+from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.rules import Rules
 
@@ -142,3 +147,50 @@ def test_identifiers_from_two_channels_become_one_customer(
     final = {s.customer_id: s.event_count for s in replayed.final}
     assert final == {survivor: 5, "someone-else": 1}
     assert [row[0] for row in live_signals] == sorted(s.signal_id for s in replayed.signals)
+
+
+def test_live_signals_of_merged_customers_equal_the_replay(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """A backfill named by e-mail and phone only, through one worker: each touchpoint that
+    links two customers waits on the survivor's partition for the absorbed state, so live
+    raises the signals a replay of the same file (merges applied in event-time order) does."""
+    _, generated = generate(customers=250, months=3, seed=5)
+    events = identified(sorted(generated, key=lambda e: e["occurred_at"])[:6000])
+    expected = replay(
+        [InputRecord(n, orjson.dumps(e)) for n, e in enumerate(events, start=1)],
+        rules=Rules(),
+        model=RiskModel(),
+        partitions=4,
+        source="backfill",
+    )
+    merges = {m.merge_id for resolved, _ in expected.identity for m in resolved.merges}
+    assert len(merges) > 100 and len(expected.signals) > 100
+    env = worker_env(broker, "idlive", tmp_path, TOUCHSTREAM_BATCH_SIZE="500")
+    identify, touchpoints = env["TOUCHSTREAM_TOPIC_IDENTIFY"], env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"]
+    ensure_topics(broker.bootstrap, [identify], 1)
+    with running_worker(env, tmp_path / "worker.log"):
+        publish(
+            broker.bootstrap, identify, [(e["event_id"].encode(), orjson.dumps(e)) for e in events]
+        )
+        topics = [identify, touchpoints, touchpoints, touchpoints]
+        assert wait_until_committed(broker.bootstrap, env["TOUCHSTREAM_APP_ID"], topics, 240)
+    clickhouse = ClickHouse(f"chdb://{tmp_path / 'chdb'}")
+    try:
+        # what the engine raised: risks in `signals`, every wow offer in `wow_offers`
+        raised = (
+            "SELECT signal_id, customer_id, kind, raised_at FROM signals FINAL "
+            "WHERE kind != 'wow_opportunity' UNION ALL "
+            "SELECT signal_id, customer_id, 'wow_opportunity', raised_at FROM wow_offers FINAL"
+        )
+        live = {r[0]: r[1:] for r in clickhouse.query(raised)[1]}
+        stored_merges = {r[0] for r in clickhouse.query("SELECT merge_id FROM identity_merges")[1]}
+    finally:
+        clickhouse.close()
+    assert stored_merges == merges
+    signals = [s for s in expected.signals if s.kind.value != "wow_opportunity"]
+    signals += [offer.signal for offer in expected.offers]
+    replayed = {s.signal_id: (s.customer_id, s.kind.value, s.raised_at) for s in signals}
+    only_live = sorted(v for k, v in live.items() if k not in replayed)
+    only_replayed = sorted(v for k, v in replayed.items() if k not in live)
+    assert (only_live, only_replayed) == ([], []), f"{len(only_live)} / {len(only_replayed)}"

@@ -11,18 +11,27 @@ from collections import deque
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
 from tests.streams.builders import at
 from touchstream.schemas import InputLimits
-from touchstream.schemas.control import FORGET_KEY, forget_marker, merge_request, parse_marker
+from touchstream.schemas.control import (
+    FORGET_KEY,
+    after_merges,
+    forget_marker,
+    merge_request,
+    parse_marker,
+)
+from touchstream.schemas.decoder import decode_within
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine, partition_for
 from touchstream.streams.identity import IdentityGraph
 from touchstream.streams.records import process_record
 from touchstream.streams.resolve import resolve_record
 from touchstream.streams.rules import IdentityRules, Rules
+from touchstream.streams.state import event_key
 
 PARTITIONS = 4
 LIMITS = InputLimits(max_future_skew=timedelta(days=365 * 100))
@@ -55,6 +64,7 @@ class Topics:
         self.dead: list[str] = []
         self.outcomes: list[str] = []
         self.forgotten: list[bytes] = []  # forget markers sent on to the keyed stage
+        self.snapshots: list[dict[str, Any]] = []  # metrics snapshots, in the order made
 
     def identify(self, raw: bytes, key: bytes | None = None) -> None:
         resolved = resolve_record(self.graph, LIMITS, key, raw, "identify", 0, self.identify_offset)
@@ -75,12 +85,16 @@ class Topics:
             offset = self.offsets[partition]
             self.offsets[partition] += 1
             for _ in range(2 if repeat else 1):
-                handled = process_record(
+                first = process_record(
                     self.engine, LIMITS, key, value, "touchpoints", partition, offset
                 )
-                self.outcomes.append(handled.outcome)
-                self.dead += handled.dead_reasons
-                queue.extend((k, v) for name, k, v in handled.records if name == "touchpoints")
+                for handled in (first, *(released for released, _ in first.released)):
+                    self.outcomes.append(handled.outcome)
+                    self.dead += handled.dead_reasons
+                    self.snapshots += [
+                        orjson.loads(v) for n, _, v in handled.records if n == "metrics"
+                    ]
+                    queue.extend((k, v) for n, k, v in handled.records if n == "touchpoints")
 
     def live(self) -> dict[str, Any]:
         return {k: s for k, s in self.engine.states.items() if not s.merged_into}
@@ -244,3 +258,95 @@ def test_the_offset_resolved_is_persisted_with_the_graph() -> None:
     again = IdentityGraph(IdentityRules())
     again.load((k, v) for k, v in graph.take_changes() if v is not None)
     assert again.resolved_through == 41 and again.customer_of("email:1") is not None
+
+
+def test_the_touchpoint_goes_on_under_its_customer_without_its_identifiers() -> None:
+    """The keyed stage needs the customer only: pseudonyms stay on the identify topic."""
+    graph = IdentityGraph(IdentityRules())
+    raw = identified(1, 0, [("email", "h1:" + "a" * 32), ("phone", "h1:" + "b" * 32)])
+    resolved = resolve_record(graph, LIMITS, None, raw, "identify", 0, 0)
+    ((name, key, value),) = resolved.records
+    sent = orjson.loads(value)
+    assert name == "touchpoints" and key is not None and sent["customer_id"] == key.decode()
+    assert "identifiers" not in sent and b"h1:" not in value
+    expected = msgspec.structs.replace(
+        decode_within(raw, LIMITS), customer_id=key.decode(), identifiers=[]
+    )
+    assert decode_within(value, LIMITS) == expected
+
+
+def test_the_touchpoint_that_links_two_customers_is_judged_on_both_histories() -> None:
+    """It waits on the survivor's partition until the absorbed state has arrived there, so
+    its snapshot counts both customers' touchpoints, as a replay does."""
+    topics = Topics()
+    for n in range(3):
+        topics.identify(identified(n, n, [("email", "h1:" + "a" * 32)], value=_money(10)))
+    for n in range(3, 5):
+        topics.identify(identified(n, n, [("phone", "h1:" + "b" * 32)], channel="phone"))
+    topics.snapshots.clear()
+    linking = identified(9, 9, [("email", "h1:" + "a" * 32), ("phone", "h1:" + "b" * 32)])
+    topics.identify(linking)
+    # the merge's snapshot (both histories), then the touchpoint's own: never a fragment's
+    assert [s["event_count"] for s in topics.snapshots] == [5, 6]
+    assert topics.outcomes[-3:] == ["parked", "control", "applied"] and len(topics.merges) == 1
+
+
+def _with_states(topics: Topics) -> tuple[str, str]:
+    """Two customers known by e-mail and by phone: (survivor, absorbed) once linked."""
+    topics.identify(identified(1, 0, [("email", "h1:" + "a" * 32)], value=_money(10)))
+    topics.identify(identified(2, 1, [("phone", "h1:" + "b" * 32)], channel="phone"))
+    first, second = (k for k in topics.live())
+    return first, second
+
+
+def test_what_comes_for_a_customer_waiting_for_a_merge_waits_behind_in_order() -> None:
+    topics = Topics()
+    survivor, absorbed = _with_states(topics)
+    linking = after_merges([absorbed], _under(survivor, 1, 3))
+    # the linking touchpoint, a redelivery of it, and the customer's next touchpoint arrive
+    # before the absorbed state does
+    topics.deliver([(survivor.encode(), linking)])
+    topics.deliver([(survivor.encode(), linking)], repeat=True)
+    topics.deliver([(survivor.encode(), _under(survivor, 2, 4))])
+    assert topics.outcomes[-4:] == ["parked", "parked", "duplicate", "parked"]
+    assert topics.engine.states[survivor].event_count == 1  # nothing applied yet
+    topics.outcomes.clear()
+    topics.deliver([(absorbed.encode(), merge_request(absorbed, survivor, "m-1"))])
+    assert topics.outcomes == ["control", "control", "applied", "duplicate", "applied"]
+    state = topics.live()[survivor]
+    assert state.event_count == 4 and not state.parked
+    assert list(state.seen)[-2:] == [event_key("late1"), event_key("late2")]
+
+
+def test_a_merge_that_brings_no_state_still_releases_what_waits_for_it() -> None:
+    topics = Topics()
+    survivor, _ = _with_states(topics)
+    topics.deliver([(survivor.encode(), after_merges(["ghost"], _under(survivor, 1, 3)))])
+    assert topics.outcomes[-1] == "parked"
+    topics.deliver([(b"ghost", merge_request("ghost", survivor, "m-1"))])
+    assert topics.outcomes[-1] == "applied" and topics.live()[survivor].event_count == 2
+
+
+def test_records_waiting_on_a_customer_merged_on_follow_it() -> None:
+    topics = Topics()
+    survivor, absorbed = _with_states(topics)
+    topics.deliver([(absorbed.encode(), after_merges(["ghost"], _under(absorbed, 1, 3)))])
+    topics.deliver([(absorbed.encode(), _under(absorbed, 2, 4))])
+    assert topics.outcomes[-2:] == ["parked", "parked"]
+    # the waiting customer is absorbed itself; its records follow its state, in order
+    topics.deliver([(absorbed.encode(), merge_request(absorbed, survivor, "m-1"))])
+    assert topics.live()[survivor].event_count == 2  # still waiting for "ghost"
+    topics.deliver([(b"ghost", merge_request("ghost", survivor, "m-2"))])
+    state = topics.live()[survivor]
+    assert state.event_count == 4 and not state.parked and absorbed not in topics.live()
+
+
+def test_a_merge_that_never_comes_holds_a_customer_back_for_a_bounded_number_of_records() -> None:
+    topics = Topics()
+    topics.engine.park_limit = 3
+    survivor, _ = _with_states(topics)
+    topics.deliver([(survivor.encode(), after_merges(["never"], _under(survivor, 0, 3)))])
+    topics.deliver([(survivor.encode(), _under(survivor, n, 3 + n)) for n in range(1, 4)])
+    assert topics.outcomes[-8:] == ["parked"] * 3 + ["released"] + ["applied"] * 4
+    state = topics.live()[survivor]
+    assert state.event_count == 5 and not state.parked
