@@ -89,11 +89,14 @@ def is_pseudonym(value: str) -> bool:
     return _PSEUDONYM.match(value) is not None
 
 
+_EXTERNAL: Final = IdentifierType.external
+
+
 def identity_key(kind: IdentifierType, value: str, name: str = "") -> str:
     """The one string an identifier is known by in the identity graph."""
-    if kind is IdentifierType.external:
+    if kind is _EXTERNAL:
         return f"external:{name}:{value}"
-    return f"{kind.value}:{value}"
+    return kind + ":" + value  # a StrEnum member is its value (`.value` costs ~0.3 µs)
 
 
 def value_of(key: str) -> str:

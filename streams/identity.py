@@ -159,10 +159,7 @@ class IdentityGraph:
     # -- resolving ----------------------------------------------------------------------------
     def resolve(self, keys: list[str], at: float, event_id: str = "") -> Resolution:
         """The customer of a touchpoint carrying `keys`, at event time `at`."""
-        try:
-            known = self._returning(keys)
-        except RuntimeError:  # a merge loop: the full path says so
-            known = None
+        known = self.returning(keys)
         if known is not None:
             return Resolution(known)
         result = Resolution(None)
@@ -191,11 +188,17 @@ class IdentityGraph:
         result.customer = customer
         return result
 
-    def _returning(self, keys: list[str]) -> str | None:
+    def returning(self, keys: list[str]) -> str | None:
         """The customer every key already belongs to, when that is all there is to say (most
         touchpoints: a returning customer's identifiers): no link to make, no guard to ask.
-        A device not yet sure is left to the full path: each touchpoint moves its
-        confirmation."""
+        A device not yet sure is left to the full path (`resolve`): each touchpoint moves its
+        confirmation; so is a merge loop (the full path says so)."""
+        try:
+            return self._returning(keys)
+        except RuntimeError:
+            return None
+
+    def _returning(self, keys: list[str]) -> str | None:
         owner = self.owner
         first = owner.get(keys[0]) if keys else None
         if first is None:

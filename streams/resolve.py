@@ -102,9 +102,8 @@ def resolve_record(
 ) -> Resolved:
     """One identify record -> what to publish and store. Never raises."""
     payload = raw or b""
-    out = Resolved()
 
-    def reject(rejection: TouchpointRejected, outcome: str) -> Resolved:
+    def reject(rejection: TouchpointRejected, outcome: str, out: Resolved) -> Resolved:
         letter = dead_letter_for(
             payload,
             rejection,
@@ -122,16 +121,15 @@ def resolve_record(
         try:
             return forget_record(graph, parse_marker(payload))
         except (ValueError, KeyError, TypeError) as error:
-            return reject(invalid_control(key, error), "rejected")
+            return reject(invalid_control(key, error), "rejected", Resolved())
     try:
         event = decode_within(payload, limits)
     except TouchpointRejected as rejected:
-        return reject(rejected, "rejected")
-    resolved, named = resolve_event(graph, event)
-    out.merges, out.refusals, out.mapped = resolved.merges, resolved.refusals, resolved.mapped
+        return reject(rejected, "rejected", Resolved())
+    out, named = resolve_event(graph, event)
     if named is None:
-        return reject(unresolved(resolved.refusals), "unresolved")
-    for merge in resolved.merges:
+        return reject(unresolved(out.refusals), "unresolved", out)
+    for merge in out.merges:
         request = merge_request(merge.absorbed, merge.survivor, merge.merge_id)
         out.records.append(("touchpoints", merge.absorbed.encode(), request))
         out.records.append(("identity", merge.merge_id.encode(), merge_json(merge)))
@@ -140,7 +138,7 @@ def resolve_record(
     value = named.to_wire()
     # the touchpoint that linked customers waits on its customer's partition until their
     # states have arrived there, so it is judged on the whole customer, as a replay does
-    waits_for = [m.absorbed for m in resolved.merges if m.survivor == customer]
+    waits_for = [m.absorbed for m in out.merges if m.survivor == customer]
     if waits_for:
         value = after_merges(waits_for, value)
     out.records.append(("touchpoints", customer.encode(), value))
@@ -176,9 +174,12 @@ def resolve_event(graph: IdentityGraph, event: Touchpoint) -> tuple[Resolved, To
     """A decoded touchpoint's customer: the merges and refusals it caused, the identity map
     rows, and the touchpoint under its customer, without its identifiers (None: no
     identifier could name one; the refusals say why)."""
+    keys = identity_keys(event)
+    known = graph.returning(keys)
+    if known is not None:  # most touchpoints: a returning customer, nothing else to say
+        return Resolved(), _under(event, known)
     out = Resolved()
     at = event.occurred_at.timestamp()
-    keys = identity_keys(event)
     before = {k: graph.owner.get(k) for k in keys}
     resolution: Resolution = graph.resolve(keys, at, event.event_id)
     out.refusals, out.merges = resolution.refusals, resolution.merges
@@ -201,8 +202,12 @@ def resolve_event(graph: IdentityGraph, event: Touchpoint) -> tuple[Resolved, To
     for k, was in before.items():
         if was is None and graph.owner.get(k) is not None:
             out.mapped.append((k, "identifier", graph.canonical(graph.owner[k]), at))
+    return out, _under(event, customer)
+
+
+def _under(event: Touchpoint, customer: str) -> Touchpoint:
+    """The touchpoint under its customer. Its identifiers stay on the identify topic: the
+    keyed stage needs only the customer, and one topic fewer holds pseudonyms."""
     if event.customer_id != customer or event.identifiers:
-        # the identifiers stay on the identify topic: the keyed stage needs only the
-        # customer, and one topic fewer holds pseudonyms (and less to carry and decode)
-        event = msgspec.structs.replace(event, customer_id=customer, identifiers=[])
-    return out, event
+        return msgspec.structs.replace(event, customer_id=customer, identifiers=[])
+    return event
