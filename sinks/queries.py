@@ -47,7 +47,7 @@ LIMIT {{limit:UInt32}}
 
 # the customer an identifier or a merged-away id now is
 CUSTOMER_OF = """
-SELECT customer_id FROM identity_map FINAL WHERE identifier = {who:String} LIMIT 1
+SELECT customer_id, kind FROM identity_map FINAL WHERE identifier = {who:String} LIMIT 1
 """
 
 # a customer's identifiers and aliases, and the merges that made them one

@@ -39,7 +39,7 @@ from touchstream.streams.identity import IdentityGraph, Merge, Refusal, Resoluti
 log = logging.getLogger("touchstream.identity")
 
 Record = tuple[str, bytes | None, bytes]  # output name, key, value
-MapRow = tuple[str, str, str, float]  # identifier or alias, its kind, customer, since
+MapRow = tuple[str, str, str, float]  # identifier or alias, kind, customer, since
 
 
 @dataclass(slots=True)
@@ -197,11 +197,14 @@ def resolve_event(graph: IdentityGraph, event: Touchpoint) -> tuple[Resolved, To
             merge.event_id,
             merge.survivor,
         )
+    for k, was in before.items():
+        now = graph.owner.get(k)
+        if was is None and now is not None:
+            out.mapped.append((k, "identifier", graph.canonical(now), at))
+        elif was is not None and now is None and k in graph.shared:  # it left its customer
+            out.mapped.append((k, "shared", "", at))
     if customer is None:
         return out, None
-    for k, was in before.items():
-        if was is None and graph.owner.get(k) is not None:
-            out.mapped.append((k, "identifier", graph.canonical(graph.owner[k]), at))
     return out, _under(event, customer)
 
 

@@ -168,3 +168,35 @@ def test_replay_resolves_identifiers_as_the_live_resolver(tmp_path: Path) -> Non
         assert clickhouse.query(refusals)[1] == [("denied_identifier",), ("no_usable_identifier",)]
     finally:
         clickhouse.close()
+
+
+def test_a_shared_device_names_no_customer_when_looked_up(tmp_path: Path) -> None:
+    """A kiosk seen with five people links none of them; `customer` says so by its name."""
+    kiosk = {"type": "device", "value": "kiosk-7"}
+    visits = [
+        {
+            "event_id": f"k-{n}",
+            "occurred_at": f"2026-01-{1 + n:02d}T10:00:00+00:00",
+            "channel": "store",
+            "kind": "visit",
+            "identifiers": [{"type": "email", "value": f"p{n}@example.com"}, kiosk],
+        }
+        for n in range(5)
+    ]
+    file = tmp_path / "kiosk.jsonl"
+    file.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in visits))
+    env = {
+        "TOUCHSTREAM_DATA_DIR": str(tmp_path / "data"),
+        "TOUCHSTREAM_WEB_PORT": "0",
+        "TOUCHSTREAM_IDENTITY_SECRET": IDENTITY_SECRET,
+    }
+    runner = CliRunner()
+    replayed = runner.invoke(
+        app, ["replay", str(file), "--out", str(tmp_path / "out"), "--clickhouse"], env=env
+    )
+    assert replayed.exit_code == 0, replayed.output
+    looked_up = runner.invoke(app, ["customer", "kiosk-7", "--type", "device"], env=env)
+    assert looked_up.exit_code == 1
+    assert "shared by several customers" in " ".join(looked_up.output.split())
+    person = runner.invoke(app, ["customer", "P0@example.com", "--type", "email"], env=env)
+    assert person.exit_code == 0, person.output

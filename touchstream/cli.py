@@ -630,6 +630,10 @@ def customer(
     target = _identity_target(settings, who, kind, name)
     found = _query_or_exit(settings, CUSTOMER_OF, {"who": target})["rows"]
     customer_id = found[0][0] if found else target
+    if found and found[0][1] == "shared":
+        console.print(f"{target!r} is shared by several customers (a kiosk, a family's device)")
+        console.print("and names none of them: look the customer up by another identifier")
+        raise typer.Exit(1)
     if kind is not None and not found:
         console.print(f"no customer has the identifier {target!r}")
         raise typer.Exit(1)

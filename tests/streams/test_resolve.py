@@ -350,3 +350,19 @@ def test_a_merge_that_never_comes_holds_a_customer_back_for_a_bounded_number_of_
     assert topics.outcomes[-8:] == ["parked"] * 3 + ["released"] + ["applied"] * 4
     state = topics.live()[survivor]
     assert state.event_count == 5 and not state.parked
+
+
+def test_a_device_that_becomes_shared_leaves_its_customer_in_the_identity_map() -> None:
+    """Its map row said whose it was; from then on it says it is shared (and names no one)."""
+    graph = IdentityGraph(IdentityRules())
+    device = ("device", "h1:" + "d" * 32)
+    rows: list[tuple[str, str, str]] = []
+    for n in range(8):
+        email = ("email", f"h1:{n:032d}")
+        raw = identified(n, n, [email, device] if n else [device, email])
+        resolved = resolve_record(graph, LIMITS, None, raw, "identify", 0, n)
+        rows += [(i, kind, c) for i, kind, c, _ in resolved.mapped if i == "device:" + device[1]]
+    first = rows[0]
+    assert first[1] == "identifier" and first[2] != ""
+    assert rows[-1] == ("device:" + device[1], "shared", "")
+    assert "device:" + device[1] in graph.shared

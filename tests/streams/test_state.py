@@ -203,7 +203,7 @@ def test_every_field_survives_the_positional_row() -> None:
         "miss_by": {"delivery_days|delivery|courier-a": 1.5},
         "complaint_where": {"case": "phone|support"},
         "absorbed": ["c-absorbed"],
-        "parked": [[12, b"{\"after\":[]}", 1.5]],
+        "parked": [[12, b'{"after":[]}', 1.5]],
     }
     values: dict[str, object] = {"customer_id": "c-distinct"}
     state = CustomerState("c-distinct")
