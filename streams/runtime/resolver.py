@@ -124,11 +124,11 @@ class Resolver:
     def _count(self, batch: ResolvedBatch) -> None:
         if self.telemetry is None:
             return
-        counts: Counter[str] = Counter()
+        counts = Counter(resolved.outcome for resolved, _ in batch)
         for resolved, _ in batch:
-            counts[resolved.outcome] += 1
-            counts["merged"] += len(resolved.merges)
-            counts.update(f"refused:{r.reason}" for r in resolved.refusals)
+            if resolved.merges or resolved.refusals:  # (most have neither)
+                counts["merged"] += len(resolved.merges)
+                counts.update(f"refused:{r.reason}" for r in resolved.refusals)
         for what, n in counts.items():
             if n:
                 self.telemetry.identity.labels(what).inc(n)
