@@ -17,10 +17,10 @@ updates a per-customer dict (the ceiling for a Python consumer).
 - scaling: two workers in one group on a copy of the topic.
 - identity: one worker on the same events named by two identifiers each (an e-mail and a
   phone pseudonym) instead of customer_id, published to the identify topic: the resolver
-  re-keys every event through the touchpoints topic. Reported as a ratio of the 1-worker run;
-  its steady window starts when 10 % have entered the identify topic's stage and ends when
-  all are through the touchpoints topic's (the resolver runs ahead: timed from the input
-  topic alone it would finish early in the window and flatter the ratio).
+  re-keys every event through the touchpoints topic. Reported as a ratio of the 1-worker
+  run, both from their first commit to their last: the resolver runs ahead of the keyed
+  stage and finishes early, so a "steady" window of the keyed stage alone would leave part
+  of its work out and flatter the ratio (0.89x against 0.83x over the whole run, 1M events).
 
 Prints a markdown table and writes JSON to bench/results/.
 """
@@ -74,6 +74,8 @@ class Run:
     # and how busy the whole machine was meanwhile (every core, the broker included)
     cpu_seconds: list[float] = field(default_factory=list)
     machine_busy: float = float("nan")
+    # from the first commit to the last: every stage's work timed whole, without start-up
+    processing_events_per_second: float = float("nan")
 
 
 # -- input ------------------------------------------------------------------------------------
@@ -317,8 +319,8 @@ def run_pipeline(
     enters: str | None = None,
 ) -> Run:
     """`enters`: the topic the events enter by when it is not the input topic (the identify
-    topic): "steady" then starts when 10 % of them have entered, so a stage that runs ahead
-    of the input topic's (the resolver) is timed whole too."""
+    topic): "processing" then starts at its first commit, so a stage that runs ahead of the
+    input topic's (the resolver) is timed whole."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     started_workers: list[Worker] = []
     try:
@@ -330,12 +332,14 @@ def run_pipeline(
         started = time.monotonic()
         busy_before, total_before = machine_ticks()
         samples: list[tuple[float, int]] = []
-        first = enters or topic
+        first, entered = enters or topic, list[float]()
         with _progress() as progress:
             task = progress.add_task(f"{name}: {workers} worker(s)", total=total)
 
             def sample(counts: dict[str, int]) -> None:
-                samples.append((time.monotonic(), counts.get(first, 0)))
+                samples.append((time.monotonic(), counts.get(topic, 0)))
+                if counts.get(first, 0) and not entered:
+                    entered.append(time.monotonic())
                 progress.update(task, completed=counts.get(topic, 0))
 
             ended = wait_until(
@@ -350,6 +354,7 @@ def run_pipeline(
             seconds=ended - started,
             events_per_second=total / (ended - started),
             steady_events_per_second=(total - tenth[1]) / max(1e-9, ended - tenth[0]),
+            processing_events_per_second=total / max(1e-9, ended - entered[0]),
             # rows are written before a batch's offsets are committed: drained when read
             sinks_drained_seconds=ended - started,
             peak_rss_mib=stop(started_workers),
@@ -539,7 +544,9 @@ def main(
                 bootstrap, "ids", len(records), 1, partitions, workdir, enters="ids-identify"
             )
             results["identity_worker"] = asdict(ids)
-            results["identity_vs_one"] = ids.steady_events_per_second / one.steady_events_per_second
+            results["identity_vs_one"] = (
+                ids.processing_events_per_second / one.processing_events_per_second
+            )
         if scaling:
             publish(bootstrap, "two-in", records, partitions)
             two = run_pipeline(bootstrap, "two", len(records), 2, partitions, workdir)
@@ -608,8 +615,8 @@ def markdown(results: dict[str, Any]) -> str:
         )
         rows.append(
             (
-                "pipeline, 1 worker, two identifiers an event (steady)",
-                f"{ids['steady_events_per_second']:,.0f} ev/s "
+                "pipeline, 1 worker, two identifiers an event (first to last commit)",
+                f"{ids['processing_events_per_second']:,.0f} ev/s "
                 f"({results['identity_vs_one']:.2f}× of customer_id; target ≥ 0.85)",
             )
         )
