@@ -122,8 +122,16 @@ def process_records(
         handled = process_record(
             engine, limits, message.key, message.value, message.topic, partition, message.offset
         )
-        into.append((handled, partition, message.offset))
-        into.extend((released, partition, offset) for released, offset in handled.released)
+        _append(into, handled, partition, message.offset)
+
+
+def _append(
+    into: list[tuple[Processed, int, int]], handled: Processed, partition: int, offset: int
+) -> None:
+    """A record's result, then those of the parked records it released (in their order)."""
+    into.append((handled, partition, offset))
+    for released, at in handled.released:
+        _append(into, released, partition, at)
 
 
 def process_record(
