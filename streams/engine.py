@@ -295,8 +295,8 @@ class Engine:
         if customer_id in self._timer_skip or due.get(customer_id, 0.0) > now:
             return
         state = self.states.get(customer_id)
-        if state is None or state.last_seen >= now or state.merged_into:
-            return
+        if state is None or not state.event_count or state.last_seen >= now or state.merged_into:
+            return  # (no event yet: a customer whose first touchpoint waits for a merge)
         if state.parked and now > state.parked[0][2]:
             return  # not silent: a touchpoint of before `now` waits for its merge (catch_up)
         if state.signal_state.get("about_to_defect", [False])[0]:

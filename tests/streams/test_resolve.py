@@ -366,3 +366,18 @@ def test_a_device_that_becomes_shared_leaves_its_customer_in_the_identity_map() 
     assert first[1] == "identifier" and first[2] != ""
     assert rows[-1] == ("device:" + device[1], "shared", "")
     assert "device:" + device[1] in graph.shared
+
+
+def test_a_customer_whose_first_touchpoint_waits_is_not_judged_silent_meanwhile() -> None:
+    topics = Topics()
+    topics.deliver([(b"new", after_merges(["ghost"], _under("new", 1, 60)))])
+    assert topics.outcomes == ["parked"] and topics.engine.states["new"].event_count == 0
+    # the partition's clock moves on by weeks before that touchpoint's time (another
+    # customer of the same partition): no snapshot or signal of a customer with no event yet
+    part = partition_for("new", 4)
+    other = next(f"o{n}" for n in range(100) if partition_for(f"o{n}", 4) == part)
+    topics.deliver([(other.encode(), _under(other, n, 7.0 * n)) for n in range(2, 8)])
+    assert all(s["customer_id"] != "new" for s in topics.snapshots)
+    assert topics.engine.states[other].event_count == 6
+    topics.deliver([(b"ghost", merge_request("ghost", "new", "m-1"))])
+    assert topics.engine.states["new"].event_count == 1
