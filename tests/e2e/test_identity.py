@@ -13,21 +13,18 @@ from typer.testing import CliRunner
 from tests.e2e.conftest import worker_env
 from tests.e2e.helpers import wait_for_records
 from tests.e2e.test_clickhouse_sink import scalar, wait_for
-from tests.e2e.test_faults import publish
-from tests.e2e.test_identity_faults import identified
+from tests.e2e.test_faults import publish, stored
+from tests.e2e.test_identity_faults import identified, merge_ids, replayed
 from tests.histories import IDENTITY_SECRET, one_person_on_three_channels
 from touchstream.broker import EmbeddedBroker, free_port
 from touchstream.cli import app
 from touchstream.generator import generate
-from touchstream.inputs import InputRecord
 from touchstream.kafka import ensure_topics, wait_until_committed
 from touchstream.launcher import running_worker
 from touchstream.publisher import TouchpointPublisher
 from touchstream.query_client import query_worker
-from touchstream.replay import IdentityOptions, replay
+from touchstream.replay import IdentityOptions
 from touchstream.sinks.clickhouse import ClickHouse
-from touchstream.streams.churn import RiskModel
-from touchstream.streams.rules import Rules
 
 pytestmark = pytest.mark.e2e
 
@@ -133,20 +130,11 @@ def test_identifiers_from_two_channels_become_one_customer(
             assert wait_for_zero(port, sql) == 0, sql
         assert scalar(port, "SELECT count() FROM touchpoints") == 1  # someone else's
     # a replay of the same file: the same merges, customers and signals
-    replayed = replay(
-        [InputRecord(n, orjson.dumps(item)) for n, item in enumerate(story, start=1)],
-        rules=Rules(),
-        model=RiskModel(),
-        partitions=4,
-        source="story",
-        identity=IdentityOptions(SECRET.encode(), "DE"),
-    )
-    assert {m["merge_id"] for m in merges} == {
-        m.merge_id for resolved, _ in replayed.identity for m in resolved.merges
-    }
-    final = {s.customer_id: s.event_count for s in replayed.final}
+    again = replayed(story, "story", IdentityOptions(SECRET.encode(), "DE"))
+    assert {m["merge_id"] for m in merges} == merge_ids(again)
+    final = {s.customer_id: s.event_count for s in again.final}
     assert final == {survivor: 5, "someone-else": 1}
-    assert [row[0] for row in live_signals] == sorted(s.signal_id for s in replayed.signals)
+    assert [row[0] for row in live_signals] == sorted(s.signal_id for s in again.signals)
 
 
 def test_live_signals_of_merged_customers_equal_the_replay(
@@ -157,14 +145,8 @@ def test_live_signals_of_merged_customers_equal_the_replay(
     raises the signals a replay of the same file (merges applied in event-time order) does."""
     _, generated = generate(customers=250, months=3, seed=5)
     events = identified(sorted(generated, key=lambda e: e["occurred_at"])[:6000])
-    expected = replay(
-        [InputRecord(n, orjson.dumps(e)) for n, e in enumerate(events, start=1)],
-        rules=Rules(),
-        model=RiskModel(),
-        partitions=4,
-        source="backfill",
-    )
-    merges = {m.merge_id for resolved, _ in expected.identity for m in resolved.merges}
+    expected = replayed(events, "backfill")
+    merges = merge_ids(expected)
     assert len(merges) > 100 and len(expected.signals) > 100
     env = worker_env(broker, "idlive", tmp_path, TOUCHSTREAM_BATCH_SIZE="500")
     identify, touchpoints = env["TOUCHSTREAM_TOPIC_IDENTIFY"], env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"]
@@ -175,22 +157,14 @@ def test_live_signals_of_merged_customers_equal_the_replay(
         )
         topics = [identify, touchpoints, touchpoints, touchpoints]
         assert wait_until_committed(broker.bootstrap, env["TOUCHSTREAM_APP_ID"], topics, 240)
+    _, _, live, _ = stored([tmp_path])  # what the engine raised, wow offers included
     clickhouse = ClickHouse(f"chdb://{tmp_path / 'chdb'}")
     try:
-        # what the engine raised: risks in `signals`, every wow offer in `wow_offers`
-        raised = (
-            "SELECT signal_id, customer_id, kind, raised_at FROM signals FINAL "
-            "WHERE kind != 'wow_opportunity' UNION ALL "
-            "SELECT signal_id, customer_id, 'wow_opportunity', raised_at FROM wow_offers FINAL"
-        )
-        live = {r[0]: r[1:] for r in clickhouse.query(raised)[1]}
         stored_merges = {r[0] for r in clickhouse.query("SELECT merge_id FROM identity_merges")[1]}
     finally:
         clickhouse.close()
     assert stored_merges == merges
-    signals = [s for s in expected.signals if s.kind.value != "wow_opportunity"]
-    signals += [offer.signal for offer in expected.offers]
-    replayed = {s.signal_id: (s.customer_id, s.kind.value, s.raised_at) for s in signals}
-    only_live = sorted(v for k, v in live.items() if k not in replayed)
-    only_replayed = sorted(v for k, v in replayed.items() if k not in live)
+    signals = {s.signal_id for s in expected.signals if s.kind.value != "wow_opportunity"}
+    signals |= {offer.signal.signal_id for offer in expected.offers}
+    only_live, only_replayed = sorted(live - signals), sorted(signals - live)
     assert (only_live, only_replayed) == ([], []), f"{len(only_live)} / {len(only_replayed)}"

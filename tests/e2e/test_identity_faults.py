@@ -20,7 +20,7 @@ from touchstream.generator import generate
 from touchstream.inputs import InputRecord
 from touchstream.kafka import committed, ensure_topics, read_topic, wait_until_committed
 from touchstream.launcher import running_worker
-from touchstream.replay import replay
+from touchstream.replay import IdentityOptions, ReplayResult, replay
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.customer_state import CustomerState
@@ -55,19 +55,31 @@ def identified(events: list[dict]) -> list[dict]:
     return out
 
 
+def replayed(
+    events: list[dict], source: str, identity: IdentityOptions = IdentityOptions()
+) -> ReplayResult:
+    """The same touchpoints through `touchstream replay`'s engine, in their order."""
+    return replay(
+        [InputRecord(n, orjson.dumps(e)) for n, e in enumerate(events, start=1)],
+        rules=Rules(),
+        model=RiskModel(),
+        partitions=4,
+        source=source,
+        identity=identity,
+    )
+
+
+def merge_ids(result: ReplayResult) -> set[str]:
+    return {m.merge_id for resolved, _ in result.identity for m in resolved.merges}
+
+
 def test_sigkills_during_merges_leave_one_customer_and_every_event_once(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     _, generated = generate(customers=max(200, EVENTS // 15), months=2.5, seed=31)
     events = identified(sorted(generated, key=lambda e: e["occurred_at"])[:EVENTS])
-    expected = replay(
-        [InputRecord(n, orjson.dumps(e)) for n, e in enumerate(events, start=1)],
-        rules=Rules(),
-        model=RiskModel(),
-        partitions=4,
-        source="faults",
-    )
-    merges = {m.merge_id for resolved, _ in expected.identity for m in resolved.merges}
+    expected = replayed(events, "faults")
+    merges = merge_ids(expected)
     counts = {c: s.event_count for c, s in expected.states.items() if not s.merged_into}
     assert len(merges) > EVENTS // 100 and sum(counts.values()) == len(events)
 
