@@ -224,7 +224,9 @@ def _fast(
         event = _DECODER.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
-    if not _unique_keys(raw, event) or _long_fraction(raw):
+    encoded = _ENCODER.encode(event)
+    # as the encoder writes it (the resolver's output): no key twice, no long fraction
+    if raw != encoded and (not _unique_keys(raw, encoded) or _long_fraction(raw)):
         return None
     at = event.occurred_at
     if at < earliest or at - (now or datetime.now(UTC)) > skew:
@@ -249,14 +251,14 @@ def _fast(
     return event
 
 
-def _unique_keys(raw: bytes, event: Touchpoint) -> bool:
+def _unique_keys(raw: bytes, encoded: bytes) -> bool:
     """No key given twice (msgspec keeps the last one silently; pydantic's path refuses).
 
     Without a backslash every `"` delimits a string. The structs omit their defaults when
     encoded, so the encoding holds the fewest strings the payload can have held: a payload
     with as many quotes has no key twice. Otherwise (a default given explicitly, a repeated
     key, escapes) the exact check decides."""
-    if b"\\" not in raw and raw.count(b'"') == _ENCODER.encode(event).count(b'"'):
+    if b"\\" not in raw and raw.count(b'"') == encoded.count(b'"'):
         return True
     return surely_unique_keys(raw)
 
