@@ -29,6 +29,10 @@ CUSTOMER_ROWS = {
     "identity_merges": "survivor = {customer_id:String} OR absorbed = {customer_id:String}",
     "identity_refusals": "has(customers, {customer_id:String}) "
     "OR has({keys:Array(String)}, identifier)",
+    # the graph's entries: the customer's, its identifiers' and any naming it (met, alias)
+    "identity_graph": "name = concat('c:', {customer_id:String}) "
+    "OR has(arrayMap(k -> concat('k:', k), {keys:Array(String)}), name) "
+    "OR position(value, {quoted:String}) > 0",
 }
 
 

@@ -46,14 +46,29 @@ def identity_columns(batch: Iterable[tuple[Resolved, int]]) -> dict[str, Columns
     return {"identity_map": mapped, "identity_merges": merges, "identity_refusals": refusals}
 
 
+def graph_columns(changes: Iterable[tuple[str, bytes | None]], version: int) -> Columns:
+    """The graph's changed entries as rows of identity_graph. An entry goes only when its
+    customer is forgotten, and then the forget deletes its rows (sinks/forget.py): a row
+    saying it is gone would keep the customer's id."""
+    rows = _columns("name", "value", "version")
+    for name, value in changes:
+        if value is not None:
+            _append(rows, (name, value.decode(), version))
+    return rows
+
+
 async def store_identity(
     clickhouse: ClickHouse,
     batch: list[tuple[Resolved, int]],
+    changes: list[tuple[str, bytes | None]],
+    version: int,
     spill_dir: Path,
     observe: Observe | None = None,
 ) -> None:
-    """Insert a batch's identity rows and dead letters (idempotent: tables collapse repeats)."""
-    for table, columns in identity_columns(batch).items():
+    """Insert a batch's identity rows, the graph's changed entries and the dead letters
+    (idempotent: tables collapse repeats)."""
+    tables = {**identity_columns(batch), "identity_graph": graph_columns(changes, version)}
+    for table, columns in tables.items():
         first = next(iter(columns.values()))
         if first:
             keys = [str(i) for i in range(len(first))]
@@ -61,3 +76,19 @@ async def store_identity(
     letters = [letter for resolved, _ in batch for letter in resolved.dead_letters]
     if letters:
         await store_dead_letters(clickhouse, letters, spill_dir, observe)
+
+
+async def graph_copy(clickhouse: ClickHouse) -> tuple[list[tuple[str, bytes | None]], int]:
+    """The identity graph's entries as ClickHouse keeps them, and a row version above every
+    row the resolver wrote (for the rows of a log that starts afresh)."""
+
+    def read() -> tuple[list[tuple[str, bytes | None]], int]:
+        _, rows = clickhouse.query("SELECT name, value FROM identity_graph FINAL WHERE value != ''")
+        _, top = clickhouse.query(
+            "SELECT greatest((SELECT max(version) FROM identity_graph), "
+            "(SELECT max(version) FROM identity_map))"
+        )
+        entries = [(n, v if isinstance(v, bytes) else v.encode()) for n, v in rows]
+        return entries, int(top[0][0] or 0) + 1
+
+    return await clickhouse.run(read)

@@ -128,6 +128,7 @@ class IdentityGraph:
         self.confirm = frozenset(rules.confirm_types)
         self.dirty: set[str] = set()  # entries (`entry_name`) changed since `take_changes`
         self.resolved_through = -1  # the last input offset resolved (the runtime's)
+        self.version_base = 0  # rows' versions are this + the input offset (see `restore`)
 
     # -- reading ------------------------------------------------------------------------------
     def customer_of(self, key_or_customer: str) -> str | None:
@@ -429,7 +430,7 @@ class IdentityGraph:
         kind, what = name[:2], name[2:]
         entry: dict[str, object] = {}
         if kind == _OFFSET:
-            return orjson.dumps(self.resolved_through)
+            return orjson.dumps([self.resolved_through, self.version_base])
         if kind == _CUSTOMER:
             if what in self.members:
                 entry.update(keys=self.members[what], first=self.first_seen[what])
@@ -455,7 +456,8 @@ class IdentityGraph:
             kind, what = name[:2], name[2:]
             data = orjson.loads(raw)
             if kind == _OFFSET:
-                self.resolved_through = int(data)
+                through, base = data if isinstance(data, list) else (data, 0)
+                self.resolved_through, self.version_base = int(through), int(base)
             elif kind == _CUSTOMER and "alias" in data:
                 self.alias[what] = data["alias"]
             elif kind == _CUSTOMER:
@@ -475,6 +477,19 @@ class IdentityGraph:
                     self.pending[what] = (str(customer), int(day))
                 if data.get("confirmed"):
                     self.confirmed.add(what)
+
+    def restore(self, entries: Iterable[tuple[str, bytes | None]], version_base: int) -> int:
+        """The graph from a copy of its entries kept elsewhere (ClickHouse), for a log that
+        starts afresh: its offsets begin again, so none counts as resolved, and rows are
+        versioned from `version_base` (above every row written before) so they win over
+        the old ones. Every entry is written again to the new changelog. Returns how many
+        entries were restored."""
+        kept = [(name, raw) for name, raw in entries if name != _OFFSET and raw is not None]
+        self.load(kept)
+        self.resolved_through, self.version_base = -1, version_base
+        self.dirty.update(name for name, _ in kept)
+        self.dirty.add(_OFFSET)
+        return len(kept)
 
 
 # entry names: a customer's identifiers, a weak identifier's guard, the input resolved

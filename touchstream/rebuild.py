@@ -18,23 +18,29 @@ offsets, so a redelivery is known as one. With no committed offset, every row is
 a new group on the same log (a crash before the first commit) if the batch in hand holds
 the very events ClickHouse has at those offsets, and then the offsets are remembered too;
 else a broker that forgot everything, and offsets start afresh.
+
+Merged customers (docs/identity.md), when the log is new: an id merged away (an alias in
+identity_map) is rebuilt as the redirect a merge leaves, and its touchpoints, wherever their
+partition, join its survivor's history, as the merge had put them together. (On the same
+log the merge's halves are still there to be read: states are rebuilt as they were.)
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 
 from touchstream.schemas import TouchpointRejected
 from touchstream.schemas.decoder import decode_touchpoint
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.churn import RiskModel
-from touchstream.streams.customer_state import CustomerState
+from touchstream.streams.customer_state import ABSORBED_KEEP, CustomerState
 from touchstream.streams.engine import Engine
 from touchstream.streams.rules import Rules
 
@@ -50,17 +56,23 @@ def replay_history(
     model: RiskModel,
     partitions: int,
     partition: int,
+    survivor_of: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, CustomerState], float | None]:
-    """The states (and the partition's watermark) that `payloads`, in order, lead to."""
+    """The states (and the partition's watermark) that `payloads`, in order, lead to.
+    `survivor_of`: merged-away id -> its customer, whose history its touchpoints join."""
     states: dict[str, CustomerState] = {}
     watermarks: dict[str, float] = {}
     engine = Engine(rules, model, states, watermarks, partitions)
+    survivor_of = survivor_of or {}
     for raw in payloads:
         try:
             event = decode_touchpoint(raw, max_bytes=_ANY_SIZE, earliest=_ANY_TIME)
         except TouchpointRejected as rejected:  # accepted when stored; rules changed since
             log.warning("a stored touchpoint no longer validates (%s): skipped", rejected)
             continue
+        survivor = survivor_of.get(event.customer_id or "")
+        if survivor is not None:
+            event = msgspec.structs.replace(event, customer_id=survivor)
         engine.step(event, partition)
     return states, watermarks.get(str(partition))
 
@@ -143,15 +155,19 @@ class StateRebuild:
             len(missing),
         )
         same_log = before is not None or await self._same_log(partition, messages)
+        # merges as the resolver decided them; on the same log, the keyed stage may not have
+        # carried one out yet (its halves are read again after a crash, and do it then)
+        survivor_of = {} if same_log else await self.clickhouse.run(self._survivors)
         rebuilt, mark, replayed = await self.clickhouse.run(
-            self._history, partition, missing, where, params, same_log
+            self._history, partition, missing, where, params, same_log, survivor_of
         )
         # the writes join this batch's state writes (on the loop, like every table write)
         self.states.partition = self.watermarks.partition = partition
         members = self.engine.members(partition)
         for customer_id, state in rebuilt.items():
             self.states[customer_id] = state
-            members.add(customer_id)
+            if not state.merged_into:
+                members.add(customer_id)
         key = str(partition)
         current = self.watermarks.get(key)
         if mark is not None and (current is None or mark > current):
@@ -164,6 +180,13 @@ class StateRebuild:
             time.monotonic() - started,
         )
 
+    def _survivors(self) -> dict[str, str]:
+        """(On the ClickHouse thread.) Every id merged away -> the customer it now is."""
+        _, rows = self.clickhouse.query(
+            "SELECT identifier, customer_id FROM identity_map FINAL WHERE kind = 'alias'"
+        )
+        return {alias: customer for alias, customer in rows}
+
     def _history(
         self,
         partition: int,
@@ -171,19 +194,31 @@ class StateRebuild:
         where: str,
         params: dict[str, int],
         same_log: bool,
+        survivor_of: dict[str, str],
     ) -> tuple[dict[str, CustomerState], float | None, int]:
         """(On the ClickHouse thread.) The missing customers' states, the partition's
-        watermark their history reaches, and how many touchpoints were replayed."""
+        watermark their history reaches, and how many touchpoints were replayed. A missing
+        id merged away gets the redirect to its customer; a missing customer's history
+        holds the touchpoints of the ids merged into it (from any partition)."""
+        redirects = {c: survivor_of[c] for c in missing if c in survivor_of}
+        survivors = missing - redirects.keys()
+        joining = [alias for alias, customer in survivor_of.items() if customer in survivors]
         _, rows = self.clickhouse.query(
-            "SELECT customer_id, payload, kafka_offset FROM touchpoints FINAL "
-            f"WHERE {where} ORDER BY occurred_at, event_id",
-            params,
+            "SELECT customer_id, payload, kafka_offset, kafka_partition FROM touchpoints FINAL "
+            f"WHERE ({where}) OR customer_id IN {{joining:Array(String)}} "
+            "ORDER BY occurred_at, event_id",
+            {**params, "joining": joining},
         )
-        mine = [(customer, payload) for customer, payload, _ in rows if customer in missing]
+        owner = {alias: survivor_of[alias] for alias in joining}
+        mine = [
+            (customer, payload)
+            for customer, payload, _, _ in rows
+            if owner.get(customer, customer) in survivors
+        ]
         last_offset: dict[str, int] = {}
         if same_log:  # offsets of the log being read: a redelivery must be known as one
-            for customer, _, offset in rows:
-                if customer in missing:
+            for customer, _, offset, at in rows:
+                if customer in survivors and int(at) == partition:
                     last_offset[customer] = max(last_offset.get(customer, -1), int(offset))
         blank = {customer for customer, payload in mine if not payload}
         if blank:
@@ -195,9 +230,16 @@ class StateRebuild:
             )
         kept = [p if isinstance(p, bytes) else p.encode() for _, p in mine if p]
         rebuilt, mark = replay_history(
-            kept, self.engine.rules, self.engine.model, self.engine.partitions, partition
+            kept, self.engine.rules, self.engine.model, self.engine.partitions, partition, owner
         )
         for customer, offset in last_offset.items():
             if customer in rebuilt:
                 rebuilt[customer].last_offset = offset
-        return {c: s for c, s in rebuilt.items() if c in missing}, mark, len(kept)
+        states = {c: s for c, s in rebuilt.items() if c in survivors}
+        for customer, state in states.items():
+            merged = [a for a in joining if owner[a] == customer]
+            state.absorbed = sorted(merged)[-ABSORBED_KEEP:]
+        for alias, customer in redirects.items():
+            redirect = states[alias] = CustomerState(alias)
+            redirect.merged_into = customer
+        return states, mark, len(kept)

@@ -31,8 +31,12 @@ from touchstream.streams.runtime.telemetry import Telemetry
 
 log = logging.getLogger("touchstream.identity")
 
-ResolvedBatch = list[tuple[Resolved, int]]  # each record's resolution and its offset
-StoreIdentity = Callable[[ResolvedBatch], Awaitable[None]]
+ResolvedBatch = list[tuple[Resolved, int]]  # each record's resolution and its rows' version
+GraphRows = list[tuple[str, bytes | None]]  # the graph's changed entries (None: gone)
+# a batch's rows, and the graph's changed entries with their version
+StoreIdentity = Callable[[ResolvedBatch, GraphRows, int], Awaitable[None]]
+# the graph's entries kept in ClickHouse, and a version above every row written
+RecoverGraph = Callable[[], Awaitable[tuple[GraphRows, int]]]
 
 YIELD_EVERY = 50  # records resolved between two turns of the event loop
 
@@ -47,25 +51,31 @@ class Resolver:
         topic_of: dict[str, str],
         store: StoreIdentity,
         *,
+        recover: RecoverGraph | None = None,
         telemetry: Telemetry | None = None,
         end_marker: bool = True,
     ) -> None:
         """`topic_of`: output name (touchpoints, identity, dead_letters) -> topic;
-        `graph_table`: a one-partition table of raw bytes (the graph's changelog)."""
+        `graph_table`: a one-partition table of raw bytes (the graph's changelog);
+        `recover`: the graph's copy in ClickHouse, for when the changelog is empty."""
         self.new_graph, self.limits, self.table = new_graph, limits, graph_table
         self.producer, self.topic_of, self.store = producer, topic_of, store
-        self.telemetry, self.end_marker = telemetry, end_marker
+        self.recover, self.telemetry, self.end_marker = recover, telemetry, end_marker
         self.graph: IdentityGraph | None = None
 
     def reset(self) -> None:
         """After a rebalance: the graph is read again from the table when next needed."""
         self.graph = None
 
-    def _loaded(self) -> IdentityGraph:
+    async def _loaded(self) -> IdentityGraph:
         if self.graph is None:
             graph = self.new_graph()
-            entries = store_dict(self.table.table).items()
-            graph.load((k, v) for k, v in entries if k != END_KEY and v is not None)
+            entries = [
+                (k, v) for k, v in store_dict(self.table.table).items() if k != END_KEY and v
+            ]
+            graph.load(entries)
+            if not entries and self.recover is not None:
+                await self._restore(graph, self.recover)
             log.info(
                 "identity graph loaded: %d customers, %d identifiers, %d aliases",
                 len(graph.members),
@@ -75,10 +85,24 @@ class Resolver:
             self.graph = graph
         return self.graph
 
+    async def _restore(self, graph: IdentityGraph, recover: RecoverGraph) -> None:
+        """An empty changelog while ClickHouse holds a graph: the broker forgot everything
+        (the embedded one restarted without its data, or the topics were deleted). Without
+        this, identifiers seen again would start new customers beside their old ones."""
+        kept, version_base = await recover()
+        if kept:
+            restored = graph.restore(kept, version_base)
+            log.warning(
+                "the identity graph's changelog is empty while ClickHouse holds %d of its "
+                "entries (the broker lost its data, or the topics were deleted): graph "
+                "restored from ClickHouse, the identify topic read as a new log",
+                restored,
+            )
+
     async def run_batch(self, messages: list[Any]) -> tuple[Coroutine[Any, Any, None], ...]:
-        graph = self._loaded()
+        graph = await self._loaded()
         batch: ResolvedBatch = []
-        done = graph.resolved_through
+        done, base = graph.resolved_through, graph.version_base
         for n, message in enumerate(messages):
             if n and n % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
@@ -93,30 +117,34 @@ class Resolver:
                 message.partition,
                 message.offset,
             )
-            batch.append((resolved, message.offset))
+            batch.append((resolved, base + message.offset))
         if messages and messages[0].offset <= done:
             skipped = sum(1 for m in messages if m.offset <= done)
             log.info("%d records resolved before a restart skipped (through %d)", skipped, done)
         if messages:
             graph.resolved(max(done, messages[-1].offset))
-        for name, value in graph.take_changes():
+        changes = graph.take_changes()
+        for name, value in changes:
             if value is None:
                 del self.table[name]
             else:
                 self.table[name] = value
         self._count(batch)
-        return self.publish(batch), self.persist(self.table.take(self.end_marker))
+        version = base + (messages[-1].offset if messages else 0)
+        return self.publish(batch, changes, version), self.persist(self.table.take(self.end_marker))
 
-    async def publish(self, batch: ResolvedBatch) -> None:
+    async def publish(self, batch: ResolvedBatch, changes: GraphRows, version: int) -> None:
         """Outputs and rows together: a record on the touchpoints topic may be handled by
-        the keyed stage before its merge's row lands, never before the merge is decided."""
+        the keyed stage before its merge's row lands, never before the merge is decided.
+        The graph's changed entries go to ClickHouse with the rows, its copy there."""
         topic_of = self.topic_of
         outgoing: list[OutRecord] = [
             (topic_of[name], None, key, value)
             for resolved, _ in batch
             for name, key, value in resolved.records
         ]
-        await asyncio.gather(send_until_acked(self.producer, outgoing), self.store(batch))
+        stored = self.store(batch, changes, version)
+        await asyncio.gather(send_until_acked(self.producer, outgoing), stored)
 
     async def persist(self, changes: list[list[OutRecord]]) -> None:
         await send_until_acked(self.producer, *changes)

@@ -86,6 +86,7 @@ def test_one_batch_fills_every_table_and_a_forget_empties_them(tmp_path: Path) -
         "customer_metrics",
         "customer_metrics_daily",
         "dead_letters",
+        "identity_graph",
         "identity_map",
         "identity_merges",
         "identity_refusals",
@@ -121,9 +122,10 @@ def test_a_forget_through_the_resolver_removes_the_rows_that_hold_only_identifie
         (identify(3, 3, {"email": email, "phone": phone}), 3),
         (identify(4, 4, {"email": email}, channel="pigeon"), 4),  # a dead letter
     ]
-    asyncio.run(store_identity(clickhouse, batch, tmp_path / "spill"))
+    asyncio.run(store_identity(clickhouse, batch, graph.take_changes(), 4, tmp_path / "spill"))
     (merge,) = batch[2][0].merges
     tables = ("identity_map", "identity_merges", "identity_refusals", "dead_letters")
+    tables += ("identity_graph",)
 
     def left() -> dict[str, int]:
         return {t: int(clickhouse.query(f"SELECT count() FROM {t}")[1][0][0]) for t in tables}
@@ -133,6 +135,7 @@ def test_a_forget_through_the_resolver_removes_the_rows_that_hold_only_identifie
         "identity_merges": 1,
         "identity_refusals": 0,
         "dead_letters": 1,
+        "identity_graph": 2,  # the survivor (its identifiers) and its alias
     }
     forgotten = resolve_record(
         graph,
@@ -143,11 +146,15 @@ def test_a_forget_through_the_resolver_removes_the_rows_that_hold_only_identifie
         0,
         5,
     )
+    graph.resolved(5)  # the forget's batch writes what changed (the offset, nothing gone)
+    asyncio.run(store_identity(clickhouse, [], graph.take_changes(), 5, tmp_path / "spill"))
     engine = Engine(Rules(), RiskModel(), {}, {}, 1)
     markers = [(k, v) for name, k, v in forgotten.records if name == "touchpoints"]
     assert sorted(k for k, _ in markers) == sorted(
         [merge.survivor.encode(), merge.absorbed.encode()]
     )
     asyncio.run(store_batch(clickhouse, handled(engine, markers, 0), tmp_path / "spill"))
-    assert left() == dict.fromkeys(tables, 0)
+    assert left() == {**dict.fromkeys(tables, 0), "identity_graph": 1}
+    (entry,) = clickhouse.query("SELECT name, value FROM identity_graph")[1]
+    assert entry[0] == "o:" and merge.survivor not in entry[1]
     clickhouse.close()

@@ -253,3 +253,44 @@ def test_the_returning_customer_shortcut_changes_nothing(monkeypatch: pytest.Mon
     monkeypatch.setattr(IdentityGraph, "_returning", lambda self, keys: None)
     assert answers() == fast
     assert sum(1 for customer, merges, _ in fast[:-1] if customer and not merges) > 1000
+
+
+def test_a_graph_restored_from_its_entries_resolves_as_the_one_it_was_copied_from() -> None:
+    """The copy in ClickHouse (every entry `take_changes` gave) makes the same graph: merges,
+    aliases, a device pending and one confirmed, a shared kiosk. The log starts afresh:
+    nothing counts as resolved, and rows are versioned above the old ones."""
+    history = [
+        (["email:a@x.com"], 0.0),
+        (["phone:+4911"], DAY),
+        (["email:a@x.com", "phone:+4911"], 2 * DAY),  # a merge
+        (["email:a@x.com", "device:d"], 2 * DAY),
+        (["email:a@x.com", "device:d"], 3 * DAY),  # d is a's now
+        (["email:b@x.com", "device:p"], 3 * DAY),  # p pending
+        *[([f"email:k{i}@x.com", "device:kiosk"], 4 * DAY + i) for i in range(6)],
+    ]
+    original, entries = graph(), dict[str, bytes | None]()
+    for i, (keys, at) in enumerate(history):
+        original.resolve(keys, at, f"e{i}")
+        original.resolved(i)
+        entries.update(original.take_changes())  # what ClickHouse keeps, the latest of each
+    assert "device:kiosk" in original.shared and "device:p" in original.pending
+
+    copy = graph()
+    assert copy.restore(entries.items(), version_base=1_000) == len(entries) - 1  # not o:
+    assert copy.resolved_through == -1 and copy.version_base == 1_000
+    for field in ("owner", "members", "first_seen", "alias", "aliases", "shared", "seen_with"):
+        assert getattr(copy, field) == getattr(original, field), field
+    assert (copy.pending, copy.confirmed) == (original.pending, original.confirmed)
+    assert dict(copy.take_changes()) == {  # all written again to the new changelog
+        **{k: v for k, v in entries.items() if k != "o:"},
+        "o:": b"[-1,1000]",
+    }
+    later = [(["phone:+4911", "device:p"], 5 * DAY), (["email:b@x.com", "device:p"], 6 * DAY)]
+    for keys, at in later:
+        assert copy.resolve(keys, at, "n") == original.resolve(keys, at, "n")
+
+
+def test_a_graph_persisted_before_row_versions_loads_with_none() -> None:
+    g = graph()
+    g.load([("o:", b"41")])
+    assert (g.resolved_through, g.version_base) == (41, 0)
