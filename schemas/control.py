@@ -52,8 +52,10 @@ def parse_marker(raw: bytes) -> tuple[str, datetime, tuple[str, ...]]:
 MERGE_PREFIX = b'{"merge"'  # resolver -> the absorbed key's partition: hand your state over
 ABSORB_PREFIX = b'{"absorb"'  # that partition -> the survivor's: merge this state in
 AFTER_PREFIX = b'{"after"'  # resolver -> the survivor's: this touchpoint, once those are in
+VIA_PREFIX = b'{"via"'  # a record sent on from a merged-away key, with the keys it came through
 MERGE_HALVES = (MERGE_PREFIX, ABSORB_PREFIX)
-CONTROL_PREFIXES = (*MERGE_HALVES, AFTER_PREFIX, FORGET_PREFIX)  # no touchpoint starts so
+CONTROL_PREFIXES = (*MERGE_HALVES, AFTER_PREFIX, VIA_PREFIX, FORGET_PREFIX)  # no touchpoint does
+MAX_HOPS = 32  # keys a record may be sent on through (a chain of merges is far shorter)
 
 
 class _After(msgspec.Struct):
@@ -62,6 +64,30 @@ class _After(msgspec.Struct):
 
 
 _AFTER = msgspec.json.Decoder(_After)
+
+
+class _Via(msgspec.Struct):
+    via: list[str]
+    record: msgspec.Raw
+
+
+_VIA = msgspec.json.Decoder(_Via)
+
+
+def sent_on(via: Sequence[str], record: bytes) -> bytes:
+    """A record (touchpoint, merge half, waiting touchpoint) sent on from merged-away keys
+    to the customer they now are: `via` the keys it came through, so a loop of redirects
+    (merge requests written by someone else than the resolver) ends instead of circling."""
+    return b'{"via":%b,"record":%b}' % (orjson.dumps(list(via)), record)
+
+
+def parse_via(raw: bytes) -> tuple[list[str], bytes]:
+    """(the keys the record came through, the record as it was before)."""
+    wrapped = _VIA.decode(raw)
+    record = bytes(wrapped.record)
+    if record.startswith(VIA_PREFIX):
+        raise ValueError("a sent-on record inside another")
+    return wrapped.via, record
 
 
 def merge_request(absorbed: str, survivor: str, merge_id: str) -> bytes:

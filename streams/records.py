@@ -30,8 +30,10 @@ from touchstream.schemas.control import (
     CLOCK_KEY,
     CONTROL_PREFIXES,
     FORGET_KEY,
+    MAX_HOPS,
     MERGE_HALVES,
     MERGE_PREFIX,
+    VIA_PREFIX,
     absorb_request,
     after_merges,
     forget_marker,
@@ -39,6 +41,8 @@ from touchstream.schemas.control import (
     parse_after,
     parse_marker,
     parse_merge,
+    parse_via,
+    sent_on,
 )
 from touchstream.schemas.decoder import decode_within
 from touchstream.schemas.signal import Snapshot
@@ -142,8 +146,10 @@ def process_record(
     topic: str,
     partition: int,
     offset: int,
+    via: tuple[str, ...] = (),
 ) -> Processed:
-    """One input record -> what to publish and store. Never raises."""
+    """One input record -> what to publish and store. Never raises. `via`: the merged-away
+    keys it was sent on through (a `sent_on` record's)."""
     payload = raw or b""
 
     def dead(rejection: TouchpointRejected) -> DeadLetter:
@@ -158,10 +164,15 @@ def process_record(
 
     if key in (CLOCK_KEY, FORGET_KEY) or payload.startswith(CONTROL_PREFIXES):
         try:
+            if payload.startswith(VIA_PREFIX):
+                path, inner = parse_via(payload)
+                return process_record(
+                    engine, limits, key, inner, topic, partition, offset, tuple(path)
+                )
             if payload.startswith(MERGE_HALVES):
-                return _merge_half(engine, limits, payload, topic, partition)
+                return _merge_half(engine, limits, payload, topic, partition, offset, via)
             if payload.startswith(AFTER_PREFIX):
-                return _after(engine, limits, payload, topic, partition, offset)
+                return _after(engine, limits, payload, topic, partition, offset, via)
             return _control(engine, key or b"", payload, partition)
         except (ValueError, KeyError, TypeError) as error:
             invalid = invalid_control(key, error)
@@ -190,10 +201,12 @@ def process_record(
         )
     if outcome.status == "redirected":  # its key was merged: on to the customer's
         target = outcome.redirect
-        moved = msgspec.structs.replace(event, customer_id=target)
-        handled = Processed(
-            [("touchpoints", target.encode(), moved.to_wire())], outcome="redirected"
-        )
+        moved = msgspec.structs.replace(event, customer_id=target).to_wire()
+        on = _sent_on(via, event.customer_id, target, moved)
+        if isinstance(on, TouchpointRejected):
+            handled = _processed(customer_key, None, dead_letters=[dead(on)], outcome="rejected")
+        else:
+            handled = Processed([on], outcome="redirected")
         return _with_checks(handled, outcome)
     if outcome.status == "parked":  # behind a touchpoint that waits for its merge
         t = event.occurred_at.timestamp()
@@ -288,7 +301,13 @@ def _control(engine: Engine, key: bytes, payload: bytes, partition: int) -> Proc
 
 
 def _merge_half(
-    engine: Engine, limits: InputLimits, payload: bytes, topic: str, partition: int
+    engine: Engine,
+    limits: InputLimits,
+    payload: bytes,
+    topic: str,
+    partition: int,
+    offset: int,
+    via: tuple[str, ...],
 ) -> Processed:
     """A merge's two halves (schemas/control.py): where the absorbed key lives its state
     leaves for the survivor's partition; there it joins the survivor's state, and the
@@ -316,14 +335,53 @@ def _merge_half(
     outcome = engine.absorb_in(survivor, other, partition)
     if outcome.status == "redirected":
         request = absorb_request(absorbed, outcome.redirect, merge_id, raw)
-        return Processed([("touchpoints", outcome.redirect.encode(), request)])
+        on = _sent_on(via, survivor, outcome.redirect, request)
+        return _forwarded(on, payload, topic, partition, offset)
     handled = _processed(survivor.encode(), None, outcome.snapshots)
     handled.released = _release(engine, limits, survivor, topic, partition)
     return handled
 
 
+def _sent_on(
+    via: tuple[str, ...], here: str, target: str, record: bytes
+) -> Record | TouchpointRejected:
+    """The record for `target`'s partition, with the keys it came through; a rejection when
+    it would go round (a key seen before, or MAX_HOPS of them)."""
+    path = (*via, here)
+    if target in path or len(path) >= MAX_HOPS:
+        return TouchpointRejected(
+            "merge_loop",
+            [
+                FieldError(
+                    loc="customer_id",
+                    type="merge_loop",
+                    msg=f"sent on through {' -> '.join((*path, target))}: the merged-away "
+                    "keys form a loop (merge requests not from the resolver?); kept here",
+                )
+            ],
+        )
+    return ("touchpoints", target.encode(), sent_on(path, record))
+
+
+def _forwarded(
+    on: Record | TouchpointRejected, payload: bytes, topic: str, partition: int, offset: int
+) -> Processed:
+    if not isinstance(on, TouchpointRejected):
+        return Processed([on])
+    letter = dead_letter_for(
+        payload, on, source=topic, received_at=datetime.now(UTC), partition=partition, offset=offset
+    )
+    return _processed(None, None, dead_letters=[letter], outcome="rejected")
+
+
 def _after(
-    engine: Engine, limits: InputLimits, payload: bytes, topic: str, partition: int, offset: int
+    engine: Engine,
+    limits: InputLimits,
+    payload: bytes,
+    topic: str,
+    partition: int,
+    offset: int,
+    via: tuple[str, ...],
 ) -> Processed:
     """A touchpoint that made merges: handled once the absorbed states have joined its
     customer's, parked until then (with whatever comes for the customer meanwhile)."""
@@ -334,7 +392,8 @@ def _after(
     if state is not None and state.merged_into:  # the customer was merged on: follow it
         target = state.merged_into
         moved = msgspec.structs.replace(event, customer_id=target).to_wire()
-        return Processed([("touchpoints", target.encode(), after_merges(waits_for, moved))])
+        on = _sent_on(via, customer, target, after_merges(waits_for, moved))
+        return _forwarded(on, payload, topic, partition, offset)
     if state is not None and not state.parked and set(state.absorbed).issuperset(waits_for):
         return process_record(
             engine, limits, customer.encode(), touchpoint, topic, partition, offset

@@ -19,10 +19,12 @@ from tests.streams.builders import at
 from touchstream.schemas import InputLimits
 from touchstream.schemas.control import (
     FORGET_KEY,
+    absorb_request,
     after_merges,
     forget_marker,
     merge_request,
     parse_marker,
+    sent_on,
 )
 from touchstream.schemas.decoder import decode_within
 from touchstream.streams.churn import RiskModel
@@ -79,6 +81,7 @@ class Topics:
         after it (in order); `repeat`: every record is handled twice (a redelivery)."""
         queue = deque(records)
         while queue:
+            assert len(self.outcomes) < 10_000, "records going round in circles"
             key, value = queue.popleft()
             assert key is not None
             partition = partition_for(key.decode(), PARTITIONS)
@@ -381,3 +384,32 @@ def test_a_customer_whose_first_touchpoint_waits_is_not_judged_silent_meanwhile(
     assert topics.engine.states[other].event_count == 6
     topics.deliver([(b"ghost", merge_request("ghost", "new", "m-1"))])
     assert topics.engine.states["new"].event_count == 1
+
+
+def test_merge_requests_that_form_a_loop_end_in_dead_letters_not_in_circles() -> None:
+    """The resolver never makes a loop; merge requests written by someone else can (A into
+    B, B into A). What is sent on through the merged-away keys carries the keys it came
+    through, so each kind of record stops at the first key seen twice, kept as a dead
+    letter that names the loop. A chain of real merges is still followed to its end."""
+    topics = Topics()
+    topics.deliver([(b"chain-1", merge_request("chain-1", "chain-2", "m-c1"))])
+    topics.deliver([(b"chain-2", merge_request("chain-2", "chain-3", "m-c2"))])
+    topics.deliver([(b"chain-1", _under("chain-1", 0, 1))])
+    assert topics.live()["chain-3"].event_count == 1 and topics.dead == []
+
+    topics.deliver([(b"loop-a", merge_request("loop-a", "loop-b", "m-1"))])
+    # the second request closes the loop: its own state hand-over is the first to go round
+    topics.deliver([(b"loop-b", merge_request("loop-b", "loop-a", "m-2"))])
+    assert topics.dead == ["merge_loop"]
+    topics.deliver([(b"loop-a", _under("loop-a", 1, 1))])
+    topics.deliver([(b"loop-a", after_merges(["ghost"], _under("loop-a", 2, 2)))])
+    topics.deliver([(b"loop-b", absorb_request("ghost", "loop-b", "m-3", None))])
+    assert topics.dead == ["merge_loop"] * 4
+    assert "loop-a" not in topics.live() and "loop-b" not in topics.live()
+
+
+def test_a_sent_on_record_inside_another_is_refused() -> None:
+    topics = Topics()
+    inner = sent_on(["x"], _under("x", 0, 1))
+    topics.deliver([(b"y", sent_on(["z"], inner))])
+    assert topics.dead == ["invalid_control_record"]
