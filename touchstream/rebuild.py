@@ -217,8 +217,8 @@ class StateRebuild:
         ]
         last_offset: dict[str, int] = {}
         if same_log:  # offsets of the log being read: a redelivery must be known as one
-            for customer, _, offset, at in rows:
-                if customer in survivors and int(at) == partition:
+            for customer, _, offset, part in rows:
+                if customer in survivors and int(part) == partition:
                     last_offset[customer] = max(last_offset.get(customer, -1), int(offset))
         blank = {customer for customer, payload in mine if not payload}
         if blank:

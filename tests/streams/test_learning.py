@@ -3,6 +3,7 @@ trusted, and the same signals whatever order a file comes in."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from dataclasses import replace
@@ -201,3 +202,30 @@ def test_a_file_grouped_by_customer_gives_the_time_ordered_signals() -> None:
     assert ids(_file(customer_order=True)) == in_time
     # kept in customer order, the silence checks of everyone before are skipped
     assert ids(_file(customer_order=True), sort_by_time=False) != in_time
+
+
+def test_a_longer_silence_never_lowers_the_learned_probability() -> None:
+    """A history whose customers were never silent long (regular buyers, three months):
+    beyond the silences it has shown, the learned P of no contact keeps rising with the
+    silence instead of turning over (the demo's model put a customer silent nine usual gaps
+    at 0.002 before the bounds)."""
+    rng = np.random.default_rng(3)
+    days: dict[str, list[int]] = {}
+    for i in range(1500):
+        cadence = rng.uniform(6.0, 14.0)
+        t, bought = rng.uniform(0, cadence), []
+        while t < 92:
+            bought.append(int(t))
+            t += rng.exponential(cadence)
+        days[f"c{i}"] = sorted(set(bought)) or [0]
+    model = learn(days, 92, horizon_days=90.0)
+    assert model.learned
+    for x, t_x in [(8, 80.0), (12, 88.0), (3, 30.0), (0, 0.0)]:
+        gap = t_x / x if x else 10.0
+        spread = gap * 0.5
+        start = 92.0 - t_x
+        p = [
+            model.p_no_contact(x, t_x, start + t_x + silence, 90.0, spread)
+            for silence in np.linspace(0.0, 15 * gap, 60)
+        ]
+        assert all(b >= a - 1e-12 for a, b in itertools.pairwise(p)), (x, p)
