@@ -78,17 +78,31 @@ async def store_identity(
         await store_dead_letters(clickhouse, letters, spill_dir, observe)
 
 
-async def graph_copy(clickhouse: ClickHouse) -> tuple[list[tuple[str, bytes | None]], int]:
-    """The identity graph's entries as ClickHouse keeps them, and a row version above every
-    row the resolver wrote (for the rows of a log that starts afresh)."""
+class GraphCopy:
+    """The identity graph's entries as ClickHouse keeps them (identity_graph): what the
+    resolver restores the graph from when its changelog is lost."""
 
-    def read() -> tuple[list[tuple[str, bytes | None]], int]:
-        _, rows = clickhouse.query("SELECT name, value FROM identity_graph FINAL WHERE value != ''")
-        _, top = clickhouse.query(
-            "SELECT greatest((SELECT max(version) FROM identity_graph), "
-            "(SELECT max(version) FROM identity_map))"
+    def __init__(self, clickhouse: ClickHouse) -> None:
+        self.clickhouse = clickhouse
+
+    async def load(self) -> tuple[list[tuple[str, bytes | None]], int]:
+        """The entries, and a row version above every row the resolver wrote (for the rows
+        of a log that starts afresh)."""
+
+        def read() -> tuple[list[tuple[str, bytes | None]], int]:
+            query = self.clickhouse.query
+            _, rows = query("SELECT name, value FROM identity_graph FINAL WHERE value != ''")
+            _, top = query(
+                "SELECT greatest((SELECT max(version) FROM identity_graph), "
+                "(SELECT max(version) FROM identity_map))"
+            )
+            entries = [(n, v if isinstance(v, bytes) else v.encode()) for n, v in rows]
+            return entries, int(top[0][0] or 0) + 1
+
+        return await self.clickhouse.run(read)
+
+    async def empty(self) -> bool:
+        _, rows = await self.clickhouse.run(
+            self.clickhouse.query, "SELECT count() FROM (SELECT 1 FROM identity_graph LIMIT 1)"
         )
-        entries = [(n, v if isinstance(v, bytes) else v.encode()) for n, v in rows]
-        return entries, int(top[0][0] or 0) + 1
-
-    return await clickhouse.run(read)
+        return not rows[0][0]

@@ -487,9 +487,16 @@ class IdentityGraph:
         kept = [(name, raw) for name, raw in entries if name != _OFFSET and raw is not None]
         self.load(kept)
         self.resolved_through, self.version_base = -1, version_base
-        self.dirty.update(name for name, _ in kept)
-        self.dirty.add(_OFFSET)
+        self.rewrite()
         return len(kept)
+
+    def rewrite(self) -> None:
+        """Every entry counts as changed: `take_changes` gives them all (a new changelog, or
+        a first copy in ClickHouse)."""
+        self.dirty.update(_CUSTOMER + c for c in (*self.members, *self.alias))
+        weak = (*self.shared, *self.seen_with, *self.pending, *self.confirmed)
+        self.dirty.update(_KEY + key for key in weak)
+        self.dirty.add(_OFFSET)
 
 
 # entry names: a customer's identifiers, a weak identifier's guard, the input resolved

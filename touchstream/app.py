@@ -35,7 +35,7 @@ from touchstream.rebuild import StateRebuild
 from touchstream.schemas.control import CLOCK_KEY
 from touchstream.settings import Settings
 from touchstream.sinks.clickhouse import ClickHouse
-from touchstream.sinks.identity import graph_copy, store_identity
+from touchstream.sinks.identity import GraphCopy, store_identity
 from touchstream.sinks.offers import decide, published, store_decisions, store_published
 from touchstream.sinks.promise_alerts import judge
 from touchstream.sinks.writer import store_batch, store_dead_letters
@@ -172,7 +172,7 @@ def build_app(
             "dead_letters": dead_letters.get_topic_name(),
         },
         partial(store_identity, clickhouse, spill_dir=spill_dir, observe=telemetry.observe_write),
-        recover=partial(graph_copy, clickhouse),
+        copy=GraphCopy(clickhouse),
         telemetry=telemetry,
         end_marker=settings.broker.changelog_end_marker,
     )

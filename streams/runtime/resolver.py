@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from touchstream.schemas import InputLimits
 from touchstream.streams.identity import IdentityGraph
@@ -35,8 +35,16 @@ ResolvedBatch = list[tuple[Resolved, int]]  # each record's resolution and its r
 GraphRows = list[tuple[str, bytes | None]]  # the graph's changed entries (None: gone)
 # a batch's rows, and the graph's changed entries with their version
 StoreIdentity = Callable[[ResolvedBatch, GraphRows, int], Awaitable[None]]
-# the graph's entries kept in ClickHouse, and a version above every row written
-RecoverGraph = Callable[[], Awaitable[tuple[GraphRows, int]]]
+
+
+class GraphCopy(Protocol):
+    """The graph's entries kept in ClickHouse (sinks/identity.py)."""
+
+    async def load(self) -> tuple[GraphRows, int]:
+        """The entries, and a row version above every row written."""
+
+    async def empty(self) -> bool: ...
+
 
 YIELD_EVERY = 50  # records resolved between two turns of the event loop
 
@@ -51,16 +59,16 @@ class Resolver:
         topic_of: dict[str, str],
         store: StoreIdentity,
         *,
-        recover: RecoverGraph | None = None,
+        copy: GraphCopy | None = None,
         telemetry: Telemetry | None = None,
         end_marker: bool = True,
     ) -> None:
         """`topic_of`: output name (touchpoints, identity, dead_letters) -> topic;
         `graph_table`: a one-partition table of raw bytes (the graph's changelog);
-        `recover`: the graph's copy in ClickHouse, for when the changelog is empty."""
+        `copy`: the graph's copy in ClickHouse, for when the changelog is lost."""
         self.new_graph, self.limits, self.table = new_graph, limits, graph_table
         self.producer, self.topic_of, self.store = producer, topic_of, store
-        self.recover, self.telemetry, self.end_marker = recover, telemetry, end_marker
+        self.copy, self.telemetry, self.end_marker = copy, telemetry, end_marker
         self.graph: IdentityGraph | None = None
 
     def reset(self) -> None:
@@ -74,8 +82,10 @@ class Resolver:
                 (k, v) for k, v in store_dict(self.table.table).items() if k != END_KEY and v
             ]
             graph.load(entries)
-            if not entries and self.recover is not None:
-                await self._restore(graph, self.recover)
+            if self.copy is not None and not entries:
+                await self._restore(graph, self.copy)
+            elif self.copy is not None and await self.copy.empty():
+                graph.rewrite()  # older than its copy (before migration 012): copied now
             log.info(
                 "identity graph loaded: %d customers, %d identifiers, %d aliases",
                 len(graph.members),
@@ -85,11 +95,11 @@ class Resolver:
             self.graph = graph
         return self.graph
 
-    async def _restore(self, graph: IdentityGraph, recover: RecoverGraph) -> None:
+    async def _restore(self, graph: IdentityGraph, copy: GraphCopy) -> None:
         """An empty changelog while ClickHouse holds a graph: the broker forgot everything
         (the embedded one restarted without its data, or the topics were deleted). Without
         this, identifiers seen again would start new customers beside their old ones."""
-        kept, version_base = await recover()
+        kept, version_base = await copy.load()
         if kept:
             restored = graph.restore(kept, version_base)
             log.warning(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
+
 import pytest
 
+from touchstream.schemas import InputLimits
 from touchstream.schemas.identifiers import (
     IdentifierRefused,
     IdentifierType,
@@ -23,6 +27,7 @@ from touchstream.streams.identity import (
     denied_keys,
 )
 from touchstream.streams.rules import IdentityRules
+from touchstream.streams.runtime.resolver import Resolver
 
 DAY = 86_400.0
 RULES = IdentityRules()
@@ -294,3 +299,52 @@ def test_a_graph_persisted_before_row_versions_loads_with_none() -> None:
     g = graph()
     g.load([("o:", b"41")])
     assert (g.resolved_through, g.version_base) == (41, 0)
+
+
+class _Table:
+    """A one-partition Faust table as the resolver reads it at load: its store's dict."""
+
+    def __init__(self, data: dict[str, bytes]) -> None:
+        self.data = data
+
+
+class _Copy:
+    def __init__(self, entries: list[tuple[str, bytes | None]]) -> None:
+        self.entries, self.loads = entries, 0
+
+    async def load(self) -> tuple[list[tuple[str, bytes | None]], int]:
+        self.loads += 1
+        return self.entries, 500
+
+    async def empty(self) -> bool:
+        return not self.entries
+
+
+def _loaded(changelog: dict[str, bytes], copy: _Copy) -> IdentityGraph:
+    table = SimpleNamespace(table=_Table(changelog))
+    resolver = Resolver(graph, InputLimits(), table, None, {}, None, copy=copy)  # type: ignore[arg-type]
+    return asyncio.run(resolver._loaded())
+
+
+def test_the_resolver_restores_a_lost_changelog_and_copies_one_never_copied() -> None:
+    """Changelog empty, copy kept: the graph is the copy's, read as a new log. Changelog
+    kept, copy empty (a graph from before the copy existed): every entry is written with
+    the next batch, so the copy is whole from then on. Both kept: nothing to do."""
+    original = graph()
+    original.resolve(["email:a@x.com"], 0.0)
+    original.resolve(["phone:+4911"], DAY)
+    original.resolve(["email:a@x.com", "phone:+4911"], 2 * DAY)
+    original.resolved(7)
+    entries = original.take_changes()
+    stored = {name: value for name, value in entries if value is not None}
+
+    restored = _loaded({}, _Copy(entries))
+    assert restored.owner == original.owner and restored.alias == original.alias
+    assert (restored.resolved_through, restored.version_base) == (-1, 500)
+
+    copied = _loaded(dict(stored), _Copy([]))
+    assert copied.resolved_through == 7 and dict(copied.take_changes()) == stored
+
+    both = _Copy(entries)
+    kept = _loaded(dict(stored), both)
+    assert kept.take_changes() == [] and both.loads == 0
