@@ -204,7 +204,7 @@ class StateRebuild:
         survivors = missing - redirects.keys()
         joining = [alias for alias, customer in survivor_of.items() if customer in survivors]
         _, rows = self.clickhouse.query(
-            "SELECT customer_id, payload, kafka_offset, kafka_partition FROM touchpoints FINAL "
+            "SELECT customer_id, payload, kafka_offset FROM touchpoints FINAL "
             f"WHERE ({where}) OR customer_id IN {{joining:Array(String)}} "
             "ORDER BY occurred_at, event_id",
             {**params, "joining": joining},
@@ -212,13 +212,13 @@ class StateRebuild:
         owner = {alias: survivor_of[alias] for alias in joining}
         mine = [
             (customer, payload)
-            for customer, payload, _, _ in rows
+            for customer, payload, _ in rows
             if owner.get(customer, customer) in survivors
         ]
         last_offset: dict[str, int] = {}
         if same_log:  # offsets of the log being read: a redelivery must be known as one
-            for customer, _, offset, part in rows:
-                if customer in survivors and int(part) == partition:
+            for customer, _, offset in rows:
+                if customer in survivors:
                     last_offset[customer] = max(last_offset.get(customer, -1), int(offset))
         blank = {customer for customer, payload in mine if not payload}
         if blank:

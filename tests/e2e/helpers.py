@@ -7,6 +7,7 @@ import orjson
 
 from touchstream.inputs import InputRecord
 from touchstream.kafka import read_topic
+from touchstream.publisher import PublishReport, TouchpointPublisher
 from touchstream.replay import ReplayResult, replay
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.rules import Rules
@@ -36,3 +37,20 @@ def replay_events(
     """What the live worker must produce for these events: the replay over 4 partitions."""
     records = [InputRecord(i, orjson.dumps(e)) for i, e in enumerate(events, 1)]
     return replay(records, rules=rules or Rules(), model=RiskModel(), partitions=4, source=source)
+
+
+def publish_identified(
+    bootstrap: str, env: dict[str, str], events: list[dict], secret: str
+) -> PublishReport:
+    """Events named by identifiers, through the SDK as a publisher sends them (pseudonymised
+    with `secret`, phone numbers read in region DE), to the worker's identify topic."""
+    with TouchpointPublisher(
+        bootstrap,
+        env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"],
+        identify_topic=env["TOUCHSTREAM_TOPIC_IDENTIFY"],
+        identity_secret=secret.encode(),
+        default_region="DE",
+    ) as publisher:
+        for n, item in enumerate(events):
+            publisher.publish(item, n)
+        return publisher.flush(30)

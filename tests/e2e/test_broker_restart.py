@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import worker_env
-from tests.e2e.helpers import replay_events
+from tests.e2e.helpers import publish_identified, replay_events
 from tests.e2e.test_clickhouse_sink import publish, scalar, wait_for
 from tests.factories import event_dict
 from tests.histories import IDENTITY_SECRET, one_person_on_three_channels
 from touchstream.broker import EmbeddedBroker, free_port
 from touchstream.launcher import running_worker
-from touchstream.publisher import TouchpointPublisher
 from touchstream.query_client import query_worker
 
 pytestmark = pytest.mark.e2e
@@ -87,16 +86,8 @@ def test_merged_customers_stay_one_after_the_broker_lost_everything(tmp_path: Pa
     }
 
     def publish_named(broker: EmbeddedBroker, env: dict[str, str], events: list[dict]) -> None:
-        with TouchpointPublisher(
-            broker.bootstrap,
-            env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"],
-            identify_topic=env["TOUCHSTREAM_TOPIC_IDENTIFY"],
-            identity_secret=IDENTITY_SECRET.encode(),
-            default_region="DE",
-        ) as publisher:
-            for n, item in enumerate(events):
-                publisher.publish(item, n)
-            assert publisher.flush(30).accepted == len(events)
+        report = publish_identified(broker.bootstrap, env, events, IDENTITY_SECRET)
+        assert report.accepted == len(events)
 
     with EmbeddedBroker(log_file=tmp_path / "tansu-1.log") as broker:
         env = worker_env(broker, "lost-ids", tmp_path / "data", **names)

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.e2e.conftest import worker_env
-from tests.e2e.helpers import wait_for_records
+from tests.e2e.helpers import publish_identified, wait_for_records
 from tests.e2e.test_clickhouse_sink import scalar, wait_for
 from tests.e2e.test_faults import publish, stored
 from tests.e2e.test_identity_faults import identified, merge_ids, replayed
@@ -21,7 +21,6 @@ from touchstream.cli import app
 from touchstream.generator import generate
 from touchstream.kafka import ensure_topics, wait_until_committed
 from touchstream.launcher import running_worker
-from touchstream.publisher import TouchpointPublisher
 from touchstream.query_client import query_worker
 from touchstream.replay import IdentityOptions
 from touchstream.sinks.clickhouse import ClickHouse
@@ -54,16 +53,7 @@ def test_identifiers_from_two_channels_become_one_customer(
     )
     story = one_person_on_three_channels()
     with running_worker(env, tmp_path / "worker.log"):
-        with TouchpointPublisher(
-            broker.bootstrap,
-            env["TOUCHSTREAM_TOPIC_TOUCHPOINTS"],
-            identify_topic=env["TOUCHSTREAM_TOPIC_IDENTIFY"],
-            identity_secret=SECRET.encode(),
-            default_region="DE",
-        ) as publisher:
-            for n, item in enumerate(story):
-                publisher.publish(item, n)
-            report = publisher.flush(30)
+        report = publish_identified(broker.bootstrap, env, story, SECRET)
         assert report.accepted == len(story) and not report.rejected
         merges = wait_for_records(
             broker.bootstrap, env["TOUCHSTREAM_TOPIC_IDENTITY"], lambda r: len(r) >= 2
