@@ -26,7 +26,7 @@ import json
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,28 @@ DATA_SETS = {
         ),
     )
 }
+
+
+def backtest(data: DataSet) -> DataSet:
+    """The same question asked entirely inside the calibration period: cut a third of it
+    (at most the holdout's length) off as a holdout of its own. What is chosen about the
+    model (features, how it is fitted) is chosen here, where no holdout label is read."""
+    first = min(day for _, day, _ in data.read())
+    span = (data.calibration_end - first).days
+    cut = data.calibration_end - timedelta(
+        days=min((data.holdout_end - data.calibration_end).days, span // 3)
+    )
+
+    def read() -> Iterator[Purchase]:
+        return (p for p in data.read() if p[1] < data.calibration_end)
+
+    return DataSet(
+        f"{data.name}_backtest",
+        f"{data.about}; backtest: calibration to {cut}, holdout to {data.calibration_end}",
+        cut,
+        data.calibration_end,
+        read,
+    )
 
 
 def auc(scores: list[float] | np.ndarray, positive: list[bool] | np.ndarray) -> float:
@@ -299,13 +321,20 @@ def main(
         None, help=f"Data sets to run (default all: {list(DATA_SETS)})."
     ),
     label: str = typer.Option("eval", help="Name of the results file."),
+    backtest_only: bool = typer.Option(
+        False,
+        "--backtest",
+        help="Evaluate inside each calibration period only (its last third as the holdout): "
+        "where choices about the model are made, reading no holdout label.",
+    ),
 ) -> None:
     results = {}
     for name in only or list(DATA_SETS):
         if name not in DATA_SETS:
             raise typer.BadParameter(f"unknown data set {name!r}: one of {list(DATA_SETS)}")
-        results[name] = evaluate(DATA_SETS[name])
-        console.print(report(name, results[name]))
+        data = backtest(DATA_SETS[name]) if backtest_only else DATA_SETS[name]
+        results[data.name] = evaluate(data)
+        console.print(report(data.name, results[data.name]))
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{datetime.now(UTC):%Y-%m-%dT%H%M%S}-{label}.json"
     path.write_text(json.dumps(results, indent=2))

@@ -45,6 +45,7 @@ FEATURES = (
     "log_overdue",
     "log_irregularity",
     "log_spreads_overdue",
+    "one_time_log_age",
 )
 PRIOR_GAPS = 2.0  # pseudo-gaps of the prior rhythm that shrink a customer's mean and spread
 DEFAULT_VERSION = "default"
@@ -83,23 +84,26 @@ def features(
     from the first to the last, age = days from the first to now (all in days), spread =
     `gap_spread` of the recent active days around the usual gap t_x / x (how regular the
     customer is: a silence of three gaps says more of a clockwork than of a random buyer)."""
+    if x <= 0:  # no rhythm yet: the silence is the age, and gets a slope of its own
+        return [1.0, 5.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, math.log1p(age)]
     silence = max(0.0, age - t_x)
     log_silence = math.log1p(silence)
-    gap = t_x / x if x > 0 else 0.0
+    gap = t_x / x
     spread = max(1.0, spread)
     return [
         1.0,
         _logit_p_alive(x, t_x, age, population),
         log_silence,
         math.log1p(x),
-        1.0 if x <= 0 else 0.0,
+        0.0,
         math.log1p(age),
         log_silence * log_silence,
         silence / (age + 1.0),
         math.log1p(gap),
-        math.log1p(silence / max(gap, 1.0)) if x > 0 else 0.0,
-        math.log(spread / max(gap, 1.0)) if x > 0 else 0.0,
-        math.log1p(max(0.0, silence - gap) / spread) if x > 0 else 0.0,
+        math.log1p(silence / max(gap, 1.0)),
+        math.log(spread / max(gap, 1.0)),
+        math.log1p(max(0.0, silence - gap) / spread),
+        0.0,
     ]
 
 

@@ -40,13 +40,23 @@ RIDGE = 1e-4
 
 class Examples:
     """Feature rows (FEATURES order), the days to the next contact (or to the end of the
-    history, censored), whether it came, and how many days of history followed the
-    moment (`seen`)."""
+    history, censored), whether it came, how many days of history followed the moment
+    (`seen`), and which checkpoint it was taken at (`period`, 0, 1, ...)."""
 
     def __init__(
-        self, rows: np.ndarray, wait: np.ndarray, came: np.ndarray, seen: np.ndarray
+        self,
+        rows: np.ndarray,
+        wait: np.ndarray,
+        came: np.ndarray,
+        seen: np.ndarray,
+        period: np.ndarray | None = None,
     ) -> None:
         self.rows, self.wait, self.came, self.seen = rows, wait, came, seen
+        self.period = np.zeros(len(wait), dtype=np.int64) if period is None else period
+
+    @property
+    def periods(self) -> int:
+        return int(self.period.max()) + 1 if len(self.period) else 0
 
     def __len__(self) -> int:
         return len(self.wait)
@@ -90,10 +100,12 @@ def examples(
     waits: list[float] = []
     came: list[bool] = []
     seen_after: list[float] = []
+    period: list[int] = []
     for t in grid:
         known = np.nonzero(first_day < t)[0]
         if len(known) == 0:
             continue
+        period.extend([period[-1] + 1 if period else 0] * len(known))
         seen = np.searchsorted(keys, known * 10_000_000 + t) - starts[known]  # days before t
         last = flat[starts[known] + seen - 1]
         nxt = flat[np.minimum(starts[known] + seen, len(flat) - 1)]  # valid where has_next
@@ -114,17 +126,24 @@ def examples(
         np.asarray(waits, dtype=float),
         np.asarray(came, dtype=bool),
         np.asarray(seen_after, dtype=float),
+        np.asarray(period, dtype=np.int64),
     )
 
 
 def _objective(theta: np.ndarray, ex: Examples) -> tuple[float, np.ndarray]:
-    """Mean negative log-likelihood of the mixture and its gradient (docs/metrics.md)."""
+    """Mean negative log-likelihood of the mixture and its gradient (docs/metrics.md).
+    `theta` is A, B, log k, then (when longer) one shift of logit pi and one of log lambda
+    per checkpoint: the calendar's effect, apart from the customers' (`fit_mixture`)."""
     F, d, came = ex.rows, ex.wait, ex.came
     n = F.shape[1]
     A, B, kappa = theta[:n], theta[n : 2 * n], theta[2 * n]
+    m = (len(theta) - 2 * n - 1) // 2
     k = math.exp(kappa)
-    z = F @ A
-    u = np.clip(F @ B, -20, 20)
+    z, u = F @ A, F @ B
+    if m:
+        z = z + theta[2 * n + 1 : 2 * n + 1 + m][ex.period]
+        u = u + theta[2 * n + 1 + m :][ex.period]
+    u = np.clip(u, -20, 20)
     lam = np.exp(u)
     ratio = d * lam / k
     L = np.log1p(ratio)
@@ -141,9 +160,11 @@ def _objective(theta: np.ndarray, ex: Examples) -> tuple[float, np.ndarray]:
     dz = np.where(came, -sig, wa * (1.0 - sig) - wb * sig)
     du = np.where(came, 1.0 + (-k - 1.0) * g, -wb * k * g)
     dk = np.where(came, -k * L + (k + 1.0) * g, wb * (-k * L + k * g))
-    m = len(d)
-    value = -float(ll.sum()) / m + RIDGE * float(theta @ theta)
-    grad = -np.concatenate([F.T @ dz, F.T @ du, [dk.sum()]]) / m + 2 * RIDGE * theta
+    parts = [F.T @ dz, F.T @ du, [dk.sum()]]
+    if m:
+        parts += [np.bincount(ex.period, dz, m), np.bincount(ex.period, du, m)]
+    value = -float(ll.sum()) / len(d) + RIDGE * float(theta @ theta)
+    grad = -np.concatenate(parts) / len(d) + 2 * RIDGE * theta
     return value, grad
 
 
@@ -156,6 +177,7 @@ _SILENCE_GROWS = (
     "log_overdue",
     "log_spreads_overdue",
     "log_age",  # the age grows with the silence too
+    "one_time_log_age",  # a one-time buyer's silence is their age
 )
 
 
@@ -183,23 +205,52 @@ def monotone_bounds() -> list[tuple[float | None, float | None]]:
 
 
 def fit_mixture(ex: Examples) -> tuple[np.ndarray, float]:
-    n = ex.rows.shape[1]
-    start = np.zeros(2 * n + 1)
+    """The mixture's coefficients (A, B, log k), and the mean negative log-likelihood.
+
+    Fitted with a shift per checkpoint (calendar effects: a season, a holiday, a quiet
+    December), then folded into the intercepts as their average over the examples. Without
+    them the calendar is read as the customers': in a history where everyone comes back less
+    as the months pass, the customers known longest (who are the ones looked at later) seem
+    to come back less *because* they are older. Ta-Feng's one-time buyers came back equally
+    at every age at any one checkpoint, yet the pooled fit put a buyer of three days ago at
+    0.26 and one of two months ago at 0.58."""
+    n, m = ex.rows.shape[1], ex.periods
+    start = np.zeros(2 * n + 1 + 2 * m)
     start[n] = -3.0  # a rate of ~1/20 days
-    result = minimize(
-        _objective, start, args=(ex,), jac=True, method="L-BFGS-B", bounds=monotone_bounds()
-    )
+    bounds = monotone_bounds() + [(None, None)] * (2 * m)
+    result = minimize(_objective, start, args=(ex,), jac=True, method="L-BFGS-B", bounds=bounds)
     if not np.all(np.isfinite(result.x)):
         raise ValueError("the fit did not converge to finite coefficients")
     return result.x, float(result.fun)
 
 
-def p_no_contact(theta: np.ndarray, rows: np.ndarray, horizon_days: float) -> np.ndarray:
-    """`RiskModel.p_no_contact` of the mixture `theta` (no recalibration), vectorised."""
+def fold_periods(theta: np.ndarray, ex: Examples) -> np.ndarray:
+    """The coefficients with the checkpoints' shifts folded into the intercepts (their mean
+    over the examples): the future is taken to be like the average of the past."""
+    n = ex.rows.shape[1]
+    m = (len(theta) - 2 * n - 1) // 2
+    folded = theta[: 2 * n + 1].copy()
+    if m:
+        weight = np.bincount(ex.period, minlength=m) / len(ex.period)
+        folded[0] += float(weight @ theta[2 * n + 1 : 2 * n + 1 + m])
+        folded[n] += float(weight @ theta[2 * n + 1 + m :])
+    return folded
+
+
+def p_no_contact(
+    theta: np.ndarray, rows: np.ndarray, horizon_days: float, period: np.ndarray | None = None
+) -> np.ndarray:
+    """`RiskModel.p_no_contact` of the mixture `theta` (no recalibration), vectorised; with
+    the checkpoints' shifts when `theta` has them and each row's `period` is given."""
     n = rows.shape[1]
+    m = (len(theta) - 2 * n - 1) // 2
     k = math.exp(theta[2 * n])
-    pi = expit(rows @ theta[:n])
-    lam = np.exp(np.clip(rows @ theta[n : 2 * n], -20, 20))
+    z, u = rows @ theta[:n], rows @ theta[n : 2 * n]
+    if m and period is not None:
+        z = z + theta[2 * n + 1 : 2 * n + 1 + m][period]
+        u = u + theta[2 * n + 1 + m :][period]
+    pi = expit(z)
+    lam = np.exp(np.clip(u, -20, 20))
     return pi + (1.0 - pi) * np.exp(-k * np.log1p(horizon_days * lam / k))
 
 
@@ -216,7 +267,8 @@ def recalibrate(
     stayed_away = ~(ex.came & (ex.wait < horizon_days))[full]
     if moments < MIN_RECALIBRATION or stayed_away.all() or not stayed_away.any():
         return (), moments
-    p = np.clip(p_no_contact(theta, ex.rows[full], horizon_days), 1e-9, 1 - 1e-9)
+    p = p_no_contact(theta, ex.rows[full], horizon_days, ex.period[full])
+    p = np.clip(p, 1e-9, 1 - 1e-9)
     logits = np.log(p / (1.0 - p))
     y = stayed_away.astype(float)
 
@@ -270,6 +322,7 @@ def learn(
         return RiskModel(population, typical_value=typical, quality={"fallback": why})
     theta, loss = fit_mixture(ex)
     recalibration, moments = recalibrate(theta, ex, horizon_days)
+    theta = fold_periods(theta, ex)
     n = len(FEATURES)
     model = RiskModel(
         population=population,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.eval import DATA_SETS, auc, evaluate, reliability, verdicts
+from bench.eval import DATA_SETS, auc, backtest, evaluate, reliability, verdicts
 
 
 def test_auc_is_the_probability_a_leaver_ranks_above_a_stayer() -> None:
@@ -26,6 +26,17 @@ def test_reliability_bins_are_deciles_of_the_prediction() -> None:
     table = reliability(p, p > 0.5)
     assert [d["customers"] for d in table] == [10] * 10
     assert table[0]["observed"] == 0.0 and table[-1]["observed"] == 1.0
+
+
+def test_the_backtest_reads_nothing_past_the_calibration_period() -> None:
+    for data in DATA_SETS.values():
+        inner = backtest(data)
+        first = min(day for _, day, _ in data.read())
+        assert first < inner.calibration_end < inner.holdout_end == data.calibration_end
+        assert (inner.holdout_end - inner.calibration_end) <= (
+            data.holdout_end - data.calibration_end
+        )
+        assert max(day for _, day, _ in inner.read()) < data.calibration_end
 
 
 @pytest.fixture(scope="module")
