@@ -130,19 +130,27 @@ def examples(
     )
 
 
+def _linear(
+    theta: np.ndarray, rows: np.ndarray, period: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """logit pi and log lambda (unclipped) of each row, with its checkpoint's shifts when
+    `theta` has them and `period` is given; and how many checkpoints `theta` has."""
+    n = rows.shape[1]
+    m = (len(theta) - 2 * n - 1) // 2
+    z, u = rows @ theta[:n], rows @ theta[n : 2 * n]
+    if m and period is not None:
+        z = z + theta[2 * n + 1 : 2 * n + 1 + m][period]
+        u = u + theta[2 * n + 1 + m :][period]
+    return z, u, m
+
+
 def _objective(theta: np.ndarray, ex: Examples) -> tuple[float, np.ndarray]:
     """Mean negative log-likelihood of the mixture and its gradient (docs/metrics.md).
     `theta` is A, B, log k, then (when longer) one shift of logit pi and one of log lambda
     per checkpoint: the calendar's effect, apart from the customers' (`fit_mixture`)."""
     F, d, came = ex.rows, ex.wait, ex.came
-    n = F.shape[1]
-    A, B, kappa = theta[:n], theta[n : 2 * n], theta[2 * n]
-    m = (len(theta) - 2 * n - 1) // 2
-    k = math.exp(kappa)
-    z, u = F @ A, F @ B
-    if m:
-        z = z + theta[2 * n + 1 : 2 * n + 1 + m][ex.period]
-        u = u + theta[2 * n + 1 + m :][ex.period]
+    k = math.exp(theta[2 * F.shape[1]])
+    z, u, m = _linear(theta, F, ex.period)
     u = np.clip(u, -20, 20)
     lam = np.exp(u)
     ratio = d * lam / k
@@ -205,7 +213,8 @@ def monotone_bounds() -> list[tuple[float | None, float | None]]:
 
 
 def fit_mixture(ex: Examples) -> tuple[np.ndarray, float]:
-    """The mixture's coefficients (A, B, log k), and the mean negative log-likelihood.
+    """The mixture's coefficients (A, B, log k, then the checkpoints' shifts, which
+    `fold_periods` takes out) and the mean negative log-likelihood.
 
     Fitted with a shift per checkpoint (calendar effects: a season, a holiday, a quiet
     December), then folded into the intercepts as their average over the examples. Without
@@ -242,13 +251,8 @@ def p_no_contact(
 ) -> np.ndarray:
     """`RiskModel.p_no_contact` of the mixture `theta` (no recalibration), vectorised; with
     the checkpoints' shifts when `theta` has them and each row's `period` is given."""
-    n = rows.shape[1]
-    m = (len(theta) - 2 * n - 1) // 2
-    k = math.exp(theta[2 * n])
-    z, u = rows @ theta[:n], rows @ theta[n : 2 * n]
-    if m and period is not None:
-        z = z + theta[2 * n + 1 : 2 * n + 1 + m][period]
-        u = u + theta[2 * n + 1 + m :][period]
+    k = math.exp(theta[2 * rows.shape[1]])
+    z, u, _ = _linear(theta, rows, period)
     pi = expit(z)
     lam = np.exp(np.clip(u, -20, 20))
     return pi + (1.0 - pi) * np.exp(-k * np.log1p(horizon_days * lam / k))
