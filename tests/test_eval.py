@@ -29,7 +29,7 @@ def test_reliability_bins_are_deciles_of_the_prediction() -> None:
 
 
 def test_the_backtest_reads_nothing_past_the_calibration_period() -> None:
-    for data in DATA_SETS.values():
+    for data in (DATA_SETS["cdnow_sample"], DATA_SETS["cdnow_master"]):  # in every checkout
         inner = backtest(data)
         first = min(day for _, day, _ in data.read())
         assert first < inner.calibration_end < inner.holdout_end == data.calibration_end
