@@ -326,8 +326,9 @@ def learn(
         return RiskModel(population, typical_value=typical, quality={"fallback": why})
     theta, loss = fit_mixture(ex)
     recalibration, moments = recalibrate(theta, ex, horizon_days)
-    theta = fold_periods(theta, ex)
     n = len(FEATURES)
+    calendar = theta[2 * n + 1 : 2 * n + 1 + ex.periods]  # the checkpoints' logit pi shifts
+    theta = fold_periods(theta, ex)
     model = RiskModel(
         population=population,
         never=tuple(float(v) for v in theta[:n]),
@@ -345,6 +346,9 @@ def learn(
             "mean_log_likelihood": round(-loss, 6),
             "bgnbd_log_likelihood": population.log_likelihood,
             "horizon_moments": moments,  # past moments whose whole horizon was seen
+            "checkpoints": ex.periods,
+            # how far the calendar moved the odds of never coming back, lowest to highest
+            "calendar_odds_range": round(float(np.exp(np.ptp(calendar))), 3),
         },
     )
     model = replace(model, version=model_version(model))
