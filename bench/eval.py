@@ -1,6 +1,8 @@
 """The risk on real customers: public purchase histories split by time, beside baselines.
 
     python -m bench.eval                 (or `make eval`; --only cdnow_sample for one set)
+    python -m bench.eval --backtest      (inside each calibration period: where choices
+                                          about the model are made, no holdout label read)
 
 For each data set (docs/metrics.md, ../shared/data/README.md):
 
