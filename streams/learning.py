@@ -327,7 +327,8 @@ def learn(
     theta, loss = fit_mixture(ex)
     recalibration, moments = recalibrate(theta, ex, horizon_days)
     n = len(FEATURES)
-    calendar = theta[2 * n + 1 : 2 * n + 1 + ex.periods]  # the checkpoints' logit pi shifts
+    m = ex.periods
+    calendar = theta[2 * n + 1 : 2 * n + 1 + m]  # the checkpoints' logit pi shifts
     theta = fold_periods(theta, ex)
     model = RiskModel(
         population=population,
@@ -346,9 +347,9 @@ def learn(
             "mean_log_likelihood": round(-loss, 6),
             "bgnbd_log_likelihood": population.log_likelihood,
             "horizon_moments": moments,  # past moments whose whole horizon was seen
-            "checkpoints": ex.periods,
+            "checkpoints": m,
             # how far the calendar moved the odds of never coming back, lowest to highest
-            "calendar_odds_range": round(float(np.exp(np.ptp(calendar))), 3),
+            "calendar_odds_range": round(float(np.exp(np.ptp(calendar))), 3) if m else 1.0,
         },
     )
     model = replace(model, version=model_version(model))
