@@ -101,11 +101,13 @@ def examples(
     came: list[bool] = []
     seen_after: list[float] = []
     period: list[int] = []
+    used = 0  # checkpoints with someone known
     for t in grid:
         known = np.nonzero(first_day < t)[0]
         if len(known) == 0:
             continue
-        period.extend([period[-1] + 1 if period else 0] * len(known))
+        period.extend([used] * len(known))
+        used += 1
         seen = np.searchsorted(keys, known * 10_000_000 + t) - starts[known]  # days before t
         last = flat[starts[known] + seen - 1]
         nxt = flat[np.minimum(starts[known] + seen, len(flat) - 1)]  # valid where has_next
@@ -130,18 +132,25 @@ def examples(
     )
 
 
+def _shifts(theta: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The checkpoints' shifts of logit pi and of log lambda that follow A, B and log k in
+    `theta` (empty when it has none)."""
+    m = (len(theta) - 2 * n - 1) // 2
+    return theta[2 * n + 1 : 2 * n + 1 + m], theta[2 * n + 1 + m :]
+
+
 def _linear(
     theta: np.ndarray, rows: np.ndarray, period: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """logit pi and log lambda (unclipped) of each row, with its checkpoint's shifts when
     `theta` has them and `period` is given; and how many checkpoints `theta` has."""
     n = rows.shape[1]
-    m = (len(theta) - 2 * n - 1) // 2
+    on_pi, on_lambda = _shifts(theta, n)
     z, u = rows @ theta[:n], rows @ theta[n : 2 * n]
-    if m and period is not None:
-        z = z + theta[2 * n + 1 : 2 * n + 1 + m][period]
-        u = u + theta[2 * n + 1 + m :][period]
-    return z, u, m
+    if len(on_pi) and period is not None:
+        z = z + on_pi[period]
+        u = u + on_lambda[period]
+    return z, u, len(on_pi)
 
 
 def _objective(theta: np.ndarray, ex: Examples) -> tuple[float, np.ndarray]:
@@ -237,12 +246,12 @@ def fold_periods(theta: np.ndarray, ex: Examples) -> np.ndarray:
     """The coefficients with the checkpoints' shifts folded into the intercepts (their mean
     over the examples): the future is taken to be like the average of the past."""
     n = ex.rows.shape[1]
-    m = (len(theta) - 2 * n - 1) // 2
+    on_pi, on_lambda = _shifts(theta, n)
     folded = theta[: 2 * n + 1].copy()
-    if m:
-        weight = np.bincount(ex.period, minlength=m) / len(ex.period)
-        folded[0] += float(weight @ theta[2 * n + 1 : 2 * n + 1 + m])
-        folded[n] += float(weight @ theta[2 * n + 1 + m :])
+    if len(on_pi):
+        weight = np.bincount(ex.period, minlength=len(on_pi)) / len(ex.period)
+        folded[0] += float(weight @ on_pi)
+        folded[n] += float(weight @ on_lambda)
     return folded
 
 
@@ -327,8 +336,7 @@ def learn(
     theta, loss = fit_mixture(ex)
     recalibration, moments = recalibrate(theta, ex, horizon_days)
     n = len(FEATURES)
-    m = ex.periods
-    calendar = theta[2 * n + 1 : 2 * n + 1 + m]  # the checkpoints' logit pi shifts
+    calendar, _ = _shifts(theta, n)  # the checkpoints' shifts of logit pi
     theta = fold_periods(theta, ex)
     model = RiskModel(
         population=population,
@@ -347,9 +355,11 @@ def learn(
             "mean_log_likelihood": round(-loss, 6),
             "bgnbd_log_likelihood": population.log_likelihood,
             "horizon_moments": moments,  # past moments whose whole horizon was seen
-            "checkpoints": m,
+            "checkpoints": len(calendar),
             # how far the calendar moved the odds of never coming back, lowest to highest
-            "calendar_odds_range": round(float(np.exp(np.ptp(calendar))), 3) if m else 1.0,
+            "calendar_odds_range": (
+                round(float(np.exp(np.ptp(calendar))), 3) if len(calendar) else 1.0
+            ),
         },
     )
     model = replace(model, version=model_version(model))

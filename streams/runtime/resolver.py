@@ -82,10 +82,11 @@ class Resolver:
                 (k, v) for k, v in store_dict(self.table.table).items() if k != END_KEY and v
             ]
             graph.load(entries)
-            if self.copy is not None and not entries:
-                await self._restore(graph, self.copy)
-            elif self.copy is not None and await self.copy.empty():
-                graph.rewrite()  # older than its copy (before migration 012): copied now
+            if self.copy is not None:
+                if not entries:
+                    await self._restore(graph, self.copy)
+                elif await self.copy.empty():
+                    graph.rewrite()  # older than its copy (before migration 012): copied now
             log.info(
                 "identity graph loaded: %d customers, %d identifiers, %d aliases",
                 len(graph.members),
