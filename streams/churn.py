@@ -119,13 +119,16 @@ class RiskModel:
     """A fitted (or default) model of the business's customers. `never` and `rate` are the
     coefficients A and B over FEATURES; empty: BG/NBD's closed form with `population`.
     `typical_value` is the median yearly value of the business's customers (what an
-    expected loss is compared with), 0 when not known."""
+    expected loss is compared with), 0 when not known; `typical_gap` the median usual gap
+    (days) of those who came back: when a one-time buyer, who has no rhythm of their own,
+    is late (a week or two in a grocery, months at a music shop), 0 when not known."""
 
     population: BGNBDParams = field(default_factory=BGNBDParams)
     never: tuple[float, ...] = ()
     rate: tuple[float, ...] = ()
     shape: float = 1.0
     typical_value: float = 0.0
+    typical_gap: float = 0.0
     # logit(P) -> a + b logit(P) for the horizon it was learned at (`learning.recalibrate`):
     # what came of past moments whose whole horizon the history has seen; () none
     recalibration: tuple[float, ...] = ()
@@ -203,6 +206,7 @@ class RiskModel:
             rate=rate,
             shape=float(data.get("shape", 1.0)),
             typical_value=float(data.get("typical_value", 0.0)),
+            typical_gap=float(data.get("typical_gap", 0.0)),
             recalibration=tuple(float(v) for v in data.get("recalibration", ())),
             recalibrated_for=float(data.get("recalibrated_for", 0.0)),
             version=str(data.get("version", DEFAULT_VERSION)),
@@ -220,6 +224,7 @@ class RiskModel:
             self.recalibrated_for,
             self.shape,
             self.typical_value,
+            self.typical_gap,
             self.population.r,
             self.population.alpha,
             self.population.a,
@@ -233,8 +238,8 @@ class RiskModel:
             raise ValueError(f"a risk model needs {len(FEATURES)} coefficients of each kind")
         if self.recalibration and (len(self.recalibration) != 2 or self.recalibrated_for <= 0):
             raise ValueError("a recalibration is two numbers for a positive horizon")
-        if self.shape <= 0 or self.typical_value < 0:
-            raise ValueError("shape must be positive and typical_value not negative")
+        if self.shape <= 0 or min(self.typical_value, self.typical_gap) < 0:
+            raise ValueError("shape must be positive, typical_value and typical_gap not negative")
 
 
 def model_version(model: RiskModel) -> str:
@@ -243,6 +248,8 @@ def model_version(model: RiskModel) -> str:
     numbers = (*model.never, *model.rate, model.shape, model.typical_value, p.r, p.alpha, p.a, p.b)
     if model.recalibration:  # models learned before it had none: their versions stay
         numbers += (*model.recalibration, model.recalibrated_for)
+    if model.typical_gap:  # likewise
+        numbers += (model.typical_gap,)
     rounded = [round(v, 6) for v in numbers]
     return "m-" + hashlib.sha256(json.dumps(rounded).encode()).hexdigest()[:12]
 

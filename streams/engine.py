@@ -305,7 +305,10 @@ class Engine:
         last = state.last_active or state.last_seen
         usual = usual_gap_days(state, self.rules)
         if (now - last) / DAY <= usual:  # not overdue: the silence factor is zero
-            wake = last + usual * DAY - 1.0  # a second early: no float doubt
+            late_after = usual  # ...and not late (`risk.late`)
+            if state.active_days <= 1 and self.model.typical_gap > 0.0:
+                late_after = min(usual, self.model.typical_gap)
+            wake = last + late_after * DAY - 1.0  # a second early: no float doubt
             if state.open_complaints:  # ...but a complaint's age grows all the same
                 opened = min(case[0] for case in state.open_complaints.values())
                 wake = min(wake, opened + self.rules.risk.complaint_sla_days * DAY)

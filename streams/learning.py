@@ -344,6 +344,7 @@ def learn(
         rate=tuple(float(v) for v in theta[n : 2 * n]),
         shape=float(math.exp(theta[2 * n])),
         typical_value=typical,
+        typical_gap=float(np.median([t / k for t, k in zip(t_x, x, strict=True) if k > 0])),
         recalibration=recalibration,
         recalibrated_for=horizon_days if recalibration else 0.0,
         fitted_until=_day(until),

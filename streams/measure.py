@@ -36,6 +36,7 @@ class Metrics:
     streak: int
     mean_interarrival_days: float | None
     overdue_ratio: float
+    silent_days: float  # since the last active day
     p_alive: float
     rating: float | None
     rating_trend: float
@@ -103,6 +104,7 @@ class Metrics:
         p_leave: float = 0.0,
         horizon_days: float = 90.0,
         model_version: str = "default",
+        silent_days: float = 0.0,
     ) -> None:
         self.now = now
         self.expectation_gap = expectation_gap
@@ -118,6 +120,7 @@ class Metrics:
         self.streak = streak
         self.mean_interarrival_days = mean_interarrival_days
         self.overdue_ratio = overdue_ratio
+        self.silent_days = silent_days
         self.p_alive = p_alive
         self.rating = rating
         self.rating_trend = rating_trend
@@ -291,6 +294,7 @@ def measure(state: CustomerState, now: float, rules: Rules, model: RiskModel) ->
         streak=run,
         mean_interarrival_days=mean_ia,
         overdue_ratio=overdue_ratio,
+        silent_days=since_last,
         p_alive=alive,
         rating=rating,
         rating_trend=trend,

@@ -137,9 +137,9 @@ def risk(m: Metrics, rules: Rules, model: RiskModel) -> Score:
 def raisable(m: Metrics, score: Score, rules: Rules, model: RiskModel) -> float:
     """The risk a signal is raised on. Where the model's P has been checked at this horizon
     against the business's own history (`RiskModel.recalibration`: past moments whose
-    whole horizon was seen), the rhythm's part counts once the customer is late: silent
-    past their usual gap. Before that P(leave) can be high, right after a first purchase
-    where most buy once, true but no one to call yet. Where it has not (default BG/NBD
+    whole horizon was seen), the rhythm's part counts once the customer is late (`late`).
+    Before that P(leave) can be high, right after a first purchase where most buy once,
+    true but no one to call yet. Where it has not (default BG/NBD
     parameters, or a horizon longer than the history has shown whole: an extrapolation),
     the silence must be clearly past the customer's own rhythm (`Metrics.lapse` at
     `risk.min_lapse`): a regular with random gaps has a long one now and then. And a
@@ -147,12 +147,21 @@ def raisable(m: Metrics, score: Score, rules: Rules, model: RiskModel) -> float:
     business's typical yearly value is not raised by their rhythm alone."""
     p = rules.scoring
     checked = model.recalibrated_at(m.horizon_days)
-    if not (m.overdue_ratio > 1.0 if checked else m.lapse >= p.min_lapse):
+    if not (late(m, model) if checked else m.lapse >= p.min_lapse):
         return score.service
     floor = p.min_loss_share * model.typical_value
     if floor > 0.0 and score.value * m.revenue_at_risk < floor:
         return score.service
     return score.value
+
+
+def late(m: Metrics, model: RiskModel) -> bool:
+    """Silent past their usual gap. A one-time buyer has no rhythm of their own: they are
+    late once silent past the business's typical gap (learned with the model), a week or
+    two in a grocery, months at a music shop; until one is learned, past the default gap."""
+    if m.repeat_days == 0 and model.typical_gap > 0.0:
+        return m.silent_days > model.typical_gap
+    return m.overdue_ratio > 1.0
 
 
 def protected(raw: Score, m: Metrics, rules: Rules) -> Score:

@@ -159,10 +159,11 @@ class RiskRules(_Config):
         90.0, gt=0, le=3650, description="the risk is P(no contact within this many days)"
     )
     min_loss_share: float = Field(
-        0.25,
+        0.05,
         ge=0,
         description="a lapse alone raises a risk only when its expected loss (P x yearly "
-        "value) is at least this share of the business's typical customer's yearly value",
+        "value) is at least this share of the business's typical customer's yearly value "
+        "(0.05: at P 0.5, a customer worth a tenth of the typical one)",
     )
     min_lapse: float = Field(
         0.5,

@@ -164,6 +164,7 @@ def test_the_recalibration_is_learned_only_where_the_history_saw_whole_horizons(
     short = learn(history, 300, horizon_days=30.0)
     assert short.recalibrated_for == 30.0 and short.recalibration[1] > 0
     assert short.quality["horizon_moments"] >= 1_000
+    assert 5.0 < short.typical_gap < 20.0  # its buyers come back every ~10 days
     raw = replace(short, recalibration=(), recalibrated_for=0.0)
     rhythms = [(0, 0.0, 40.0), (3, 30.0, 45.0), (8, 80.0, 200.0), (2, 10.0, 150.0)]
     for x, t_x, age in rhythms:
@@ -257,3 +258,46 @@ def test_a_longer_silence_never_lowers_the_learned_probability() -> None:
             for silence in np.linspace(0.0, 15 * gap, 60)
         ]
         assert all(b >= a - 1e-12 for a, b in itertools.pairwise(p)), (x, p)
+
+
+def test_a_one_time_buyer_is_late_after_the_business_s_typical_gap() -> None:
+    """Where the model was checked at the horizon, a one-time buyer is raised once silent
+    past the business's typical gap (a week here), found by the silence timer on that day,
+    not at the 30-day default gap; a model that learned no typical gap waits for that."""
+    start = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    events = [("once", 0)] + [("daily", day) for day in range(40)]  # moves the watermark
+    records = [
+        InputRecord(
+            n,
+            orjson.dumps(
+                {
+                    "event_id": f"e{n}",
+                    "customer_id": customer,
+                    "occurred_at": (start + timedelta(days=day)).isoformat(),
+                    "channel": "store",
+                    "kind": "purchase",
+                    "value": {"amount": 30.0, "currency": "EUR"},
+                }
+            ),
+        )
+        for n, (customer, day) in enumerate(events, 1)
+    ]
+    n = len(FEATURES)
+    leaves = RiskModel(  # P(no contact within 90 days) ~0.99 for everyone: the gate decides
+        never=(5.0,) + (0.0,) * (n - 1),
+        rate=(0.0,) * n,
+        recalibration=(0.0, 1.0),
+        recalibrated_for=90.0,
+        typical_gap=7.0,
+    )
+
+    def raised(model: RiskModel) -> list[float]:
+        result = replay(records, rules=Rules(), model=model, partitions=1, source="t")
+        return [
+            (s.raised_at - start).total_seconds() / 86_400
+            for s in result.signals
+            if s.customer_id == "once" and s.kind == "about_to_defect"
+        ]
+
+    assert [math.floor(day) for day in raised(leaves)] == [7]
+    assert [math.floor(day) for day in raised(replace(leaves, typical_gap=0.0))] == [30]

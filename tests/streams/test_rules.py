@@ -25,7 +25,7 @@ def metrics(draw) -> Metrics:
     overdue_ratio = draw(st.floats(0, 100))
     silence_z = draw(st.floats(-1, 100))
     p_alive = draw(unit)
-    repeat_days = draw(st.integers(0, 200))
+    repeat_days = draw(st.integers(0, 3) | st.integers(0, 200))
     spend = draw(st.floats(0, 1e5))
     return Metrics(
         now=1.8e9,
@@ -42,6 +42,7 @@ def metrics(draw) -> Metrics:
         streak=draw(st.integers(0, 16)),
         mean_interarrival_days=draw(st.none() | st.floats(0, 400)),
         overdue_ratio=overdue_ratio,
+        silent_days=draw(st.floats(0, 400)),
         p_alive=p_alive,
         rating=draw(st.none() | unit),
         rating_trend=draw(st.floats(-1, 1)),
@@ -65,14 +66,18 @@ def metrics(draw) -> Metrics:
 @given(metrics())
 def test_the_rhythm_raises_a_late_customer_only(m: Metrics) -> None:
     """A model checked at this horizon on the business's history raises once the customer
-    is past their usual gap; one that was not (the default, or one learned on a history
-    shorter than the horizon) only once the silence is clearly past their rhythm."""
+    is past their usual gap (a one-time buyer: past the business's typical gap, once one
+    is learned); one that was not (the default, or one learned on a history shorter than
+    the horizon) only once the silence is clearly past their rhythm."""
     n = len(FEATURES)
     learned = RiskModel(never=(0.0,) * n, rate=(0.0,) * n)
     checked = replace(learned, recalibration=(0.0, 1.0), recalibrated_for=m.horizon_days)
-    elsewhere = replace(checked, recalibrated_for=m.horizon_days + 30.0)
+    with_gap = replace(checked, typical_gap=14.0)
+    elsewhere = replace(with_gap, recalibrated_for=m.horizon_days + 30.0)
+    one_time = m.repeat_days == 0
     for model, late in (
         (checked, m.overdue_ratio > 1.0),
+        (with_gap, m.silent_days > 14.0 if one_time else m.overdue_ratio > 1.0),
         (elsewhere, m.lapse >= 0.5),
         (learned, m.lapse >= 0.5),
         (RiskModel(), m.lapse >= 0.5),
