@@ -84,3 +84,32 @@ def test_wrong_values_are_reported_by_the_variable_the_operator_set(
         "TOUCHSTREAM_QUERY_KEYS",
         "TOUCHSTREAM_WEB_PORT",
     ]
+
+
+def test_topics_are_created_with_the_retention_set(broker, unique, monkeypatch) -> None:
+    """TOUCHSTREAM_TOPIC_RETENTION_DAYS bounds how long the topics keep customer ids and
+    pseudonyms (a forgotten customer leaves them too); the real broker accepts the config.
+    Unset, the broker's default stays."""
+    from kafka import KafkaAdminClient
+
+    from touchstream.worker import ensure_worker_topics, output_topics
+
+    assert load_settings().topics.created_with() == {}
+    monkeypatch.setenv("TOUCHSTREAM_TOPIC_RETENTION_DAYS", "7")
+    for name in ("TOUCHPOINTS", "DEAD_LETTERS", "METRICS", "SIGNALS", "PROMISE_ALERTS"):
+        monkeypatch.setenv(f"TOUCHSTREAM_TOPIC_{name}", f"{unique}-{name.lower()}")
+    monkeypatch.setenv("TOUCHSTREAM_TOPIC_IDENTIFY", f"{unique}-identify")
+    monkeypatch.setenv("TOUCHSTREAM_TOPIC_IDENTITY", f"{unique}-identity")
+    settings = load_settings()
+    assert settings.topics.created_with() == {"retention.ms": str(7 * 86_400_000)}
+    wanted = [*output_topics(settings), settings.topics.identify]
+    assert sorted(ensure_worker_topics(settings, broker.bootstrap)) == sorted(wanted)
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        assert set(wanted) <= set(admin.list_topics())
+    finally:
+        admin.close()
+    assert ensure_worker_topics(settings, broker.bootstrap) == []  # existing: left as they are
+    monkeypatch.setenv("TOUCHSTREAM_TOPIC_RETENTION_DAYS", "-1")
+    with pytest.raises(SystemExit, match="TOUCHSTREAM_TOPIC_RETENTION_DAYS"):
+        load_settings()

@@ -165,7 +165,13 @@ def publish(
     settings = _settings()
     bootstrap = bootstrap_for(settings)
     topic = topic or settings.topics.touchpoints
-    ensure_topics(bootstrap, [topic], settings.broker.partitions, **settings.kafka_security())
+    ensure_topics(
+        bootstrap,
+        [topic],
+        settings.broker.partitions,
+        settings.topics.created_with(),
+        **settings.kafka_security(),
+    )
     rejects = rejects or file.with_suffix(file.suffix + ".rejects.jsonl")
     columns = parse_mapping(mapping or [])
     publisher = TouchpointPublisher.from_settings(settings, bootstrap, topic)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -38,16 +38,24 @@ def write_broker_address(data_dir: Path, bootstrap: str) -> Path:
 
 
 def ensure_topics(
-    bootstrap: str, names: Iterable[str], partitions: int, **security: object
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int,
+    configs: Mapping[str, str] | None = None,
+    **security: object,
 ) -> list[str]:
-    """Create missing topics; returns the names that were created."""
+    """Create missing topics, with `configs` (e.g. retention.ms); returns the names that
+    were created."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, **security)
     try:
         existing = set(admin.list_topics())
         wanted = [name for name in dict.fromkeys(names) if name not in existing]
         if wanted:
+            topics = [
+                NewTopic(name, partitions, 1, topic_configs=dict(configs or {})) for name in wanted
+            ]
             with contextlib.suppress(TopicAlreadyExistsError):  # a racing creator won
-                admin.create_topics([NewTopic(name, partitions, 1) for name in wanted])
+                admin.create_topics(topics)
         return wanted
     finally:
         admin.close()

@@ -118,6 +118,20 @@ class TopicSettings(_Group):
     identity: str = Field(
         default="identity-merges", description="Merges of two customers found to be one."
     )
+    retention_days: float = Field(
+        default=0.0,
+        ge=0,
+        description="Days the broker keeps the records of the topics touchstream creates "
+        "(every one above: they carry customer ids and identifiers' pseudonyms), so a "
+        "forgotten customer leaves the topics too; 0 = the broker's default. Set when a topic "
+        "is created: an existing topic keeps its own (kafka-configs.sh --alter).",
+    )
+
+    def created_with(self) -> dict[str, str]:
+        """The configs a topic touchstream creates gets."""
+        if not self.retention_days:
+            return {}
+        return {"retention.ms": str(round(self.retention_days * 86_400_000))}
 
 
 class ClickHouseSettings(_Group):
@@ -316,6 +330,7 @@ ENV_NAMES: dict[str, tuple[str, str]] = {
     "topic_alert_dead_letters": ("topics", "alert_dead_letters"),
     "topic_identify": ("topics", "identify"),
     "topic_identity": ("topics", "identity"),
+    "topic_retention_days": ("topics", "retention_days"),
     "identity_secret": ("identity", "secret"),
     "identity_default_region": ("identity", "default_region"),
     "clickhouse_url": ("clickhouse", "url"),

@@ -37,9 +37,10 @@ def ensure_worker_topics(settings: Settings, bootstrap: str) -> list[str]:
     """Create the topics a worker reads and writes that are missing. The identify topic has
     one partition: the identity graph is one, and its order is the order of resolution."""
     security = settings.kafka_security()
+    configs = settings.topics.created_with()
     return ensure_topics(
-        bootstrap, output_topics(settings), settings.broker.partitions, **security
-    ) + ensure_topics(bootstrap, [settings.topics.identify], 1, **security)
+        bootstrap, output_topics(settings), settings.broker.partitions, configs, **security
+    ) + ensure_topics(bootstrap, [settings.topics.identify], 1, configs, **security)
 
 
 def tune_gc(batch_size: int = 5_000) -> None:
@@ -73,9 +74,10 @@ def run_worker(settings: Settings, bootstrap: str | None = None) -> None:
     created = ensure_worker_topics(settings, bootstrap)
     if created:
         log.info(
-            "created topics %s with %d partitions (the identify topic: 1)",
+            "created topics %s with %d partitions (the identify topic: 1), %s",
             created,
             settings.broker.partitions,
+            settings.topics.created_with() or "the broker's default retention",
         )
     rules = Rules.load(settings.rules_file)
     clickhouse = open_clickhouse(settings)
