@@ -96,10 +96,9 @@ def test_topics_are_created_with_the_retention_set(broker, unique, monkeypatch) 
 
     assert load_settings().topics.created_with() == {}
     monkeypatch.setenv("TOUCHSTREAM_TOPIC_RETENTION_DAYS", "7")
-    for name in ("TOUCHPOINTS", "DEAD_LETTERS", "METRICS", "SIGNALS", "PROMISE_ALERTS"):
+    names = ("TOUCHPOINTS", "DEAD_LETTERS", "METRICS", "SIGNALS", "PROMISE_ALERTS", "IDENTITY")
+    for name in (*names, "IDENTIFY", "ALERT_DEAD_LETTERS"):
         monkeypatch.setenv(f"TOUCHSTREAM_TOPIC_{name}", f"{unique}-{name.lower()}")
-    monkeypatch.setenv("TOUCHSTREAM_TOPIC_IDENTIFY", f"{unique}-identify")
-    monkeypatch.setenv("TOUCHSTREAM_TOPIC_IDENTITY", f"{unique}-identity")
     settings = load_settings()
     assert settings.topics.created_with() == {"retention.ms": str(7 * 86_400_000)}
     wanted = [*output_topics(settings), settings.topics.identify]

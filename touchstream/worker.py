@@ -30,6 +30,7 @@ def output_topics(settings: Settings) -> list[str]:
         settings.topics.signals,
         settings.topics.promise_alerts,
         settings.topics.identity,
+        settings.topics.alert_dead_letters,
     ]
 
 
