@@ -27,6 +27,13 @@ $(NATIVE): $(STAMP) $(ENGINE)
 
 install: $(NATIVE) ## virtualenv with touchstream and the dev tools, the engine compiled
 
+# the benchmark's peer (Quix Streams) in a virtualenv of its own: it pins its own pydantic
+PEER := .venv-peer/.installed-stamp
+$(PEER): bench/peer-requirements.txt
+	$(PYTHON) -m venv .venv-peer
+	.venv-peer/bin/python -m pip install --quiet -r bench/peer-requirements.txt
+	touch $(PEER)
+
 demo: $(NATIVE) ## the whole pipeline on the embedded broker and chDB
 	$(BIN)/touchstream demo
 
@@ -46,7 +53,7 @@ browser:
 test-fast: $(NATIVE) ## unit tests only, no broker
 	$(BIN)/python -m pytest -q -m "not e2e"
 
-bench: $(NATIVE) ## the benchmark: pipeline vs a bare aiokafka loop (BENCH_ARGS="--events 200000")
+bench: $(NATIVE) $(PEER) ## the benchmark: pipeline vs a bare aiokafka loop and Quix Streams (BENCH_ARGS="--events 200000")
 	$(BIN)/python -m bench.harness $(BENCH_ARGS)
 
 bench-identity: $(NATIVE) ## identity resolution against generated traffic whose truth is known
@@ -72,4 +79,4 @@ schemas: $(STAMP) ## regenerate schemas/json, docs/openapi.json and the state cl
 	$(BIN)/touchstream schema openapi docs/openapi.json
 
 clean:
-	rm -rf $(VENV) .touchstream .pytest_cache .hypothesis build *__mypyc.*.so touchstream/*__mypyc.*.so streams/*.so sinks/*.so schemas/*.so
+	rm -rf $(VENV) .venv-peer .touchstream .pytest_cache .hypothesis build *__mypyc.*.so touchstream/*__mypyc.*.so streams/*.so sinks/*.so schemas/*.so

@@ -15,6 +15,9 @@ updates a per-customer dict (the ceiling for a Python consumer).
   signal raised by an event, signal record timestamp minus the event's send time.
 - memory: the worker's peak RSS, and the bytes of customer state in the changelog.
 - scaling: two workers in one group on a copy of the topic.
+- peer: Quix Streams' per-key stateful aggregate (RocksDB state with its changelog) on the
+  same topic, in a virtualenv of its own (bench/peer_quix.py), steady from 10 % to 100 % of
+  the events processed; the pipeline is also reported as a ratio of it.
 - identity: one worker on the same events named by two identifiers each (an e-mail and a
   phone pseudonym) instead of customer_id, published to the identify topic: the resolver
   re-keys every event through the touchpoints topic. Reported as a ratio of the 1-worker
@@ -55,6 +58,12 @@ from touchstream.kafka import ensure_topics, read_topic
 from touchstream.launcher import Worker
 
 RESULTS = Path(__file__).parent / "results"
+# the peer's own virtualenv (`make bench` makes it from bench/peer-requirements.txt)
+PEER_PYTHON = Path(
+    os.environ.get(
+        "TOUCHSTREAM_BENCH_PEER_PYTHON", Path(__file__).parents[1] / ".venv-peer/bin/python"
+    )
+)
 EVENTS_PER_CUSTOMER_MONTH = 7.0  # what the generator's default mix produces
 console = Console(stderr=True)
 
@@ -180,6 +189,32 @@ async def _baseline(bootstrap: str, topic: str, total: int) -> float:
 def baseline(bootstrap: str, topic: str, total: int) -> float:
     with console.status("baseline: bare aiokafka consume + orjson + dict update..."):
         return asyncio.run(_baseline(bootstrap, topic, total))
+
+
+# -- the peer ---------------------------------------------------------------------------------
+def peer(bootstrap: str, topic: str, total: int, workdir: Path) -> dict[str, Any]:
+    """Quix Streams' per-key stateful aggregate (RocksDB, changelog) on the same topic
+    (bench/peer_quix.py), in its own virtualenv; what went wrong instead of a number."""
+    if not PEER_PYTHON.exists():
+        return {"skipped": f"no {PEER_PYTHON}: `make bench` makes it"}
+    with console.status("peer: Quix Streams per-key stateful aggregate..."):
+        done = subprocess.run(
+            [
+                str(PEER_PYTHON),
+                str(Path(__file__).parent / "peer_quix.py"),
+                bootstrap,
+                topic,
+                str(total),
+                str(workdir / "quix-state"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode or not lines:
+        return {"failed": (done.stderr or done.stdout)[-2000:]}
+    return {"name": "quixstreams", **orjson.loads(lines[-1])}
 
 
 # -- the pure engine --------------------------------------------------------------------------
@@ -505,6 +540,12 @@ def main(
     identity: bool = typer.Option(
         True, help="Also run one worker on the events named by two identifiers each."
     ),
+    with_peer: bool = typer.Option(
+        True,
+        "--peer/--no-peer",
+        help="Also run the peer, Quix Streams' per-key aggregate, on the same topic "
+        "(from .venv-peer, or TOUCHSTREAM_BENCH_PEER_PYTHON).",
+    ),
     label: str = typer.Option("run", help="Name of this run in the results file."),
     seed: int = typer.Option(11),
 ) -> None:
@@ -526,6 +567,8 @@ def main(
         bootstrap = broker.bootstrap
         publish(bootstrap, "one-in", records, partitions)
         results["baseline_events_per_second"] = baseline(bootstrap, "one-in", len(records))
+        if with_peer:
+            results["peer"] = peer(bootstrap, "one-in", len(records), workdir)
         results["engine_events_per_second"] = engine_only(records, partitions)
         one = run_pipeline(bootstrap, "one", len(records), 1, partitions, workdir)
         results["one_worker"] = asdict(one)
@@ -555,6 +598,11 @@ def main(
     results["pipeline_vs_baseline"] = (
         results["one_worker"]["steady_events_per_second"] / results["baseline_events_per_second"]
     )
+    if "steady_events_per_second" in results.get("peer", {}):
+        results["pipeline_vs_peer"] = (
+            results["one_worker"]["steady_events_per_second"]
+            / results["peer"]["steady_events_per_second"]
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{results['at'][:19].replace(':', '')}-{label}.json"
     path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
@@ -565,6 +613,18 @@ def main(
 def _rate(results: dict[str, Any], name: str) -> str:
     value = results.get(f"{name}_events_per_second")
     return "not measured" if value is None else f"{value:,.0f} ev/s"
+
+
+def _peer(results: dict[str, Any]) -> str:
+    peer = results.get("peer")
+    if peer is None:
+        return "not run (--no-peer)"
+    if "steady_events_per_second" not in peer:
+        return "skipped: " + peer["skipped"] if "skipped" in peer else "failed (see the JSON)"
+    return (
+        f"{peer['steady_events_per_second']:,.0f} ev/s; pipeline / peer "
+        f"{results['pipeline_vs_peer']:.3f}"
+    )
 
 
 def _cpu(run: dict[str, Any]) -> str:
@@ -586,6 +646,7 @@ def markdown(results: dict[str, Any]) -> str:
         ("pipeline, 1 worker (steady)", f"{one['steady_events_per_second']:,.0f} ev/s"),
         ("pipeline, 1 worker (whole run, incl. start)", f"{one['events_per_second']:,.0f} ev/s"),
         ("pipeline / baseline", f"{results['pipeline_vs_baseline']:.3f}"),
+        ("peer: Quix Streams per-key aggregate, RocksDB + changelog (steady)", _peer(results)),
         (
             "sinks drained after",
             f"{one['sinks_drained_seconds']:.1f} s (input done at {one['seconds']:.1f} s)",
