@@ -11,6 +11,7 @@ from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.measure import INVOLVEMENT_PARTS, Metrics, measure
 from touchstream.streams.rules import Rules
 from touchstream.streams.scoring import (
+    Detail,
     Score,
     clamp01,
     combined,
@@ -110,25 +111,26 @@ def risk(m: Metrics, rules: Rules, model: RiskModel) -> Score:
         if keep * part != 0.0  # nothing left to add once the rhythm alone is certain
     ]
     if m.p_leave > 0.0:
-        factors.append(
-            (
-                "lapse",
-                m.p_leave,
-                m.p_leave,
+        if m.repeat_days == 0 and model.typical_gap > 0.0:  # no rhythm: the business's
+            detail: Detail = (
+                "P(no contact within {:.0f} days) {:.2f}: one visit, {:.0f} days ago; "
+                "the business's customers typically come back within {:.1f} days; {}",
+                (rules.risk.horizon_days, m.p_leave, m.silent_days, model.typical_gap, model),
+            )
+        else:
+            detail = (
+                "P(no contact within {:.0f} days) {:.2f} from their rhythm: {} repeat "
+                "visits, silent {:.1f}x their usual gap, P(alive) {:.2f}; {}",
                 (
-                    "P(no contact within {:.0f} days) {:.2f} from their rhythm: {} repeat "
-                    "visits, silent {:.1f}x their usual gap, P(alive) {:.2f}; {}",
-                    (
-                        rules.risk.horizon_days,
-                        m.p_leave,
-                        m.repeat_days,
-                        m.overdue_ratio,
-                        m.p_alive,
-                        model,  # str(model) is its description: made only for a signal
-                    ),
+                    rules.risk.horizon_days,
+                    m.p_leave,
+                    m.repeat_days,
+                    m.overdue_ratio,
+                    m.p_alive,
+                    model,  # str(model) is its description: made only for a signal
                 ),
             )
-        )
+        factors.append(("lapse", m.p_leave, m.p_leave, detail))
     factors.sort(key=lambda f: -f[2])
     value = clamp01(m.p_leave + keep * service.value)
     return Score(SignalKind.about_to_defect, value, tuple(factors), None, service.value)

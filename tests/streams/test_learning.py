@@ -291,13 +291,16 @@ def test_a_one_time_buyer_is_late_after_the_business_s_typical_gap() -> None:
         typical_gap=7.0,
     )
 
-    def raised(model: RiskModel) -> list[float]:
+    def raised(model: RiskModel) -> list[tuple[int, str]]:
         result = replay(records, rules=Rules(), model=model, partitions=1, source="t")
         return [
-            (s.raised_at - start).total_seconds() / 86_400
+            (math.floor((s.raised_at - start).total_seconds() / 86_400), s.reasons[0].detail)
             for s in result.signals
             if s.customer_id == "once" and s.kind == "about_to_defect"
         ]
 
-    assert [math.floor(day) for day in raised(leaves)] == [7]
-    assert [math.floor(day) for day in raised(replace(leaves, typical_gap=0.0))] == [30]
+    [(day, why)] = raised(leaves)
+    assert day == 7, "raised on the day the typical gap has passed"
+    assert "one visit, 8 days ago; the business's customers typically come back within 7.0" in why
+    [(day, why)] = raised(replace(leaves, typical_gap=0.0))
+    assert day == 30 and "silent 1.0x their usual gap" in why
