@@ -498,7 +498,9 @@ def learn(
     p = model.population
     table.add_row("BG/NBD r, alpha, a, b", f"{p.r:.3f}, {p.alpha:.2f}, {p.a:.3f}, {p.b:.3f}")
     table.add_row("typical yearly value", f"{model.typical_value:,.2f}")
-    table.add_row("typical gap (a one-time buyer is late past it)", f"{model.typical_gap:.1f} d")
+    gap = model.typical_gap
+    late_after = f"{gap:.1f} days" if gap else "not learned: the default usual gap"
+    table.add_row("typical gap (a one-time buyer is late past it)", late_after)
     Console().print(table)
     if not model.learned:
         console.print("[yellow]the default model stays: signals say so in their reasons[/]")
