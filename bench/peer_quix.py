@@ -50,8 +50,6 @@ def main(bootstrap: str, topic_name: str, total: int, state_dir: str) -> None:
         kept["last"] = max(kept["last"], event.get("occurred_at") or "")
         state.set("agg", kept)
         seen += 1
-        if seen == 1:
-            marks["first"] = time.perf_counter()
         if seen == tenth:
             marks["tenth"] = time.perf_counter()
         if seen == total:

@@ -173,6 +173,11 @@ class RiskModel:
         customers = self.quality.get("customers", 0)
         return f"model {self.version} learned on {customers:,} customers to {self.fitted_until}"
 
+    def one_time_gap(self, repeat_days: int) -> float:
+        """The business's typical gap where it stands in for a customer's own rhythm: a
+        one-time buyer's, once one is learned; 0 otherwise (the customer's own counts)."""
+        return self.typical_gap if repeat_days <= 0 else 0.0
+
     def recalibrated_at(self, horizon_days: float) -> bool:
         """Whether its P was checked at this horizon on the history (and mapped there)."""
         return bool(self.recalibration) and abs(horizon_days - self.recalibrated_for) < 0.5

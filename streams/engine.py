@@ -305,9 +305,9 @@ class Engine:
         last = state.last_active or state.last_seen
         usual = usual_gap_days(state, self.rules)
         if (now - last) / DAY <= usual:  # not overdue: the silence factor is zero
-            late_after = usual  # ...and not late (`risk.late`)
-            if state.active_days <= 1 and self.model.typical_gap > 0.0:
-                late_after = min(usual, self.model.typical_gap)
+            # ...and not late (`risk.late`): a one-time buyer may be, sooner
+            gap = self.model.one_time_gap(state.active_days - 1)
+            late_after = min(usual, gap) if gap else usual
             wake = last + late_after * DAY - 1.0  # a second early: no float doubt
             if state.open_complaints:  # ...but a complaint's age grows all the same
                 opened = min(case[0] for case in state.open_complaints.values())

@@ -111,11 +111,12 @@ def risk(m: Metrics, rules: Rules, model: RiskModel) -> Score:
         if keep * part != 0.0  # nothing left to add once the rhythm alone is certain
     ]
     if m.p_leave > 0.0:
-        if m.repeat_days == 0 and model.typical_gap > 0.0:  # no rhythm: the business's
+        gap = model.one_time_gap(m.repeat_days)
+        if gap:  # no rhythm of their own: the business's gap says what is late
             detail: Detail = (
                 "P(no contact within {:.0f} days) {:.2f}: one visit, {:.0f} days ago; "
                 "the business's customers typically come back within {:.1f} days; {}",
-                (rules.risk.horizon_days, m.p_leave, m.silent_days, model.typical_gap, model),
+                (rules.risk.horizon_days, m.p_leave, m.silent_days, gap, model),
             )
         else:
             detail = (
@@ -161,9 +162,8 @@ def late(m: Metrics, model: RiskModel) -> bool:
     """Silent past their usual gap. A one-time buyer has no rhythm of their own: they are
     late once silent past the business's typical gap (learned with the model), a week or
     two in a grocery, months at a music shop; until one is learned, past the default gap."""
-    if m.repeat_days == 0 and model.typical_gap > 0.0:
-        return m.silent_days > model.typical_gap
-    return m.overdue_ratio > 1.0
+    gap = model.one_time_gap(m.repeat_days)
+    return m.silent_days > gap if gap else m.overdue_ratio > 1.0
 
 
 def protected(raw: Score, m: Metrics, rules: Rules) -> Score:
