@@ -71,7 +71,8 @@ check: lint ## lint, the import layers, and type-check the engine, the runtime a
 	$(BIN)/python -m mypy $(addprefix touchstream/,$(ENGINE)) touchstream/schemas/control.py \
 	    touchstream/schemas/promise.py touchstream/streams/calibration.py \
 	    touchstream/streams/runtime/*.py touchstream/sinks/*.py touchstream/app.py \
-	    touchstream/rebuild.py touchstream/launcher.py touchstream/native/__init__.py
+	    touchstream/rebuild.py touchstream/launcher.py touchstream/native/__init__.py \
+	    touchstream/replay.py touchstream/replay_parallel.py touchstream/replay_files.py
 
 schemas: $(STAMP) ## regenerate schemas/json, docs/openapi.json and the state class from their declarations
 	$(BIN)/python -m touchstream.streams.state_schema

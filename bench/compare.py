@@ -22,6 +22,10 @@ ROWS: list[tuple[str, Any]] = [
     ),
     ("engine alone, no I/O (ev/s)", lambda r: _rate(r.get("engine_events_per_second"))),
     (
+        "`touchstream replay` to files (ev/s)",
+        lambda r: _rate(r["replay"]["events_per_second"]) if "replay" in r else "–",
+    ),
+    (
         "pipeline, 1 worker, steady (ev/s)",
         lambda r: _rate(r["one_worker"]["steady_events_per_second"]),
     ),

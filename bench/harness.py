@@ -36,6 +36,7 @@ import hashlib
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -248,6 +249,34 @@ def engine_only(records: list[tuple[bytes, bytes]], partitions: int) -> float:
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
+
+
+def replay_to_files(
+    records: list[tuple[bytes, bytes]], partitions: int, workdir: Path, jobs: int | None = None
+) -> dict[str, Any]:
+    """`touchstream replay FILE --out DIR` as a user runs it (the installed command, from a
+    directory of their own), timed whole: start-up, reading, ordering, the engine, the
+    files written. `jobs` None: the command's default (one process per core)."""
+    from touchstream.cli import auto_jobs
+
+    file = workdir / "replay-in.jsonl"
+    if not file.exists():
+        file.write_bytes(b"".join(value + b"\n" for _, value in records))
+    out = workdir / f"replay-out-{jobs or 'auto'}"
+    command = [str(Path(sys.executable).parent / "touchstream"), "replay", str(file)]
+    command += ["--out", str(out), *([] if jobs is None else ["--jobs", str(jobs)])]
+    env = {**os.environ, "TOUCHSTREAM_DATA_DIR": str(workdir / "replay-data")}
+    env["TOUCHSTREAM_PARTITIONS"] = str(partitions)
+    what = f"{jobs} process(es)" if jobs else "the default processes"
+    with console.status(f"touchstream replay of {len(records):,} events to files, {what}..."):
+        started = time.perf_counter()
+        subprocess.run(command, cwd=workdir, env=env, check=True, capture_output=True)
+        seconds = time.perf_counter() - started
+    return {
+        "jobs": jobs or auto_jobs(len(records), partitions),
+        "seconds": seconds,
+        "events_per_second": len(records) / seconds,
+    }
 
 
 # -- the pipeline -----------------------------------------------------------------------------
@@ -546,6 +575,9 @@ def main(
         help="Also run the peer, Quix Streams' per-key aggregate, on the same topic "
         "(from .venv-peer, or TOUCHSTREAM_BENCH_PEER_PYTHON).",
     ),
+    replay_one: bool = typer.Option(
+        True, help="Also time `touchstream replay` in one process, beside the default."
+    ),
     label: str = typer.Option("run", help="Name of this run in the results file."),
     seed: int = typer.Option(11),
 ) -> None:
@@ -570,6 +602,9 @@ def main(
         if with_peer:
             results["peer"] = peer(bootstrap, "one-in", len(records), workdir)
         results["engine_events_per_second"] = engine_only(records, partitions)
+        results["replay"] = replay_to_files(records, partitions, workdir)
+        if replay_one:
+            results["replay_one_process"] = replay_to_files(records, partitions, workdir, 1)
         one = run_pipeline(bootstrap, "one", len(records), 1, partitions, workdir)
         results["one_worker"] = asdict(one)
         size, stored = state_bytes_per_customer(bootstrap, "one")
@@ -627,6 +662,11 @@ def _peer(results: dict[str, Any]) -> str:
     )
 
 
+def _replay(results: dict[str, Any]) -> str:
+    runs = [results[k] for k in ("replay", "replay_one_process") if k in results]
+    return "; ".join(f"{r['events_per_second']:,.0f} ev/s in {r['jobs']} process(es)" for r in runs)
+
+
 def _cpu(run: dict[str, Any]) -> str:
     """Worker CPU an event, and the machine's load over the run."""
     busy = machine_busy(run)
@@ -643,6 +683,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{results['baseline_events_per_second']:,.0f} ev/s",
         ),
         ("engine alone: validation + state + rules (no I/O)", _rate(results, "engine")),
+        ("`touchstream replay` to files, whole command", _replay(results)),
         ("pipeline, 1 worker (steady)", f"{one['steady_events_per_second']:,.0f} ev/s"),
         ("pipeline, 1 worker (whole run, incl. start)", f"{one['events_per_second']:,.0f} ev/s"),
         ("pipeline / baseline", f"{results['pipeline_vs_baseline']:.3f}"),

@@ -14,12 +14,14 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import NamedTuple, TypeVar
 
 from touchstream.schemas import Signal, SignalKind
 from touchstream.streams.params import DAY
 from touchstream.streams.rules import WowRules
 
 PENDING, PUBLISHED, OVER_CAPACITY = "pending", "published", "over_capacity"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,7 @@ class Offer:
     @property
     def day(self) -> int:
         """The epoch day (UTC, event time) the offer was raised on."""
-        return math.floor(self.signal.raised_at.timestamp() / DAY)
+        return OfferKey.of(self.signal).day
 
     @property
     def moment(self) -> str:
@@ -58,10 +60,48 @@ def ranking_key(offer: Offer) -> tuple[float, str]:
     return (-offer.signal.expected_value, offer.signal.signal_id)
 
 
+class OfferKey(NamedTuple):
+    """What an offer is decided on: its team's day, and its place in the ranking."""
+
+    team: str
+    day: int
+    expected_value: float
+    signal_id: str
+
+    @classmethod
+    def of(cls, signal: Signal) -> OfferKey:
+        day = math.floor(signal.raised_at.timestamp() / DAY)
+        return cls(signal.team or "", day, signal.expected_value, signal.signal_id)
+
+
 def decidable_before(watermark: float, rules: WowRules) -> int:
     """The first epoch day that cannot be decided yet when event time has reached
     `watermark` on every partition: days whose end is `decide_after_hours` behind it can."""
     return math.floor((watermark - rules.decide_after_hours * 3600.0) / DAY)
+
+
+def decide(
+    pending: Iterable[tuple[OfferKey, T]],
+    rules: WowRules,
+    published: dict[tuple[str, int], int] | None = None,
+) -> list[tuple[T, str, int, int]]:
+    """Decide pending offers, team by team and day by day: the most valuable ones up to the
+    team's capacity are published, less those already `published` that team-day (offers
+    decided in an earlier pass, when a late one comes in), the rest are over capacity.
+    Each item with its decision, rank and the team's capacity, in that order (days, then
+    teams, then ranks)."""
+    groups: dict[tuple[str, int], list[tuple[OfferKey, T]]] = defaultdict(list)
+    for key, item in pending:
+        groups[(key.team, key.day)].append((key, item))
+    taken = published or {}
+    decided = []
+    for (team, day), offers in sorted(groups.items(), key=lambda item: (item[0][1], item[0][0])):
+        capacity = rules.capacity(team)
+        already = taken.get((team, day), 0)
+        ranked = sorted(offers, key=lambda pair: (-pair[0].expected_value, pair[0].signal_id))
+        for rank, (_, item) in enumerate(ranked, start=already + 1):
+            decided.append((item, PUBLISHED if rank <= capacity else OVER_CAPACITY, rank, capacity))
+    return decided
 
 
 def allot(
@@ -69,18 +109,10 @@ def allot(
     rules: WowRules,
     published: dict[tuple[str, int], int] | None = None,
 ) -> list[Offer]:
-    """Decide pending offers, team by team and day by day: the most valuable ones up to the
-    team's capacity are published, less those already `published` that team-day (offers
-    decided in an earlier pass, when a late one comes in), the rest are over capacity."""
-    groups: dict[tuple[str, int], list[Offer]] = defaultdict(list)
-    for offer in pending:
-        groups[(offer.team, offer.day)].append(offer)
-    taken = published or {}
-    decided = []
-    for (team, day), offers in sorted(groups.items(), key=lambda item: (item[0][1], item[0][0])):
-        capacity = rules.capacity(team)
-        already = taken.get((team, day), 0)
-        for rank, offer in enumerate(sorted(offers, key=ranking_key), start=already + 1):
-            decision = PUBLISHED if rank <= capacity else OVER_CAPACITY
-            decided.append(replace(offer, decision=decision, rank=rank, capacity=capacity))
-    return decided
+    """`decide` for offers: each with its decision, rank and capacity."""
+    return [
+        replace(offer, decision=decision, rank=rank, capacity=capacity)
+        for offer, decision, rank, capacity in decide(
+            ((OfferKey.of(offer.signal), offer) for offer in pending), rules, published
+        )
+    ]

@@ -7,10 +7,11 @@ import json
 import logging
 import logging.config
 import math
+import os
 import signal
 import sys
 import threading
-from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -209,6 +210,14 @@ def publish(
         console.print(f"first rejection, line {first.position}: {first.reason}")
 
 
+AUTO_JOBS_FROM = 50_000  # lines: below, starting processes costs more than it saves
+
+
+def auto_jobs(lines: int, partitions: int) -> int:
+    """A replay's processes by default: one per core, up to the partitions."""
+    return min(os.cpu_count() or 1, partitions) if lines >= AUTO_JOBS_FROM else 1
+
+
 def _count_lines(file: Path) -> int:
     with file.open("rb") as handle:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b"")) or 1
@@ -295,6 +304,16 @@ def replay(
             "the history (promise_overcommitted alerts, as the live worker does).",
         ),
     ] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Processes to replay in, each taking some of the partitions (the same results "
+            f"as one). 0: one per core, up to the partitions, from {AUTO_JOBS_FROM:,} lines on. "
+            "A file naming customers by identifiers, --clickhouse and --no-sort-by-time run "
+            "in one.",
+        ),
+    ] = 0,
 ) -> None:
     """Run the live stream logic over a file, without a broker: backfills and rule tuning.
 
@@ -305,63 +324,92 @@ def replay(
     """
     from touchstream.inputs import parse_mapping, read_records
     from touchstream.learner import parse_model
-    from touchstream.replay import IdentityOptions, ReplayRefused
+    from touchstream.replay import IdentityOptions, NeedsOneProcess, ReplayRefused, ReplayResult
     from touchstream.replay import replay as run_replay
+    from touchstream.replay_files import ReplayFiles
+    from touchstream.replay_parallel import (
+        ReplayJob,
+        learn_before,
+        one_process_because,
+        replay_file,
+    )
     from touchstream.streams.churn import RiskModel
-    from touchstream.streams.resolve import merge_json
     from touchstream.streams.rules import Rules
 
     settings = _settings()
     rules = Rules.load(rules_file or settings.rules_file)
     model = parse_model(model_file.read_text(), str(model_file)) if model_file else RiskModel()
+    columns = parse_mapping(mapping or [])
+    partitions = settings.worker.partitions_assumed or settings.broker.partitions
     total = _count_lines(file)
+    job = ReplayJob(
+        file=file,
+        fmt=fmt,
+        mapping=columns,
+        rules=rules,
+        model_json=model.to_json(),
+        partitions=partitions,
+        source=str(file),
+        as_of=_parse_time(as_of) if as_of else None,
+        max_bytes=settings.input.max_payload_bytes,
+        earliest=settings.input.earliest_occurred_at,
+        identity=IdentityOptions(settings.identity_secret(), settings.identity.default_region),
+        jobs=jobs if jobs > 0 else auto_jobs(total, partitions),
+    )
+    one_process = one_process_because(job, clickhouse=clickhouse, sort_by_time=sort_by_time)
+    if one_process and jobs > 1:
+        console.print(f"one process: {one_process}")
+    files: ReplayFiles | None = None
+    result: ReplayResult | None = None
     with _progress() as progress:
-        task = progress.add_task(f"replaying {file.name}", total=total)
+        reading = progress.add_task(f"reading {file.name}", total=total)
+        applying = progress.add_task("applying events", total=None)
+
+        def report(stage: str, done: int, of: int | None) -> None:
+            if stage == "read":
+                progress.update(reading, completed=done)
+            else:
+                progress.update(applying, completed=done, total=of)
+
         try:
-            result = run_replay(
-                read_records(file, fmt, parse_mapping(mapping or [])),
-                rules=rules,
-                model=model,
-                partitions=settings.worker.partitions_assumed or settings.broker.partitions,
-                source=str(file),
-                as_of=_parse_time(as_of) if as_of else None,
-                sort_by_time=sort_by_time,
-                learn_before_as_of=model_file is None,
-                max_bytes=settings.input.max_payload_bytes,
-                earliest=settings.input.earliest_occurred_at,
-                progress=lambda n: progress.update(task, completed=n),
-                identity=IdentityOptions(
-                    settings.identity_secret(), settings.identity.default_region
-                ),
-            )
+            learn = job.as_of is not None and model_file is None
+            if not one_process:
+                if job.as_of and learn:
+                    model, learn = learn_before(job, job.as_of), False
+                    job = replace(job, model_json=model.to_json())
+                try:
+                    files = replay_file(job, report)
+                except NeedsOneProcess as why:
+                    console.print(f"one process: {why}")
+            if files is None:
+                result = run_replay(
+                    read_records(file, fmt, columns),
+                    rules=rules,
+                    model=model,
+                    partitions=partitions,
+                    source=str(file),
+                    as_of=job.as_of,
+                    sort_by_time=sort_by_time,
+                    learn_before_as_of=learn,
+                    max_bytes=job.max_bytes,
+                    earliest=job.earliest,
+                    progress=report,
+                    identity=job.identity,
+                    keep_rows=clickhouse,
+                )
+                model = result.model
+                files = ReplayFiles.of(result)
         except ReplayRefused as refused:
             raise typer.BadParameter(str(refused), param_hint="--sort-by-time") from None
-        progress.update(task, completed=total)
-    if result.out_of_order and not sort_by_time:
+        progress.update(reading, completed=total)
+    if result is not None and result.out_of_order and not sort_by_time:
         console.print(
             f"[yellow]warning: {result.out_of_order:,} events came more than a day after a "
             "later one in the file, and --no-sort-by-time kept that order: silence checks "
             "were skipped for the customers before them[/]"
         )
-    console.print(f"risk model: {result.model.describe()}")
-    out.mkdir(parents=True, exist_ok=True)
-    for name, models in (
-        ("signals", result.signals),
-        ("customers", result.final),
-        ("dead_letters", result.dead_letters),
-    ):
-        with (out / f"{name}.jsonl").open("wb") as handle:
-            for model in models:
-                handle.write(model.model_dump_json().encode() + b"\n")
-    with (out / "merges.jsonl").open("wb") as handle:
-        for resolved, _ in result.identity:
-            for merge in resolved.merges:
-                handle.write(merge_json(merge) + b"\n")
-    with (out / "offers.jsonl").open("wb") as handle:
-        for offer in result.offers:
-            line = {"decision": offer.decision, "rank": offer.rank, "capacity": offer.capacity}
-            handle.write(orjson.dumps({**line, "signal": offer.signal.model_dump(mode="json")}))
-            handle.write(b"\n")
+    console.print(f"risk model: {model.describe()}")
+    files.write(out)
     table = Table(title=f"replay of {file.name} (rules {rules.version})")
     for column in (
         "events applied",
@@ -374,23 +422,22 @@ def replay(
         "over capacity",
     ):
         table.add_column(column, justify="right")
-    kinds = Counter(signal.kind.value for signal in result.signals)
     table.add_row(
-        str(result.applied),
-        str(result.duplicates),
-        str(result.late),
-        str(len(result.dead_letters)),
-        str(len(result.final)),
-        str(kinds["about_to_defect"]),
-        str(kinds["wow_opportunity"]),
-        str(result.over_capacity),
+        str(files.applied),
+        str(files.duplicates),
+        str(files.late),
+        str(len(files.dead_letters)),
+        str(len(files.customers)),
+        str(files.kinds["about_to_defect"]),
+        str(files.kinds["wow_opportunity"]),
+        str(files.over_capacity),
     )
     Console().print(table)
     console.print(
         f"results in {out}/ (signals.jsonl, customers.jsonl, dead_letters.jsonl, offers.jsonl, "
         "merges.jsonl)"
     )
-    if clickhouse:
+    if clickhouse and result is not None:
         from touchstream.replay import write_to_clickhouse
         from touchstream.sinks.clickhouse import redact
         from touchstream.sinks.promise_alerts import judge

@@ -72,6 +72,11 @@ def test_small_demo_and_replay_from_a_user_directory(tmp_path: Path) -> None:
     customers = (tmp_path / "replayed" / "customers.jsonl").read_text().splitlines()
     assert len(customers) == 30, out
     assert all(json.loads(line)["customer_id"] for line in customers)
+    # in two processes (each imports the installed package afresh): the same files
+    _run([str(TOUCHSTREAM), "replay", "events.jsonl", "--out", "two", "--jobs", "2"], tmp_path)
+    for name in ("signals", "customers", "offers"):
+        one = (tmp_path / "replayed" / f"{name}.jsonl").read_bytes()
+        assert (tmp_path / "two" / f"{name}.jsonl").read_bytes() == one, name
 
 
 def test_pure_python_engine_when_the_compiled_one_cannot_load(tmp_path: Path) -> None:
