@@ -214,11 +214,12 @@ class ReplayRun:
         max_bytes: int,
         earliest: datetime | None,
         sort_by_time: bool,
-    ) -> list[tuple[InputRecord, Touchpoint]]:
-        """The valid events (in event time when `sort_by_time`); the others become dead
-        letters."""
+    ) -> list[tuple[int, Touchpoint]]:
+        """The valid events with their lines (in event time when `sort_by_time`); the others
+        become dead letters. The records themselves are not kept: a million raw payloads
+        would be ~0.4 GB."""
         result, progress = self.result, self.progress
-        events: list[tuple[InputRecord, Touchpoint]] = []
+        events: list[tuple[int, Touchpoint]] = []
         count = 0
         for count, record in enumerate(records, start=1):
             try:
@@ -240,7 +241,7 @@ class ReplayRun:
             else:
                 if not self.resolve and (event.identifiers or event.customer_id is None):
                     raise NeedsOneProcess(f"line {record.line} names its customer by identifiers")
-                events.append((record, event))
+                events.append((record.line, event))
             if progress and count % 5000 == 0:
                 progress("read", count, None)
             if sort_by_time and len(events) > MAX_SORTED_EVENTS:
@@ -258,9 +259,10 @@ class ReplayRun:
             result.out_of_order = _out_of_order(event for _, event in events)
         return events
 
-    def apply(self, events: list[tuple[InputRecord, Touchpoint]], as_of: datetime | None) -> None:
+    def apply(self, events: list[tuple[int, Touchpoint]], as_of: datetime | None) -> None:
         """The engine over the events, in their order; with `as_of`, every partition's
-        event time then moves to it."""
+        event time then moves to it. Consumes `events`: each is let go once applied (what
+        a replay holds at its peak is the events or their outputs, not both)."""
         result, progress, keep = self.result, self.progress, self.keep_rows
         partitions = self.partitions
         engine = Engine(self.rules, self.model, result.states, self.watermarks, partitions)
@@ -292,19 +294,23 @@ class ReplayRun:
                 result.history += outcome.snapshots
 
         total = len(events)
-        for done, (record, event) in enumerate(events, start=1):
+        events.reverse()
+        done = 0
+        while events:
+            line, event = events.pop()
+            done += 1
             at = event.occurred_at.timestamp() if self.sorted else 0.0
             if progress and done % 5000 == 0:
                 progress("run", done, total)
             if event.identifiers or event.customer_id is None:
                 resolved, named = resolve_event(graph, event)
-                result.identity.append((resolved, record.line))
+                result.identity.append((resolved, line))
                 for merge in resolved.merges:
                     merged = engine.merge(merge.survivor, merge.absorbed)
                     if merged is not None and keep:
                         result.history += merged.snapshots
                 if named is None:
-                    reject((1, at, record.line), event, unresolved(resolved.refusals))
+                    reject((1, at, line), event, unresolved(resolved.refusals))
                     continue
                 event = named
             customer = graph.customer_of(event.customer_id or "")
@@ -315,16 +321,16 @@ class ReplayRun:
             if partition is None:
                 partition = partition_of[key] = partition_for(key, partitions)
             if keep:
-                result.touchpoints.append((event, partition, record.line))
+                result.touchpoints.append((event, partition, line))
             outcome = engine.step(event, partition)
-            emitted(outcome, (at, record.line))
+            emitted(outcome, (at, line))
             if outcome.status == "applied":
                 result.applied += 1
             elif outcome.status == "duplicate":
                 result.duplicates += 1
             elif outcome.rejection is not None:
                 result.late += 1
-                reject((1, at, record.line), event, outcome.rejection)
+                reject((1, at, line), event, outcome.rejection)
         if progress:
             progress("run", total, total)
         if as_of is not None:
