@@ -361,7 +361,10 @@ def replay(
         console.print(f"one process: {one_process}")
     files: ReplayFiles | None = None
     result: ReplayResult | None = None
+    learn = job.as_of is not None and model_file is None  # before --as-of, from the file
     with _progress() as progress:
+        if learn and not one_process:
+            learning = progress.add_task("learning the risk model", total=total)
         reading = progress.add_task(f"reading {file.name}", total=total)
         applying = progress.add_task("applying events", total=None)
 
@@ -372,11 +375,13 @@ def replay(
                 progress.update(applying, completed=done, total=of)
 
         try:
-            learn = job.as_of is not None and model_file is None
             if not one_process:
                 if job.as_of and learn:
-                    model, learn = learn_before(job, job.as_of), False
-                    job = replace(job, model_json=model.to_json())
+                    model = learn_before(
+                        job, job.as_of, lambda _, n, __: progress.update(learning, completed=n)
+                    )
+                    progress.update(learning, completed=total)
+                    job, learn = replace(job, model_json=model.to_json()), False
                 try:
                     files = replay_file(job, report)
                 except NeedsOneProcess as why:

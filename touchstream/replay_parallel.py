@@ -123,14 +123,15 @@ def one_process_because(job: ReplayJob, *, clickhouse: bool, sort_by_time: bool)
     return ""
 
 
-def learn_before(job: ReplayJob, as_of: datetime) -> RiskModel:
+def learn_before(job: ReplayJob, as_of: datetime, progress: Progress | None = None) -> RiskModel:
     """The risk model a replay in one process learns before `as_of`: from the file's valid
     events, in event time (the yearly values are sums, and the order of a float sum shows in
-    the model's version)."""
-    run = ReplayRun(job.rules, RiskModel(), job.partitions, job.source, job.identity, False)
-    events = run.read(
-        read_records(job.file, job.fmt, job.mapping), job.max_bytes, job.earliest, True
+    the model's version). `progress` sees the file read."""
+    run = ReplayRun(
+        job.rules, RiskModel(), job.partitions, job.source, job.identity, False, progress
     )
+    records = read_records(job.file, job.fmt, job.mapping)
+    events = run.read(records, job.max_bytes, job.earliest, sort_by_time=True)
     return learn_from_events((event for _, event in events), as_of.timestamp(), job.rules)
 
 
