@@ -20,6 +20,7 @@ import os
 import traceback
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection, wait
@@ -151,12 +152,15 @@ def replay_file(job: ReplayJob, progress: Progress | None = None) -> ReplayFiles
         pipes.append(ours)
         processes.append(process)
     try:
-        return _gather(job, pipes, progress)
+        files = _gather(job, pipes, progress)
+    except BaseException:  # a part failed, or Ctrl-C: the others stop now
+        for process in processes:
+            process.kill()
+        raise
     finally:
         for process in processes:
             process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
+    return files
 
 
 def _gather(job: ReplayJob, pipes: list[Connection], progress: Progress | None) -> ReplayFiles:
@@ -274,12 +278,20 @@ def _part(job: ReplayJob, index: int, pipe: Connection) -> None:
             run.finish(end)
             pipe.send(("done", _lines(result, decisions)))
     except NeedsOneProcess as why:
-        pipe.send(("one process", str(why)))
+        _tell(pipe, ("one process", str(why)))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C reached the whole process group: the parent stops too
     except BaseException:
-        pipe.send(("error", traceback.format_exc()))
+        _tell(pipe, ("error", traceback.format_exc()))
     pipe.close()
     # everything is sent: skip freeing a million objects one by one at exit (~0.5 s)
     os._exit(0)
+
+
+def _tell(pipe: Connection, message: tuple[str, Any]) -> None:
+    """The last message of a part that failed; the parent may be gone already."""
+    with suppress(OSError):
+        pipe.send(message)
 
 
 def _lines(result: ReplayResult, decisions: dict[str, tuple[str, int, int]]) -> _Part:
