@@ -73,8 +73,13 @@ class Engine:
         states: MutableMapping[str, CustomerState],
         watermarks: MutableMapping[str, float],
         partitions: int,
+        snapshots: bool = True,
     ) -> None:
+        """`snapshots=False`: no metrics snapshot is built (a replay to files writes only
+        the final ones); when one would be taken is still recorded in the state, so the
+        signals and states are the same."""
         self.rules = rules
+        self.snapshots = snapshots
         self.model = model
         self.states = states
         self.watermarks = watermarks
@@ -248,7 +253,8 @@ class Engine:
         if result.signals or state.event_count == 1 or t - state.last_snapshot_at >= every:
             state.last_snapshot_at = t
             state.last_snapshot_risk = result.risk.value
-            outcome.snapshots.append(result.snapshot(state))
+            if self.snapshots:
+                outcome.snapshots.append(result.snapshot(state))
         self.states[customer] = state
         return outcome
 
@@ -333,7 +339,8 @@ class Engine:
         ):
             state.last_snapshot_at = now
             state.last_snapshot_risk = result.risk.value
-            into.snapshots.append(result.snapshot(state))
+            if self.snapshots:
+                into.snapshots.append(result.snapshot(state))
             changed = True
         if changed:
             self.states[customer_id] = state

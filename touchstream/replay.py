@@ -265,7 +265,9 @@ class ReplayRun:
         a replay holds at its peak is the events or their outputs, not both)."""
         result, progress, keep = self.result, self.progress, self.keep_rows
         partitions = self.partitions
-        engine = Engine(self.rules, self.model, result.states, self.watermarks, partitions)
+        engine = Engine(
+            self.rules, self.model, result.states, self.watermarks, partitions, snapshots=keep
+        )
         graph = IdentityGraph(
             self.rules.identity, denied_keys(self.rules.identity, self.identity.secret)
         )

@@ -251,3 +251,25 @@ def test_the_snapshot_is_built_in_the_order_of_its_fields() -> None:
         if named.get(field, field) not in ast.unparse(value)
     ]
     assert wrong == []
+
+
+def test_an_engine_without_snapshots_raises_the_same_signals_and_keeps_the_same_states() -> None:
+    """A replay to files asks for no snapshot along the way: nothing else may change."""
+    from touchstream.generator import generate
+
+    _, events = generate(customers=80, months=4, seed=5)
+    runs = []
+    for snapshots in (True, False):
+        engine = Engine(Rules(), RiskModel(), {}, {}, PARTITIONS, snapshots=snapshots)
+        signals, taken = [], 0
+        for data in events:
+            event = event_of(data)
+            outcome = engine.step(event, partition_for(event.customer_id, PARTITIONS))
+            signals += [s.model_dump_json() for s in outcome.signals]
+            taken += len(outcome.snapshots)
+        states = {k: v.encode() for k, v in sorted(engine.states.items())}
+        runs.append((signals, states, taken))
+    (signals, states, taken), (signals_off, states_off, taken_off) = runs
+    assert taken > len(events) / 2 and taken_off == 0
+    assert len(signals) > 20 and signals_off == signals
+    assert states_off == states
