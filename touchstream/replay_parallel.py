@@ -35,6 +35,7 @@ from touchstream.replay import (
     IdentityOptions,
     NeedsOneProcess,
     Progress,
+    ReplayRefused,
     ReplayResult,
     ReplayRun,
     fewer_collections,
@@ -182,6 +183,8 @@ def _gather(job: ReplayJob, pipes: list[Connection], progress: Progress | None) 
                 raise RuntimeError(f"replay part {index} failed:\n{value}")
             if kind == "one process":
                 raise NeedsOneProcess(value)
+            if kind == "refused":
+                raise ReplayRefused(value)
             if kind == "read":
                 read[index] = value
                 if progress:
@@ -279,6 +282,8 @@ def _part(job: ReplayJob, index: int, pipe: Connection) -> None:
             pipe.send(("done", _lines(result, decisions)))
     except NeedsOneProcess as why:
         _tell(pipe, ("one process", str(why)))
+    except ReplayRefused as why:
+        _tell(pipe, ("refused", str(why)))
     except KeyboardInterrupt:
         pass  # Ctrl-C reached the whole process group: the parent stops too
     except BaseException:
