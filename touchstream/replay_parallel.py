@@ -3,13 +3,14 @@
 Partitions never meet in the engine: each has its own event-time clock and its own
 customers. So process i replays the partitions p with p % jobs == i, reading the whole file
 but decoding only its own records (a record's partition comes from its `customer_id`,
-read first on its own). The parts then meet twice: once every part has applied its events
-(the end of the replay is the latest event of all of them, and every customer's final
-metrics are taken there), and at the end (the wow offers are decided over all signals, and
-signals and dead letters are put in the order one process gives: event time, then line).
+read first on its own). The parts meet once, when every part has applied its events: for
+the end of the replay (the latest event of all of them, where every customer's final
+metrics are taken) and for the wow offers, decided over all parts (a team's capacity is
+company-wide). Each part then sends its lines with their place in the order one process
+writes them (event time, then line), and the parent merges them.
 
 Touchpoints named by identifiers can join customers of any partition, so a file with them
-runs in one process (`NeedsOneProcess`), as does a replay that keeps ClickHouse rows.
+runs in one process (`NeedsOneProcess`), as do `--clickhouse` and `--no-sort-by-time`.
 """
 
 from __future__ import annotations
