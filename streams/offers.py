@@ -55,9 +55,7 @@ def is_offer(signal: Signal) -> bool:
 
 
 def ranking_key(offer: Offer) -> tuple[float, str]:
-    """Most valuable first; the signal id breaks ties, so the order never depends on
-    arrival."""
-    return (-offer.signal.expected_value, offer.signal.signal_id)
+    return OfferKey.of(offer.signal).ranking
 
 
 class OfferKey(NamedTuple):
@@ -72,6 +70,12 @@ class OfferKey(NamedTuple):
     def of(cls, signal: Signal) -> OfferKey:
         day = math.floor(signal.raised_at.timestamp() / DAY)
         return cls(signal.team or "", day, signal.expected_value, signal.signal_id)
+
+    @property
+    def ranking(self) -> tuple[float, str]:
+        """Most valuable first; the signal id breaks ties, so the order never depends on
+        arrival."""
+        return (-self.expected_value, self.signal_id)
 
 
 def decidable_before(watermark: float, rules: WowRules) -> int:
@@ -98,7 +102,7 @@ def decide(
     for (team, day), offers in sorted(groups.items(), key=lambda item: (item[0][1], item[0][0])):
         capacity = rules.capacity(team)
         already = taken.get((team, day), 0)
-        ranked = sorted(offers, key=lambda pair: (-pair[0].expected_value, pair[0].signal_id))
+        ranked = sorted(offers, key=lambda pair: pair[0].ranking)
         for rank, (_, item) in enumerate(ranked, start=already + 1):
             decided.append((item, PUBLISHED if rank <= capacity else OVER_CAPACITY, rank, capacity))
     return decided
