@@ -165,7 +165,7 @@ class fewer_collections:
 
     def __init__(self, threshold: int = 200_000) -> None:
         self.threshold = threshold
-        self.before = gc.get_threshold()
+        self.before: tuple[int, int, int] = (0, 0, 0)  # the thresholds in force, on enter
 
     def __enter__(self) -> fewer_collections:
         self.before = gc.get_threshold()

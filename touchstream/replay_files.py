@@ -12,25 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+from pydantic import BaseModel
 
 from touchstream.replay import ReplayResult
-from touchstream.schemas import DeadLetter, MetricsSnapshot, Signal
 from touchstream.streams.offers import OVER_CAPACITY, Offer
 from touchstream.streams.resolve import merge_json
 
 NAMES = ("signals", "customers", "dead_letters", "offers", "merges")
 
 
-def signal_line(signal: Signal) -> bytes:
-    return signal.model_dump_json().encode()
-
-
-def snapshot_line(snapshot: MetricsSnapshot) -> bytes:
-    return snapshot.model_dump_json().encode()
-
-
-def dead_letter_line(letter: DeadLetter) -> bytes:
-    return letter.model_dump_json().encode()
+def json_line(model: BaseModel) -> bytes:
+    """A signal, a customer's final metrics or a dead letter, as its line."""
+    return model.model_dump_json().encode()
 
 
 def offer_line(offer: Offer) -> bytes:
@@ -56,9 +49,9 @@ class ReplayFiles:
     @classmethod
     def of(cls, result: ReplayResult) -> ReplayFiles:
         return cls(
-            signals=[signal_line(s) for s in result.signals],
-            customers=[snapshot_line(m) for m in result.final],
-            dead_letters=[dead_letter_line(d) for d in result.dead_letters],
+            signals=[json_line(s) for s in result.signals],
+            customers=[json_line(m) for m in result.final],
+            dead_letters=[json_line(d) for d in result.dead_letters],
             offers=[offer_line(o) for o in result.offers],
             merges=[merge_json(m) for resolved, _ in result.identity for m in resolved.merges],
             applied=result.applied,

@@ -41,13 +41,7 @@ from touchstream.replay import (
     ReplayRun,
     fewer_collections,
 )
-from touchstream.replay_files import (
-    ReplayFiles,
-    dead_letter_line,
-    offer_line,
-    signal_line,
-    snapshot_line,
-)
+from touchstream.replay_files import ReplayFiles, json_line, offer_line
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import partition_for
 from touchstream.streams.offers import OVER_CAPACITY, Offer, OfferKey, decide, is_offer
@@ -310,16 +304,16 @@ def _lines(result: ReplayResult, decisions: dict[str, tuple[str, int, int]]) -> 
             offers.append(((key.day, key.team, rank), offer_line(offer)))
             if decision == OVER_CAPACITY:
                 continue
-        signals.append((order, signal_line(signal)))
+        signals.append((order, json_line(signal)))
         kinds[signal.kind.value] += 1
     return _Part(
         signals=signals,
         dead_letters=[
-            (order, dead_letter_line(d))
+            (order, json_line(d))
             for order, d in zip(result.dead_letter_order, result.dead_letters, strict=True)
         ],
         offers=offers,
-        customers=[(m.customer_id, snapshot_line(m)) for m in result.final],
+        customers=[(m.customer_id, json_line(m)) for m in result.final],
         applied=result.applied,
         duplicates=result.duplicates,
         late=result.late,
