@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka.partitioner.default import murmur2
 from mypy_extensions import mypyc_attr
 
 from touchstream.schemas import FieldError, Signal, TouchpointRejected
@@ -30,17 +29,13 @@ from touchstream.streams.evaluate import assess, evaluate
 from touchstream.streams.measure import usual_gap_days
 from touchstream.streams.merge import merge_states
 from touchstream.streams.params import DAY
+from touchstream.streams.partitioner import partition_for
 from touchstream.streams.risk import silence_ceiling
 from touchstream.streams.rules import Rules
 from touchstream.streams.state import apply_event, dedup_horizon, event_key
 
 SNAPSHOT_RISK_STEP = 0.05  # a silence check writes a snapshot when risk moved this much
 PARK_LIMIT = 1_000  # records a customer keeps waiting for a merge before going on without
-
-
-def partition_for(customer_id: str, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner gives a customer_id key."""
-    return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 @dataclass(init=False)
@@ -249,7 +244,7 @@ class Engine:
         ):  # the record before any incident: what a recovery gesture is judged on
             state.pre_incident = result.metrics.consistency
         outcome.signals.extend(result.signals)
-        every = self.rules.snapshot_every_days * DAY
+        every = self.rules.scoring.snapshot_every
         if result.signals or state.event_count == 1 or t - state.last_snapshot_at >= every:
             state.last_snapshot_at = t
             state.last_snapshot_risk = result.risk.value
@@ -317,12 +312,12 @@ class Engine:
             wake = last + late_after * DAY - 1.0  # a second early: no float doubt
             if state.open_complaints:  # ...but a complaint's age grows all the same
                 opened = min(case[0] for case in state.open_complaints.values())
-                wake = min(wake, opened + self.rules.risk.complaint_sla_days * DAY)
+                wake = min(wake, opened + self.rules.scoring.complaint_sla_days * DAY)
             if wake > now:
                 due[customer_id] = wake
                 return
         ceiling, measured = silence_ceiling(state, now, self.rules, self.model)
-        if ceiling < self.rules.risk.trigger.raise_at:
+        if ceiling < self.rules.scoring.risk_trigger.raise_at:
             # silence alone cannot raise: looked at once per usual interval, on a grid
             # anchored at the last contact, so a restart (which loses `_due`) looks at
             # the very same boundaries (a restart once wrote a snapshot a day early)

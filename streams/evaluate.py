@@ -114,8 +114,9 @@ def record_raised(
     moment kind per its cooldown and once per customer per `budget_days` (recovery
     excepted)."""
     raised: list[Score] = []
+    p = rules.scoring
     active, last_raised = signal_state.get(SignalKind.about_to_defect.value, [False, None])
-    decision = decide(active, last_raised, trigger_value, now, rules.risk.trigger)
+    decision = decide(active, last_raised, trigger_value, now, p.risk_trigger)
     if decision == "clear":
         signal_state[SignalKind.about_to_defect.value] = [False, last_raised]
     elif decision == "raise":
@@ -123,7 +124,7 @@ def record_raised(
         raised.append(risk_score)
     if (
         moment != "none"
-        and wow_score.value >= rules.wow.raise_at
+        and wow_score.value >= p.wow_raise_at
         and wow_allowed(signal_state, moment, now, rules)
     ):
         signal_state["wow:" + moment] = [False, now]

@@ -1,8 +1,9 @@
 """The rules the per-event scoring reads, as attributes of a compiled object.
 
 A pydantic attribute read from compiled code goes through the model's `__getattr__` hook,
-~500 instructions (callgrind); the measure and the risk read ~40 rule values an event.
-`Rules.scoring` builds this once per rules object; the values are the rules' own.
+~500 instructions (callgrind); the measure, the risk, the wow and the signals' gates read
+~60 rule values an event. `Rules.scoring` builds this once per rules object; the values
+are the rules' own.
 """
 
 from __future__ import annotations
@@ -29,9 +30,18 @@ class StateParams:
         return self.half_life_days * DAY
 
 
+class TriggerParams:
+    """A trigger of the rules (`streams.rules.Trigger`), for `scoring.decide`."""
+
+    def __init__(self, trigger: Any) -> None:
+        self.raise_at: float = float(trigger.raise_at)
+        self.clear_below: float = float(trigger.clear_below)
+        self.cooldown_days: float = float(trigger.cooldown_days)
+
+
 class ScoringParams:
     def __init__(self, rules: Any) -> None:
-        risk, loyalty = rules.risk, rules.loyalty
+        risk, loyalty, wow = rules.risk, rules.loyalty, rules.wow
         self.half_life_days: float = float(rules.half_life_days)
         self.default_interarrival_days: float = float(rules.default_interarrival_days)
         self.horizon_days: float = float(risk.horizon_days)
@@ -77,3 +87,23 @@ class ScoringParams:
         self.bad_review_strength: float = float(loyalty.bad_review_strength)
         self.protection_involvement: float = float(loyalty.protection_involvement)
         self.protection_affinity: float = float(loyalty.protection_affinity)
+        # the signals' gates: the risk's trigger, the wow's moments, gates and budget
+        self.risk_trigger: TriggerParams = TriggerParams(risk.trigger)
+        self.snapshot_every: float = float(rules.snapshot_every_days) * DAY
+        self.recovery_sla_days: float = float(rules.recovery_sla_days)
+        self.advocacy_min_involvement: float = float(loyalty.advocacy_min_involvement)
+        self.advocacy_min_affinity: float = float(loyalty.advocacy_min_affinity)
+        self.milestones: frozenset[int] = frozenset(int(n) for n in wow.milestones)
+        self.high_value_amount: float = float(wow.high_value_amount)
+        self.wow_raise_at: float = float(wow.raise_at)
+        self.wow_min_consistency: float = float(wow.min_consistency)
+        self.wow_min_promises_kept: float = float(wow.min_promises_kept)
+        self.wow_max_risk: float = float(wow.max_risk)
+        self.wow_max_lapse: float = float(wow.max_lapse)
+        self.wow_consistent_record: float = float(wow.weights.consistent_record)
+        self.wow_moment: float = float(wow.weights.moment)
+        self.wow_stealable: float = float(wow.weights.stealable)
+        self.wow_budget_days: float = float(wow.budget_days)
+        self.moment_cooldown_days: dict[str, float] = {
+            name: float(days) for name, days in wow.moment_cooldown_days.items()
+        }

@@ -104,6 +104,7 @@ def risk(m: Metrics, rules: Rules, model: RiskModel) -> Score:
     driven away by the service. Contributions add up to it: `lapse` is p_leave, the service
     factors share (1 - p_leave) * service by their shares of it."""
     service = service_risk(m, rules)
+    horizon = rules.scoring.horizon_days
     keep = 1.0 - m.p_leave
     factors = [
         (name, value, keep * part, detail)
@@ -116,14 +117,14 @@ def risk(m: Metrics, rules: Rules, model: RiskModel) -> Score:
             detail: Detail = (
                 "P(no contact within {:.0f} days) {:.2f}: one visit, {:.0f} days ago; "
                 "the business's customers typically come back within {:.1f} days; {}",
-                (rules.risk.horizon_days, m.p_leave, m.silent_days, gap, model),
+                (horizon, m.p_leave, m.silent_days, gap, model),
             )
         else:
             detail = (
                 "P(no contact within {:.0f} days) {:.2f} from their rhythm: {} repeat "
                 "visits, silent {:.1f}x their usual gap, P(alive) {:.2f}; {}",
                 (
-                    rules.risk.horizon_days,
+                    horizon,
                     m.p_leave,
                     m.repeat_days,
                     m.overdue_ratio,

@@ -30,28 +30,25 @@ def moment_of(event: Touchpoint, applied: Applied, rules: Rules, m: Metrics) -> 
     """The strongest wow moment of this touchpoint: (strength, name, what happened).
     A promoter rating is an advocacy moment only for a customer ready to advocate:
     involved and attached (`loyalty.advocacy_min_*`); a referral is advocacy itself."""
-    w = rules.wow
+    p = rules.scoring
     candidates: list[Moment] = [NO_MOMENT]
     if applied.resolved_complaint_after is not None:
         days = applied.resolved_complaint_after / DAY
-        if days < rules.recovery_sla_days:  # the moment of the resolution is a recovery
+        if days < p.recovery_sla_days:  # the moment of the resolution is a recovery
             what = f"their complaint was resolved in {days * 24:.0f} hours"
-            return (clamp01(1.0 - days / rules.recovery_sla_days), "service_recovery", what)
-    if applied.new_purchase_count in w.milestones:
+            return (clamp01(1.0 - days / p.recovery_sla_days), "service_recovery", what)
+    if applied.new_purchase_count is not None and applied.new_purchase_count in p.milestones:
         what = f"their {_ordinal(applied.new_purchase_count)} purchase"
         candidates.append((1.0, "milestone", what))
     assessed = applied.assessment
-    loyalty = rules.loyalty
-    ready = (
-        m.involvement >= loyalty.advocacy_min_involvement
-        and m.affinity >= loyalty.advocacy_min_affinity
-    )
+    ready = m.involvement >= p.advocacy_min_involvement and m.affinity >= p.advocacy_min_affinity
     if event.kind is Kind.referral:
         candidates.append((1.0, "advocacy", "they referred someone"))
     elif assessed is not None and assessed.promoter and ready:
         candidates.append((1.0, "advocacy", "a promoter rating"))
-    if event.value is not None and event.value.amount >= w.high_value_amount:
-        what = f"an order of {event.value.amount:,.0f} {event.value.currency}"
+    value = event.value
+    if value is not None and value.amount >= p.high_value_amount:
+        what = f"an order of {value.amount:,.0f} {value.currency}"
         candidates.append((0.7, "high_value", what))
     return max(candidates, key=lambda c: c[0])
 
@@ -79,17 +76,17 @@ def wow(
 ) -> Score:
     """Consistency first: no wow on top of an erratic service, broken promises, a risk or a
     lapse. A service recovery is judged on the record *before* the incident it recovers."""
-    w, weights = rules.wow, rules.wow.weights
+    p = rules.scoring
     strength, name, what = moment
     consistency = m.consistency
     kept = 1.0 - m.broken_promise_rate if m.promises > 0.5 else 1.0
     if name == "service_recovery" and pre_incident >= 0.0:
         consistency, kept = pre_incident, 1.0
     if (
-        consistency < w.min_consistency
-        or kept < w.min_promises_kept
-        or risk_score > w.max_risk
-        or m.lapse > w.max_lapse
+        consistency < p.wow_min_consistency
+        or kept < p.wow_min_promises_kept
+        or risk_score > p.wow_max_risk
+        or m.lapse > p.wow_max_lapse
     ):
         return Score(SignalKind.wow_opportunity, 0.0, ())
     judged = m.failed + m.met + m.exceeded
@@ -100,16 +97,18 @@ def wow(
             (
                 "consistent_record",
                 consistency,
-                clamp01((consistency - w.min_consistency) / (1.0 - w.min_consistency + 1e-9)),
-                weights.consistent_record,
+                clamp01(
+                    (consistency - p.wow_min_consistency) / (1.0 - p.wow_min_consistency + 1e-9)
+                ),
+                p.wow_consistent_record,
                 ("consistency {:.2f}, {:.0%} of recent promises kept", (consistency, kept)),
             ),
-            ("moment:" + name, strength, strength, weights.moment, (what, ())),
+            ("moment:" + name, strength, strength, p.wow_moment, (what, ())),
             (
                 "stealable",
                 stealable,
                 stealable,
-                weights.stealable,
+                p.wow_stealable,
                 ("satisfied (met) rather than already delighted: a competitor could win them", ()),
             ),
         ],
@@ -119,12 +118,12 @@ def wow(
 
 def wow_allowed(signal_state: dict[str, list], moment: str, now: float, rules: Rules) -> bool:
     """The moment's own cooldown, then the customer's wow budget (recovery is exempt)."""
-    w = rules.wow
+    p = rules.scoring
     last_moment = signal_state.get("wow:" + moment, [False, None])[1]
-    cooldown = w.moment_cooldown_days.get(moment, w.budget_days) * DAY
+    cooldown = p.moment_cooldown_days.get(moment, p.wow_budget_days) * DAY
     if last_moment is not None and now - last_moment < cooldown:
         return False
     if moment == "service_recovery":
         return True
     last_any = signal_state.get(SignalKind.wow_opportunity.value, [False, None])[1]
-    return last_any is None or now - last_any >= w.budget_days * DAY
+    return last_any is None or now - last_any >= p.wow_budget_days * DAY

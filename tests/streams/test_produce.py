@@ -8,7 +8,6 @@ from typing import Any
 
 from kafka.partitioner.default import DefaultPartitioner
 
-from touchstream.streams.runtime import produce
 from touchstream.streams.runtime.produce import BatchProducer
 
 
@@ -52,8 +51,7 @@ def producer_for(fake: FakeProducer) -> BatchProducer:
     return BatchProducer(app)  # type: ignore[arg-type]
 
 
-def test_keyed_records_go_where_kafkas_default_partitioner_puts_them(monkeypatch) -> None:
-    monkeypatch.setattr(produce, "KEYS_REMEMBERED", 50)  # the memo is emptied on the way
+def test_keyed_records_go_where_kafkas_default_partitioner_puts_them() -> None:
     fake = FakeProducer(partitions=6)
     keys = [f"customer-{i}".encode() for i in range(120)] * 2
     asyncio.run(producer_for(fake).send([("out", None, k, b"v") for k in keys]))

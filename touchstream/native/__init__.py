@@ -51,6 +51,7 @@ MODULES = (  # the Makefile's ENGINE lists their sources
     "touchstream.streams.bgnbd",
     "touchstream.streams.churn",
     "touchstream.streams.engine",
+    "touchstream.streams.partitioner",
     "touchstream.streams.records",
     "touchstream.streams.rows",
     "touchstream.schemas.validation",
