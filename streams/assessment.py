@@ -11,6 +11,7 @@ from enum import IntEnum
 
 from touchstream.schemas import Direction, Kind, Outcome, RatingScale
 from touchstream.schemas.decoder import Expectation, Touchpoint
+from touchstream.schemas.touchpoint import RATING_BOUNDS
 
 GAP_CAP = 10.0  # tolerance units; one absurd promise must not dominate a customer's mean
 # A broken promise's size is kept apart, uncapped in `miss` (how many times the promise it
@@ -113,6 +114,13 @@ def miss_strength(miss: float) -> float:
     return min(1.0, math.log2(1.0 + miss) / _LOG_MISS_FULL)
 
 
+def _normalised(scale: RatingScale, value: float) -> float:
+    """`Rating.normalised`, compiled (the struct's property is interpreted Python)."""
+    low, high = RATING_BOUNDS[scale]
+    share = (value - low) / (high - low)
+    return 1.0 - share if scale is RatingScale.ces_7 else share
+
+
 def _rating_extremes(event: Touchpoint) -> tuple[bool, bool]:
     """(promoter, detractor) by each scale's usual convention."""
     rating = event.rating
@@ -133,11 +141,14 @@ def assess(event: Touchpoint, wow_margin: float = 1.0) -> Assessment:
     or a detractor rating. exceeded: no failure and a gap above `wow_margin` or a promoter
     rating. met: anything else that can be judged.
     """
-    gaps = tuple(expectation_gap(e) for e in event.expectations)
-    worst = min((g.units for g in gaps), default=None)
-    miss = max((miss_size(g) for g in gaps), default=0.0)
+    gaps = tuple([expectation_gap(e) for e in event.expectations])
+    worst: float | None = None
+    miss = 0.0
+    for g in gaps:
+        worst = g.units if worst is None else min(worst, g.units)
+        miss = max(miss, miss_size(g))
     promoter, detractor = _rating_extremes(event)
-    rating = event.rating.normalised if event.rating else None
+    rating = _normalised(event.rating.scale, event.rating.value) if event.rating else None
 
     parts: list[float] = []
     if worst is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from touchstream.schemas import MetricsSnapshot, Signal, SignalKind
 from touchstream.schemas.decoder import Touchpoint
@@ -31,6 +32,10 @@ from touchstream.streams.wow import (
     wow_action,
     wow_allowed,
 )
+
+# an enum's `.value` is a Python-level property: read once (the signal state's keys)
+_RISK: Final = SignalKind.about_to_defect.value
+_WOW: Final = SignalKind.wow_opportunity.value
 
 
 @dataclass(slots=True, init=False)
@@ -115,12 +120,12 @@ def record_raised(
     excepted)."""
     raised: list[Score] = []
     p = rules.scoring
-    active, last_raised = signal_state.get(SignalKind.about_to_defect.value, [False, None])
+    active, last_raised = signal_state.get(_RISK, [False, None])
     decision = decide(active, last_raised, trigger_value, now, p.risk_trigger)
     if decision == "clear":
-        signal_state[SignalKind.about_to_defect.value] = [False, last_raised]
+        signal_state[_RISK] = [False, last_raised]
     elif decision == "raise":
-        signal_state[SignalKind.about_to_defect.value] = [True, now]
+        signal_state[_RISK] = [True, now]
         raised.append(risk_score)
     if (
         moment != "none"
@@ -128,7 +133,7 @@ def record_raised(
         and wow_allowed(signal_state, moment, now, rules)
     ):
         signal_state["wow:" + moment] = [False, now]
-        signal_state[SignalKind.wow_opportunity.value] = [False, now]
+        signal_state[_WOW] = [False, now]
         raised.append(wow_score)
     return raised
 

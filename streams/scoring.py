@@ -19,21 +19,10 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from touchstream.schemas import Reason, Severity, SignalKind
-
-
-class Thresholds(Protocol):
-    """A trigger of the rules (`streams.rules.Trigger`)."""
-
-    @property
-    def raise_at(self) -> float: ...
-    @property
-    def clear_below(self) -> float: ...
-    @property
-    def cooldown_days(self) -> float: ...
-
+from touchstream.streams.params import TriggerParams
 
 # the detail of a factor as a format string and its arguments: formatted only for a signal
 Detail = tuple[str, tuple[Any, ...]]
@@ -140,7 +129,7 @@ Decision = Literal["raise", "hold", "clear"]
 
 
 def decide(
-    active: bool, last_raised: float | None, score: float, now: float, trigger: Thresholds
+    active: bool, last_raised: float | None, score: float, now: float, trigger: TriggerParams
 ) -> Decision:
     """Transition logic: raise on crossing up, clear on falling below the band, else hold."""
     if active:

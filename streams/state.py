@@ -103,10 +103,19 @@ def _remember(recent: list[tuple[float, int, bool]], t: float, level: int, initi
         del recent[: len(recent) - RECENT_KEEP]
 
 
+def _oldest(seen: dict[str, float]) -> float:
+    """min(seen.values()) as a compiled loop (the builtin goes through generic calls)."""
+    oldest = math.inf
+    for t in seen.values():
+        if t < oldest:
+            oldest = t
+    return oldest
+
+
 def _forget_old_ids(state: CustomerState, params: StateParams) -> None:
     horizon = state.last_seen - params.grace_seconds
     seen = state.seen
-    if len(seen) > SEEN_KEEP or (seen and min(seen.values()) < horizon):
+    if len(seen) > SEEN_KEEP or (seen and _oldest(seen) < horizon):
         kept = sorted(
             ((k, t) for k, t in state.seen.items() if t >= horizon), key=lambda kv: kv[1]
         )[-SEEN_KEEP:]
@@ -117,7 +126,7 @@ def dedup_horizon(state: CustomerState, params: StateParams) -> float:
     """Events before this time are late: their ids may have been forgotten."""
     horizon = state.last_seen - params.grace_seconds
     if len(state.seen) >= SEEN_KEEP:
-        horizon = max(horizon, min(state.seen.values()))
+        horizon = max(horizon, _oldest(state.seen))
     return horizon
 
 
@@ -386,8 +395,17 @@ def channel_spread(state: CustomerState, now: float, h: float) -> float:
         return 0.0
     overall = total_s / total
     prior = CHANNEL_PRIOR / decay_to(state, now, h)  # CHANNEL_PRIOR touchpoints at `now`
-    means = [
-        (w, (s + prior * overall) / (w + prior)) for w, s in state.channel_quality.values() if w > 0
-    ]
-    mean = sum(w * m for w, m in means) / total
-    return math.sqrt(max(0.0, sum(w * (m - mean) ** 2 for w, m in means) / total))
+    weights: list[float] = []
+    means: list[float] = []
+    weighted = 0.0
+    for w, s in state.channel_quality.values():
+        if w > 0:
+            m = (s + prior * overall) / (w + prior)
+            weights.append(w)
+            means.append(m)
+            weighted += w * m
+    mean = weighted / total
+    spread = 0.0
+    for i in range(len(means)):
+        spread += weights[i] * (means[i] - mean) ** 2
+    return math.sqrt(max(0.0, spread / total))

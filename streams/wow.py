@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from touchstream.schemas import Kind, SignalKind
 from touchstream.schemas.decoder import Touchpoint
 from touchstream.streams.churn import RiskModel
@@ -19,6 +21,7 @@ Moment = tuple[float, str, str]  # strength, name, what happened (for the action
 
 
 NO_MOMENT: Moment = (0.0, "none", "")
+_WOW: Final = SignalKind.wow_opportunity.value  # an enum's `.value` is a Python property
 
 
 def _ordinal(n: int) -> str:
@@ -50,7 +53,11 @@ def moment_of(event: Touchpoint, applied: Applied, rules: Rules, m: Metrics) -> 
     if value is not None and value.amount >= p.high_value_amount:
         what = f"an order of {value.amount:,.0f} {value.currency}"
         candidates.append((0.7, "high_value", what))
-    return max(candidates, key=lambda c: c[0])
+    best = candidates[0]
+    for candidate in candidates[1:]:  # the first of the strongest, as max() picks
+        if candidate[0] > best[0]:
+            best = candidate
+    return best
 
 
 def offer_value(m: Metrics, model: RiskModel) -> float:
@@ -125,5 +132,5 @@ def wow_allowed(signal_state: dict[str, list], moment: str, now: float, rules: R
         return False
     if moment == "service_recovery":
         return True
-    last_any = signal_state.get(SignalKind.wow_opportunity.value, [False, None])[1]
+    last_any = signal_state.get(_WOW, [False, None])[1]
     return last_any is None or now - last_any >= p.wow_budget_days * DAY

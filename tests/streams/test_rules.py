@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from touchstream.schemas import SignalKind
 from touchstream.streams.churn import FEATURES, RiskModel
 from touchstream.streams.measure import Metrics, lapse_strength
+from touchstream.streams.params import TriggerParams
 from touchstream.streams.risk import raisable, risk
 from touchstream.streams.rules import Rules, Trigger
 from touchstream.streams.scoring import decide, severity, signal_id
@@ -149,7 +150,7 @@ def test_the_default_models_lapse_grows_with_silence_and_shrinks_with_horizon(
     assert model.p_no_contact(x, t_x, t_x + silent, horizon + more) <= p + 1e-12
 
 
-TRIGGER = Trigger(raise_at=0.5, clear_below=0.3, cooldown_days=10)
+TRIGGER = TriggerParams(Trigger(raise_at=0.5, clear_below=0.3, cooldown_days=10))
 DAY = 86_400.0
 
 
