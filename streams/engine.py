@@ -304,7 +304,7 @@ class Engine:
             self._timer_skip.add(customer_id)  # raised; only an event can clear it
             return
         last = state.last_active or state.last_seen
-        usual = usual_gap_days(state, self.rules)
+        usual = usual_gap_days(state, self.rules.scoring)
         if (now - last) / DAY <= usual:  # not overdue: the silence factor is zero
             # ...and not late (`risk.late`): a one-time buyer may be, sooner
             gap = self.model.one_time_gap(state.active_days - 1)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from touchstream.streams.bgnbd import p_alive
 from touchstream.streams.churn import PRIOR_GAPS, RiskModel, gap_spread
 from touchstream.streams.customer_state import CustomerState
-from touchstream.streams.params import DAY
+from touchstream.streams.params import DAY, ScoringParams
 from touchstream.streams.rules import Rules
 from touchstream.streams.scoring import clamp01
 from touchstream.streams.state import channel_spread, decay_to, silent_failures, streak
@@ -147,18 +147,18 @@ class Metrics:
         self.model_version = model_version
 
 
-def usual_gap_days(state: CustomerState, rules: Rules) -> float:
+def usual_gap_days(state: CustomerState, p: ScoringParams) -> float:
     """Expected days between contacts: the customer's own mean, shrunk towards the default.
 
     Two early contacts a day apart must not make a week of quiet look like desertion.
     """
     x = max(0, state.active_days - 1)
     span = float(state.last_active_day - state.first_active_day)
-    prior = rules.scoring.default_interarrival_days
+    prior = p.default_interarrival_days
     return max(1.0, (span + PRIOR_GAPS * prior) / (x + PRIOR_GAPS))
 
 
-def lapse_strength(silence_z: float, p_alive: float, repeat_days: int, rules: Rules) -> float:
+def lapse_strength(silence_z: float, p_alive: float, repeat_days: int, p: ScoringParams) -> float:
     """How clearly a silence is a lapse, in [0, 1].
 
     Beyond the customer's own rhythm: `silence_z` is the silence past their usual gap in
@@ -171,7 +171,6 @@ def lapse_strength(silence_z: float, p_alive: float, repeat_days: int, rules: Ru
     is 1 by construction and says nothing: the silence alone counts. What the customer is
     worth does not make a lapse likelier: it makes it matter more, and goes into the
     severity (`at_stake`)."""
-    p = rules.scoring
     overdue = clamp01((silence_z - p.lapse_from) / (p.lapse_full - p.lapse_from))
     if overdue <= 0.0:
         return 0.0
@@ -180,11 +179,10 @@ def lapse_strength(silence_z: float, p_alive: float, repeat_days: int, rules: Ru
 
 
 def involvement_parts(
-    state: CustomerState, channels: int, tenure_days: float, rules: Rules
+    state: CustomerState, channels: int, tenure_days: float, p: ScoringParams
 ) -> tuple[float, ...]:
     """Each component's reach (weight x strength), in INVOLVEMENT_PARTS order: feedback given
     (more when it was answered), channels used, tenure, spend, referrals."""
-    p = rules.scoring
     given = state.feedback_given
     answered = min(1.0, state.feedback_answered / given) if given else 0.0
     return (
@@ -229,6 +227,15 @@ def yearly_value(spend: float, known_days: float, pace_min_days: float) -> float
     return spend * 365.0 / max(known_days, pace_min_days)
 
 
+def _bits(mask: int) -> int:
+    """Set bits (channels used): bin().count() is two generic calls."""
+    count = 0
+    while mask:
+        count += mask & 1
+        mask >>= 1
+    return count
+
+
 def measure(state: CustomerState, now: float, rules: Rules, model: RiskModel) -> Metrics:
     p = rules.scoring
     h = p.half_life_days * DAY
@@ -267,8 +274,10 @@ def measure(state: CustomerState, now: float, rules: Rules, model: RiskModel) ->
     rating = state.s_rating / state.w_rating if state.w_rating > 0 else None
     fast = state.s_rating_fast / state.w_rating_fast if state.w_rating_fast > 0 else None
     trend = (fast - rating) if rating is not None and fast is not None else 0.0
-    oldest = min((case[0] for case in state.open_complaints.values()), default=None)
-    usual = usual_gap_days(state, rules)
+    oldest = math.inf  # none open
+    for case in state.open_complaints.values():
+        oldest = min(oldest, case[0])
+    usual = usual_gap_days(state, p)
     overdue_ratio = since_last / usual
     # the spread of the gaps only matters past the usual gap (most evaluations follow the
     # customer's own event, at a silence of 0): computed then only
@@ -276,9 +285,9 @@ def measure(state: CustomerState, now: float, rules: Rules, model: RiskModel) ->
     if since_last > usual:
         silence_z = (since_last - usual) / gap_spread(state.recent_days, usual)
     alive = clamp01(alive)
-    channels = bin(state.channels_mask).count("1")
+    channels = _bits(state.channels_mask)
     tenure_days = max(0.0, state.last_seen - state.first_seen) / DAY
-    parts = involvement_parts(state, channels, tenure_days, rules)
+    parts = involvement_parts(state, channels, tenure_days, p)
     return Metrics(
         now=now,
         expectation_gap=state.s_gap / state.w_gap if state.w_gap > 0 else 0.0,
@@ -299,7 +308,9 @@ def measure(state: CustomerState, now: float, rules: Rules, model: RiskModel) ->
         rating=rating,
         rating_trend=trend,
         open_complaints=len(state.open_complaints),
-        oldest_open_complaint_days=max(0.0, (now - oldest) / DAY) if oldest else 0.0,
+        oldest_open_complaint_days=max(0.0, (now - oldest) / DAY)
+        if oldest != math.inf and oldest
+        else 0.0,
         silent_failures=silent_failures(state),
         channels=channels,
         promises=state.w_promises * decay,
@@ -312,7 +323,7 @@ def measure(state: CustomerState, now: float, rules: Rules, model: RiskModel) ->
         repeat_days=x,
         spend=state.spend,
         silence_z=silence_z,
-        lapse=lapse_strength(silence_z, alive, x, rules),
+        lapse=lapse_strength(silence_z, alive, x, p),
         involvement=involvement_score(parts),
         involvement_parts=parts,
         affinity=affinity_score(state, rating, trend, p.trend_full),

@@ -13,8 +13,10 @@ from touchstream.streams.rules import Rules
 from touchstream.streams.scoring import (
     Detail,
     Score,
+    by_contribution,
     clamp01,
     combined,
+    reaches,
 )
 from touchstream.streams.state import CHANNELS
 
@@ -39,62 +41,51 @@ def service_risk(m: Metrics, rules: Rules) -> Score:
     )
     detractor = clamp01((0.5 - m.rating) / 0.5) if m.rating is not None else 0.0
     detractor = max(detractor, clamp01(m.bad_reviews * p.bad_review_strength))
-    raw = combined(
-        SignalKind.about_to_defect,
-        [
-            (
-                "broken_promises",
-                m.broken_promise_rate,
-                max(consecutive, rate),
-                p.broken_promises,
-                (
-                    "{} broken promises in a row, {:.0%} of recent promises broken, "
-                    "worst missed by {:.1f}x the promise",
-                    (m.consecutive_misses, m.broken_promise_rate, m.worst_recent_miss),
-                ),
-            ),
+    broken = max(consecutive, rate)
+    silent = clamp01(m.silent_failures / p.silent_failures_full)
+    # nothing judged yet is no evidence (its consistency is a neutral 0.5)
+    inconsistent = 1.0 - m.consistency if m.failed + m.met + m.exceeded > 0.0 else 0.0
+    falling = clamp01(-m.rating_trend / p.trend_full)
+    # only the factors that reach anything are built (`combined` would drop the others):
+    # most touchpoints have one or two
+    factors: list[tuple[str, float, float, float, Detail]] = []
+    if reaches(broken, p.broken_promises):
+        detail: Detail = (
+            "{} broken promises in a row, {:.0%} of recent promises broken, "
+            "worst missed by {:.1f}x the promise",
+            (m.consecutive_misses, m.broken_promise_rate, m.worst_recent_miss),
+        )
+        factors.append(
+            ("broken_promises", m.broken_promise_rate, broken, p.broken_promises, detail)
+        )
+    if reaches(complaints, p.open_complaints):
+        detail = (
+            "{} open, oldest {:.1f} days (SLA {:.0f})",
+            (m.open_complaints, m.oldest_open_complaint_days, p.complaint_sla_days),
+        )
+        factors.append(
             (
                 "open_complaints",
                 m.oldest_open_complaint_days,
                 complaints,
                 p.open_complaints,
-                (
-                    "{} open, oldest {:.1f} days (SLA {:.0f})",
-                    (m.open_complaints, m.oldest_open_complaint_days, p.complaint_sla_days),
-                ),
-            ),
-            (
-                "silent_failures",
-                m.silent_failures,
-                clamp01(m.silent_failures / p.silent_failures_full),
-                p.silent_failures,
-                ("{} failures with no contact from the customer since", (m.silent_failures,)),
-            ),
-            (
-                "detractor",
-                m.rating if m.rating is not None else -1.0,
-                detractor,
-                p.detractor,
-                ("low ratings; {} bad public reviews", (m.bad_reviews,)),
-            ),
-            (
-                "inconsistency",
-                m.consistency,
-                # nothing judged yet is no evidence (its consistency is a neutral 0.5)
-                1.0 - m.consistency if m.failed + m.met + m.exceeded > 0.0 else 0.0,
-                p.inconsistency,
-                ("consistency {:.2f}", (m.consistency,)),
-            ),
-            (
-                "falling_trend",
-                m.rating_trend,
-                clamp01(-m.rating_trend / p.trend_full),
-                p.falling_trend,
-                ("recent ratings below the long-run mean", ()),
-            ),
-        ],
-        None,
-    )
+                detail,
+            )
+        )
+    if reaches(silent, p.silent_failures):
+        detail = ("{} failures with no contact from the customer since", (m.silent_failures,))
+        factors.append(("silent_failures", m.silent_failures, silent, p.silent_failures, detail))
+    if reaches(detractor, p.detractor):
+        rating = m.rating if m.rating is not None else -1.0
+        detail = ("low ratings; {} bad public reviews", (m.bad_reviews,))
+        factors.append(("detractor", rating, detractor, p.detractor, detail))
+    if reaches(inconsistent, p.inconsistency):
+        detail = ("consistency {:.2f}", (m.consistency,))
+        factors.append(("inconsistency", m.consistency, inconsistent, p.inconsistency, detail))
+    if reaches(falling, p.falling_trend):
+        detail = ("recent ratings below the long-run mean", ())
+        factors.append(("falling_trend", m.rating_trend, falling, p.falling_trend, detail))
+    raw = combined(SignalKind.about_to_defect, factors, None)
     return protected(raw, m, rules)
 
 
@@ -133,7 +124,7 @@ def risk(m: Metrics, rules: Rules, model: RiskModel) -> Score:
                 ),
             )
         factors.append(("lapse", m.p_leave, m.p_leave, detail))
-    factors.sort(key=lambda f: -f[2])
+    by_contribution(factors)
     value = clamp01(m.p_leave + keep * service.value)
     return Score(SignalKind.about_to_defect, value, tuple(factors), None, service.value)
 
@@ -165,6 +156,13 @@ def late(m: Metrics, model: RiskModel) -> bool:
     two in a grocery, months at a music shop; until one is learned, past the default gap."""
     gap = model.one_time_gap(m.repeat_days)
     return m.silent_days > gap if gap else m.overdue_ratio > 1.0
+
+
+_ATTACHED = (
+    "an attached customer: affinity {:.2f} (mean rating {:.2f}, trend {:+.2f}, "
+    "{} bad public reviews)"
+)
+_ATTACHED_UNRATED = _ATTACHED.replace("{:.2f} (mean rating {:.2f}", "{:.2f} (mean rating {}")
 
 
 def protected(raw: Score, m: Metrics, rules: Rules) -> Score:
@@ -199,11 +197,10 @@ def protected(raw: Score, m: Metrics, rules: Rules) -> Score:
                 m.affinity,
                 -taken * by_affinity / protection,
                 (
-                    "an attached customer: affinity {:.2f} (mean rating {}, trend {:+.2f}, "
-                    "{} bad public reviews)",
+                    _ATTACHED_UNRATED if m.rating is None else _ATTACHED,
                     (
                         m.affinity,
-                        "none" if m.rating is None else f"{m.rating:.2f}",
+                        "none" if m.rating is None else m.rating,  # formatted for a signal only
                         m.rating_trend,
                         m.bad_reviews,
                     ),

@@ -64,6 +64,18 @@ class Score:
         ]
 
 
+def by_contribution(factors: list[Factor]) -> None:
+    """Largest contribution first, ties in their order: `sort(key=lambda f: -f[2])` without
+    a Python-level call per factor (an insertion sort: a handful of factors)."""
+    for i in range(1, len(factors)):
+        item = factors[i]
+        j = i
+        while j > 0 and factors[j - 1][2] < item[2]:
+            factors[j] = factors[j - 1]
+            j -= 1
+        factors[j] = item
+
+
 def clamp01(value: float) -> float:
     return 0.0 if value < 0 else 1.0 if value > 1 else value
 
@@ -77,8 +89,13 @@ def weighted(
         for name, value, strength, weight, detail in factors
         if weight * strength > 0
     ]
-    kept.sort(key=lambda f: -f[2])
+    by_contribution(kept)
     return Score(kind, clamp01(sum(f[2] for f in kept)), tuple(kept), action)
+
+
+def reaches(strength: float, ceiling: float) -> bool:
+    """Whether a factor moves `combined` at all: the others need not even be built."""
+    return ceiling * clamp01(strength) > 0.0
 
 
 def combined(
@@ -98,7 +115,7 @@ def combined(
         return Score(kind, 0.0, (), action)
     shares = [(name, value, score * share / total, detail) for name, value, share, detail in parts]
     kept = [part for part in shares if part[2] > 0.0]
-    kept.sort(key=lambda f: -f[2])
+    by_contribution(kept)
     return Score(kind, clamp01(score), tuple(kept), action)
 
 
