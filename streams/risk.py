@@ -13,7 +13,6 @@ from touchstream.streams.rules import Rules
 from touchstream.streams.scoring import (
     Detail,
     Score,
-    by_contribution,
     clamp01,
     combined,
     reaches,
@@ -124,7 +123,7 @@ def risk(m: Metrics, rules: Rules, model: RiskModel) -> Score:
                 ),
             )
         factors.append(("lapse", m.p_leave, m.p_leave, detail))
-    by_contribution(factors)
+    factors.sort(key=lambda f: -f[2])
     value = clamp01(m.p_leave + keep * service.value)
     return Score(SignalKind.about_to_defect, value, tuple(factors), None, service.value)
 

@@ -64,18 +64,6 @@ class Score:
         ]
 
 
-def by_contribution(factors: list[Factor]) -> None:
-    """Largest contribution first, ties in their order: `sort(key=lambda f: -f[2])` without
-    a Python-level call per factor (an insertion sort: a handful of factors)."""
-    for i in range(1, len(factors)):
-        item = factors[i]
-        j = i
-        while j > 0 and factors[j - 1][2] < item[2]:
-            factors[j] = factors[j - 1]
-            j -= 1
-        factors[j] = item
-
-
 def clamp01(value: float) -> float:
     return 0.0 if value < 0 else 1.0 if value > 1 else value
 
@@ -89,7 +77,7 @@ def weighted(
         for name, value, strength, weight, detail in factors
         if weight * strength > 0
     ]
-    by_contribution(kept)
+    kept.sort(key=lambda f: -f[2])
     return Score(kind, clamp01(sum(f[2] for f in kept)), tuple(kept), action)
 
 
@@ -115,7 +103,7 @@ def combined(
         return Score(kind, 0.0, (), action)
     shares = [(name, value, score * share / total, detail) for name, value, share, detail in parts]
     kept = [part for part in shares if part[2] > 0.0]
-    by_contribution(kept)
+    kept.sort(key=lambda f: -f[2])
     return Score(kind, clamp01(score), tuple(kept), action)
 
 

@@ -14,7 +14,7 @@ from touchstream.streams.measure import Metrics, lapse_strength
 from touchstream.streams.params import TriggerParams
 from touchstream.streams.risk import raisable, risk
 from touchstream.streams.rules import Rules, Trigger
-from touchstream.streams.scoring import by_contribution, decide, severity, signal_id
+from touchstream.streams.scoring import decide, severity, signal_id
 from touchstream.streams.wow import NO_MOMENT, wow
 
 RULES = Rules()
@@ -237,11 +237,3 @@ def test_a_rules_file_changes_only_the_table_entries_it_names(tmp_path: Path) ->
     assert rules.risk.actions.keys() == RULES.risk.actions.keys()
     assert rules.risk.actions["broken_promises"] == RULES.risk.actions["broken_promises"]
     assert rules.wow.moment_cooldown_days == {**RULES.wow.moment_cooldown_days, "advocacy": 90}
-
-
-@given(st.lists(st.sampled_from([-0.5, 0.0, 0.1, 0.25, 0.7, 1.0]), max_size=12))
-def test_factors_are_ordered_as_a_stable_sort_by_contribution_would(contributions) -> None:
-    factors = [(f"f{i}", 0.0, c, ("", ())) for i, c in enumerate(contributions)]
-    ordered = list(factors)
-    by_contribution(ordered)
-    assert ordered == sorted(factors, key=lambda f: -f[2])
