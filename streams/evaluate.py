@@ -12,6 +12,7 @@ from touchstream.streams.attribution import attribution, named_reasons
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.measure import Metrics, as_datetime, measure
+from touchstream.streams.params import ScoringParams
 from touchstream.streams.risk import at_stake, raisable, risk, risk_action, usual_channel
 from touchstream.streams.rules import Rules
 from touchstream.streams.scoring import (
@@ -70,20 +71,21 @@ def evaluate(
     Without an event this is the silence check of the event-time timer, which looks for
     risk only. `measured`: the customer's metrics at `now`, when the caller has them.
     """
+    p = rules.scoring
     m = measure(state, now, rules, model) if measured is None else measured
-    risk_score = risk(m, rules, model)
-    moment = moment_of(event, applied, rules, m) if event is not None and applied else NO_MOMENT
+    risk_score = risk(m, p, model)
+    moment = moment_of(event, applied, p, m) if event is not None and applied else NO_MOMENT
     # the service's part, not P(leave): in a business where most buy once, everyone's
     # P(leave) is high, and a steady customer's next moment must still get its wow
-    wow_score = wow(m, risk_score.service, moment, rules, state.pre_incident)
+    wow_score = wow(m, risk_score.service, moment, p, state.pre_incident)
     raised = record_raised(
         state.signal_state,
         now,
-        raisable(m, risk_score, rules, model),
+        raisable(m, risk_score, p, model),
         risk_score,
         wow_score,
         moment[1],
-        rules,
+        p,
     )
     if not raised:
         return Evaluation(m, risk_score, wow_score, ())
@@ -98,8 +100,8 @@ def assess(state: CustomerState, now: float, rules: Rules, model: RiskModel) -> 
     """The customer's metrics and scores at `now`, raising nothing: after a merge the
     signals come with the next event or silence check, as for any other change of state."""
     m = measure(state, now, rules, model)
-    risk_score = risk(m, rules, model)
-    wow_score = wow(m, risk_score.service, NO_MOMENT, rules, state.pre_incident)
+    risk_score = risk(m, rules.scoring, model)
+    wow_score = wow(m, risk_score.service, NO_MOMENT, rules.scoring, state.pre_incident)
     return snapshot(state, m, risk_score.value, wow_score.value)
 
 
@@ -110,7 +112,7 @@ def record_raised(
     risk_score: Score,
     wow_score: Score,
     moment: str,
-    rules: Rules,
+    p: ScoringParams,
 ) -> list[Score]:
     """The one place the signal bookkeeping changes: which scores are raised now.
 
@@ -119,7 +121,6 @@ def record_raised(
     moment kind per its cooldown and once per customer per `budget_days` (recovery
     excepted)."""
     raised: list[Score] = []
-    p = rules.scoring
     active, last_raised = signal_state.get(_RISK, [False, None])
     decision = decide(active, last_raised, trigger_value, now, p.risk_trigger)
     if decision == "clear":
@@ -130,7 +131,7 @@ def record_raised(
     if (
         moment != "none"
         and wow_score.value >= p.wow_raise_at
-        and wow_allowed(signal_state, moment, now, rules)
+        and wow_allowed(signal_state, moment, now, p)
     ):
         signal_state["wow:" + moment] = [False, now]
         signal_state[_WOW] = [False, now]

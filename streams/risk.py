@@ -9,6 +9,7 @@ from touchstream.streams.attribution import attribution
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.measure import INVOLVEMENT_PARTS, Metrics, measure
+from touchstream.streams.params import ScoringParams
 from touchstream.streams.rules import Rules
 from touchstream.streams.scoring import (
     Detail,
@@ -20,11 +21,10 @@ from touchstream.streams.scoring import (
 from touchstream.streams.state import CHANNELS
 
 
-def service_risk(m: Metrics, rules: Rules) -> Score:
+def service_risk(m: Metrics, p: ScoringParams) -> Score:
     """What purchase models cannot see: broken promises, complaints, failures, ratings. A
     noisy-OR (`scoring.combined`), each weight the most that factor reaches alone, lessened
     by involvement and affinity (`protected`)."""
-    p = rules.scoring
     consecutive = min(1.0, m.consecutive_misses / p.consecutive_full) ** 2
     # a high share of broken promises counts, the more the bigger the misses, but less than
     # a run of them: at most 0.8 of the factor
@@ -85,16 +85,16 @@ def service_risk(m: Metrics, rules: Rules) -> Score:
         detail = ("recent ratings below the long-run mean", ())
         factors.append(("falling_trend", m.rating_trend, falling, p.falling_trend, detail))
     raw = combined(SignalKind.about_to_defect, factors, None)
-    return protected(raw, m, rules)
+    return protected(raw, m, p)
 
 
-def risk(m: Metrics, rules: Rules, model: RiskModel) -> Score:
+def risk(m: Metrics, p: ScoringParams, model: RiskModel) -> Score:
     """About to defect: P(leave) = 1 - (1 - p_leave) * (1 - service), the customer leaves
     on their own rhythm (`Metrics.p_leave`, learned from the business's history) or is
     driven away by the service. Contributions add up to it: `lapse` is p_leave, the service
     factors share (1 - p_leave) * service by their shares of it."""
-    service = service_risk(m, rules)
-    horizon = rules.scoring.horizon_days
+    service = service_risk(m, p)
+    horizon = p.horizon_days
     keep = 1.0 - m.p_leave
     factors = [
         (name, value, keep * part, detail)
@@ -128,7 +128,7 @@ def risk(m: Metrics, rules: Rules, model: RiskModel) -> Score:
     return Score(SignalKind.about_to_defect, value, tuple(factors), None, service.value)
 
 
-def raisable(m: Metrics, score: Score, rules: Rules, model: RiskModel) -> float:
+def raisable(m: Metrics, score: Score, p: ScoringParams, model: RiskModel) -> float:
     """The risk a signal is raised on. Where the model's P has been checked at this horizon
     against the business's own history (`RiskModel.recalibration`: past moments whose
     whole horizon was seen), the rhythm's part counts once the customer is late (`late`).
@@ -139,7 +139,6 @@ def raisable(m: Metrics, score: Score, rules: Rules, model: RiskModel) -> float:
     `risk.min_lapse`): a regular with random gaps has a long one now and then. And a
     customer whose expected loss (P x yearly value) is under `min_loss_share` of the
     business's typical yearly value is not raised by their rhythm alone."""
-    p = rules.scoring
     checked = model.recalibrated_at(m.horizon_days)
     if not (late(m, model) if checked else m.lapse >= p.min_lapse):
         return score.service
@@ -164,11 +163,10 @@ _ATTACHED = (
 _ATTACHED_UNRATED = _ATTACHED.replace("{:.2f} (mean rating {:.2f}", "{:.2f} (mean rating {}")
 
 
-def protected(raw: Score, m: Metrics, rules: Rules) -> Score:
+def protected(raw: Score, m: Metrics, p: ScoringParams) -> Score:
     """Involvement and affinity take a share of the risk off (at most their two
     `protection_*` weights together): two reasons with negative contributions, so the
     contributions still add up to the score."""
-    p = rules.scoring
     by_involvement = p.protection_involvement * m.involvement
     by_affinity = p.protection_affinity * clamp01(2.0 * (m.affinity - 0.5))
     protection = by_involvement + by_affinity
@@ -227,7 +225,7 @@ def silence_ceiling(
     overdue, oldest = m.overdue_ratio, m.oldest_open_complaint_days
     m.overdue_ratio = max(overdue, 1e9)
     m.oldest_open_complaint_days = 1e9
-    service = service_risk(m, rules).value
+    service = service_risk(m, rules.scoring).value
     m.overdue_ratio, m.oldest_open_complaint_days = overdue, oldest
     floor = rules.scoring.min_loss_share * model.typical_value
     if floor > 0.0 and m.revenue_at_risk < floor:

@@ -8,7 +8,7 @@ from touchstream.schemas import Kind, SignalKind
 from touchstream.schemas.decoder import Touchpoint
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.measure import Metrics
-from touchstream.streams.params import DAY
+from touchstream.streams.params import DAY, ScoringParams
 from touchstream.streams.rules import Rules
 from touchstream.streams.scoring import (
     Score,
@@ -29,11 +29,10 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def moment_of(event: Touchpoint, applied: Applied, rules: Rules, m: Metrics) -> Moment:
+def moment_of(event: Touchpoint, applied: Applied, p: ScoringParams, m: Metrics) -> Moment:
     """The strongest wow moment of this touchpoint: (strength, name, what happened).
     A promoter rating is an advocacy moment only for a customer ready to advocate:
     involved and attached (`loyalty.advocacy_min_*`); a referral is advocacy itself."""
-    p = rules.scoring
     candidates: list[Moment] = [NO_MOMENT]
     if applied.resolved_complaint_after is not None:
         days = applied.resolved_complaint_after / DAY
@@ -79,11 +78,10 @@ def wow_action(moment: Moment, value: float, channel: str, rules: Rules, model: 
 
 
 def wow(
-    m: Metrics, risk_score: float, moment: Moment, rules: Rules, pre_incident: float = -1.0
+    m: Metrics, risk_score: float, moment: Moment, p: ScoringParams, pre_incident: float = -1.0
 ) -> Score:
     """Consistency first: no wow on top of an erratic service, broken promises, a risk or a
     lapse. A service recovery is judged on the record *before* the incident it recovers."""
-    p = rules.scoring
     strength, name, what = moment
     consistency = m.consistency
     kept = 1.0 - m.broken_promise_rate if m.promises > 0.5 else 1.0
@@ -123,9 +121,8 @@ def wow(
     )
 
 
-def wow_allowed(signal_state: dict[str, list], moment: str, now: float, rules: Rules) -> bool:
+def wow_allowed(signal_state: dict[str, list], moment: str, now: float, p: ScoringParams) -> bool:
     """The moment's own cooldown, then the customer's wow budget (recovery is exempt)."""
-    p = rules.scoring
     last_moment = signal_state.get("wow:" + moment, [False, None])[1]
     cooldown = p.moment_cooldown_days.get(moment, p.wow_budget_days) * DAY
     if last_moment is not None and now - last_moment < cooldown:

@@ -83,8 +83,8 @@ def test_the_rhythm_raises_a_late_customer_only(m: Metrics) -> None:
         (learned, m.lapse >= 0.5),
         (RiskModel(), m.lapse >= 0.5),
     ):
-        score = risk(m, RULES, model)
-        assert raisable(m, score, RULES, model) == (score.value if late else score.service)
+        score = risk(m, RULES.scoring, model)
+        assert raisable(m, score, RULES.scoring, model) == (score.value if late else score.service)
 
 
 moments = st.sampled_from(
@@ -98,7 +98,7 @@ moments = st.sampled_from(
 
 @given(metrics())
 def test_risk_in_unit_interval_and_reasons_sum_to_score(m: Metrics) -> None:
-    score = risk(m, RULES, RiskModel())
+    score = risk(m, RULES.scoring, RiskModel())
     assert 0.0 <= score.value <= 1.0
     assert sum(r.contribution for r in score.reasons) == pytest.approx(score.value, abs=1e-9)
     assert all(r.contribution > 0 for r in score.reasons)
@@ -110,7 +110,7 @@ def test_risk_in_unit_interval_and_reasons_sum_to_score(m: Metrics) -> None:
 def test_wow_in_unit_interval_and_reasons_sum_to_score(
     m: Metrics, risk_value: float, moment: tuple, pre_incident: float
 ) -> None:
-    score = wow(m, risk_value, moment, RULES, pre_incident)
+    score = wow(m, risk_value, moment, RULES.scoring, pre_incident)
     assert 0.0 <= score.value <= 1.0
     assert sum(r.contribution for r in score.reasons) == pytest.approx(score.value, abs=1e-9)
     if risk_value > RULES.wow.max_risk or m.lapse > RULES.wow.max_lapse:
@@ -128,7 +128,7 @@ def test_a_likelier_lapse_never_lowers_risk(m: Metrics, more: float) -> None:
 
     quieter = replace(m, p_leave=m.p_leave + (1.0 - m.p_leave) * more)
     model = RiskModel()
-    assert risk(quieter, RULES, model).value >= risk(m, RULES, model).value - 1e-12
+    assert risk(quieter, RULES.scoring, model).value >= risk(m, RULES.scoring, model).value - 1e-12
 
 
 @given(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import random
 
 import orjson
@@ -11,7 +12,14 @@ from tests.streams.builders import at, delivery, touch
 from touchstream.streams.customer_state import STATE_FIELDS, CustomerState
 from touchstream.streams.params import DAY
 from touchstream.streams.rules import Rules
-from touchstream.streams.state import apply_event, channel_spread, decay_to, silent_failures, streak
+from touchstream.streams.state import (
+    apply_event,
+    channel_spread,
+    decay_to,
+    event_key,
+    silent_failures,
+    streak,
+)
 
 PARAMS = Rules(half_life_days=30.0, grace_seconds=2 * DAY).state_params()
 
@@ -216,3 +224,12 @@ def test_every_field_survives_the_positional_row() -> None:
     again = CustomerState.decode(state.encode())
     assert [getattr(again, name) for name in STATE_FIELDS] == list(values.values())
     assert again == state and again is not state
+
+
+@given(st.text(max_size=80))
+def test_the_dedup_key_of_an_event_id_never_changes(event_id: str) -> None:
+    """Stored states remember their events by this key: a new digest would count every
+    redelivery of an event they already hold once more."""
+    expected = hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
+    assert event_key(event_id) == expected
+    assert event_key("order-1") == "2599000e8c1b023d"  # what stored states hold
