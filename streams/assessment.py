@@ -8,9 +8,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Final
 
 from touchstream.schemas import Direction, Kind, Outcome, RatingScale
-from touchstream.schemas.decoder import Expectation, Touchpoint
+from touchstream.schemas.decoder import Expectation, Rating, Touchpoint
 from touchstream.schemas.touchpoint import RATING_BOUNDS
 
 GAP_CAP = 10.0  # tolerance units; one absurd promise must not dominate a customer's mean
@@ -84,8 +85,20 @@ class Assessment:
         self.rating, self.promoter, self.detractor = rating, promoter, detractor
 
 
+# enum members as module constants: compiled code reads a class attribute generically
+_FAILED_LEVEL: Final = Level.failed
+_EXCEEDED: Final = Level.exceeded
+_NO_LEVEL: Final = Level.none
+_MET: Final = Level.met
+_COMPLAINT: Final = Kind.complaint
+_FAILURE: Final = Outcome.failure
+_NPS_10: Final = RatingScale.nps_10
+_CES_7: Final = RatingScale.ces_7
+_HIGHER_IS_BETTER: Final = Direction.higher_is_better
+
+
 def expectation_gap(expectation: Expectation) -> Gap:
-    sign = 1.0 if expectation.direction is Direction.higher_is_better else -1.0
+    sign = 1.0 if expectation.direction is _HIGHER_IS_BETTER else -1.0
     delta = sign * (expectation.actual - expectation.promised)
     tolerance = expectation.tolerance
     if tolerance.kind == "absolute":
@@ -118,18 +131,17 @@ def _normalised(scale: RatingScale, value: float) -> float:
     """`Rating.normalised`, compiled (the struct's property is interpreted Python)."""
     low, high = RATING_BOUNDS[scale]
     share = (value - low) / (high - low)
-    return 1.0 - share if scale is RatingScale.ces_7 else share
+    return 1.0 - share if scale is _CES_7 else share
 
 
-def _rating_extremes(event: Touchpoint) -> tuple[bool, bool]:
+def _rating_extremes(rating: Rating | None) -> tuple[bool, bool]:
     """(promoter, detractor) by each scale's usual convention."""
-    rating = event.rating
     if rating is None:
         return False, False
     value, scale = rating.value, rating.scale
-    if scale is RatingScale.nps_10:
+    if scale is _NPS_10:
         return value >= 9, value <= 6
-    if scale is RatingScale.ces_7:
+    if scale is _CES_7:
         return value <= 2, value >= 5
     return value >= 5, value <= 2  # csat_5, stars_5
 
@@ -141,25 +153,26 @@ def assess(event: Touchpoint, wow_margin: float = 1.0) -> Assessment:
     or a detractor rating. exceeded: no failure and a gap above `wow_margin` or a promoter
     rating. met: anything else that can be judged.
     """
+    rated, outcome, sentiment = event.rating, event.outcome, event.sentiment
     gaps = tuple([expectation_gap(e) for e in event.expectations])
     worst: float | None = None
     miss = 0.0
     for g in gaps:
         worst = g.units if worst is None else min(worst, g.units)
         miss = max(miss, miss_size(g))
-    promoter, detractor = _rating_extremes(event)
-    rating = _normalised(event.rating.scale, event.rating.value) if event.rating else None
+    promoter, detractor = _rating_extremes(rated)
+    rating = _normalised(rated.scale, rated.value) if rated else None
 
     parts: list[float] = []
     if worst is not None:
         parts.append(math.tanh(worst / 2.0))
     if rating is not None:
         parts.append(2.0 * rating - 1.0)
-    if event.outcome is not None:
-        parts.append(_OUTCOME_QUALITY[event.outcome])
-    if event.sentiment is not None:
-        parts.append(event.sentiment)
-    complaint = event.kind is Kind.complaint
+    if outcome is not None:
+        parts.append(_OUTCOME_QUALITY[outcome])
+    if sentiment is not None:
+        parts.append(sentiment)
+    complaint = event.kind is _COMPLAINT
     if complaint:
         parts.append(-1.0)
     quality = max(-1.0, min(1.0, sum(parts) / len(parts))) if parts else None
@@ -167,16 +180,11 @@ def assess(event: Touchpoint, wow_margin: float = 1.0) -> Assessment:
         quality = min(quality, -(0.5 + 0.5 * miss_strength(miss)))  # losses weigh more
 
     if quality is None:
-        level = Level.none
-    elif (
-        (worst is not None and worst < -1.0)
-        or event.outcome is Outcome.failure
-        or complaint
-        or detractor
-    ):
-        level = Level.failed
+        level = _NO_LEVEL
+    elif (worst is not None and worst < -1.0) or outcome is _FAILURE or complaint or detractor:
+        level = _FAILED_LEVEL
     elif (worst is not None and worst > wow_margin) or promoter:
-        level = Level.exceeded
+        level = _EXCEEDED
     else:
-        level = Level.met
+        level = _MET
     return Assessment(gaps, worst, miss, level, quality, rating, promoter, detractor)

@@ -15,7 +15,7 @@ import math
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
 
@@ -33,6 +33,9 @@ from touchstream.streams.partitioner import partition_for
 from touchstream.streams.risk import silence_ceiling
 from touchstream.streams.rules import Rules
 from touchstream.streams.state import apply_event, dedup_horizon, event_key
+
+# enum members as module constants: compiled code reads a class attribute generically
+_FAILED_LEVEL: Final = Level.failed
 
 SNAPSHOT_RISK_STEP = 0.05  # a silence check writes a snapshot when risk moved this much
 PARK_LIMIT = 1_000  # records a customer keeps waiting for a merge before going on without
@@ -240,7 +243,7 @@ class Engine:
         if (
             not state.open_complaints
             and applied.assessment is not None
-            and (applied.assessment.level is not Level.failed)
+            and (applied.assessment.level is not _FAILED_LEVEL)
         ):  # the record before any incident: what a recovery gesture is judged on
             state.pre_incident = result.metrics.consistency
         outcome.signals.extend(result.signals)

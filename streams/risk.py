@@ -3,6 +3,8 @@ what loyalty takes off, whether it may be raised, and what to do about it."""
 
 from __future__ import annotations
 
+from typing import Final
+
 from touchstream.schemas import SignalKind
 from touchstream.schemas.decoder import Touchpoint
 from touchstream.streams.attribution import attribution
@@ -19,6 +21,9 @@ from touchstream.streams.scoring import (
     reaches,
 )
 from touchstream.streams.state import CHANNELS
+
+# enum members as module constants: compiled code reads a class attribute generically
+_RISK_KIND: Final = SignalKind.about_to_defect
 
 
 def service_risk(m: Metrics, p: ScoringParams) -> Score:
@@ -84,7 +89,7 @@ def service_risk(m: Metrics, p: ScoringParams) -> Score:
     if reaches(falling, p.falling_trend):
         detail = ("recent ratings below the long-run mean", ())
         factors.append(("falling_trend", m.rating_trend, falling, p.falling_trend, detail))
-    raw = combined(SignalKind.about_to_defect, factors, None)
+    raw = combined(_RISK_KIND, factors, None)
     return protected(raw, m, p)
 
 
@@ -125,7 +130,7 @@ def risk(m: Metrics, p: ScoringParams, model: RiskModel) -> Score:
         factors.append(("lapse", m.p_leave, m.p_leave, detail))
     factors.sort(key=lambda f: -f[2])
     value = clamp01(m.p_leave + keep * service.value)
-    return Score(SignalKind.about_to_defect, value, tuple(factors), None, service.value)
+    return Score(_RISK_KIND, value, tuple(factors), None, service.value)
 
 
 def raisable(m: Metrics, score: Score, p: ScoringParams, model: RiskModel) -> float:

@@ -34,6 +34,16 @@ from touchstream.streams.customer_state import (
 )
 from touchstream.streams.params import DAY, StateParams
 
+# enum members as module constants: compiled code reads a class attribute generically
+_FAILED_LEVEL: Final = Level.failed
+_EXCEEDED: Final = Level.exceeded
+_NO_LEVEL: Final = Level.none
+_MET: Final = Level.met
+_COMPLAINT_RESOLVED: Final = Kind.complaint_resolved
+_COMPLAINT: Final = Kind.complaint
+_REVIEW: Final = Kind.review
+_REFERRAL: Final = Kind.referral
+
 BAD_REVIEW_SENTIMENT = -0.3  # a review at or below this sentiment is a bad one
 _REANCHOR_HALF_LIVES = 100.0  # keep 2^(x / h) well inside float range (fast sums use h / 4)
 CHANNELS = (
@@ -154,9 +164,10 @@ def apply_event(state: CustomerState, event: Touchpoint, params: StateParams) ->
     state.event_count += 1
     state.first_seen = t if state.event_count == 1 else min(state.first_seen, t)
     state.last_seen = max(state.last_seen, t)
+    kind = event.kind  # a struct field read generically: each once
     channel = CHANNEL_INDEX[event.channel]  # a StrEnum: hashes as its value
     state.channels_mask |= 1 << channel
-    initiated = event.kind not in COMPANY_INITIATED
+    initiated = kind not in COMPANY_INITIATED
 
     result = assess(event, params.wow_margin)
     if result.quality is not None:
@@ -167,9 +178,9 @@ def apply_event(state: CustomerState, event: Touchpoint, params: StateParams) ->
         pair = state.channel_quality.setdefault(channel, [0.0, 0.0])
         pair[0] += grow
         pair[1] += grow * q
-        if result.level is Level.failed:
+        if result.level is _FAILED_LEVEL:
             state.failed += grow
-        elif result.level is Level.exceeded:
+        elif result.level is _EXCEEDED:
             state.exceeded += grow
         else:
             state.met += grow
@@ -192,30 +203,31 @@ def apply_event(state: CustomerState, event: Touchpoint, params: StateParams) ->
         state.s_rating_fast += grow_fast * result.rating
     if initiated:
         _count_active_day(state, t)
-        if result.level is Level.none:
+        if result.level is _NO_LEVEL:
             _remember(state.recent, t, 0, True)
-    if event.kind in FEEDBACK_KINDS or event.rating is not None:
+    if kind in FEEDBACK_KINDS or event.rating is not None:
         state.feedback_given += 1
-    if event.kind is Kind.referral:
+    if kind is _REFERRAL:
         state.referrals += 1
     if result.promoter:
         state.promoter_moments += 1
-    if event.kind is Kind.review and (
+    if kind is _REVIEW and (
         result.detractor
-        or result.level is Level.failed
+        or result.level is _FAILED_LEVEL
         or (event.sentiment is not None and event.sentiment <= BAD_REVIEW_SENTIMENT)
     ):
         state.bad_reviews += 1
-    if event.case_id and (event.kind is Kind.complaint_resolved or event.kind in COMPANY_INITIATED):
+    if event.case_id and (kind is _COMPLAINT_RESOLVED or kind in COMPANY_INITIATED):
         state.feedback_answered += 1
 
     resolved_after = _track_complaints(state, event, t, result, channel, params)
     purchases = None
-    if event.kind in PURCHASE_KINDS:
+    if kind in PURCHASE_KINDS:
         state.purchases += 1
         purchases = state.purchases
-        if event.value is not None:
-            state.spend += event.value.amount
+        value = event.value
+        if value is not None:
+            state.spend += value.amount
     _forget_old_ids(state, params)
     return Applied("applied", result, resolved_after, purchases)
 
@@ -258,7 +270,8 @@ def _track_complaints(
     How the company handled it counts as a promise: a resolution slower than the recovery
     SLA, or a complaint reopened after it was resolved (the fix did not hold), is a broken
     promise (in `broken_promise_rate` and `consecutive_misses`), sized by how late it was."""
-    if event.kind is Kind.complaint:
+    kind = event.kind
+    if kind is _COMPLAINT:
         opened_case = event.case_id or event.event_id
         if opened_case in state.resolved_cases:
             state.reopened += 1
@@ -274,7 +287,7 @@ def _track_complaints(
         for case in [c for c in state.complaint_where if c not in state.open_complaints]:
             del state.complaint_where[case]
         return None
-    if event.kind is Kind.complaint_resolved and state.open_complaints:
+    if kind is _COMPLAINT_RESOLVED and state.open_complaints:
         case = event.case_id or ""
         if case not in state.open_complaints:
             case = min(state.open_complaints, key=lambda c: state.open_complaints[c][0])
@@ -283,7 +296,7 @@ def _track_complaints(
         state.resolved_cases = [*state.resolved_cases[-(OPEN_COMPLAINTS_KEEP - 1) :], case]
         took = max(0.0, t - opened)
         sla = params.recovery_sla_days * DAY
-        if took <= sla and result.level is not Level.failed:
+        if took <= sla and result.level is not _FAILED_LEVEL:
             _recover(state, opened, quality, int(channel_of_complaint), params)
         elif took > sla:
             state.slow_resolutions += 1
@@ -341,8 +354,8 @@ def _recover(
     if pair is not None:
         pair[1] -= grow * quality
     state.recent = [
-        (rt, int(Level.met), initiated)
-        if rt == opened and level == Level.failed
+        (rt, int(_MET), initiated)
+        if rt == opened and level == _FAILED_LEVEL
         else (rt, level, initiated)
         for rt, level, initiated in state.recent
     ]
@@ -354,7 +367,7 @@ def decay_to(state: CustomerState, now: float, h: float) -> float:
     return 2.0 ** (-(now - state.anchor) / h)
 
 
-_NONE, _FAILED = int(Level.none), int(Level.failed)  # plain ints: IntEnum compares slowly
+_NONE, _FAILED = int(_NO_LEVEL), int(_FAILED_LEVEL)  # plain ints: IntEnum compares slowly
 
 
 def streak(state: CustomerState) -> int:

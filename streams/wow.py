@@ -17,11 +17,15 @@ from touchstream.streams.scoring import (
 )
 from touchstream.streams.state import Applied
 
+# enum members as module constants: compiled code reads a class attribute generically
+_WOW_KIND: Final = SignalKind.wow_opportunity
+_REFERRAL: Final = Kind.referral
+
 Moment = tuple[float, str, str]  # strength, name, what happened (for the action)
 
 
 NO_MOMENT: Moment = (0.0, "none", "")
-_WOW: Final = SignalKind.wow_opportunity.value  # an enum's `.value` is a Python property
+_WOW: Final = _WOW_KIND.value  # an enum's `.value` is a Python property
 
 
 def _ordinal(n: int) -> str:
@@ -44,7 +48,7 @@ def moment_of(event: Touchpoint, applied: Applied, p: ScoringParams, m: Metrics)
         candidates.append((1.0, "milestone", what))
     assessed = applied.assessment
     ready = m.involvement >= p.advocacy_min_involvement and m.affinity >= p.advocacy_min_affinity
-    if event.kind is Kind.referral:
+    if event.kind is _REFERRAL:
         candidates.append((1.0, "advocacy", "they referred someone"))
     elif assessed is not None and assessed.promoter and ready:
         candidates.append((1.0, "advocacy", "a promoter rating"))
@@ -93,11 +97,11 @@ def wow(
         or risk_score > p.wow_max_risk
         or m.lapse > p.wow_max_lapse
     ):
-        return Score(SignalKind.wow_opportunity, 0.0, ())
+        return Score(_WOW_KIND, 0.0, ())
     judged = m.failed + m.met + m.exceeded
     stealable = m.met / judged if judged > 0 else 0.0
     return weighted(
-        SignalKind.wow_opportunity,
+        _WOW_KIND,
         [
             (
                 "consistent_record",
