@@ -14,21 +14,21 @@ from touchstream.schemas import Direction, Kind, Outcome, RatingScale
 from touchstream.schemas.decoder import Expectation, Rating, Touchpoint
 from touchstream.schemas.touchpoint import RATING_BOUNDS
 
-GAP_CAP = 10.0  # tolerance units; one absurd promise must not dominate a customer's mean
+GAP_CAP: Final = 10.0  # tolerance units; one absurd promise must not dominate a customer's mean
 # A broken promise's size is kept apart, uncapped in `miss` (how many times the promise it
 # missed by: promised 1 day, took 5 = 4.0) and scored on a log scale that reaches 1 at
 # MISS_FULL: 2x late = 0.43, 3x = 0.68, 5x = 1.0. Losses weigh more than gains: a broken
 # promise scores quality -(0.5 + 0.5 * strength), whatever else the touchpoint said.
-MISS_FULL = 4.0
-_LOG_MISS_FULL = math.log2(1.0 + MISS_FULL)
+MISS_FULL: Final = 4.0
+_LOG_MISS_FULL: Final = math.log2(1.0 + MISS_FULL)
 
 # Kinds the company initiates: they say nothing about whether the customer is still talking.
-COMPANY_INITIATED = frozenset({Kind.delivery, Kind.notification})
-FEEDBACK_KINDS = frozenset({Kind.survey, Kind.feedback, Kind.review})
-ADVOCACY_KINDS = frozenset({Kind.referral, Kind.review})
-PURCHASE_KINDS = frozenset({Kind.purchase, Kind.order})
+COMPANY_INITIATED: Final = frozenset({Kind.delivery, Kind.notification})
+FEEDBACK_KINDS: Final = frozenset({Kind.survey, Kind.feedback, Kind.review})
+ADVOCACY_KINDS: Final = frozenset({Kind.referral, Kind.review})
+PURCHASE_KINDS: Final = frozenset({Kind.purchase, Kind.order})
 
-_OUTCOME_QUALITY = {
+_OUTCOME_QUALITY: Final = {
     Outcome.success: 0.5,
     Outcome.partial: -0.3,
     Outcome.cancelled: -0.5,

@@ -28,11 +28,11 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from touchstream.streams.bgnbd import BGNBDParams
 
-FEATURES = (
+FEATURES: Final = (
     "intercept",
     "logit_p_alive",
     "log_silence",
@@ -47,7 +47,7 @@ FEATURES = (
     "log_spreads_overdue",
     "one_time_log_age",
 )
-PRIOR_GAPS = 2.0  # pseudo-gaps of the prior rhythm that shrink a customer's mean and spread
+PRIOR_GAPS: Final = 2.0  # pseudo-gaps of the prior rhythm that shrink a customer's mean and spread
 DEFAULT_VERSION = "default"
 
 

@@ -71,8 +71,8 @@ STATE_FIELDS: Final = (
     "parked",
 )
 
-_ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder()
+_ENCODER: Final = msgspec.msgpack.Encoder()
+_DECODER: Final = msgspec.msgpack.Decoder()
 
 
 class CustomerState:

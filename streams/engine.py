@@ -37,7 +37,7 @@ from touchstream.streams.state import apply_event, dedup_horizon, event_key
 # enum members as module constants: compiled code reads a class attribute generically
 _FAILED_LEVEL: Final = Level.failed
 
-SNAPSHOT_RISK_STEP = 0.05  # a silence check writes a snapshot when risk moved this much
+SNAPSHOT_RISK_STEP: Final = 0.05  # a silence check writes a snapshot when risk moved this much
 PARK_LIMIT = 1_000  # records a customer keeps waiting for a merge before going on without
 
 

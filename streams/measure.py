@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Final
 
 from touchstream.streams.bgnbd import p_alive
 from touchstream.streams.churn import PRIOR_GAPS, RiskModel, gap_spread
@@ -194,7 +195,7 @@ def involvement_parts(
     )
 
 
-INVOLVEMENT_PARTS = (
+INVOLVEMENT_PARTS: Final = (
     "feedback {:.2f}, channels {:.2f}, tenure {:.2f}, spend {:.2f}, referrals {:.2f}"
 )
 

@@ -9,9 +9,9 @@ are the rules' own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-DAY = 86_400.0
+DAY: Final = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,11 +161,11 @@ def late(m: Metrics, model: RiskModel) -> bool:
     return m.silent_days > gap if gap else m.overdue_ratio > 1.0
 
 
-_ATTACHED = (
+_ATTACHED: Final = (
     "an attached customer: affinity {:.2f} (mean rating {:.2f}, trend {:+.2f}, "
     "{} bad public reviews)"
 )
-_ATTACHED_UNRATED = _ATTACHED.replace("{:.2f} (mean rating {:.2f}", "{:.2f} (mean rating {}")
+_ATTACHED_UNRATED: Final = _ATTACHED.replace("{:.2f} (mean rating {:.2f}", "{:.2f} (mean rating {}")
 
 
 def protected(raw: Score, m: Metrics, p: ScoringParams) -> Score:

@@ -6,7 +6,7 @@ import operator
 from collections.abc import Iterable
 from datetime import datetime
 from itertools import repeat
-from typing import Any
+from typing import Any, Final
 
 from touchstream.schemas import DeadLetter, MetricsSnapshot, Signal
 from touchstream.schemas.decoder import Touchpoint
@@ -60,7 +60,7 @@ TOUCHPOINT_COLUMNS = (
 )
 
 
-_LEVEL_NAMES = {level: level.name for level in Level}
+_LEVEL_NAMES: Final = {level: level.name for level in Level}
 
 
 def touchpoint_row(

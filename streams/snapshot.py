@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -72,7 +72,7 @@ def snapshot(state: CustomerState, m: Metrics, risk_score: float, wow_score: flo
 _AS_OBJECT: Any = msgspec.defstruct(
     "SnapshotJSON", [(name, Any) for name in Snapshot._fields], gc=False
 )
-_ENCODER = msgspec.json.Encoder()
+_ENCODER: Final = msgspec.json.Encoder()
 
 
 def snapshot_json(snapshot: Snapshot) -> bytes:

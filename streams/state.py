@@ -44,9 +44,9 @@ _COMPLAINT: Final = Kind.complaint
 _REVIEW: Final = Kind.review
 _REFERRAL: Final = Kind.referral
 
-BAD_REVIEW_SENTIMENT = -0.3  # a review at or below this sentiment is a bad one
-_REANCHOR_HALF_LIVES = 100.0  # keep 2^(x / h) well inside float range (fast sums use h / 4)
-CHANNELS = (
+BAD_REVIEW_SENTIMENT: Final = -0.3  # a review at or below this sentiment is a bad one
+_REANCHOR_HALF_LIVES: Final = 100.0  # keep 2^(x / h) well inside float range (fast sums use h / 4)
+CHANNELS: Final = (
     "web",
     "app",
     "email",
@@ -58,7 +58,7 @@ CHANNELS = (
     "delivery",
     "mail",
 )
-CHANNEL_INDEX = {name: i for i, name in enumerate(CHANNELS)}
+CHANNEL_INDEX: Final = {name: i for i, name in enumerate(CHANNELS)}
 
 
 _EVENT_KEY: Final = hashlib.blake2b(digest_size=8)  # copied: the keyword call costs more
@@ -367,7 +367,8 @@ def decay_to(state: CustomerState, now: float, h: float) -> float:
     return 2.0 ** (-(now - state.anchor) / h)
 
 
-_NONE, _FAILED = int(_NO_LEVEL), int(_FAILED_LEVEL)  # plain ints: IntEnum compares slowly
+_NONE: Final = int(_NO_LEVEL)  # plain ints: IntEnum compares slowly
+_FAILED: Final = int(_FAILED_LEVEL)
 
 
 def streak(state: CustomerState) -> int:
@@ -392,7 +393,7 @@ def silent_failures(state: CustomerState) -> int:
     return count
 
 
-CHANNEL_PRIOR = 2.0  # pseudo-touchpoints at the overall mean added to every channel
+CHANNEL_PRIOR: Final = 2.0  # pseudo-touchpoints at the overall mean added to every channel
 
 
 def channel_spread(state: CustomerState, now: float, h: float) -> float:
