@@ -43,7 +43,7 @@ from touchstream.sinks.identity import identity_columns
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.engine import Engine, StepResult, partition_for
-from touchstream.streams.evaluate import evaluate
+from touchstream.streams.evaluate import assess
 from touchstream.streams.identity import IdentityGraph, denied_keys
 from touchstream.streams.offers import OVER_CAPACITY, Offer, allot, is_offer
 from touchstream.streams.params import DAY
@@ -353,11 +353,8 @@ class ReplayRun:
             state = result.states[customer_id]
             if state.merged_into:  # an alias: its customer is the one it merged into
                 continue
-            when = max(end, state.last_seen)
-            probe = CustomerState.decode(state.encode())  # scoring must not move signal state
-            result.final.append(
-                evaluate(probe, when, self.rules, self.model).snapshot(probe).model()
-            )
+            when = max(end, state.last_seen)  # scored without raising: the state stays as it is
+            result.final.append(assess(state, when, self.rules, self.model).model())
 
 
 def decide_offers(result: ReplayResult, rules: Rules) -> None:
