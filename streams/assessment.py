@@ -85,12 +85,16 @@ class Assessment:
         self.rating, self.promoter, self.detractor = rating, promoter, detractor
 
 
-# enum members as module constants: compiled code reads a class attribute generically
-_FAILED_LEVEL: Final = Level.failed
-_EXCEEDED: Final = Level.exceeded
-_NO_LEVEL: Final = Level.none
-_MET: Final = Level.met
-_COMPLAINT: Final = Kind.complaint
+# enum members as module constants, for every compiled module: compiled code reads a class
+# attribute (`Level.failed`) through a generic lookup, ~900 instructions
+LEVEL_FAILED: Final = Level.failed
+LEVEL_EXCEEDED: Final = Level.exceeded
+LEVEL_NONE: Final = Level.none
+LEVEL_MET: Final = Level.met
+COMPLAINT: Final = Kind.complaint
+COMPLAINT_RESOLVED: Final = Kind.complaint_resolved
+REVIEW: Final = Kind.review
+REFERRAL: Final = Kind.referral
 _FAILURE: Final = Outcome.failure
 _NPS_10: Final = RatingScale.nps_10
 _CES_7: Final = RatingScale.ces_7
@@ -172,7 +176,7 @@ def assess(event: Touchpoint, wow_margin: float = 1.0) -> Assessment:
         parts.append(_OUTCOME_QUALITY[outcome])
     if sentiment is not None:
         parts.append(sentiment)
-    complaint = event.kind is _COMPLAINT
+    complaint = event.kind is COMPLAINT
     if complaint:
         parts.append(-1.0)
     quality = max(-1.0, min(1.0, sum(parts) / len(parts))) if parts else None
@@ -180,11 +184,11 @@ def assess(event: Touchpoint, wow_margin: float = 1.0) -> Assessment:
         quality = min(quality, -(0.5 + 0.5 * miss_strength(miss)))  # losses weigh more
 
     if quality is None:
-        level = _NO_LEVEL
+        level = LEVEL_NONE
     elif (worst is not None and worst < -1.0) or outcome is _FAILURE or complaint or detractor:
-        level = _FAILED_LEVEL
+        level = LEVEL_FAILED
     elif (worst is not None and worst > wow_margin) or promoter:
-        level = _EXCEEDED
+        level = LEVEL_EXCEEDED
     else:
-        level = _MET
+        level = LEVEL_MET
     return Assessment(gaps, worst, miss, level, quality, rating, promoter, detractor)

@@ -22,7 +22,7 @@ from mypy_extensions import mypyc_attr
 from touchstream.schemas import FieldError, Signal, TouchpointRejected
 from touchstream.schemas.decoder import Touchpoint
 from touchstream.schemas.signal import Snapshot
-from touchstream.streams.assessment import Assessment, Level
+from touchstream.streams.assessment import LEVEL_FAILED, Assessment
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.customer_state import ABSORBED_KEEP, CustomerState
 from touchstream.streams.evaluate import assess, evaluate
@@ -33,9 +33,6 @@ from touchstream.streams.partitioner import partition_for
 from touchstream.streams.risk import silence_ceiling
 from touchstream.streams.rules import Rules
 from touchstream.streams.state import apply_event, dedup_horizon, event_key
-
-# enum members as module constants: compiled code reads a class attribute generically
-_FAILED_LEVEL: Final = Level.failed
 
 SNAPSHOT_RISK_STEP: Final = 0.05  # a silence check writes a snapshot when risk moved this much
 PARK_LIMIT = 1_000  # records a customer keeps waiting for a merge before going on without
@@ -89,6 +86,7 @@ class Engine:
         # (exact: both sides of the comparison change only with the customer's own events)
         self._due: dict[str, float] = {}
         self.params = rules.state_params()
+        self.scoring = rules.scoring  # read per event: a pydantic attribute read costs ~700
         self.period = rules.silence_check_days * DAY
         self.park_limit = PARK_LIMIT
 
@@ -243,11 +241,11 @@ class Engine:
         if (
             not state.open_complaints
             and applied.assessment is not None
-            and (applied.assessment.level is not _FAILED_LEVEL)
+            and (applied.assessment.level is not LEVEL_FAILED)
         ):  # the record before any incident: what a recovery gesture is judged on
             state.pre_incident = result.metrics.consistency
         outcome.signals.extend(result.signals)
-        every = self.rules.scoring.snapshot_every
+        every = self.scoring.snapshot_every
         if result.signals or state.event_count == 1 or t - state.last_snapshot_at >= every:
             state.last_snapshot_at = t
             state.last_snapshot_risk = result.risk.value
@@ -307,7 +305,7 @@ class Engine:
             self._timer_skip.add(customer_id)  # raised; only an event can clear it
             return
         last = state.last_active or state.last_seen
-        usual = usual_gap_days(state, self.rules.scoring)
+        usual = usual_gap_days(state, self.scoring)
         if (now - last) / DAY <= usual:  # not overdue: the silence factor is zero
             # ...and not late (`risk.late`): a one-time buyer may be, sooner
             gap = self.model.one_time_gap(state.active_days - 1)
@@ -315,12 +313,12 @@ class Engine:
             wake = last + late_after * DAY - 1.0  # a second early: no float doubt
             if state.open_complaints:  # ...but a complaint's age grows all the same
                 opened = min(case[0] for case in state.open_complaints.values())
-                wake = min(wake, opened + self.rules.scoring.complaint_sla_days * DAY)
+                wake = min(wake, opened + self.scoring.complaint_sla_days * DAY)
             if wake > now:
                 due[customer_id] = wake
                 return
         ceiling, measured = silence_ceiling(state, now, self.rules, self.model)
-        if ceiling < self.rules.scoring.risk_trigger.raise_at:
+        if ceiling < self.scoring.risk_trigger.raise_at:
             # silence alone cannot raise: looked at once per usual interval, on a grid
             # anchored at the last contact, so a restart (which loses `_due`) looks at
             # the very same boundaries (a restart once wrote a snapshot a day early)

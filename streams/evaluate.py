@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
 from touchstream.schemas import MetricsSnapshot, Signal, SignalKind
 from touchstream.schemas.decoder import Touchpoint
@@ -16,6 +15,8 @@ from touchstream.streams.params import ScoringParams
 from touchstream.streams.risk import at_stake, raisable, risk, risk_action, usual_channel
 from touchstream.streams.rules import Rules
 from touchstream.streams.scoring import (
+    RISK_KEY,
+    WOW_KEY,
     Score,
     decide,
     severity,
@@ -33,10 +34,6 @@ from touchstream.streams.wow import (
     wow_action,
     wow_allowed,
 )
-
-# an enum's `.value` is a Python-level property: read once (the signal state's keys)
-_RISK: Final = SignalKind.about_to_defect.value
-_WOW: Final = SignalKind.wow_opportunity.value
 
 
 @dataclass(slots=True, init=False)
@@ -121,12 +118,12 @@ def record_raised(
     moment kind per its cooldown and once per customer per `budget_days` (recovery
     excepted)."""
     raised: list[Score] = []
-    active, last_raised = signal_state.get(_RISK, [False, None])
+    active, last_raised = signal_state.get(RISK_KEY, [False, None])
     decision = decide(active, last_raised, trigger_value, now, p.risk_trigger)
     if decision == "clear":
-        signal_state[_RISK] = [False, last_raised]
+        signal_state[RISK_KEY] = [False, last_raised]
     elif decision == "raise":
-        signal_state[_RISK] = [True, now]
+        signal_state[RISK_KEY] = [True, now]
         raised.append(risk_score)
     if (
         moment != "none"
@@ -134,7 +131,7 @@ def record_raised(
         and wow_allowed(signal_state, moment, now, p)
     ):
         signal_state["wow:" + moment] = [False, now]
-        signal_state[_WOW] = [False, now]
+        signal_state[WOW_KEY] = [False, now]
         raised.append(wow_score)
     return raised
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Final
 
-from touchstream.schemas import SignalKind
 from touchstream.schemas.decoder import Touchpoint
 from touchstream.streams.attribution import attribution
 from touchstream.streams.churn import RiskModel
@@ -14,6 +13,7 @@ from touchstream.streams.measure import INVOLVEMENT_PARTS, Metrics, measure
 from touchstream.streams.params import ScoringParams
 from touchstream.streams.rules import Rules
 from touchstream.streams.scoring import (
+    RISK,
     Detail,
     Score,
     clamp01,
@@ -21,9 +21,6 @@ from touchstream.streams.scoring import (
     reaches,
 )
 from touchstream.streams.state import CHANNELS
-
-# enum members as module constants: compiled code reads a class attribute generically
-_RISK_KIND: Final = SignalKind.about_to_defect
 
 
 def service_risk(m: Metrics, p: ScoringParams) -> Score:
@@ -89,7 +86,7 @@ def service_risk(m: Metrics, p: ScoringParams) -> Score:
     if reaches(falling, p.falling_trend):
         detail = ("recent ratings below the long-run mean", ())
         factors.append(("falling_trend", m.rating_trend, falling, p.falling_trend, detail))
-    raw = combined(_RISK_KIND, factors, None)
+    raw = combined(RISK, factors, None)
     return protected(raw, m, p)
 
 
@@ -130,7 +127,7 @@ def risk(m: Metrics, p: ScoringParams, model: RiskModel) -> Score:
         factors.append(("lapse", m.p_leave, m.p_leave, detail))
     factors.sort(key=lambda f: -f[2])
     value = clamp01(m.p_leave + keep * service.value)
-    return Score(_RISK_KIND, value, tuple(factors), None, service.value)
+    return Score(RISK, value, tuple(factors), None, service.value)
 
 
 def raisable(m: Metrics, score: Score, p: ScoringParams, model: RiskModel) -> float:

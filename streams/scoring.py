@@ -19,10 +19,17 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from touchstream.schemas import Reason, Severity, SignalKind
 from touchstream.streams.params import TriggerParams
+
+# the signal kinds as module constants, and their values (the signal state's keys): compiled
+# code reads an enum member generically (~900 instructions) and `.value` is a Python property
+RISK: Final = SignalKind.about_to_defect
+WOW: Final = SignalKind.wow_opportunity
+RISK_KEY: Final = RISK.value
+WOW_KEY: Final = WOW.value
 
 # the detail of a factor as a format string and its arguments: formatted only for a signal
 Detail = tuple[str, tuple[Any, ...]]

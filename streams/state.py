@@ -14,14 +14,20 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
-from touchstream.schemas import Kind
 from touchstream.schemas.decoder import Touchpoint
 from touchstream.streams.assessment import (
     COMPANY_INITIATED,
+    COMPLAINT,
+    COMPLAINT_RESOLVED,
     FEEDBACK_KINDS,
+    LEVEL_EXCEEDED,
+    LEVEL_FAILED,
+    LEVEL_MET,
+    LEVEL_NONE,
     PURCHASE_KINDS,
+    REFERRAL,
+    REVIEW,
     Assessment,
-    Level,
     assess,
     miss_strength,
 )
@@ -33,16 +39,6 @@ from touchstream.streams.customer_state import (
     CustomerState,
 )
 from touchstream.streams.params import DAY, StateParams
-
-# enum members as module constants: compiled code reads a class attribute generically
-_FAILED_LEVEL: Final = Level.failed
-_EXCEEDED: Final = Level.exceeded
-_NO_LEVEL: Final = Level.none
-_MET: Final = Level.met
-_COMPLAINT_RESOLVED: Final = Kind.complaint_resolved
-_COMPLAINT: Final = Kind.complaint
-_REVIEW: Final = Kind.review
-_REFERRAL: Final = Kind.referral
 
 BAD_REVIEW_SENTIMENT: Final = -0.3  # a review at or below this sentiment is a bad one
 _REANCHOR_HALF_LIVES: Final = 100.0  # keep 2^(x / h) well inside float range (fast sums use h / 4)
@@ -178,9 +174,9 @@ def apply_event(state: CustomerState, event: Touchpoint, params: StateParams) ->
         pair = state.channel_quality.setdefault(channel, [0.0, 0.0])
         pair[0] += grow
         pair[1] += grow * q
-        if result.level is _FAILED_LEVEL:
+        if result.level is LEVEL_FAILED:
             state.failed += grow
-        elif result.level is _EXCEEDED:
+        elif result.level is LEVEL_EXCEEDED:
             state.exceeded += grow
         else:
             state.met += grow
@@ -203,21 +199,21 @@ def apply_event(state: CustomerState, event: Touchpoint, params: StateParams) ->
         state.s_rating_fast += grow_fast * result.rating
     if initiated:
         _count_active_day(state, t)
-        if result.level is _NO_LEVEL:
+        if result.level is LEVEL_NONE:
             _remember(state.recent, t, 0, True)
     if kind in FEEDBACK_KINDS or event.rating is not None:
         state.feedback_given += 1
-    if kind is _REFERRAL:
+    if kind is REFERRAL:
         state.referrals += 1
     if result.promoter:
         state.promoter_moments += 1
-    if kind is _REVIEW and (
+    if kind is REVIEW and (
         result.detractor
-        or result.level is _FAILED_LEVEL
+        or result.level is LEVEL_FAILED
         or (event.sentiment is not None and event.sentiment <= BAD_REVIEW_SENTIMENT)
     ):
         state.bad_reviews += 1
-    if event.case_id and (kind is _COMPLAINT_RESOLVED or kind in COMPANY_INITIATED):
+    if event.case_id and (kind is COMPLAINT_RESOLVED or kind in COMPANY_INITIATED):
         state.feedback_answered += 1
 
     resolved_after = _track_complaints(state, event, t, result, channel, params)
@@ -271,7 +267,7 @@ def _track_complaints(
     SLA, or a complaint reopened after it was resolved (the fix did not hold), is a broken
     promise (in `broken_promise_rate` and `consecutive_misses`), sized by how late it was."""
     kind = event.kind
-    if kind is _COMPLAINT:
+    if kind is COMPLAINT:
         opened_case = event.case_id or event.event_id
         if opened_case in state.resolved_cases:
             state.reopened += 1
@@ -287,7 +283,7 @@ def _track_complaints(
         for case in [c for c in state.complaint_where if c not in state.open_complaints]:
             del state.complaint_where[case]
         return None
-    if kind is _COMPLAINT_RESOLVED and state.open_complaints:
+    if kind is COMPLAINT_RESOLVED and state.open_complaints:
         case = event.case_id or ""
         if case not in state.open_complaints:
             case = min(state.open_complaints, key=lambda c: state.open_complaints[c][0])
@@ -296,7 +292,7 @@ def _track_complaints(
         state.resolved_cases = [*state.resolved_cases[-(OPEN_COMPLAINTS_KEEP - 1) :], case]
         took = max(0.0, t - opened)
         sla = params.recovery_sla_days * DAY
-        if took <= sla and result.level is not _FAILED_LEVEL:
+        if took <= sla and result.level is not LEVEL_FAILED:
             _recover(state, opened, quality, int(channel_of_complaint), params)
         elif took > sla:
             state.slow_resolutions += 1
@@ -354,8 +350,8 @@ def _recover(
     if pair is not None:
         pair[1] -= grow * quality
     state.recent = [
-        (rt, int(_MET), initiated)
-        if rt == opened and level == _FAILED_LEVEL
+        (rt, int(LEVEL_MET), initiated)
+        if rt == opened and level == LEVEL_FAILED
         else (rt, level, initiated)
         for rt, level, initiated in state.recent
     ]
@@ -367,8 +363,8 @@ def decay_to(state: CustomerState, now: float, h: float) -> float:
     return 2.0 ** (-(now - state.anchor) / h)
 
 
-_NONE: Final = int(_NO_LEVEL)  # plain ints: IntEnum compares slowly
-_FAILED: Final = int(_FAILED_LEVEL)
+_NONE: Final = int(LEVEL_NONE)  # plain ints: IntEnum compares slowly
+_FAILED: Final = int(LEVEL_FAILED)
 
 
 def streak(state: CustomerState) -> int:

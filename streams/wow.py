@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Final
-
-from touchstream.schemas import Kind, SignalKind
 from touchstream.schemas.decoder import Touchpoint
+from touchstream.streams.assessment import REFERRAL
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.measure import Metrics
 from touchstream.streams.params import DAY, ScoringParams
 from touchstream.streams.rules import Rules
 from touchstream.streams.scoring import (
+    WOW,
+    WOW_KEY,
     Score,
     clamp01,
     weighted,
 )
 from touchstream.streams.state import Applied
 
-# enum members as module constants: compiled code reads a class attribute generically
-_WOW_KIND: Final = SignalKind.wow_opportunity
-_REFERRAL: Final = Kind.referral
-
 Moment = tuple[float, str, str]  # strength, name, what happened (for the action)
 
 
 NO_MOMENT: Moment = (0.0, "none", "")
-_WOW: Final = _WOW_KIND.value  # an enum's `.value` is a Python property
 
 
 def _ordinal(n: int) -> str:
@@ -48,7 +43,7 @@ def moment_of(event: Touchpoint, applied: Applied, p: ScoringParams, m: Metrics)
         candidates.append((1.0, "milestone", what))
     assessed = applied.assessment
     ready = m.involvement >= p.advocacy_min_involvement and m.affinity >= p.advocacy_min_affinity
-    if event.kind is _REFERRAL:
+    if event.kind is REFERRAL:
         candidates.append((1.0, "advocacy", "they referred someone"))
     elif assessed is not None and assessed.promoter and ready:
         candidates.append((1.0, "advocacy", "a promoter rating"))
@@ -97,11 +92,11 @@ def wow(
         or risk_score > p.wow_max_risk
         or m.lapse > p.wow_max_lapse
     ):
-        return Score(_WOW_KIND, 0.0, ())
+        return Score(WOW, 0.0, ())
     judged = m.failed + m.met + m.exceeded
     stealable = m.met / judged if judged > 0 else 0.0
     return weighted(
-        _WOW_KIND,
+        WOW,
         [
             (
                 "consistent_record",
@@ -133,5 +128,5 @@ def wow_allowed(signal_state: dict[str, list], moment: str, now: float, p: Scori
         return False
     if moment == "service_recovery":
         return True
-    last_any = signal_state.get(_WOW, [False, None])[1]
+    last_any = signal_state.get(WOW_KEY, [False, None])[1]
     return last_any is None or now - last_any >= p.wow_budget_days * DAY
