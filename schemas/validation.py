@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from pydantic import ValidationError
@@ -18,6 +18,7 @@ from touchstream.schemas.touchpoint import DEFAULT_MAX_FUTURE_SKEW, TouchpointEv
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 _SHOWN_INPUT_CHARS = 120
 _KEPT_PAYLOAD_BYTES = 16 * 1024
+_AT_KEY: Final = b'"occurred_at"'
 
 
 class TouchpointRejected(ValueError):
@@ -157,6 +158,41 @@ def _strings(value: object) -> int:
         for item in value:
             count += _strings(item)
     return count
+
+
+def read_alike(raw: bytes, encoded: bytes) -> bool:
+    """Whether msgspec read `raw` as pydantic would, given msgspec's own encoding of what it
+    read: equal (the resolver's and the SDK's output), or no key twice and no long fraction.
+    Compiled: interpreted, these checks cost more than the decode (~1.5 µs an event)."""
+    return raw == encoded or (_unique_keys(raw, encoded) and not _long_fraction(raw))
+
+
+def _unique_keys(raw: bytes, encoded: bytes) -> bool:
+    """No key given twice (msgspec keeps the last one silently; pydantic's path refuses).
+
+    Without a backslash every `"` delimits a string. The structs omit their defaults when
+    encoded, so the encoding holds the fewest strings the payload can have held: a payload
+    with as many quotes has no key twice. Otherwise (a default given explicitly, a repeated
+    key, escapes) the exact check decides."""
+    if b"\\" not in raw and raw.count(b'"') == encoded.count(b'"'):
+        return True
+    return surely_unique_keys(raw)
+
+
+def _long_fraction(raw: bytes) -> bool:
+    """Whether the string after a `"occurred_at"` has more than 6 digits of a second (pydantic
+    truncates them, msgspec rounds). Exact because the fast path has no escapes
+    (`_unique_keys` sends those to pydantic); a regular expression over the payload cost 2 µs.
+    """
+    start = raw.find(_AT_KEY)
+    while start != -1:
+        opens = raw.find(b'"', start + len(_AT_KEY))
+        text = raw[opens + 1 : raw.find(b'"', opens + 1)]
+        point = max(text.rfind(b"."), text.rfind(b","))
+        if point != -1 and text[point + 1 : point + 8].isdigit():
+            return True
+        start = raw.find(_AT_KEY, start + len(_AT_KEY))
+    return False
 
 
 def _refuse_duplicate_keys(raw: bytes | str) -> None:

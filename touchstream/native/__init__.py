@@ -54,6 +54,8 @@ MODULES = (  # the Makefile's ENGINE lists their sources
     "touchstream.streams.partitioner",
     "touchstream.streams.records",
     "touchstream.streams.rows",
+    "touchstream.streams.identity",
+    "touchstream.streams.resolve",
     "touchstream.schemas.validation",
 )
 
