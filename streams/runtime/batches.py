@@ -206,11 +206,13 @@ class CommittedBatches:
             messages = await self.feed.take(self.size, self.within)
             await self.app.flow_control.acquire()  # no work during a rebalance or recovery
             # outside the lock: the lookup needs the group coordinator
-            for tp in self.cursors.unknown({m.tp for m in messages}):
+            tps = {p: TP(self.topic, p) for p in {m.partition for m in messages}}
+            for tp in self.cursors.unknown(tps.values()):
                 assignment = self.cursors.assignments
                 self.cursors.start(tp, await self._start_offset(tp), assignment)
             async with self._busy:
-                ready = [m for m in messages if self.cursors.admit(m.tp, m.offset)]
+                admit = self.cursors.admit
+                ready = [m for m in messages if admit(tps[m.partition], m.offset)]
                 writes = list(await run_batch(ready)) if ready else [None] * stages
                 if len(writes) != stages or any(
                     w is not None and inspect.getcoroutinestate(w) != inspect.CORO_CREATED

@@ -42,9 +42,11 @@ class Feed:
         self.paused: set[Any] = set()
         self.arrived = asyncio.Event()
 
-    def put(self, message: Any) -> None:
-        self.records.append(message)
-        tp = TP(message.topic, message.partition)  # Faust's own type, which it asserts
+    def extend(self, fetched: Any, records: list[Any]) -> None:
+        """A fetch of one partition (aiokafka's TopicPartition), as aiokafka's records
+        (`topic`, `partition`, `offset`, `key`, `value`...)."""
+        self.records.extend(records)
+        tp = TP(fetched.topic, fetched.partition)  # Faust's own type, which it asserts
         if len(self.records) >= self.high_water and tp not in self.paused:
             self.paused.add(tp)
             self.app.consumer.on_buffer_full(tp)  # Faust's own pause (kept during recovery)

@@ -31,6 +31,13 @@ def test_the_drain_loop_we_copied_is_still_fausts() -> None:
     assert list(ours.parameters) == ["self", "fetcher"]
 
 
+def test_the_getmany_we_wrote_into_the_drain_loop_is_still_fausts() -> None:
+    """drain_into_feeds also holds Consumer.getmany, written in (whole fetches onto the
+    feeds): when Faust changes it, port the change, then record its hash."""
+    source = inspect.getsource(faust_aiokafka.Consumer.getmany)
+    assert hashlib.sha256(source.encode()).hexdigest() == faust_api.GETMANY_SHA256
+
+
 def test_signatures_we_call() -> None:
     commit = inspect.signature(faust_aiokafka.Consumer._commit_offsets)
     assert list(commit.parameters)[:2] == ["self", "offsets"]
