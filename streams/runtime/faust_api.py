@@ -92,7 +92,7 @@ def changelog_key(table: Any, key: str) -> bytes:
 async def drain_into_feeds(self: Any, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
     """faust-streaming 0.15.3's `Consumer._drain_messages` with its `getmany` written in, where
     the records of topics that have a feed (`FEEDS_ATTRIBUTE` of the app) go onto it a whole
-    fetch of a partition at a time, as aiokafka fetched them: Faust's per-record work (a
+    fetch at a time, as aiokafka fetched them: Faust's per-record work (a
     `Message`, the partition's high-water mark read through the consumer thread, an async
     generator step) cost ~3 µs a record, a tenth of the worker's per-event work. No read-offset
     filter either: the batches' `Cursors` order them by offset. Every other topic (table
@@ -124,7 +124,7 @@ async def drain_into_feeds(self: Any, fetcher: Any) -> None:  # pragma: no cover
                 except Exception as ex:
                     self.log.warning(f"exception performing seek when flow not active {ex}")
                 continue
-            others = {}
+            others, fed = {}, {}
             for tp, fetched in records.items():
                 feed = feeds.get(tp.topic)
                 if feed is None:
@@ -135,7 +135,9 @@ async def drain_into_feeds(self: Any, fetcher: Any) -> None:  # pragma: no cover
                     or tp in self._buffered_partitions
                 ):
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-                    feed.extend(tp, fetched)
+                    fed.setdefault(feed, {})[tp] = fetched
+            for feed, fetches in fed.items():
+                feed.extend(fetches)
             for tp, record in self.scheduler.iterate(others):
                 if not self.flow_active:
                     break

@@ -16,6 +16,7 @@ the next offset of a partition this worker owns.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import Any
 
@@ -42,14 +43,24 @@ class Feed:
         self.paused: set[Any] = set()
         self.arrived = asyncio.Event()
 
-    def extend(self, fetched: Any, records: list[Any]) -> None:
-        """A fetch of one partition (aiokafka's TopicPartition), as aiokafka's records
-        (`topic`, `partition`, `offset`, `key`, `value`...)."""
-        self.records.extend(records)
-        tp = TP(fetched.topic, fetched.partition)  # Faust's own type, which it asserts
-        if len(self.records) >= self.high_water and tp not in self.paused:
-            self.paused.add(tp)
-            self.app.consumer.on_buffer_full(tp)  # Faust's own pause (kept during recovery)
+    def extend(self, fetches: dict[Any, list[Any]]) -> None:
+        """A fetch: aiokafka's records (`topic`, `partition`, `offset`, `key`, `value`...)
+        by partition (aiokafka's TopicPartition). They are put in turn, one of each partition,
+        as Faust's scheduler hands them out: a batch then holds every partition's next
+        records rather than one partition's thousands. Event time moves on together on all
+        of them, and the latest-touchpoint-per-partition watermark (sinks/promise_alerts.py)
+        never sees one partition weeks ahead while another has written nothing yet."""
+        if len(fetches) == 1:
+            self.records.extend(*fetches.values())
+        else:
+            turns = itertools.zip_longest(*fetches.values())
+            self.records.extend([r for turn in turns for r in turn if r is not None])
+        if len(self.records) >= self.high_water:
+            for fetched in fetches:
+                tp = TP(fetched.topic, fetched.partition)  # Faust's own type, which it asserts
+                if tp not in self.paused:
+                    self.paused.add(tp)
+                    self.app.consumer.on_buffer_full(tp)  # Faust's own pause (kept in recovery)
         self.arrived.set()
 
     async def take(self, size: int, within: float) -> list[Any]:
