@@ -21,11 +21,12 @@ AS_OF = "2026-07-15T00:00:00Z"
 
 def _history(tmp_path: Path) -> Path:
     """Six months of 300 customers, with what a real export has: a line that is not JSON,
-    one of the wrong type, a redelivered event, and lines out of time order."""
+    one of the wrong type, a redelivered event, blank lines and lines out of time order."""
     _, events = generate(customers=300, months=6, seed=11)
     lines = [orjson.dumps(e) for e in events]
     lines[100], lines[200] = lines[200], lines[100]
     lines += [b"{not json", orjson.dumps({**events[5], "customer_id": 42}), lines[7]]
+    lines[300:300] = [b"", b"  \t"]  # blank lines count in the line numbers, and are skipped
     file = tmp_path / "history.jsonl"
     file.write_bytes(b"\n".join(lines) + b"\n")
     return file

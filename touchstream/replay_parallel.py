@@ -77,18 +77,19 @@ class _Key(msgspec.Struct):
 _KEY = msgspec.json.Decoder(_Key)
 
 
-def owner(record: InputRecord, partitions: int, jobs: int, memo: dict[str, int]) -> int:
-    """Which part replays `record`: the one of its customer's partition; a record without a
-    readable `customer_id` (a dead letter to be) goes by its line."""
-    if isinstance(record.payload, bytes):
+def owner(line: int, payload: Any, partitions: int, jobs: int, memo: dict[str, int]) -> int:
+    """Which part replays a record (its line and payload): the one of its customer's
+    partition; a record without a readable `customer_id` (a dead letter to be) goes by its
+    line."""
+    if isinstance(payload, bytes):
         try:  # ~0.3 us: msgspec skips the other fields faster than a search of the bytes
-            customer = _KEY.decode(record.payload).customer_id
+            customer = _KEY.decode(payload).customer_id
         except msgspec.DecodeError:
             customer = None
     else:
-        customer = record.payload.get("customer_id")
+        customer = payload.get("customer_id")
     if not isinstance(customer, str) or not customer:
-        return record.line % jobs
+        return line % jobs
     partition = memo.get(customer)
     if partition is None:
         partition = memo[customer] = partition_for(customer, partitions)
@@ -325,15 +326,34 @@ def _lines(result: ReplayResult, decisions: dict[str, tuple[str, int, int]]) -> 
 def _own(
     records: Iterator[InputRecord], job: ReplayJob, index: int, reports: _Reports
 ) -> Iterator[InputRecord]:
+    if (job.fmt or detect_format(job.file)) == "jsonl":
+        yield from _own_lines(job, index, reports)
+        return
     memo: dict[str, int] = {}
     line = 0
     for record in records:
         line = record.line
         if line % REPORT_EVERY == 0:
             reports.send("read", line)
-        if owner(record, job.partitions, job.jobs, memo) == index:
+        if owner(line, record.payload, job.partitions, job.jobs, memo) == index:
             yield record
     reports.send("read", line)
+
+
+def _own_lines(job: ReplayJob, index: int, reports: _Reports) -> Iterator[InputRecord]:
+    """`_own` of a JSONL file, read as `read_records` reads it, with a record made for our
+    own lines only: every part reads every line, and half or more are another's."""
+    memo: dict[str, int] = {}
+    partitions, jobs = job.partitions, job.jobs
+    number = 0
+    with job.file.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if number % REPORT_EVERY == 0:
+                reports.send("read", number)
+            stripped = line.strip()
+            if stripped and owner(number, stripped, partitions, jobs, memo) == index:
+                yield InputRecord(number, stripped)
+    reports.send("read", number)
 
 
 class _Reports:

@@ -47,9 +47,11 @@ class Feed:
         """A fetch: aiokafka's records (`topic`, `partition`, `offset`, `key`, `value`...)
         by partition (aiokafka's TopicPartition). They are put in turn, one of each partition,
         as Faust's scheduler hands them out: a batch then holds every partition's next
-        records rather than one partition's thousands. Event time moves on together on all
-        of them, and the latest-touchpoint-per-partition watermark (sinks/promise_alerts.py)
-        never sees one partition weeks ahead while another has written nothing yet."""
+        records rather than one partition's thousands, so event time moves on together on
+        all of them. The wow offers' watermark (sinks/promise_alerts.py: the least of the
+        partitions' latest touchpoints, where a partition with none yet does not count)
+        relies on it: one partition written weeks ahead of the others let days be decided
+        before their offers had arrived."""
         if len(fetches) == 1:
             self.records.extend(*fetches.values())
         else:
