@@ -124,7 +124,8 @@ async def drain_into_feeds(self: Any, fetcher: Any) -> None:  # pragma: no cover
                 except Exception as ex:
                     self.log.warning(f"exception performing seek when flow not active {ex}")
                 continue
-            others, fed = {}, {}
+            others: dict[Any, list[Any]] = {}
+            fed: dict[Any, dict[Any, list[Any]]] = {}  # feed -> its partitions' records
             for tp, fetched in records.items():
                 feed = feeds.get(tp.topic)
                 if feed is None:
