@@ -70,17 +70,23 @@ def detect_format(path: Path) -> str:
     return "csv" if path.suffix.lower() == ".csv" else "jsonl"
 
 
+def jsonl_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Every non-blank line of a JSONL file, stripped, with its 1-based line number."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            stripped = line.strip()
+            if stripped:
+                yield number, stripped
+
+
 def read_records(
     path: Path, fmt: str | None = None, mapping: Mapping[str, str] | None = None
 ) -> Iterator[InputRecord]:
     """Yield every non-blank record with its line number; nothing is validated here."""
     fmt = fmt or detect_format(path)
     if fmt == "jsonl":
-        with path.open("rb") as handle:
-            for number, line in enumerate(handle, start=1):
-                stripped = line.strip()
-                if stripped:
-                    yield InputRecord(number, stripped)
+        for number, line in jsonl_lines(path):
+            yield InputRecord(number, line)
     elif fmt == "csv":
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)

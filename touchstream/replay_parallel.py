@@ -30,7 +30,7 @@ from typing import Any
 
 import msgspec
 
-from touchstream.inputs import InputRecord, detect_format, read_records
+from touchstream.inputs import InputRecord, detect_format, jsonl_lines, read_records
 from touchstream.learner import learn_from_events
 from touchstream.replay import (
     IdentityOptions,
@@ -266,7 +266,7 @@ def _part(job: ReplayJob, index: int, pipe: Connection) -> None:
                 resolve=False,
                 received_at=job.received_at,
             )
-            records = _own(read_records(job.file, job.fmt, job.mapping), job, index, reports)
+            records = _own(job, index, reports)
             events = run.read(records, job.max_bytes, job.earliest, sort_by_time=True)
             collections.settle()
             run.apply(events, job.as_of)
@@ -323,37 +323,22 @@ def _lines(result: ReplayResult, decisions: dict[str, tuple[str, int, int]]) -> 
     )
 
 
-def _own(
-    records: Iterator[InputRecord], job: ReplayJob, index: int, reports: _Reports
-) -> Iterator[InputRecord]:
+def _own(job: ReplayJob, index: int, reports: _Reports) -> Iterator[InputRecord]:
+    """This part's records. Every part reads every line, and half or more are another's:
+    a JSONL line becomes a record only when it is ours."""
     if (job.fmt or detect_format(job.file)) == "jsonl":
-        yield from _own_lines(job, index, reports)
-        return
+        lines: Iterator[tuple[int, Any]] = jsonl_lines(job.file)
+    else:
+        records = read_records(job.file, job.fmt, job.mapping)
+        lines = ((record.line, record.payload) for record in records)
     memo: dict[str, int] = {}
     line = 0
-    for record in records:
-        line = record.line
+    for line, payload in lines:
         if line % REPORT_EVERY == 0:
             reports.send("read", line)
-        if owner(line, record.payload, job.partitions, job.jobs, memo) == index:
-            yield record
+        if owner(line, payload, job.partitions, job.jobs, memo) == index:
+            yield InputRecord(line, payload)
     reports.send("read", line)
-
-
-def _own_lines(job: ReplayJob, index: int, reports: _Reports) -> Iterator[InputRecord]:
-    """`_own` of a JSONL file, read as `read_records` reads it, with a record made for our
-    own lines only: every part reads every line, and half or more are another's."""
-    memo: dict[str, int] = {}
-    partitions, jobs = job.partitions, job.jobs
-    number = 0
-    with job.file.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if number % REPORT_EVERY == 0:
-                reports.send("read", number)
-            stripped = line.strip()
-            if stripped and owner(number, stripped, partitions, jobs, memo) == index:
-                yield InputRecord(number, stripped)
-    reports.send("read", number)
 
 
 class _Reports:

@@ -124,17 +124,17 @@ async def drain_into_feeds(self: Any, fetcher: Any) -> None:  # pragma: no cover
                 except Exception as ex:
                     self.log.warning(f"exception performing seek when flow not active {ex}")
                 continue
+
+            def wanted(tp: Any, active: Any = active_partitions) -> bool:
+                return active is None or tp in active or tp in self._buffered_partitions
+
             others: dict[Any, list[Any]] = {}
             fed: dict[Any, dict[Any, list[Any]]] = {}  # feed -> its partitions' records
             for tp, fetched in records.items():
                 feed = feeds.get(tp.topic)
                 if feed is None:
                     others[tp] = fetched
-                elif (
-                    active_partitions is None
-                    or tp in active_partitions
-                    or tp in self._buffered_partitions
-                ):
+                elif wanted(tp):
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                     fed.setdefault(feed, {})[tp] = fetched
             for feed, fetches in fed.items():
@@ -145,11 +145,7 @@ async def drain_into_feeds(self: Any, fetcher: Any) -> None:  # pragma: no cover
                 if self.app.consumer_generation_id != generation_id:
                     self.log.dev("Generation id changed. Cancelling getmany.")
                     break
-                if not (
-                    active_partitions is None
-                    or tp in active_partitions
-                    or tp in self._buffered_partitions
-                ):
+                if not wanted(tp):
                     continue
                 self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                 message = to_message(tp, record)
