@@ -11,6 +11,7 @@ signal ids, which the signals table and the webhook receivers absorb.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from datetime import UTC, date, datetime
 
 from touchstream.schemas import Signal
@@ -35,12 +36,15 @@ GROUP BY team, day
 """
 
 
-def pending_offers(clickhouse: ClickHouse, rules: WowRules, final: bool = False) -> list[Offer]:
-    """Offers not decided yet, of the days that can be decided (every day with `final`)."""
+def pending_offers(
+    clickhouse: ClickHouse, rules: WowRules, final: bool = False, waiting: Collection[int] = ()
+) -> list[Offer]:
+    """Offers not decided yet, of the days that can be decided (every day with `final`).
+    `waiting`: partitions holding records not handled yet (`watermark`)."""
     if final:
         before = date(9999, 12, 31)
     else:
-        latest = watermark(clickhouse)
+        latest = watermark(clickhouse, waiting)
         if latest is None:
             return []
         before = datetime.fromtimestamp(decidable_before(latest, rules) * DAY, UTC).date()
@@ -48,10 +52,12 @@ def pending_offers(clickhouse: ClickHouse, rules: WowRules, final: bool = False)
     return [Offer(Signal.model_validate_json(row[0])) for row in rows]
 
 
-def decide(clickhouse: ClickHouse, rules: WowRules, final: bool = False) -> list[Offer]:
+def decide(
+    clickhouse: ClickHouse, rules: WowRules, final: bool = False, waiting: Collection[int] = ()
+) -> list[Offer]:
     """Decide what can be decided (nothing is written: `store_published`, then the
     publication, then `store_decisions`)."""
-    pending = pending_offers(clickhouse, rules, final)
+    pending = pending_offers(clickhouse, rules, final, waiting)
     if not pending:
         return []
     days = sorted({datetime.fromtimestamp(o.day * DAY, UTC).date() for o in pending})

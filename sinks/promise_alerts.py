@@ -10,6 +10,7 @@ behind by the grace, from the same rows: the same alerts, with the same ids.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 from touchstream.schemas.promise import PromiseAlert
@@ -42,19 +43,23 @@ GROUP BY metric, channel, team, window
 """
 
 
-def watermark(clickhouse: ClickHouse) -> float | None:
+def watermark(clickhouse: ClickHouse, waiting: Collection[int] = ()) -> float | None:
     """How far event time has got on *every* partition: the least of the partitions' latest
     touchpoints (partitions are written in their own order; one running ahead must not get a
-    window judged before the others have written theirs). A partition with no touchpoint at
-    all does not hold it back; one that falls quiet does, until it has traffic again."""
+    window judged before the others have written theirs). None while a partition of
+    `waiting` (holding records not handled yet: `touchstream.kafka.unprocessed_partitions`)
+    has no touchpoint here: a worker that starts on a backlog writes one partition's batch
+    before the others'. A partition with no touchpoint that waits for nothing (never any
+    traffic, or only clock ticks) does not hold it back; one that falls quiet does, until it
+    has traffic again."""
     _, rows = clickhouse.query(
-        "SELECT min(latest), count() FROM (SELECT kafka_partition, max(occurred_at) AS latest "
-        "FROM touchpoints GROUP BY kafka_partition)"
+        "SELECT kafka_partition, max(occurred_at) FROM touchpoints GROUP BY kafka_partition"
     )
-    if not rows or not rows[0][1]:
+    latest = {int(partition): at for partition, at in rows}
+    if not latest or any(p not in latest for p in waiting):
         return None
-    latest: datetime = rows[0][0]
-    return (latest if latest.tzinfo else latest.replace(tzinfo=UTC)).timestamp()
+    least: datetime = min(latest.values())
+    return (least if least.tzinfo else least.replace(tzinfo=UTC)).timestamp()
 
 
 def counts(clickhouse: ClickHouse, since: float, until: float, width: float) -> list[PromiseCounts]:
@@ -78,11 +83,15 @@ def counts(clickhouse: ClickHouse, since: float, until: float, width: float) -> 
 
 
 def judge(
-    clickhouse: ClickHouse, rules: Rules, lookback_windows: int | None = 4
+    clickhouse: ClickHouse,
+    rules: Rules,
+    lookback_windows: int | None = 4,
+    waiting: Collection[int] = (),
 ) -> list[PromiseAlert]:
     """Judge the windows event time has left behind (the last `lookback_windows` of them, or
-    all with None), store the alerts not stored yet, and return those."""
-    latest = watermark(clickhouse)
+    all with None), store the alerts not stored yet, and return those. `waiting`: as for
+    `watermark`."""
+    latest = watermark(clickhouse, waiting)
     if latest is None:
         return []
     calibration = rules.calibration

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import pytest
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 from touchstream.broker import BrokerError, EmbeddedBroker, wait_until_ready
+from touchstream.kafka import ensure_topics, unprocessed_partitions
 
 
 def test_embedded_broker_starts_answers_and_stops() -> None:
@@ -18,3 +20,28 @@ def test_embedded_broker_starts_answers_and_stops() -> None:
     assert not broker.running()
     with pytest.raises(BrokerError):
         wait_until_ready(broker.bootstrap, timeout=1)
+
+
+def test_unprocessed_partitions_are_those_holding_records_not_committed(broker, unique) -> None:
+    """What holds the company-level judgements back (sinks/promise_alerts.py `watermark`):
+    a partition with records the group has not committed; not one that never had a record,
+    nor one whose records are all committed."""
+    ensure_topics(broker.bootstrap, [unique], 4)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    for partition in (0, 2, 3):
+        for n in range(5):
+            producer.send(unique, b"x%d" % n, partition=partition)
+            producer.flush()  # a record batch each: Tansu's log end is its last batch's start + 1
+    producer.close()
+    group = f"{unique}-group"
+    assert unprocessed_partitions(broker.bootstrap, group, unique) == {0, 2, 3}
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group)
+    consumer.commit(
+        {
+            TopicPartition(unique, 0): OffsetAndMetadata(5, "", -1),
+            TopicPartition(unique, 3): OffsetAndMetadata(2, "", -1),
+        }
+    )
+    consumer.close()
+    assert unprocessed_partitions(broker.bootstrap, group, unique) == {2, 3}
+    assert unprocessed_partitions(broker.bootstrap, group, f"{unique}-none") == set()

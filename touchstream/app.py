@@ -27,6 +27,7 @@ import orjson
 
 from touchstream.alerting import attach_webhooks
 from touchstream.ingest import attach_ingest
+from touchstream.kafka import unprocessed_partitions
 from touchstream.learner import history_from_clickhouse, load_model, store_model
 from touchstream.openapi import attach_openapi
 from touchstream.probes import Health, attach_metrics_endpoint
@@ -201,13 +202,32 @@ def build_app(
             for partition in range(settings.broker.partitions):
                 await touchpoints.send(key=CLOCK_KEY, value=value, partition=partition)
 
+    async def waiting() -> set[int] | None:
+        """The touchpoints topic's partitions with records not handled yet, which hold the
+        company-level judgements back (sinks/promise_alerts.py `watermark`); None when
+        the broker did not say (nothing is judged this round)."""
+        try:
+            return await asyncio.to_thread(
+                unprocessed_partitions,
+                bootstrap,
+                settings.worker.app_id,
+                settings.topics.touchpoints,
+                settings.kafka_security(),
+            )
+        except Exception as error:  # any broker trouble: the next round tries again
+            log.warning("partitions' progress unknown (%s): nothing judged this round", error)
+            return None
+
     if settings.worker.promise_check_seconds > 0:
         promise_alerts = app.topic(settings.topics.promise_alerts, **as_bytes)
 
         @app.timer(interval=settings.worker.promise_check_seconds, on_leader=True)
         async def calibrate_promises() -> None:
             """Company level: the promise types broken too often, once per window."""
-            for alert in await clickhouse.run(judge, clickhouse, rules):
+            held = await waiting()
+            if held is None:
+                return
+            for alert in await clickhouse.run(judge, clickhouse, rules, waiting=held):
                 await promise_alerts.send(
                     key=alert.alert_id.encode(), value=alert.model_dump_json().encode()
                 )
@@ -219,7 +239,10 @@ def build_app(
             """Company level: the wow offers of the days event time has left behind, within
             each team's capacity. Published ones are stored, sent and handed to the
             webhooks before the decision is stored, so a crash between decides them again."""
-            decided = await clickhouse.run(decide, clickhouse, rules.wow)
+            held = await waiting()
+            if held is None:
+                return
+            decided = await clickhouse.run(decide, clickhouse, rules.wow, waiting=held)
             if not decided:
                 return
             await clickhouse.run(store_published, clickhouse, decided)

@@ -92,6 +92,38 @@ def read_topic(
         consumer.close()
 
 
+def unprocessed_partitions(
+    bootstrap: str,
+    group: str,
+    topic: str,
+    security: Mapping[str, object] | None = None,
+    timeout_ms: int = 10_000,
+) -> set[int]:
+    """Partitions of `topic` holding records that `group` has not committed: the log end
+    past the committed offset. A partition that never had a record, or whose records are all
+    handled, is not one. (Tansu reports the log end as its last record batch's first offset
+    + 1: a partition with records and nothing committed is always found; one half handled
+    may not be, which is what this is for.)"""
+    options = dict(security or {})
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **options
+    )
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **options)
+    try:
+        numbers = consumer.partitions_for_topic(topic) or set()
+        partitions = [TopicPartition(topic, n) for n in sorted(numbers)]
+        ends = consumer.end_offsets(partitions, timeout_ms=timeout_ms) if partitions else {}
+        done = admin.list_group_offsets(group).get(group, {})
+    finally:
+        consumer.close()
+        admin.close()
+    return {
+        tp.partition
+        for tp, end in ends.items()
+        if end > max(0, getattr(done.get(tp), "offset", 0) or 0)
+    }
+
+
 def committed(bootstrap: str, group: str, topic: str) -> int:
     """Messages of `topic` the group has committed (a worker's progress)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)

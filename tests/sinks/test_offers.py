@@ -16,6 +16,7 @@ from touchstream.generator import generate
 from touchstream.schemas import InputLimits
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.sinks.offers import decide, decide_and_store, store_decisions, store_published
+from touchstream.sinks.promise_alerts import watermark
 from touchstream.sinks.writer import store_batch
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine, partition_for
@@ -112,3 +113,44 @@ def test_published_offers_are_the_top_of_the_full_ranked_list() -> None:
     per_thousand_a_month = shown / 2_000 * 1000 / (days / 30.4)
     assert per_thousand_a_month <= 100, per_thousand_a_month
     assert len(result.offers) > shown  # the demo's traffic asks for more than a team can do
+
+
+def test_a_partition_with_records_not_handled_holds_the_days_back(tmp_path: Path) -> None:
+    """A worker starting on a backlog writes one partition's batch before another's: while
+    a partition that holds records has no touchpoint in ClickHouse, no day is decided (the
+    offers of its customers for those days have not arrived yet)."""
+    rules = Rules()
+    _, events = generate(customers=200, months=3, seed=5)
+    clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
+    engine = Engine(rules, RiskModel(), {}, {}, PARTITIONS)
+    late = [e for e in events if partition_for(e["customer_id"], PARTITIONS) == 3]
+    first = [e for e in events if partition_for(e["customer_id"], PARTITIONS) != 3]
+    try:
+        handle(clickhouse, engine, first, tmp_path)
+        ahead = watermark(clickhouse)
+        assert ahead is not None  # a partition with no row and nothing to handle: not counted
+        assert watermark(clickhouse, waiting={0, 1}) == ahead  # rows say how far those are
+        assert watermark(clickhouse, waiting={3}) is None
+        assert decide(clickhouse, rules.wow) and decide(clickhouse, rules.wow, waiting={3}) == []
+        handle(clickhouse, engine, late[: len(late) // 2], tmp_path)
+        behind = watermark(clickhouse, waiting={3})
+        assert behind is not None and behind < ahead  # the least partition's latest
+    finally:
+        clickhouse.close()
+
+
+def handle(clickhouse: ClickHouse, engine: Engine, events: list[dict], tmp_path: Path) -> None:
+    """Events through the live per-record step and the live write path, one batch."""
+    messages = [
+        SimpleNamespace(
+            key=e["customer_id"].encode(),
+            value=orjson.dumps(e),
+            topic="in",
+            partition=partition_for(e["customer_id"], PARTITIONS),
+            offset=i,
+        )
+        for i, e in enumerate(events)
+    ]
+    batch: list[tuple[Processed, int, int]] = []
+    process_records(engine, InputLimits(), messages, (), batch)
+    asyncio.run(store_batch(clickhouse, batch, tmp_path / "spill"))
