@@ -56,7 +56,15 @@ def watermark(clickhouse: ClickHouse, waiting: Collection[int] = ()) -> float | 
         "SELECT kafka_partition, max(occurred_at) FROM touchpoints GROUP BY kafka_partition"
     )
     latest = {int(partition): at for partition, at in rows}
-    if not latest or any(p not in latest for p in waiting):
+    unknown = sorted(p for p in waiting if p not in latest)
+    if unknown:
+        log.info(
+            "event time not known yet on partitions %s (records not handled, no touchpoint "
+            "stored): the days wait for them",
+            unknown,
+        )
+        return None
+    if not latest:
         return None
     least: datetime = min(latest.values())
     return (least if least.tzinfo else least.replace(tzinfo=UTC)).timestamp()
