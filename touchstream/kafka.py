@@ -101,9 +101,9 @@ def unprocessed_partitions(
 ) -> set[int]:
     """Partitions of `topic` holding records that `group` has not committed: the log end
     past the committed offset. A partition that never had a record, or whose records are all
-    handled, is not one. (Tansu reports the log end as its last record batch's first offset
-    + 1: a partition with records and nothing committed is always found; one half handled
-    may not be, which is what this is for.)"""
+    handled, is not one. Tansu reports the log end as its last record batch's first offset
+    + 1, so a partition partly handled may be missed there; one with nothing handled never
+    is, and that is the one the watermark needs to know of (it has no touchpoint stored)."""
     options = dict(security or {})
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **options
