@@ -48,23 +48,10 @@ def test_live_decisions_equal_the_replay_and_the_rest_are_kept(tmp_path: Path) -
 
     clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
     engine = Engine(rules, RiskModel(), {}, {}, PARTITIONS)
-    limits = InputLimits()
     timer_runs = []
     try:
         for start in range(0, len(events), 1_000):
-            messages = [
-                SimpleNamespace(
-                    key=e["customer_id"].encode(),
-                    value=orjson.dumps(e),
-                    topic="in",
-                    partition=partition_for(e["customer_id"], PARTITIONS),
-                    offset=start + i,
-                )
-                for i, e in enumerate(events[start : start + 1_000])
-            ]
-            batch: list[tuple[Processed, int, int]] = []
-            process_records(engine, limits, messages, (), batch)
-            asyncio.run(store_batch(clickhouse, batch, tmp_path / "spill"))
+            handle(clickhouse, engine, events[start : start + 1_000], tmp_path, start)
             # the leader's timer between two batches: only the days event time has left
             decided = decide(clickhouse, rules.wow)
             store_published(clickhouse, decided)
@@ -139,15 +126,18 @@ def test_a_partition_with_records_not_handled_holds_the_days_back(tmp_path: Path
         clickhouse.close()
 
 
-def handle(clickhouse: ClickHouse, engine: Engine, events: list[dict], tmp_path: Path) -> None:
-    """Events through the live per-record step and the live write path, one batch."""
+def handle(
+    clickhouse: ClickHouse, engine: Engine, events: list[dict], tmp_path: Path, first: int = 0
+) -> None:
+    """Events through the live per-record step and the live write path, one batch (their
+    offsets from `first`)."""
     messages = [
         SimpleNamespace(
             key=e["customer_id"].encode(),
             value=orjson.dumps(e),
             topic="in",
             partition=partition_for(e["customer_id"], PARTITIONS),
-            offset=i,
+            offset=first + i,
         )
         for i, e in enumerate(events)
     ]
