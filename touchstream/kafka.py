@@ -117,11 +117,12 @@ def unprocessed_partitions(
     finally:
         consumer.close()
         admin.close()
-    return {
-        tp.partition
-        for tp, end in ends.items()
-        if end > max(0, getattr(done.get(tp), "offset", 0) or 0)
-    }
+    unhandled = set()
+    for tp, end in ends.items():
+        commit = done.get(tp)
+        if end > max(0, commit.offset if commit is not None else 0):  # -1: none committed
+            unhandled.add(tp.partition)
+    return unhandled
 
 
 def committed(bootstrap: str, group: str, topic: str) -> int:

@@ -48,10 +48,10 @@ class Feed:
         by partition (aiokafka's TopicPartition). They are put in turn, one of each partition,
         as Faust's scheduler hands them out: a batch then holds every partition's next
         records rather than one partition's thousands, so event time moves on together on
-        all of them. The wow offers' watermark (sinks/promise_alerts.py: the least of the
-        partitions' latest touchpoints, where a partition with none yet does not count)
-        relies on it: one partition written weeks ahead of the others let days be decided
-        before their offers had arrived."""
+        all of them. The wow offers' and promise windows' watermark (sinks/promise_alerts.py:
+        the least of the partitions' latest touchpoints) then moves on as the batches do;
+        one partition written weeks ahead of the others once let days be decided before
+        their offers had arrived, when a partition without touchpoints did not count."""
         if len(fetches) == 1:
             self.records.extend(*fetches.values())
         else:
