@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +99,10 @@ async def store_batch(
     spill_dir: Path,
     observe: Observe | None = None,
 ) -> None:
-    """Insert a batch's touchpoints, the latest metrics of each customer in it (the table
-    keeps the latest per customer anyway), its signals, wow offers and dead letters. A forget
+    """Insert a batch's touchpoints, the latest metrics of each customer for each day (event
+    time) in it (the table keeps the latest per customer anyway, and its daily history the
+    last of each day: a backfill's batch spans days), its signals, wow offers and dead
+    letters. A forget
     request splits the batch: rows before it are removed from every table, rows after it
     stay."""
     pending = _Pending()
@@ -123,7 +125,7 @@ class _Pending:
     def clear(self) -> None:
         self.touchpoints: list[tuple[Any, ...]] = []
         self.positions: list[str] = []
-        self.latest: dict[str, tuple[Snapshot, str]] = {}
+        self.latest: dict[tuple[str, date], tuple[Snapshot, str]] = {}
         self.signals: list[tuple[Signal, str]] = []
         self.offers: list[tuple[Signal, str]] = []
         self.dead_letters: list[tuple[DeadLetter, str]] = []
@@ -133,7 +135,7 @@ class _Pending:
             self.touchpoints.append(handled.row)
             self.positions.append(position)
         for snapshot in handled.snapshots:
-            self.latest[snapshot.customer_id] = (snapshot, position)
+            self.latest[snapshot.customer_id, snapshot.as_of.date()] = (snapshot, position)
         self.signals.extend((signal, position) for signal in handled.signals)
         self.offers.extend((offer, position) for offer in handled.offers)
         self.dead_letters.extend((letter, position) for letter in handled.dead_letters)

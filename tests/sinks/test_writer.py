@@ -69,6 +69,16 @@ def test_one_batch_fills_every_table_and_a_forget_empties_them(tmp_path: Path) -
         "dead_letters": 1,
     }
     assert dict(observed)["touchpoints"] == len(history.events)
+    # the batch spans weeks of event time: the daily history keeps the last of every day
+    sql = "SELECT day, as_of FROM customer_metrics_daily FINAL ORDER BY day"
+    daily = clickhouse.query(sql)[1]
+    days = sorted({datetime.fromisoformat(e["occurred_at"]).date() for e in history.events})
+    assert [row[0] for row in daily] == days
+    last = {}
+    for event in history.events:
+        at = datetime.fromisoformat(event["occurred_at"])
+        last[at.date()] = max(last.get(at.date(), at), at)
+    assert [row[1].replace(tzinfo=UTC) for row in daily] == [last[d] for d in days]
 
     # a forget request, then one more event of the same customer, in one batch
     later = {**history.events[0], "event_id": "after-forget", "occurred_at": "2026-06-01T10:00Z"}
