@@ -196,6 +196,8 @@ class ClickHouse:
         self._client: Any = None
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        # (table, columns) -> their types, asked once per connection instead of per insert
+        self._column_types: dict[tuple[str, tuple[str, ...]], Any] = {}
         self.migrated = False
 
     # -- synchronous core (runs on the ClickHouse thread) -----------------------------------
@@ -209,6 +211,7 @@ class ClickHouse:
 
     def _drop_client(self) -> None:
         client, self._client = self._client, None
+        self._column_types.clear()
         if client is not None:
             with contextlib.suppress(Exception):
                 client.close()
@@ -259,11 +262,15 @@ class ClickHouse:
         """
         names = list(columns)
         data = [columns[name] for name in names]
+        known = (table, tuple(names))
 
         def insert(client: Any) -> None:
             context = client.create_insert_context(
                 table,
                 column_names=names,
+                # else clickhouse-connect describes the table before every insert: a second
+                # statement, ~2 ms in chDB, several times that beside a busy event loop
+                column_types=self._column_types.get(known),
                 data=data,
                 column_oriented=True,
                 # a backfill of years of history spans many monthly partitions in one batch
@@ -271,6 +278,7 @@ class ClickHouse:
             )
             try:
                 client.insert(context=context)
+                self._column_types[known] = context.column_types
             finally:
                 # clickhouse-connect's InsertContext refers to itself (a bound method kept as
                 # an attribute): without this, every batch's columns (three small lists a

@@ -97,6 +97,33 @@ def test_redelivered_rows_collapse_under_final(tmp_path: Path) -> None:
     clickhouse.close()
 
 
+def test_column_types_are_asked_once_per_connection(tmp_path: Path) -> None:
+    """clickhouse-connect describes the table before an insert given no types: once per
+    table and connection here, again after a reconnect (a migration may have run)."""
+    state = {"before": 0, "after": 0, "connects": 0}
+    described: list[bool] = []
+
+    class Counting(Flaky):
+        def create_insert_context(self, *args: Any, **kwargs: Any) -> Any:
+            described.append(kwargs.get("column_types") is None)
+            return self.real.create_insert_context(*args, **kwargs)
+
+    def factory(url: str) -> Any:
+        state["connects"] += 1
+        return Counting(connect(url), state)
+
+    clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}", factory, retry_initial=0.01)
+    for batch in range(3):
+        data = rows(5, offset=batch * 5)
+        clickhouse.insert_columns("touchpoints", touchpoint_columns(data, datetime.now(UTC), 1.0))
+        if batch == 1:
+            state["before"] = 1  # the next insert fails once: a new connection
+    assert described == [True, False, False, True]
+    assert state["connects"] == 2
+    assert count(clickhouse, "SELECT count() FROM touchpoints FINAL") == 15
+    clickhouse.close()
+
+
 def test_refused_batch_is_spilled_not_dropped(tmp_path: Path) -> None:
     clickhouse = ClickHouse(f"chdb://{tmp_path / 'ch'}")
     bad = {"event_id": ["x"], "no_such_column": [1]}
