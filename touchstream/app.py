@@ -49,7 +49,7 @@ from touchstream.streams.params import DAY
 from touchstream.streams.rules import Rules
 from touchstream.streams.runtime.batches import CommittedBatches
 from touchstream.streams.runtime.faust_api import set_fetch_max_wait
-from touchstream.streams.runtime.pipeline import Pipeline
+from touchstream.streams.runtime.pipeline import AFTER, STAGES, Pipeline
 from touchstream.streams.runtime.produce import BatchProducer
 from touchstream.streams.runtime.resolver import Resolver
 from touchstream.streams.runtime.tables import StagedTable
@@ -190,7 +190,9 @@ def build_app(
     async def process() -> None:
         """One batch handled at a time (the `concurrency=1` of an agent; faust-streaming
         #606), the writes of the previous ones meanwhile."""
-        await committed.run(pipeline.run_batch, stages=2, in_flight=WRITES_IN_FLIGHT)
+        await committed.run(
+            pipeline.run_batch, stages=STAGES, in_flight=WRITES_IN_FLIGHT, after=AFTER
+        )
 
     if settings.worker.clock_tick_seconds > 0:
 
@@ -297,7 +299,7 @@ def build_app(
     return app
 
 
-# batches being written while the next is handled: one more than the stages absorbs the
+# batches being written while the next is handled: more than one absorbs the
 # ClickHouse insert's and the broker's uneven answers (the loop waited ~10 % of its time
 # with two; ~5 % with three, +3-5 % events/s)
 WRITES_IN_FLIGHT = 3

@@ -47,6 +47,19 @@ log = logging.getLogger("touchstream.offsets")
 # run_batch(records) -> the batch's writes, in stages, none started
 Handler = Callable[[list[Any]], Awaitable[Sequence[Coroutine[Any, Any, None]]]]
 
+
+def _stage_order(
+    stages: int, after: Sequence[Sequence[int]] | None = None
+) -> list[tuple[int, ...]]:
+    """For each of `stages` stages and the commit after them: the batch's own stages it
+    waits for. By default a chain (stage k after k-1); the commit waits for every stage."""
+    if after is None:
+        after = [(k - 1,) if k else () for k in range(stages)]
+    if len(after) != stages or any(not 0 <= j < k for k, deps in enumerate(after) for j in deps):
+        raise ValueError(f"after: one tuple of earlier stages for each of {stages} stages")
+    return [tuple(deps) for deps in after] + [tuple(range(stages))]
+
+
 SEEK_EVERY_SECONDS = 0.5  # how often a partition that is waiting for its records re-seeks
 REAL_HOLE_AFTER = 3  # the same hole seen this many times after seeking is accepted
 
@@ -187,19 +200,27 @@ class CommittedBatches:
         reseek.__name__ = reseek.__qualname__ = f"reseek_{self.topic}"
         app.timer(interval=1.0)(reseek)
 
-    async def run(self, run_batch: Handler, stages: int = 1, in_flight: int | None = None) -> None:
+    async def run(
+        self,
+        run_batch: Handler,
+        stages: int = 1,
+        in_flight: int | None = None,
+        after: Sequence[Sequence[int]] | None = None,
+    ) -> None:
         """Forever: `await run_batch(records)` for each batch of admissible records, one batch
         at a time (the CPU part; it should yield to the loop now and then, so the writes of
         earlier batches move on meanwhile). It returns the batch's writes as `stages`
         coroutines *not yet started* (not tasks or a gather, which start at once). Stage k
-        of a batch runs after its stage k-1 and after stage k of the previous batch, so each
-        stage sees the batches in order while different stages of consecutive batches
-        overlap with each other and with the handling of the next batch. A batch's offsets
-        are committed after its last stage and the previous batch's commit. Neither the
-        handler nor a stage may raise (it ends the loop). At most `in_flight` batches
-        (default: `stages`) are being written while the next one is handled.
+        of a batch runs after stage k of the previous batch, and after the batch's own
+        stages listed in `after[k]` (default: its stage k-1), so each stage sees the
+        batches in order while different stages of consecutive batches overlap with each
+        other and with the handling of the next batch. A batch's offsets are committed
+        after all its stages and the previous batch's commit. Neither the handler nor a
+        stage may raise (it ends the loop). At most `in_flight` batches (default: `stages`)
+        are being written while the next one is handled.
         """
         depth = stages if in_flight is None else in_flight
+        order = _stage_order(stages, after)
         previous: list[asyncio.Future[None]] = []  # the previous batch's stages, then commit
         writing: deque[asyncio.Future[None]] = deque()
         while True:
@@ -221,7 +242,7 @@ class CommittedBatches:
                     raise TypeError(f"run_batch() must return {stages} coroutines, not started")
                 offsets = self.cursors.to_commit()
                 await self._seek_waiting()
-                previous = self._chain(previous, [*writes, self._commit(offsets)])
+                previous = self._chain(previous, [*writes, self._commit(offsets)], order)
                 self._in_flight = previous[-1]
                 writing.append(self._in_flight)
             while len(writing) > depth:
@@ -229,24 +250,31 @@ class CommittedBatches:
 
     @staticmethod
     def _chain(
-        previous: list[asyncio.Future[None]], stages: list[Coroutine[Any, Any, None] | None]
+        previous: list[asyncio.Future[None]],
+        stages: list[Coroutine[Any, Any, None] | None],
+        after: Sequence[Sequence[int]] | None = None,
     ) -> list[asyncio.Future[None]]:
+        """Start a batch's stages, each after the same stage of the previous batch and after
+        the batch's own stages `after[k]` (default: stage k-1)."""
+        order = after if after is not None else _stage_order(len(stages))
+
         async def stage(
             same_stage_before: asyncio.Future[None] | None,
-            earlier_stage: asyncio.Future[None] | None,
+            earlier_stages: list[asyncio.Future[None]],
             writes: Coroutine[Any, Any, None] | None,
         ) -> None:
             if same_stage_before is not None:
                 await same_stage_before
-            if earlier_stage is not None:
-                await earlier_stage
+            for earlier in earlier_stages:
+                await earlier
             if writes is not None:
                 await writes
 
         started: list[asyncio.Future[None]] = []
         for k, writes in enumerate(stages):
             before = previous[k] if previous else None
-            started.append(asyncio.ensure_future(stage(before, started[-1] if k else None, writes)))
+            earlier = [started[j] for j in order[k]]
+            started.append(asyncio.ensure_future(stage(before, earlier, writes)))
         return started
 
     async def _commit(self, offsets: dict[Any, int]) -> None:

@@ -1,11 +1,18 @@
-"""One batch of touchpoint records -> the engine -> its writes, in two ordered stages.
+"""One batch of touchpoint records -> the engine -> its writes, in three ordered stages.
 
 `run_batch` runs the per-record step (streams/records.py) over the batch and returns, not yet
-started, the batch's two write stages for `CommittedBatches.run`:
+started, the batch's write stages for `CommittedBatches.run` (`STAGES`, ordered by `AFTER`):
 
-1. `publish`: the outputs to the broker and the rows into ClickHouse, together; then the
-   batch's signals to the webhooks (after they are stored: the outbox resends from there);
-2. `persist`: the state changelog, then the partition clocks.
+1. `send`: the outputs (signals, snapshots, dead letters) to the broker;
+2. `store`: the rows into ClickHouse, then the batch's signals to the webhooks (after they
+   are stored: the outbox resends from there);
+3. `persist`: the state changelog, then the partition clocks, once the batch's `send` and
+   `store` are done.
+
+`send` and `store` each follow their own stage of the previous batch, not each other: a
+batch's signals reach the broker as soon as it is handled and the previous batch's outputs
+are acknowledged, without waiting for earlier batches' ClickHouse inserts (an embedded
+chDB insert costs tens of milliseconds a table, whatever its size).
 
 Where rows go is not known here: `store` and `alerts` are given by the application
 (touchstream/app.py), so this module depends on the engine and Faust only.
@@ -14,6 +21,7 @@ Where rows go is not known here: `store` and `alerts` are given by the applicati
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -30,6 +38,8 @@ Alerts = Callable[[list[Signal]], Awaitable[None]]
 Prepare = Callable[[list[Any]], Awaitable[None]]  # before a batch, given its messages
 
 YIELD_EVERY = 10  # records handled between two turns of the event loop (~1 ms)
+STAGES = 3  # send, store, persist
+AFTER = ((), (), (0, 1))  # for each stage, the batch's own stages it waits for
 
 
 class Pipeline:
@@ -55,12 +65,14 @@ class Pipeline:
         self.producer, self.topic_of = producer, topic_of
         self.store, self.alerts, self.prepare = store, alerts, prepare
         self.progress, self.end_marker = progress, end_marker
+        self._unstored: deque[Batch] = deque()  # handled, rows not stored yet, in order
 
     async def run_batch(self, messages: list[Any]) -> tuple[Coroutine[Any, Any, None], ...]:
-        """Handle a batch now; returns its writes in two stages, not started (`publish`,
-        `persist`). Each stage starts after the same stage of the previous batch (a
+        """Handle a batch now; returns its writes in three stages, not started (`send`,
+        `store`, `persist`). Each stage starts after the same stage of the previous batch (a
         changelog write must not overtake an older one of the same key) and `persist` after
-        the batch's own `publish`; the batch's offsets are committed when both are done.
+        the batch's own `send` and `store`; the batch's offsets are committed when all are
+        done.
         Yields to the loop every YIELD_EVERY records, so earlier batches' writes (acks, the
         ClickHouse insert's result) move on meanwhile."""
         if self.prepare is not None:
@@ -75,23 +87,37 @@ class Pipeline:
         records = [record for handled, _, _ in batch for record in handled.records]
         if self.progress is not None:
             self.progress.add(batch, records)
+        self._unstored.append(batch)
         return (
-            self.publish(records, batch),
+            self.send(records),
+            self.store_rows(batch),
             self.persist(self.states.take(self.end_marker), self.clocks.take(self.end_marker)),
         )
 
-    async def publish(self, records: list[Record], batch: Batch) -> None:
-        """Outputs to the broker and rows to ClickHouse; then the signals to the webhooks."""
+    async def send(self, records: list[Record]) -> None:
+        """The outputs to the broker."""
         topic_of = self.topic_of
         outgoing: list[OutRecord] = [(topic_of[n], None, k, v) for n, k, v in records]
-        await asyncio.gather(send_until_acked(self.producer, outgoing), self.store(batch))
+        await send_until_acked(self.producer, outgoing)
+
+    async def store_rows(self, batch: Batch) -> None:
+        """The rows into ClickHouse; then the signals to the webhooks. When the inserts fall
+        behind, the batches handled meanwhile go in the same insert as this one (their own
+        `store_rows` then finds their rows stored): an insert's cost is mostly per table,
+        not per row, so the store stage catches up instead of holding every later batch's
+        commit back."""
+        if any(unstored is batch for unstored in self._unstored):
+            # the stage runs in batch order: every earlier batch's rows are stored
+            together = list(self._unstored)
+            self._unstored.clear()
+            await self.store([item for each in together for item in each])
         if self.alerts is not None:
             signals = [signal for handled, _, _ in batch for signal in handled.signals]
             if signals:
                 await self.alerts(signals)
 
     async def persist(self, state: list[list[OutRecord]], clocks: list[list[OutRecord]]) -> None:
-        """The state, after the batch's outputs and rows (`publish`): a state on the broker
+        """The state, after the batch's outputs and rows (`send`, `store`): a state on the broker
         is never ahead of what it produced, or a restart would take the events it covers for
         redeliveries and their rows and snapshots would be lost. Every customer's state is
         on the broker before the partition clock says its silence checks are done (the

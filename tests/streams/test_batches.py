@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from touchstream.streams.runtime.batches import SEEK_EVERY_SECONDS, CommittedBatches, Cursors
+from touchstream.streams.runtime.batches import (
+    SEEK_EVERY_SECONDS,
+    CommittedBatches,
+    Cursors,
+    _stage_order,
+)
+from touchstream.streams.runtime.pipeline import AFTER
 
 TP = ("touchpoints", 0)
 
@@ -118,13 +125,22 @@ def test_whatever_arrives_offsets_pass_once_in_order_and_the_commit_follows_the_
     assert commit == (got[-1] + 1 if got else 0)
 
 
-@given(st.lists(st.tuples(*[st.integers(0, 3)] * 3), min_size=1, max_size=6))
-def test_write_stages_run_in_batch_order_and_each_after_the_batch_s_previous_stage(
-    delays: list[tuple[int, int, int]],
+CHAIN = ((), (0,), (1,))  # the default: each stage after the batch's previous one
+
+
+@given(
+    st.lists(st.tuples(*[st.integers(0, 3)] * 3), min_size=1, max_size=6),
+    st.sampled_from([None, CHAIN, AFTER]),
+)
+def test_write_stages_run_in_batch_order_and_after_the_batch_s_stages_they_follow(
+    delays: list[tuple[int, int, int]], after: tuple[tuple[int, ...], ...] | None
 ) -> None:
-    """Stage k of batch N starts only after stage k of batch N-1 and stage k-1 of batch N
-    have ended, whatever each takes; stages of different batches do overlap."""
+    """Stage k of batch N starts only after stage k of batch N-1 and the stages of batch N
+    it follows (`after`; by default stage k-1) have ended, whatever each takes; the commit
+    after them all. Stages of different batches do overlap."""
     log: list[tuple[str, int, int]] = []
+    order = _stage_order(3, after)
+    assert order[:3] == list(after or CHAIN)
 
     async def stage(batch: int, k: int, ticks: int) -> None:
         log.append(("start", batch, k))
@@ -135,18 +151,57 @@ def test_write_stages_run_in_batch_order_and_each_after_the_batch_s_previous_sta
     async def run() -> None:
         previous: list[asyncio.Future[None]] = []
         for batch, ticks in enumerate(delays):
-            previous = CommittedBatches._chain(
-                previous, [stage(batch, k, t) for k, t in enumerate(ticks)]
-            )
+            stages = [stage(batch, k, t) for k, t in enumerate(ticks)]
+            previous = CommittedBatches._chain(previous, [*stages, stage(batch, 3, 0)], order)
         await previous[-1]
 
     asyncio.run(run())
     at = {entry: i for i, entry in enumerate(log)}
-    assert len(at) == 2 * 3 * len(delays)  # every stage ran, once
+    assert len(at) == 2 * 4 * len(delays)  # every stage and commit ran, once
     for batch in range(len(delays)):
-        for k in range(3):
+        for k in range(4):
             start = at[("start", batch, k)]
             if batch:
                 assert start > at[("end", batch - 1, k)]
-            if k:
-                assert start > at[("end", batch, k - 1)]
+            for j in order[k]:
+                assert start > at[("end", batch, j)]
+
+
+def test_a_batch_s_outputs_go_out_while_an_earlier_batch_is_still_being_stored() -> None:
+    """The pipeline's order: a slow ClickHouse insert of batch 0 does not hold batch 1's
+    signals back, and holds batch 1's rows and every later changelog write."""
+    log: list[str] = []
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def write(name: str, wait: asyncio.Event | None = None) -> None:
+            if wait is not None:
+                await wait.wait()
+            log.append(name)
+
+        order = _stage_order(3, AFTER)
+        stages = ("send", "store", "persist", "commit")
+        first = CommittedBatches._chain(
+            [], [write(f"{name} 0", release if name == "store" else None) for name in stages], order
+        )
+        second = CommittedBatches._chain(first, [write(f"{name} 1") for name in stages], order)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert log == ["send 0", "send 1"]
+        release.set()
+        await second[-1]
+
+    asyncio.run(scenario())
+    at = {name: i for i, name in enumerate(log)}
+    assert len(at) == 8
+    assert at["store 0"] < at["persist 0"] < at["commit 0"] < at["commit 1"]
+    assert at["store 0"] < at["store 1"] < at["persist 1"] < at["commit 1"]
+    assert at["persist 0"] < at["persist 1"]
+
+
+def test_a_stage_can_only_follow_an_earlier_stage() -> None:
+    with pytest.raises(ValueError):
+        _stage_order(2, ((1,), ()))
+    with pytest.raises(ValueError):
+        _stage_order(3, ((), ()))

@@ -21,7 +21,7 @@ from touchstream.streams.customer_state import CustomerState
 from touchstream.streams.engine import Engine
 from touchstream.streams.rules import Rules
 from touchstream.streams.runtime import produce
-from touchstream.streams.runtime.pipeline import Batch, Pipeline
+from touchstream.streams.runtime.pipeline import STAGES, Batch, Pipeline
 from touchstream.streams.runtime.tables import StagedTable
 
 TOPICS = {"dead_letters": "out-dead", "metrics": "out-metrics", "signals": "out-signals"}
@@ -77,7 +77,7 @@ def messages(values: list[tuple[bytes | None, bytes]]) -> list[SimpleNamespace]:
     ]
 
 
-def test_a_batch_publishes_stores_alerts_then_persists_in_that_order() -> None:
+def test_a_batch_sends_stores_alerts_then_persists() -> None:
     history, _ = three_late_deliveries()
     values: list[tuple[bytes | None, bytes]] = [
         (history.customer.encode(), orjson.dumps(event)) for event in history.events
@@ -87,11 +87,15 @@ def test_a_batch_publishes_stores_alerts_then_persists_in_that_order() -> None:
     run, producer, stored, alerted = pipeline(log)
 
     async def scenario() -> None:
-        publish, persist = await run.run_batch(messages(values))
-        assert inspect.getcoroutinestate(publish) == inspect.CORO_CREATED  # not started
+        writes = await run.run_batch(messages(values))
+        assert len(writes) == STAGES
+        assert all(inspect.getcoroutinestate(w) == inspect.CORO_CREATED for w in writes)
         assert producer.sent == [] and stored == []
-        await publish
-        assert log == ["send", "store", "alerts"] or log == ["store", "send", "alerts"]
+        send, store, persist = writes
+        await send
+        assert log == ["send"]
+        await store
+        assert log == ["send", "store", "alerts"]
         await persist
 
     asyncio.run(scenario())
@@ -111,15 +115,52 @@ def test_a_batch_publishes_stores_alerts_then_persists_in_that_order() -> None:
     assert {r[0] for r in clock_groups[0]} == {"clock-changelog"}
 
 
+def test_batches_handled_while_an_insert_runs_go_in_the_next_insert_together() -> None:
+    """Three batches handled before the first one's rows are stored: the first store stage
+    inserts all three in order, the others insert nothing, and each batch's signals reach
+    the webhooks once, with its own store stage."""
+    history, _ = three_late_deliveries()
+    key = history.customer.encode()
+    log: list[str] = []
+    run, _, stored, alerted = pipeline(log)
+    thirds = [history.events[i::3] for i in range(3)]
+
+    async def scenario() -> list[int]:
+        writes = []
+        for n, events in enumerate(thirds):
+            values: list[tuple[bytes | None, bytes]] = [(key, orjson.dumps(e)) for e in events]
+            batch = messages(values)
+            for offset, message in enumerate(batch):
+                message.offset = 100 * n + offset
+            writes.append(await run.run_batch(batch))
+        alerts_after = []
+        for _, store, _ in writes:
+            await store
+            alerts_after.append(len(alerted))
+        for send, _, persist in writes:
+            await send
+            await persist
+        return alerts_after
+
+    alerts_after = asyncio.run(scenario())
+    (together,) = stored
+    assert [offset for _, _, offset in together] == [
+        100 * n + i for n, events in enumerate(thirds) for i in range(len(events))
+    ]
+    signals = [[s for h, _, o in together if o // 100 == n for s in h.signals] for n in range(3)]
+    assert sum(map(len, signals)) >= 1
+    assert alerts_after == [len(signals[0]), len(signals[0] + signals[1]), len(alerted)]
+    assert alerted == signals[0] + signals[1] + signals[2]
+
+
 def test_a_forget_request_is_handed_on_to_store_and_topics() -> None:
     log: list[str] = []
     run, producer, stored, _ = pipeline(log)
     marker = forget_marker("gone", datetime(2026, 5, 1, tzinfo=UTC))
 
     async def scenario() -> None:
-        publish, persist = await run.run_batch(messages([(FORGET_KEY, marker)]))
-        await publish
-        await persist
+        for write in await run.run_batch(messages([(FORGET_KEY, marker)])):
+            await write
 
     asyncio.run(scenario())
     ((handled, _, _),) = stored[0]
