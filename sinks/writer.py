@@ -102,9 +102,8 @@ async def store_batch(
     """Insert a batch's touchpoints, the latest metrics of each customer for each day (event
     time) in it (the table keeps the latest per customer anyway, and its daily history the
     last of each day: a backfill's batch spans days), its signals, wow offers and dead
-    letters. A forget
-    request splits the batch: rows before it are removed from every table, rows after it
-    stay."""
+    letters. A forget request splits the batch: rows before it are removed from every table,
+    rows after it stay."""
     pending = _Pending()
     for handled, partition, offset in batch:
         pending.add(handled, f"{partition}:{offset}")
