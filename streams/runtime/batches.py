@@ -252,11 +252,10 @@ class CommittedBatches:
     def _chain(
         previous: list[asyncio.Future[None]],
         stages: list[Coroutine[Any, Any, None] | None],
-        after: Sequence[Sequence[int]] | None = None,
+        order: Sequence[Sequence[int]],
     ) -> list[asyncio.Future[None]]:
         """Start a batch's stages, each after the same stage of the previous batch and after
-        the batch's own stages `after[k]` (default: stage k-1)."""
-        order = after if after is not None else _stage_order(len(stages))
+        the batch's own stages `order[k]` (`_stage_order`)."""
 
         async def stage(
             same_stage_before: asyncio.Future[None] | None,

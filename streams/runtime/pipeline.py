@@ -106,7 +106,7 @@ class Pipeline:
         `store_rows` then finds their rows stored): an insert's cost is mostly per table,
         not per row, so the store stage catches up instead of holding every later batch's
         commit back."""
-        if any(unstored is batch for unstored in self._unstored):
+        if self._unstored and self._unstored[0] is batch:
             # the stage runs in batch order: every earlier batch's rows are stored
             together = list(self._unstored)
             self._unstored.clear()
