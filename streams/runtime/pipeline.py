@@ -106,8 +106,9 @@ class Pipeline:
         `store_rows` then finds their rows stored): an insert's cost is mostly per table,
         not per row, so the store stage catches up instead of holding every later batch's
         commit back."""
-        if self._unstored and self._unstored[0] is batch:
-            # the stage runs in batch order: every earlier batch's rows are stored
+        if any(unstored is batch for unstored in self._unstored):
+            # in batch order, earlier batches are stored; one whose stage never ran (its
+            # writes cancelled with the loop on a rebalance) goes too, never blocks the rest
             together = list(self._unstored)
             self._unstored.clear()
             await self.store([item for each in together for item in each])
