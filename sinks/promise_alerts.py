@@ -47,7 +47,7 @@ def watermark(clickhouse: ClickHouse, waiting: Collection[int] = ()) -> float | 
     """How far event time has got on *every* partition: the least of the partitions' latest
     touchpoints (partitions are written in their own order; one running ahead must not get a
     window judged before the others have written theirs). None while a partition of
-    `waiting` (holding records not handled yet: `touchstream.kafka.unprocessed_partitions`)
+    `waiting` (holding records not handled yet: `touchstream.kafka.GroupProgress`)
     has no touchpoint here: a worker that starts on a backlog writes one partition's batch
     before the others'. A partition with no touchpoint that waits for nothing (never any
     traffic, or only clock ticks) does not hold it back; one that falls quiet does, until it

@@ -27,7 +27,7 @@ import orjson
 
 from touchstream.alerting import attach_webhooks
 from touchstream.ingest import attach_ingest
-from touchstream.kafka import unprocessed_partitions
+from touchstream.kafka import GroupProgress
 from touchstream.learner import history_from_clickhouse, load_model, store_model
 from touchstream.openapi import attach_openapi
 from touchstream.probes import Health, attach_metrics_endpoint
@@ -204,18 +204,20 @@ def build_app(
             for partition in range(settings.broker.partitions):
                 await touchpoints.send(key=CLOCK_KEY, value=value, partition=partition)
 
+    progress = GroupProgress(
+        bootstrap, settings.worker.app_id, settings.topics.touchpoints, settings.kafka_security()
+    )
+
+    @app.on_before_shutdown.connect  # type: ignore[misc,arg-type]
+    async def _close_progress(app: faust.App, **kwargs: Any) -> None:
+        progress.close()
+
     async def waiting() -> set[int] | None:
         """The touchpoints topic's partitions with records not handled yet, which hold the
         company-level judgements back (sinks/promise_alerts.py `watermark`); None when
         the broker did not say (nothing is judged this round)."""
         try:
-            return await asyncio.to_thread(
-                unprocessed_partitions,
-                bootstrap,
-                settings.worker.app_id,
-                settings.topics.touchpoints,
-                settings.kafka_security(),
-            )
+            return await asyncio.to_thread(progress.unprocessed)
         except Exception as error:  # any broker trouble: the next round tries again
             log.warning("partitions' progress unknown (%s): nothing judged this round", error)
             return None

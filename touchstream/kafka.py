@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -92,37 +93,85 @@ def read_topic(
         consumer.close()
 
 
-def unprocessed_partitions(
-    bootstrap: str,
-    group: str,
-    topic: str,
-    security: Mapping[str, object] | None = None,
-    timeout_ms: int = 10_000,
-) -> set[int]:
-    """Partitions of `topic` holding records that `group` has not committed: the log end
-    past the committed offset. A partition that never had a record, or whose records are all
-    handled, is not one. Tansu reports the log end as its last record batch's first offset
-    + 1, so a partition partly handled may be missed there; one with nothing handled never
-    is, and that is the one the watermark needs to know of (it has no touchpoint stored)."""
-    options = dict(security or {})
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **options
-    )
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **options)
-    try:
-        numbers = consumer.partitions_for_topic(topic) or set()
-        partitions = [TopicPartition(topic, n) for n in sorted(numbers)]
-        ends = consumer.end_offsets(partitions, timeout_ms=timeout_ms) if partitions else {}
-        done = admin.list_group_offsets(group).get(group, {})
-    finally:
-        consumer.close()
-        admin.close()
-    unhandled = set()
-    for tp, end in ends.items():
-        commit = done.get(tp)
-        if end > max(0, commit.offset if commit is not None else 0):  # -1: none committed
-            unhandled.add(tp.partition)
-    return unhandled
+class GroupProgress:
+    """Which partitions of a topic hold records a group has not committed, asked round after
+    round (the leader's timers) over the same two connections. Built per round, the clients
+    cost a bootstrap, a metadata request and two sockets each time; they are made again
+    only after an error. Thread-safe: the timers ask from worker threads."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        group: str,
+        topic: str,
+        security: Mapping[str, object] | None = None,
+        timeout_ms: int = 10_000,
+    ) -> None:
+        self.bootstrap, self.group, self.topic = bootstrap, group, topic
+        self.security, self.timeout_ms = dict(security or {}), timeout_ms
+        self._clients: tuple[KafkaConsumer, KafkaAdminClient] | None = None
+        self._lock = threading.Lock()
+
+    def unprocessed(self) -> set[int]:
+        """The partitions holding records the group has not committed: the log end past the
+        committed offset. A partition that never had a record, or whose records are all
+        handled, is not one. Tansu reports the log end as its last record batch's first
+        offset + 1, so a partition partly handled may be missed there; one with nothing
+        handled never is, and that is the one the watermark needs to know of (it has no
+        touchpoint stored). Raises on broker trouble (the clients are dropped)."""
+        with self._lock:
+            try:
+                consumer, admin = self._connected()
+                numbers = consumer.partitions_for_topic(self.topic) or set()
+                partitions = [TopicPartition(self.topic, n) for n in sorted(numbers)]
+                ends = (
+                    consumer.end_offsets(partitions, timeout_ms=self.timeout_ms)
+                    if partitions
+                    else {}
+                )
+                done = admin.list_group_offsets(self.group).get(self.group, {})
+            except Exception:
+                self._close()
+                raise
+        unhandled = set()
+        for tp, end in ends.items():
+            commit = done.get(tp)
+            if end > max(0, commit.offset if commit is not None else 0):  # -1: none committed
+                unhandled.add(tp.partition)
+        return unhandled
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def __enter__(self) -> GroupProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _connected(self) -> tuple[KafkaConsumer, KafkaAdminClient]:
+        if self._clients is None:
+            consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                enable_auto_commit=False,
+                group_id=None,
+                **self.security,
+            )
+            try:
+                admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, **self.security)
+            except Exception:
+                consumer.close()
+                raise
+            self._clients = consumer, admin
+        return self._clients
+
+    def _close(self) -> None:
+        clients, self._clients = self._clients, None
+        if clients is not None:
+            for client in clients:
+                with contextlib.suppress(Exception):
+                    client.close()
 
 
 def committed(bootstrap: str, group: str, topic: str) -> int:
