@@ -136,7 +136,10 @@ class Engine:
         redirect = CustomerState(absorbed)
         redirect.merged_into = survivor
         if state is not None:
+            # and how far back it remembers them: a copy from before then may be one whose
+            # id it forgot, and is late here, as it would have been before the merge
             redirect.seen = dict(state.seen)
+            redirect.last_seen = state.last_seen
         self.states[absorbed] = redirect
         return state
 
@@ -215,6 +218,14 @@ class Engine:
         if state.merged_into:  # an alias now: the event goes on to its customer's key
             if event_key(event.event_id) in state.seen:
                 outcome.status = "duplicate"
+                return outcome
+            if state.last_seen and t < dedup_horizon(state, self.params):
+                # its id may have been forgotten here before the merge: sent on, a copy the
+                # resolver sends again after a crash would be stored under the survivor too
+                state.late_events += 1
+                self.states[customer] = state
+                outcome.status = "late"
+                outcome.rejection = late_rejection(event, dedup_horizon(state, self.params))
                 return outcome
             outcome.status = "redirected"
             outcome.redirect = state.merged_into

@@ -413,3 +413,40 @@ def test_a_sent_on_record_inside_another_is_refused() -> None:
     inner = sent_on(["x"], _under("x", 0, 1))
     topics.deliver([(b"y", sent_on(["z"], inner))])
     assert topics.dead == ["invalid_control_record"]
+
+
+def test_a_copy_older_than_an_aliases_memory_is_late_there_not_counted_again() -> None:
+    """After a crash the resolver sends a batch again, resolved anew from the graph it had
+    persisted: a touchpoint of an absorbed customer comes again to their old key, now a
+    redirect. Its id may be forgotten there (past the grace, as the state had forgotten it
+    before the merge): sent on, the survivor stored it a second time under its own id (a
+    second row, outside the first one's key). It is late at the alias, as it was there."""
+    email, phone = ("email", "h1:" + "e" * 32), ("phone", "h1:" + "f" * 32)
+    topics = Topics()
+    topics.identify(identified(0, 0.0, [phone]))  # the survivor: known first
+    first = identified(1, 1.0, [email])
+    resolved = resolve_record(topics.graph, LIMITS, None, first, "identify", 0, 0)
+    ((alias_key, copy),) = [(k, v) for n, k, v in resolved.records if n == "touchpoints"]
+    topics.deliver([(alias_key, copy)])
+    topics.identify(identified(2, 2.5, [email]))  # a day and a half on: e1's id forgotten
+    topics.identify(identified(3, 2.6, [email, phone]))  # the two are one
+    alias = alias_key.decode()
+    assert topics.engine.states[alias].merged_into
+    assert event_key("e1") not in topics.engine.states[alias].seen
+    survivor = topics.engine.states[alias].merged_into
+    before = topics.engine.states[survivor].event_count
+
+    partition = partition_for(alias, PARTITIONS)
+    again = process_record(topics.engine, LIMITS, alias_key, copy, "touchpoints", partition, 99)
+    assert again.outcome == "late"
+    assert [d.error_kind for d in again.dead_letters] == ["late_event"]
+    assert not [r for r in again.records if r[0] == "touchpoints"], "not sent on"
+    assert again.row is not None and again.row[1] == alias, "its row keyed as the first"
+    assert topics.engine.states[survivor].event_count == before == 4
+
+    # a touchpoint the alias cannot have seen yet (within its memory) still goes on
+    fresh = msgspec.json.encode(
+        {**orjson.loads(copy), "event_id": "e9", "occurred_at": at(2.2).isoformat()}
+    )
+    on = process_record(topics.engine, LIMITS, alias_key, fresh, "touchpoints", partition, 100)
+    assert on.outcome == "redirected"
