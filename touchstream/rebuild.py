@@ -206,8 +206,9 @@ class StateRebuild:
         _, rows = self.clickhouse.query(
             "SELECT customer_id, payload, kafka_offset FROM touchpoints FINAL "
             f"WHERE ({where}) OR customer_id IN {{joining:Array(String)}} "
+            "OR customer_id IN {redirected:Array(String)} "
             "ORDER BY occurred_at, event_id",
-            {**params, "joining": joining},
+            {**params, "joining": joining, "redirected": sorted(redirects)},
         )
         owner = {alias: survivor_of[alias] for alias in joining}
         mine = [
@@ -239,7 +240,16 @@ class StateRebuild:
         for customer, state in states.items():
             merged = [a for a in joining if owner[a] == customer]
             state.absorbed = sorted(merged)[-ABSORBED_KEEP:]
+        # a redirect remembers the ids its own touchpoints left, as the one a merge leaves
+        # does (`Engine.absorb_out`): a copy the resolver sends again is known there
+        own = [p if isinstance(p, bytes) else p.encode() for c, p, _ in rows if c in redirects]
+        before_merge, _ = replay_history(
+            [p for p in own if p], self.engine.rules, self.engine.model, 1, 0
+        )
         for alias, customer in redirects.items():
             redirect = states[alias] = CustomerState(alias)
             redirect.merged_into = customer
+            history = before_merge.get(alias)
+            if history is not None:
+                redirect.seen, redirect.last_seen = dict(history.seen), history.last_seen
         return states, mark, len(kept)
