@@ -219,13 +219,14 @@ class Engine:
             if event_key(event.event_id) in state.seen:
                 outcome.status = "duplicate"
                 return outcome
-            if state.last_seen and t < dedup_horizon(state, self.params):
+            remembered = dedup_horizon(state, self.params) if state.last_seen else t
+            if t < remembered:
                 # its id may have been forgotten here before the merge: sent on, a copy the
                 # resolver sends again after a crash would be stored under the survivor too
                 state.late_events += 1
                 self.states[customer] = state
                 outcome.status = "late"
-                outcome.rejection = late_rejection(event, dedup_horizon(state, self.params))
+                outcome.rejection = late_rejection(event, remembered)
                 return outcome
             outcome.status = "redirected"
             outcome.redirect = state.merged_into

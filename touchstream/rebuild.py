@@ -242,10 +242,10 @@ class StateRebuild:
             state.absorbed = sorted(merged)[-ABSORBED_KEEP:]
         # a redirect remembers the ids its own touchpoints left, as the one a merge leaves
         # does (`Engine.absorb_out`): a copy the resolver sends again is known there
-        own = [p if isinstance(p, bytes) else p.encode() for c, p, _ in rows if c in redirects]
-        before_merge, _ = replay_history(
-            [p for p in own if p], self.engine.rules, self.engine.model, 1, 0
-        )
+        own = [
+            p if isinstance(p, bytes) else p.encode() for c, p, _ in rows if c in redirects and p
+        ]
+        before_merge, _ = replay_history(own, self.engine.rules, self.engine.model, 1, 0)
         for alias, customer in redirects.items():
             redirect = states[alias] = CustomerState(alias)
             redirect.merged_into = customer
