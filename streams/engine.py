@@ -133,14 +133,7 @@ class Engine:
         if state is not None and state.merged_into:
             return None
         self.forget(absorbed, partition)
-        redirect = CustomerState(absorbed)
-        redirect.merged_into = survivor
-        if state is not None:
-            # and how far back it remembers them: a copy from before then may be one whose
-            # id it forgot, and is late here, as it would have been before the merge
-            redirect.seen = dict(state.seen)
-            redirect.last_seen = state.last_seen
-        self.states[absorbed] = redirect
+        self.states[absorbed] = redirect(absorbed, survivor, state)
         return state
 
     def absorb_in(self, survivor: str, other: CustomerState, partition: int) -> StepResult:
@@ -360,6 +353,19 @@ def _first_or_on_grid(since: float, period: float, step: float) -> bool:
     interval, or the first one past a later multiple of it."""
     before = since - period
     return before <= step or math.floor(since / step) > math.floor(before / step)
+
+
+def redirect(absorbed: str, survivor: str, state: CustomerState | None) -> CustomerState:
+    """What an absorbed key keeps once merged into `survivor`: the event ids its state
+    remembered, and how far back it remembered them. A copy it knows is a duplicate there; one
+    from before then may be one whose id it forgot, and is late there, as it would have been
+    before the merge (`Engine.step`)."""
+    kept = CustomerState(absorbed)
+    kept.merged_into = survivor
+    if state is not None:
+        kept.seen = dict(state.seen)
+        kept.last_seen = state.last_seen
+    return kept
 
 
 def late_rejection(event: Touchpoint, horizon: float) -> TouchpointRejected:

@@ -41,7 +41,7 @@ from touchstream.schemas.decoder import decode_touchpoint
 from touchstream.sinks.clickhouse import ClickHouse
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.customer_state import ABSORBED_KEEP, CustomerState
-from touchstream.streams.engine import Engine
+from touchstream.streams.engine import Engine, redirect
 from touchstream.streams.rules import Rules
 
 log = logging.getLogger("touchstream.rebuild")
@@ -241,15 +241,11 @@ class StateRebuild:
             merged = [a for a in joining if owner[a] == customer]
             state.absorbed = sorted(merged)[-ABSORBED_KEEP:]
         # a redirect remembers the ids its own touchpoints left, as the one a merge leaves
-        # does (`Engine.absorb_out`): a copy the resolver sends again is known there
+        # does (streams/engine.py `redirect`): a copy the resolver sends again is known there
         own = [
             p if isinstance(p, bytes) else p.encode() for c, p, _ in rows if c in redirects and p
         ]
         before_merge, _ = replay_history(own, self.engine.rules, self.engine.model, 1, 0)
         for alias, customer in redirects.items():
-            redirect = states[alias] = CustomerState(alias)
-            redirect.merged_into = customer
-            history = before_merge.get(alias)
-            if history is not None:
-                redirect.seen, redirect.last_seen = dict(history.seen), history.last_seen
+            states[alias] = redirect(alias, customer, before_merge.get(alias))
         return states, mark, len(kept)
