@@ -33,7 +33,7 @@ log = logging.getLogger("touchstream.identity")
 
 ResolvedBatch = list[tuple[Resolved, int]]  # each record's resolution and its rows' version
 GraphRows = list[tuple[str, bytes | None]]  # the graph's changed entries (None: gone)
-# a batch's rows, and the graph's changed entries with their version
+# the records with rows, and the graph's changed entries with their version
 StoreIdentity = Callable[[ResolvedBatch, GraphRows, int], Awaitable[None]]
 
 
@@ -112,7 +112,10 @@ class Resolver:
 
     async def run_batch(self, messages: list[Any]) -> tuple[Coroutine[Any, Any, None], ...]:
         graph = await self._loaded()
-        batch: ResolvedBatch = []
+        topic_of, limits = self.topic_of, self.limits
+        outgoing: list[OutRecord] = []
+        with_rows: ResolvedBatch = []  # most records write no row: only these go to the store
+        outcomes: Counter[str] = Counter()
         done, base = graph.resolved_through, graph.version_base
         for n, message in enumerate(messages):
             if n and n % YIELD_EVERY == 0:
@@ -121,14 +124,19 @@ class Resolver:
                 continue
             resolved = resolve_record(
                 graph,
-                self.limits,
+                limits,
                 message.key,
                 message.value,
                 message.topic,
                 message.partition,
                 message.offset,
             )
-            batch.append((resolved, base + message.offset))
+            outgoing.extend(
+                [(topic_of[name], None, key, value) for name, key, value in resolved.records]
+            )
+            outcomes[resolved.outcome] += 1
+            if resolved.has_rows():
+                with_rows.append((resolved, base + message.offset))
         if messages and messages[0].offset <= done:
             skipped = sum(1 for m in messages if m.offset <= done)
             log.info("%d records resolved before a restart skipped (through %d)", skipped, done)
@@ -140,34 +148,29 @@ class Resolver:
                 del self.table[name]
             else:
                 self.table[name] = value
-        self._count(batch)
+        self._count(outcomes, with_rows)
         version = base + (messages[-1].offset if messages else 0)
-        return self.publish(batch, changes, version), self.persist(self.table.take(self.end_marker))
+        publish = self.publish(outgoing, with_rows, changes, version)
+        return publish, self.persist(self.table.take(self.end_marker))
 
-    async def publish(self, batch: ResolvedBatch, changes: GraphRows, version: int) -> None:
+    async def publish(
+        self, outgoing: list[OutRecord], with_rows: ResolvedBatch, changes: GraphRows, version: int
+    ) -> None:
         """Outputs and rows together: a record on the touchpoints topic may be handled by
         the keyed stage before its merge's row lands, never before the merge is decided.
         The graph's changed entries go to ClickHouse with the rows, its copy there."""
-        topic_of = self.topic_of
-        outgoing: list[OutRecord] = [
-            (topic_of[name], None, key, value)
-            for resolved, _ in batch
-            for name, key, value in resolved.records
-        ]
-        stored = self.store(batch, changes, version)
+        stored = self.store(with_rows, changes, version)
         await asyncio.gather(send_until_acked(self.producer, outgoing), stored)
 
     async def persist(self, changes: list[list[OutRecord]]) -> None:
         await send_until_acked(self.producer, *changes)
 
-    def _count(self, batch: ResolvedBatch) -> None:
+    def _count(self, outcomes: Counter[str], with_rows: ResolvedBatch) -> None:
         if self.telemetry is None:
             return
-        counts = Counter(resolved.outcome for resolved, _ in batch)
-        for resolved, _ in batch:
-            if resolved.merges or resolved.refusals:  # (most have neither)
-                counts["merged"] += len(resolved.merges)
-                counts.update(f"refused:{r.reason}" for r in resolved.refusals)
-        for what, n in counts.items():
+        for resolved, _ in with_rows:  # merges and refusals write rows
+            outcomes["merged"] += len(resolved.merges)
+            outcomes.update(f"refused:{r.reason}" for r in resolved.refusals)
+        for what, n in outcomes.items():
             if n:
                 self.telemetry.identity.labels(what).inc(n)
