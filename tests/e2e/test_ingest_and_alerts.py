@@ -91,6 +91,10 @@ def test_http_ingest_and_webhooks(broker: EmbeddedBroker, tmp_path: Path) -> Non
                 "secret": "b4d",
                 "max_attempts": 2,
                 "backoff_initial_seconds": 0.05,
+                # its breaker opens after the third signal: a 30 s pause each time it
+                # fails again was most of this test's time (tests/sinks/test_webhooks.py
+                # times the breaker)
+                "breaker_reset_seconds": 1.0,
                 "kinds": ["about_to_defect"],
             },
         ]
