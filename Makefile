@@ -8,7 +8,7 @@ ENGINE := streams/customer_state.py streams/state.py streams/evaluate.py streams
           streams/attribution.py streams/wow.py streams/snapshot.py streams/scoring.py streams/params.py \
           streams/assessment.py streams/bgnbd.py streams/churn.py streams/engine.py streams/partitioner.py streams/records.py streams/rows.py \
           streams/identity.py streams/resolve.py \
-          schemas/validation.py
+          schemas/validation.py schemas/decoder.py
 
 .PHONY: install demo test test-fast lint check schemas bench bench-identity eval clean browser
 

@@ -43,10 +43,10 @@ from rich.table import Table
 from touchstream.generator import generate
 from touchstream.schemas import validate_touchpoint
 from touchstream.schemas.decoder import Touchpoint
-from touchstream.schemas.identifiers import IdentifierType, identity_key, pseudonym, type_of
+from touchstream.schemas.identifiers import IdentifierType, pseudonym
 from touchstream.streams.churn import RiskModel
 from touchstream.streams.engine import Engine, StepResult
-from touchstream.streams.identity import IdentityGraph, Merge, denied_keys
+from touchstream.streams.identity import IdentityGraph, Merge, denied_keys, identity_key, type_of
 from touchstream.streams.rules import Rules
 
 RESULTS = Path(__file__).parent / "results" / "identity"

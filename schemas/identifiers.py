@@ -87,26 +87,3 @@ def pseudonym(kind: IdentifierType, value: str, secret: bytes, name: str = "") -
 
 def is_pseudonym(value: str) -> bool:
     return _PSEUDONYM.match(value) is not None
-
-
-_EXTERNAL: Final = IdentifierType.external
-
-
-def identity_key(kind: IdentifierType, value: str, name: str = "") -> str:
-    """The one string an identifier is known by in the identity graph."""
-    if kind is _EXTERNAL:
-        return f"external:{name}:{value}"
-    return kind + ":" + value  # a StrEnum member is its value (`.value` costs ~0.3 µs)
-
-
-def value_of(key: str) -> str:
-    """The value of an identity key (its pseudonym, as the touchpoints carry it)."""
-    return key[len(type_of(key)) + 1 :]
-
-
-def type_of(key: str) -> str:
-    """The type of an identity key, `external:<name>` for external ids."""
-    kind, _, rest = key.partition(":")
-    if kind == IdentifierType.external.value:
-        return f"{kind}:{rest.partition(':')[0]}"
-    return kind

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 import orjson
 
-from touchstream.schemas.identifiers import value_of
 from touchstream.sinks.clickhouse import ClickHouse
+from touchstream.streams.identity import value_of
 
 # how each table finds a customer's rows (dead letters only have the raw payload)
 CUSTOMER_ROWS = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import orjson
@@ -32,8 +33,8 @@ from touchstream.schemas.control import (
     parse_marker,
 )
 from touchstream.schemas.decoder import Touchpoint, decode_within
-from touchstream.schemas.identifiers import IdentifierType, identity_key
-from touchstream.streams.identity import IdentityGraph, Merge, Refusal, Resolution
+from touchstream.schemas.identifiers import IdentifierType
+from touchstream.streams.identity import IdentityGraph, Merge, Refusal, Resolution, identity_key
 
 log = logging.getLogger("touchstream.identity")
 
@@ -147,6 +148,38 @@ def resolve_record(
         value = after_merges(waits_for, value)
     out.records.append(("touchpoints", customer.encode(), value))
     return out
+
+
+class Batch:
+    """What a batch of identify records asks for, built record by record (`resolve_into`)."""
+
+    def __init__(self, topic_of: dict[str, str], version_base: int) -> None:
+        self.topic_of = topic_of  # output name -> topic
+        self.version_base = version_base  # + offset: the version of a record's rows
+        self.outgoing: list[tuple[str, int | None, bytes | None, bytes | None]] = []
+        self.with_rows: list[tuple[Resolved, int]] = []  # most records write no row
+        self.outcomes: dict[str, int] = {}
+
+
+def resolve_into(
+    batch: Batch, graph: IdentityGraph, limits: InputLimits, messages: list[Any], done: int
+) -> None:
+    """Resolve `messages` (records of the identify topic) into `batch`, skipping those at or
+    below `done` (resolved, persisted and published before a crash). Compiled with the
+    engine: interpreted, the loop cost ~3,000 instructions a record (docs/performance.md)."""
+    topic_of, outgoing, outcomes = batch.topic_of, batch.outgoing, batch.outcomes
+    for message in messages:
+        offset: int = message.offset
+        if offset <= done:
+            continue
+        resolved = resolve_record(
+            graph, limits, message.key, message.value, message.topic, message.partition, offset
+        )
+        for name, key, value in resolved.records:
+            outgoing.append((topic_of[name], None, key, value))
+        outcomes[resolved.outcome] = outcomes.get(resolved.outcome, 0) + 1
+        if resolved.has_rows():
+            batch.with_rows.append((resolved, batch.version_base + offset))
 
 
 def forget_record(graph: IdentityGraph, request: tuple[str, datetime, tuple[str, ...]]) -> Resolved:

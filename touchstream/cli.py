@@ -729,10 +729,10 @@ def _identity_target(settings: Settings, who: str, kind: str | None, name: str) 
     from touchstream.schemas.identifiers import (
         IdentifierRefused,
         IdentifierType,
-        identity_key,
         normalise,
         pseudonym,
     )
+    from touchstream.streams.identity import identity_key
 
     if kind is None:
         return who

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from touchstream.schemas import InputLimits
 from touchstream.streams.identity import IdentityGraph
-from touchstream.streams.resolve import Resolved, resolve_record
+from touchstream.streams.resolve import Batch, Resolved, resolve_into
 from touchstream.streams.runtime.faust_api import store_dict
 from touchstream.streams.runtime.produce import BatchProducer, OutRecord, send_until_acked
 from touchstream.streams.runtime.tables import END_KEY, StagedTable
@@ -112,31 +112,12 @@ class Resolver:
 
     async def run_batch(self, messages: list[Any]) -> tuple[Coroutine[Any, Any, None], ...]:
         graph = await self._loaded()
-        topic_of, limits = self.topic_of, self.limits
-        outgoing: list[OutRecord] = []
-        with_rows: ResolvedBatch = []  # most records write no row: only these go to the store
-        outcomes: Counter[str] = Counter()
         done, base = graph.resolved_through, graph.version_base
-        for n, message in enumerate(messages):
-            if n and n % YIELD_EVERY == 0:
+        batch = Batch(self.topic_of, base)
+        for start in range(0, len(messages), YIELD_EVERY):
+            if start:
                 await asyncio.sleep(0)
-            if message.offset <= done:  # resolved, persisted and published before a crash
-                continue
-            resolved = resolve_record(
-                graph,
-                limits,
-                message.key,
-                message.value,
-                message.topic,
-                message.partition,
-                message.offset,
-            )
-            outgoing.extend(
-                [(topic_of[name], None, key, value) for name, key, value in resolved.records]
-            )
-            outcomes[resolved.outcome] += 1
-            if resolved.has_rows():
-                with_rows.append((resolved, base + message.offset))
+            resolve_into(batch, graph, self.limits, messages[start : start + YIELD_EVERY], done)
         if messages and messages[0].offset <= done:
             skipped = sum(1 for m in messages if m.offset <= done)
             log.info("%d records resolved before a restart skipped (through %d)", skipped, done)
@@ -148,9 +129,9 @@ class Resolver:
                 del self.table[name]
             else:
                 self.table[name] = value
-        self._count(outcomes, with_rows)
+        self._count(batch.outcomes, batch.with_rows)
         version = base + (messages[-1].offset if messages else 0)
-        publish = self.publish(outgoing, with_rows, changes, version)
+        publish = self.publish(batch.outgoing, batch.with_rows, changes, version)
         return publish, self.persist(self.table.take(self.end_marker))
 
     async def publish(
@@ -165,12 +146,13 @@ class Resolver:
     async def persist(self, changes: list[list[OutRecord]]) -> None:
         await send_until_acked(self.producer, *changes)
 
-    def _count(self, outcomes: Counter[str], with_rows: ResolvedBatch) -> None:
+    def _count(self, outcomes: dict[str, int], with_rows: ResolvedBatch) -> None:
         if self.telemetry is None:
             return
+        counts = Counter(outcomes)
         for resolved, _ in with_rows:  # merges and refusals write rows
-            outcomes["merged"] += len(resolved.merges)
-            outcomes.update(f"refused:{r.reason}" for r in resolved.refusals)
-        for what, n in outcomes.items():
+            counts["merged"] += len(resolved.merges)
+            counts.update(f"refused:{r.reason}" for r in resolved.refusals)
+        for what, n in counts.items():
             if n:
                 self.telemetry.identity.labels(what).inc(n)

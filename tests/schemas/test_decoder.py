@@ -4,7 +4,9 @@ msgspec accepts on its own pydantic accepts with the same values (schemas/decode
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from hypothesis import strategies as st
 from tests.factories import event_dict
 from touchstream.generator import generate
 from touchstream.publisher import encode
-from touchstream.schemas import TouchpointEvent, TouchpointRejected, parse_touchpoint
+from touchstream.schemas import TouchpointEvent, TouchpointRejected, decoder, parse_touchpoint
 from touchstream.schemas.decoder import _ENCODER, Touchpoint, _fast, decode_touchpoint
 from touchstream.schemas.touchpoint import DEFAULT_MAX_FUTURE_SKEW, EARLIEST_OCCURRED_AT
 
@@ -258,3 +260,30 @@ def test_the_structs_have_the_models_fields_in_their_order() -> None:
         fast, model = getattr(decoder, name), getattr(touchpoint, name)
         assert fast.__struct_fields__ == tuple(model.model_fields), name
     assert Touchpoint.__struct_fields__ == tuple(TouchpointEvent.model_fields)
+
+
+_spellings = st.text(
+    st.one_of(
+        st.sampled_from("aZ09_.:@/-\n é\t\x00ßK"),  # every class of the patterns, and others
+        st.characters(codec="utf-8"),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=2000)
+@given(_spellings)
+@example("a\n")
+@example("é")
+@example("K")  # the Kelvin sign: a letter to `str.isalnum`, not to the patterns
+def test_the_spelling_checks_are_the_models_patterns(text: str) -> None:
+    """The structs check lengths only; the decoder checks the patterns without `re`
+    (schemas/wire.py says why). Each check says what pydantic's pattern says."""
+    patterns = {
+        decoder._identifier: r"[A-Za-z0-9][A-Za-z0-9_.:@/\-]*",
+        decoder._slug: r"[a-z][a-z0-9_]*",
+        partial(decoder._only, allowed=decoder._ATTRIBUTE_KEY): r"[A-Za-z0-9_.\-]*",
+        partial(decoder._only, allowed=decoder._CURRENCY): r"[A-Z]*",
+    }
+    for check, pattern in patterns.items():
+        assert check(text) == (re.fullmatch(pattern, text) is not None), (pattern, text)

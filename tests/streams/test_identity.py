@@ -11,10 +11,8 @@ from touchstream.schemas import InputLimits
 from touchstream.schemas.identifiers import (
     IdentifierRefused,
     IdentifierType,
-    identity_key,
     normalise,
     pseudonym,
-    type_of,
 )
 from touchstream.streams.identity import (
     DENIED,
@@ -25,6 +23,8 @@ from touchstream.streams.identity import (
     WEAK_LINK,
     IdentityGraph,
     denied_keys,
+    identity_key,
+    type_of,
 )
 from touchstream.streams.rules import IdentityRules
 from touchstream.streams.runtime.resolver import Resolver

@@ -7,6 +7,8 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
+
 from tests.streams.test_resolve import LIMITS, identified
 from tests.streams.test_staged_table import Changelog
 from touchstream.streams.identity import IdentityGraph
@@ -77,3 +79,44 @@ def test_a_batch_publishes_in_order_stores_only_rows_and_counts_what_happened() 
     }
     assert counted == {"resolved": 4, "rejected": 1, "merged": 1}
     assert resolver.graph is not None and resolver.graph.resolved_through == 14
+
+
+def test_a_long_batch_keeps_its_order_and_a_redelivered_one_publishes_nothing() -> None:
+    """The loop resolves a batch in slices between turns of the event loop: the records
+    still go out in offset order. Delivered again after the graph persisted their offset
+    (a crash before the commit), they are skipped."""
+    table = SimpleNamespace(data={}, changelog_topic=Changelog(), key_serializer="raw")
+    producer = Producer()
+
+    async def store(batch: list[tuple[Resolved, int]], changes: Any, version: int) -> None:
+        pass
+
+    resolver = Resolver(
+        lambda: IdentityGraph(IdentityRules()),
+        LIMITS,
+        StagedTable(table, bytes, bytes),
+        producer,  # type: ignore[arg-type]
+        {"touchpoints": "tp", "identity": "id", "dead_letters": "dead"},
+        store,
+    )
+    messages = [
+        SimpleNamespace(
+            topic="identify",
+            partition=0,
+            offset=n,
+            key=None,
+            value=identified(n, n / 24, [("email", f"h1:{n % 7:032x}")]),
+        )
+        for n in range(120)
+    ]
+
+    async def run() -> list[Any]:
+        publish, persist = await resolver.run_batch(messages)
+        await publish
+        await persist
+        return producer.sent[0]
+
+    first = asyncio.run(run())
+    assert [orjson.loads(value)["event_id"] for *_, value in first] == [f"e{n}" for n in range(120)]
+    producer.sent.clear()
+    assert asyncio.run(run()) == []

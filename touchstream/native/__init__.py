@@ -57,6 +57,7 @@ MODULES = (  # the Makefile's ENGINE lists their sources
     "touchstream.streams.identity",
     "touchstream.streams.resolve",
     "touchstream.schemas.validation",
+    "touchstream.schemas.decoder",
 )
 
 log = logging.getLogger("touchstream.native")
