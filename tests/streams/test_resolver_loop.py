@@ -29,15 +29,10 @@ class Producer:
         self.sent.extend(groups)
 
 
-def test_a_batch_publishes_in_order_stores_only_rows_and_counts_what_happened() -> None:
+def resolver_of(producer: Producer, store: Any, telemetry: Telemetry | None = None) -> Resolver:
+    """A resolver over an in-memory graph table, publishing to `producer`."""
     table = SimpleNamespace(data={}, changelog_topic=Changelog(), key_serializer="raw")
-    producer, stored = Producer(), list[tuple[list[tuple[Resolved, int]], int]]()
-
-    async def store(batch: list[tuple[Resolved, int]], changes: Any, version: int) -> None:
-        stored.append((batch, version))
-
-    telemetry = Telemetry()
-    resolver = Resolver(
+    return Resolver(
         lambda: IdentityGraph(IdentityRules()),
         LIMITS,
         StagedTable(table, bytes, bytes),
@@ -46,6 +41,16 @@ def test_a_batch_publishes_in_order_stores_only_rows_and_counts_what_happened() 
         store,
         telemetry=telemetry,
     )
+
+
+def test_a_batch_publishes_in_order_stores_only_rows_and_counts_what_happened() -> None:
+    producer, stored = Producer(), list[tuple[list[tuple[Resolved, int]], int]]()
+
+    async def store(batch: list[tuple[Resolved, int]], changes: Any, version: int) -> None:
+        stored.append((batch, version))
+
+    telemetry = Telemetry()
+    resolver = resolver_of(producer, store, telemetry)
     values = [
         identified(1, 0, [EMAIL]),  # a new customer: identity map rows
         identified(2, 1, [EMAIL]),  # returning: nothing to store
@@ -85,20 +90,12 @@ def test_a_long_batch_keeps_its_order_and_a_redelivered_one_publishes_nothing() 
     """The loop resolves a batch in slices between turns of the event loop: the records
     still go out in offset order. Delivered again after the graph persisted their offset
     (a crash before the commit), they are skipped."""
-    table = SimpleNamespace(data={}, changelog_topic=Changelog(), key_serializer="raw")
     producer = Producer()
 
     async def store(batch: list[tuple[Resolved, int]], changes: Any, version: int) -> None:
         pass
 
-    resolver = Resolver(
-        lambda: IdentityGraph(IdentityRules()),
-        LIMITS,
-        StagedTable(table, bytes, bytes),
-        producer,  # type: ignore[arg-type]
-        {"touchpoints": "tp", "identity": "id", "dead_letters": "dead"},
-        store,
-    )
+    resolver = resolver_of(producer, store)
     messages = [
         SimpleNamespace(
             topic="identify",
