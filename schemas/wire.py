@@ -103,10 +103,7 @@ class Touchpoint(_Frozen, frozen=True, kw_only=True):
     site: _Identifier | None = None
     schema_version: Literal[1] = 1
     attributes: Annotated[
-        dict[
-            _AttributeKey, Annotated[str, Meta(max_length=MAX_ATTRIBUTE_TEXT)] | bool | int | float
-        ],
-        Meta(max_length=MAX_ATTRIBUTES),
+        dict[_AttributeKey, _AttributeValue], Meta(max_length=MAX_ATTRIBUTES)
     ] = {}
     identifiers: Annotated[list[CustomerIdentifier], Meta(max_length=MAX_IDENTIFIERS)] = []
 

@@ -254,7 +254,7 @@ def test_rejections_are_pydantics(change: dict[str, Any], kind: str) -> None:
 def test_the_structs_have_the_models_fields_in_their_order() -> None:
     """A field added to a wire model and not here would send every payload carrying it to
     the slow path, and the engine would never see it."""
-    from touchstream.schemas import decoder, touchpoint
+    from touchstream.schemas import touchpoint
 
     for name in ("Tolerance", "Expectation", "Rating", "Money"):
         fast, model = getattr(decoder, name), getattr(touchpoint, name)
@@ -267,6 +267,7 @@ _spellings = st.text(
         st.sampled_from("aZ09_.:@/-\n é\t\x00ßK"),  # every class of the patterns, and others
         st.characters(codec="utf-8"),
     ),
+    min_size=1,
     max_size=6,
 )
 
@@ -276,14 +277,31 @@ _spellings = st.text(
 @example("a\n")
 @example("é")
 @example("K")  # the Kelvin sign: a letter to `str.isalnum`, not to the patterns
+@example("EUR")
+@example("EUé")
 def test_the_spelling_checks_are_the_models_patterns(text: str) -> None:
     """The structs check lengths only; the decoder checks the patterns without `re`
-    (schemas/wire.py says why). Each check says what pydantic's pattern says."""
-    patterns = {
-        decoder._identifier: r"[A-Za-z0-9][A-Za-z0-9_.:@/\-]*",
-        decoder._slug: r"[a-z][a-z0-9_]*",
-        partial(decoder._only, allowed=decoder._ATTRIBUTE_KEY): r"[A-Za-z0-9_.\-]*",
-        partial(decoder._only, allowed=decoder._CURRENCY): r"[A-Z]*",
-    }
-    for check, pattern in patterns.items():
-        assert check(text) == (re.fullmatch(pattern, text) is not None), (pattern, text)
+    (schemas/wire.py says why). On a string of a length the model takes, each check says
+    what the model's own pattern says."""
+    from touchstream.schemas import touchpoint
+
+    def constraint(annotated: Any) -> Any:
+        return next(m for m in annotated.__metadata__ if getattr(m, "pattern", None))
+
+    currency = next(
+        m for m in touchpoint.Money.model_fields["currency"].metadata if getattr(m, "pattern", None)
+    )
+    checks = [
+        (decoder._identifier, constraint(touchpoint.Identifier)),
+        (decoder._slug, constraint(touchpoint.Slug)),
+        (
+            partial(decoder._only, allowed=decoder._ATTRIBUTE_KEY),
+            constraint(touchpoint.AttributeKey),
+        ),
+        (partial(decoder._only, allowed=decoder._CURRENCY), currency),
+    ]
+    for check, model in checks:
+        lengths = (model.min_length or 3, model.max_length or 3)  # the currency: 3 letters
+        if lengths[0] <= len(text) <= lengths[1]:
+            expected = re.fullmatch(model.pattern, text) is not None
+            assert check(text) == expected, (model.pattern, text)
